@@ -1,0 +1,59 @@
+"""What providers are asked for and what they hand back; nothing here is a secret
+except `WrappedHandover.wrapping_token`, the single-use, short-lived Vault
+response-wrapping token that is the only credential material allowed into
+workflow history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ProviderGrant(BaseModel):
+    """A provider's view of a grant: who gets what, for how long."""
+
+    model_config = ConfigDict(frozen=True)
+
+    grant_id: str
+    provider: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    principal: str
+    ttl_seconds: int = Field(ge=1)
+
+
+class IssuedCredential(BaseModel):
+    """The non-secret reference to what was issued (e.g. a Vault token accessor).
+
+    Also what `list_managed` returns, so reconciliation and clean-up speak the same type.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    provider: str
+    grant_id: str
+    reference: str
+    details: dict[str, Any] = Field(default_factory=dict)
+    expires_at: datetime | None = None
+
+
+class WrappedHandover(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    wrapping_token: str = Field(repr=False)
+    expires_at: datetime
+    unwrap_hint: str = "unwrap once with `vault unwrap` / `jitaccess credential GRANT_ID`"
+
+
+class IssueResult(BaseModel):
+    credential: IssuedCredential
+    handover: WrappedHandover | None = None
+    verified: bool
+    verification: str  # what the read-back saw, recorded as evidence
+
+
+class RevocationResult(BaseModel):
+    confirmed: bool
+    already_gone: bool = False
+    verification: str

@@ -1,0 +1,148 @@
+"""Append-only identity-event ledger on SQLAlchemy Core (SQLite by default, PostgreSQL in production).
+
+Writes are idempotent on `event_id`: an activity retried after a crash stores
+nothing twice. The `grants` table is a projection for listing, updated only
+forward (by event seq) so a late, stale write never rolls a grant's state back.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from sqlalchemy import (
+    Column, Integer, MetaData, String, Table, Text, UniqueConstraint, create_engine, event, select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+
+from jitaccess.domain.events import ChainVerification, IdentityEvent, verify_chain
+from jitaccess.domain.principals import Actor
+
+metadata = MetaData()
+
+identity_events = Table(
+    "identity_events", metadata,
+    Column("event_id", String(200), primary_key=True),
+    Column("grant_id", String(160), nullable=False, index=True),
+    Column("seq", Integer, nullable=False),
+    Column("type", String(80), nullable=False, index=True),
+    Column("at", String(40), nullable=False),
+    Column("actor_id", String(200), nullable=False),
+    Column("actor_kind", String(20), nullable=False),
+    Column("actor_role", String(20), nullable=False),
+    Column("data", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    UniqueConstraint("grant_id", "seq", name="uq_identity_events_grant_seq"),
+)
+
+grants = Table(
+    "grants", metadata,
+    Column("grant_id", String(160), primary_key=True),
+    Column("state", String(40), nullable=False, index=True),
+    Column("entitlement", String(80), nullable=False),
+    Column("requester", String(200), nullable=False, index=True),
+    Column("provider", String(40)),
+    Column("expires_at", String(40)),
+    Column("seq", Integer, nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("updated_at", String(40), nullable=False),
+)
+
+
+def _row(ev: IdentityEvent) -> dict:
+    return {
+        "event_id": ev.event_id, "grant_id": ev.grant_id, "seq": ev.seq, "type": ev.type, "at": ev.at,
+        "actor_id": ev.actor.id, "actor_kind": ev.actor.kind.value, "actor_role": ev.actor.role.value,
+        "data": json.dumps(ev.data, sort_keys=True), "prev_hash": ev.prev_hash, "hash": ev.hash,
+    }
+
+
+def _event(r) -> IdentityEvent:
+    return IdentityEvent(
+        event_id=r.event_id, grant_id=r.grant_id, seq=r.seq, type=r.type, at=r.at,
+        actor=Actor(id=r.actor_id, kind=r.actor_kind, role=r.actor_role),
+        data=json.loads(r.data), prev_hash=r.prev_hash, hash=r.hash,
+    )
+
+
+class Ledger:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_engine(url, pool_pre_ping=True, future=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(self.engine.dialect.name)
+        if self._insert is None:
+            raise ValueError(f"ledger supports sqlite and postgresql URLs, not {self.engine.dialect.name}")
+        metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def append(self, events: Iterable[IdentityEvent], summary: dict | None = None) -> int:
+        """Store events (idempotent on event_id) and move the grant's summary forward. Returns rows inserted."""
+        rows = [_row(e) for e in events]
+        inserted = 0
+        with self.engine.begin() as conn:
+            if rows:
+                res = conn.execute(self._insert(identity_events).values(rows).on_conflict_do_nothing(index_elements=["event_id"]))
+                inserted = max(res.rowcount or 0, 0)
+            if summary:
+                at = rows[-1]["at"] if rows else summary.get("updated_at", "")
+                values = {**summary, "created_at": rows[0]["at"] if rows and rows[0]["seq"] == 1 else at, "updated_at": at}
+                stmt = self._insert(grants).values(values)
+                update = {k: stmt.excluded[k] for k in ("state", "provider", "expires_at", "seq", "updated_at")}
+                conn.execute(stmt.on_conflict_do_update(index_elements=["grant_id"], set_=update, where=grants.c.seq <= stmt.excluded.seq))
+        return inserted
+
+    def events(self, grant_id: str) -> list[IdentityEvent]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(identity_events).where(identity_events.c.grant_id == grant_id).order_by(identity_events.c.seq))
+            return [_event(r) for r in rows]
+
+    def events_after(self, cursor: str = "", limit: int = 500) -> list[IdentityEvent]:
+        """Events in insertion-agnostic (at, event_id) order after a cursor — for tailing."""
+        with self.engine.connect() as conn:
+            q = select(identity_events).order_by(identity_events.c.at, identity_events.c.event_id).limit(limit)
+            if cursor:
+                at, eid = cursor.split("|", 1)
+                q = q.where((identity_events.c.at > at) | ((identity_events.c.at == at) & (identity_events.c.event_id > eid)))
+            return [_event(r) for r in conn.execute(q)]
+
+    def grant_ids(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(select(identity_events.c.grant_id).distinct().order_by(identity_events.c.grant_id))]
+
+    def grants(self, state: str | None = None, requester: str | None = None, limit: int = 500) -> list[dict]:
+        q = select(grants).order_by(grants.c.created_at.desc()).limit(limit)
+        if state:
+            q = q.where(grants.c.state == state)
+        if requester:
+            q = q.where(grants.c.requester == requester)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def grant(self, grant_id: str) -> dict | None:
+        with self.engine.connect() as conn:
+            r = conn.execute(select(grants).where(grants.c.grant_id == grant_id)).first()
+            return dict(r._mapping) if r else None
+
+    def verify(self, grant_id: str) -> ChainVerification:
+        return verify_chain(grant_id, self.events(grant_id))
+
+    def verify_all(self) -> Iterator[ChainVerification]:
+        for gid in self.grant_ids():
+            yield self.verify(gid)
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()

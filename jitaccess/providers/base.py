@@ -1,0 +1,62 @@
+"""The Provider port: issue, read back, revoke, read back, list what it manages."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Protocol
+
+from jitaccess.domain.credentials import IssuedCredential, ProviderGrant, WrappedHandover
+
+
+class ProviderError(Exception):
+    """A provider call failed. `retryable=False` means retrying cannot help (bad config, bad params)."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class Provider(Protocol):
+    name: str
+
+    def issue(
+        self, grant: ProviderGrant, *, wrap_ttl: timedelta, first_attempt: bool = True
+    ) -> tuple[IssuedCredential, WrappedHandover | None]:
+        """Create the access. Idempotent on grant_id: when `first_attempt` is False a
+        previous attempt may have created something, and the provider must not leave two."""
+        ...
+
+    def verify_active(self, cred: IssuedCredential) -> tuple[bool, str]:
+        """Read the target back: does the access exist as issued? (ok, what was seen)"""
+        ...
+
+    def revoke(self, cred: IssuedCredential) -> bool:
+        """Remove the access; idempotent. Returns False when it was already gone."""
+        ...
+
+    def verify_revoked(self, cred: IssuedCredential) -> tuple[bool, str]:
+        """Read the target back: is the access gone? (gone, what was seen)"""
+        ...
+
+    def list_managed(self, grant_id: str | None = None) -> list[IssuedCredential]:
+        """Everything at the target tagged with a grant ID (optionally just one grant's)."""
+        ...
+
+
+class ProviderRegistry:
+    """Provider type name -> implementation, built once by the worker bootstrap."""
+
+    def __init__(self, providers: dict[str, Provider]) -> None:
+        self._providers = dict(providers)
+
+    def get(self, name: str) -> Provider:
+        try:
+            return self._providers[name]
+        except KeyError:
+            raise ProviderError(
+                f"no provider {name!r} is configured on this worker; configured: {', '.join(sorted(self._providers)) or 'none'}",
+                retryable=False,
+            ) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._providers)

@@ -1,0 +1,171 @@
+"""Vault/OpenBao tokens carrying an entitlement's policies, handed over response-wrapped.
+
+Revocation uses the wrapped token's accessor (revoke-accessor) and is confirmed
+by lookup-accessor failing. The token's TTL and explicit max TTL equal the
+grant's remaining time: a backstop that ends access even if the pipeline is dead.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+
+import hvac
+import requests
+from hvac import exceptions as hv
+
+from jitaccess.domain.credentials import IssuedCredential, ProviderGrant, WrappedHandover
+from jitaccess.providers.base import ProviderError
+
+MANAGED_BY = "jitaccess"
+
+
+def _gone(e: Exception) -> bool:
+    # lookup/revoke of an unknown accessor answers 400 "invalid accessor" (InvalidRequest)
+    return isinstance(e, hv.InvalidRequest) and "invalid accessor" in str(e).lower() or isinstance(e, hv.InvalidPath)
+
+
+def translate(e: Exception, action: str) -> ProviderError:
+    """hvac/requests failure -> ProviderError; permission/config problems are not retryable."""
+    if isinstance(e, (hv.Forbidden, hv.Unauthorized)):
+        return ProviderError(f"vault refused to {action}: permission denied ({e.__class__.__name__})", retryable=False)
+    if isinstance(e, hv.InvalidRequest):
+        return ProviderError(f"vault rejected the request to {action}: {e}", retryable=False)
+    if isinstance(e, requests.exceptions.RequestException):
+        return ProviderError(f"vault unreachable while trying to {action}: {e.__class__.__name__}")
+    return ProviderError(f"vault error while trying to {action}: {e.__class__.__name__}: {e}")
+
+
+class VaultClients:
+    """One hvac client per thread (activities run in a thread pool)."""
+
+    def __init__(self, addr: str, token: str, timeout: float = 10) -> None:
+        self.addr, self._token, self._timeout = addr, token, timeout
+        self._local = threading.local()
+
+    def get(self) -> hvac.Client:
+        c = getattr(self._local, "client", None)
+        if c is None:
+            c = self._local.client = hvac.Client(url=self.addr, token=self._token, timeout=self._timeout)
+        return c
+
+
+class VaultTokenProvider:
+    name = "vault_token"
+
+    def __init__(self, clients: VaultClients) -> None:
+        self._clients = clients
+
+    @property
+    def _vault(self) -> hvac.Client:
+        return self._clients.get()
+
+    @staticmethod
+    def _policies(grant: ProviderGrant) -> list[str]:
+        policies = grant.params.get("policies")
+        if not isinstance(policies, list) or not policies or not all(isinstance(p, str) for p in policies):
+            raise ProviderError(f"vault_token needs params.policies as a non-empty list of names, got {policies!r}", retryable=False)
+        return sorted(policies)
+
+    def issue(
+        self, grant: ProviderGrant, *, wrap_ttl: timedelta, first_attempt: bool = True
+    ) -> tuple[IssuedCredential, WrappedHandover]:
+        policies = self._policies(grant)
+        if not first_attempt:
+            # an earlier attempt may have created a token whose reply we never saw: remove it
+            for stale in self.list_managed(grant.grant_id):
+                self.revoke(stale)
+        ttl = f"{grant.ttl_seconds}s"
+        now = datetime.now(timezone.utc)
+        try:
+            resp = self._vault.auth.token.create(
+                policies=policies,
+                no_default_policy=True,
+                renewable=False,
+                ttl=ttl,
+                explicit_max_ttl=ttl,
+                meta={"grant_id": grant.grant_id, "requester": grant.principal, "managed_by": MANAGED_BY},
+                display_name=f"jit-{grant.principal}",
+                wrap_ttl=f"{int(wrap_ttl.total_seconds())}s",
+            )
+        except Exception as e:
+            raise translate(e, "create the token") from e
+        wrap = resp["wrap_info"]
+        cred = IssuedCredential(
+            provider=self.name,
+            grant_id=grant.grant_id,
+            reference=wrap["wrapped_accessor"],
+            details={"policies": policies, "ttl_seconds": grant.ttl_seconds, "kind": "vault token accessor"},
+            expires_at=now + timedelta(seconds=grant.ttl_seconds),
+        )
+        handover = WrappedHandover(wrapping_token=wrap["token"], expires_at=now + timedelta(seconds=int(wrap["ttl"])))
+        return cred, handover
+
+    def _lookup(self, accessor: str) -> dict | None:
+        try:
+            return self._vault.auth.token.lookup_accessor(accessor)["data"]
+        except Exception as e:
+            if _gone(e):
+                return None
+            raise translate(e, "look up the token accessor") from e
+
+    def verify_active(self, cred: IssuedCredential) -> tuple[bool, str]:
+        data = self._lookup(cred.reference)
+        if data is None:
+            return False, "lookup-accessor: invalid accessor (token does not exist)"
+        policies = sorted(p for p in data.get("policies") or [] if p != "default")
+        meta = data.get("meta") or {}
+        if meta.get("grant_id") != cred.grant_id:
+            return False, f"token meta grant_id is {meta.get('grant_id')!r}, expected {cred.grant_id}"
+        if policies != sorted(cred.details.get("policies", [])):
+            return False, f"token policies {policies} differ from the entitlement's {cred.details.get('policies')}"
+        return True, f"lookup-accessor: token live, policies={policies}, ttl={data.get('ttl')}s, grant_id matches"
+
+    def revoke(self, cred: IssuedCredential) -> bool:
+        # revoke-accessor answers 204 for an unknown accessor too: look first, so
+        # "already gone" (removed by hand, TTL backstop) is told apart from "we removed it"
+        if self._lookup(cred.reference) is None:
+            return False
+        try:
+            self._vault.auth.token.revoke_accessor(cred.reference)
+            return True
+        except Exception as e:
+            if _gone(e):
+                return False
+            raise translate(e, "revoke the token accessor") from e
+
+    def verify_revoked(self, cred: IssuedCredential) -> tuple[bool, str]:
+        data = self._lookup(cred.reference)
+        if data is None:
+            return True, "lookup-accessor: invalid accessor (token no longer exists)"
+        return False, f"lookup-accessor: token still live (ttl={data.get('ttl')}s)"
+
+    def list_managed(self, grant_id: str | None = None) -> list[IssuedCredential]:
+        try:
+            accessors = self._vault.adapter.list("/v1/auth/token/accessors")["data"]["keys"]
+        except Exception as e:
+            if isinstance(e, hv.InvalidPath):
+                return []
+            raise translate(e, "list token accessors") from e
+        found = []
+        for acc in accessors:
+            data = self._lookup(acc)
+            meta = (data or {}).get("meta") or {}
+            if meta.get("managed_by") != MANAGED_BY or (grant_id and meta.get("grant_id") != grant_id):
+                continue
+            policies = sorted(p for p in data.get("policies") or [] if p != "default")
+            found.append(
+                IssuedCredential(
+                    provider=self.name, grant_id=meta.get("grant_id", ""), reference=acc,
+                    details={"policies": policies, "requester": meta.get("requester"), "kind": "vault token accessor"},
+                )
+            )
+        return found
+
+
+def seed_dev_vault(addr: str, root_token: str, policies: dict[str, str]) -> None:
+    """Dev stack: write the catalogue's ACL policies and a little KV data to read."""
+    c = hvac.Client(url=addr, token=root_token)
+    for name, body in policies.items():
+        c.sys.create_or_update_acl_policy(name=name, policy=body)
+    c.secrets.kv.v2.create_or_update_secret(path="platform/demo", secret={"greeting": "hello from jitaccess"}, mount_point="secret")

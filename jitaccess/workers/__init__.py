@@ -1,0 +1,1 @@
+"""Worker process wiring: the one place that builds adapters."""

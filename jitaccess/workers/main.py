@@ -1,0 +1,32 @@
+"""`python -m jitaccess.workers.main` / `jitaccess worker`: run one grant worker until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+from jitaccess.config import Settings
+from jitaccess.workers.common import build_worker, configure_logging, connect
+
+
+async def run_worker(settings: Settings) -> None:
+    client = await connect(settings)
+    worker, ledger = build_worker(client, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with worker:
+        await stop.wait()
+    ledger.close()
+
+
+def main() -> None:
+    configure_logging()
+    asyncio.run(run_worker(Settings()))
+    os._exit(0)  # sdk-python #300: avoid a crash at interpreter exit
+
+
+if __name__ == "__main__":
+    main()
