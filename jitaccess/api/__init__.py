@@ -1,0 +1,5 @@
+"""FastAPI app: authentication, authorisation, routes -> Temporal client."""
+
+from jitaccess.api.app import create_app
+
+__all__ = ["create_app"]

@@ -1,0 +1,244 @@
+"""The HTTP API. Every call is authenticated; decisions go to the grant's workflow
+as updates, whose validators answer with the rule that refused them."""
+
+
+import hmac
+import uuid
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+from ulid import ULID
+
+from jitaccess.api import errors
+from jitaccess.api.errors import ApiError
+from jitaccess.api.models import CommentBody, GrantRequestBody, ReasonBody
+from jitaccess.config import Settings, load_catalogue, load_users
+from jitaccess.domain import contracts as c
+from jitaccess.domain.grant import ActionInput, Grant, GrantInput
+from jitaccess.domain.policy import AccessRequest, evaluate
+from jitaccess.domain.principals import Principal
+from jitaccess.domain.states import GrantState
+from jitaccess.ledger import Ledger
+from jitaccess.workers.common import connect
+from jitaccess.workflows.grant import GrantWorkflow
+
+REQUEST_ID_NAMESPACE = uuid.UUID("6f1c7a52-3f0e-4a8e-9a55-0d1f3c2b9e11")
+REFUSAL_STATUS = {"forbidden": 403, "conflict": 409, "gone": 410}
+bearer = HTTPBearer(auto_error=False)
+
+
+def grant_id_for(requester: str, request_id: str | None) -> str:
+    """With a request_id the grant ID is derived from it (per requester), so a retry lands on the same workflow."""
+    if request_id:
+        return f"grant-{uuid.uuid5(REQUEST_ID_NAMESPACE, f'{requester}:{request_id}')}"
+    return f"grant-{str(ULID()).lower()}"
+
+
+def grant_view(g: Grant) -> dict[str, Any]:
+    view = g.model_dump(mode="json", exclude={"decision", "admin_groups"})
+    d = g.decision
+    view["decision"] = {
+        "outcome": d.outcome.value, "rule": d.rule, "policy_version": d.policy_version,
+        "reason_codes": list(d.reason_codes), "messages": list(d.messages),
+        "approver_groups": list(d.approver_groups), "min_approvals": d.min_approvals,
+    }
+    view["approvals_required"] = g.approvals_required
+    return view
+
+
+def create_app(settings: Settings | None = None, client: Client | None = None) -> FastAPI:
+    settings = settings or Settings()
+    catalogue = load_catalogue(settings.catalogue_file)
+    users = load_users(settings.users_file)
+    tokens = {u.token.get_secret_value(): name for name, u in users.items()}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.client = client or await connect(settings)
+        app.state.ledger = Ledger(settings.ledger_url)
+        yield
+        app.state.ledger.close()
+
+    app = FastAPI(
+        title="jitaccess",
+        version="0.1.0",
+        description="Just-in-time access: request, approve, issue, expire, and prove revocation.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+
+    # -- authentication ---------------------------------------------------------------
+    def principal(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
+        if creds is None:
+            raise ApiError(401, "unauthenticated", "missing bearer token: send 'Authorization: Bearer <token>'")
+        presented = creds.credentials.encode()
+        for token, name in tokens.items():
+            if hmac.compare_digest(token.encode(), presented):
+                return users[name].principal(name)
+        raise ApiError(401, "unauthenticated", "bearer token not recognised")
+
+    Me = Annotated[Principal, Depends(principal)]
+
+    def tc(request: Request) -> Client:
+        return request.app.state.client
+
+    def ledger(request: Request) -> Ledger:
+        return request.app.state.ledger
+
+    async def status_of(handle: WorkflowHandle) -> Grant:
+        try:
+            return await handle.query(GrantWorkflow.status)
+        except RPCError as e:
+            if e.status == RPCStatusCode.NOT_FOUND:
+                raise ApiError(404, "not_found", f"no grant {handle.id}") from None
+            raise
+
+    async def update(request: Request, grant_id: str, method, actor: Principal, comment: str) -> Any:
+        handle = tc(request).get_workflow_handle(grant_id)
+        try:
+            return await handle.execute_update(method, ActionInput(actor=actor, comment=comment))
+        except WorkflowUpdateFailedError as e:
+            cause = e.cause
+            if isinstance(cause, ApplicationError) and cause.type == c.REFUSAL:
+                kind, rule = (list(cause.details) + ["conflict", "refused"])[:2]
+                raise ApiError(REFUSAL_STATUS.get(kind, 409), rule, cause.message, grant_id=grant_id) from None
+            raise ApiError(409, "update_failed", f"grant {grant_id}: {cause or e}") from None
+        except RPCError as e:
+            if e.status != RPCStatusCode.NOT_FOUND:
+                raise
+            # either no such grant, or its workflow has ended: say which, with the final state
+            g = await status_of(handle)
+            raise ApiError(
+                409, "wrong_state", f"grant {grant_id} has ended ({g.state.value}); no further decisions are possible",
+                state=g.state.value, grant_id=grant_id,
+            ) from None
+
+    # -- routes -------------------------------------------------------------------------
+    @app.get("/healthz", tags=["ops"])
+    async def healthz(request: Request) -> dict[str, Any]:
+        return {"status": "ok", "policy_version": catalogue.version, "task_queue": settings.task_queue}
+
+    @app.get("/v1/catalog", tags=["catalogue"])
+    async def catalog(me: Me) -> dict[str, Any]:
+        return {
+            "policy_version": catalogue.version,
+            "entitlements": [
+                {**e.model_dump(mode="json"), "you_may_request": me.in_any(e.requester_groups)} for e in catalogue.entitlements
+            ],
+        }
+
+    @app.post("/v1/grants", status_code=202, tags=["grants"])
+    async def request_grant(body: GrantRequestBody, me: Me, request: Request, response: Response) -> dict[str, Any]:
+        req = AccessRequest(**body.model_dump())
+        decision = evaluate(catalogue, me, req)
+        if decision.is_input_error:
+            raise ApiError(
+                422, "invalid_request", "; ".join(decision.messages),
+                reason_codes=[r.value for r in decision.reason_codes], valid_entitlements=catalogue.ids,
+            )
+        grant_id = grant_id_for(me.id, body.request_id)
+        inp = GrantInput(
+            grant_id=grant_id, requester=me, request=req, decision=decision, admin_groups=settings.admin_groups,
+            options=c.GrantOptions(
+                issue_timeout=settings.issue_timeout,
+                revocation_backoff_cap=settings.revocation_backoff_cap,
+                revocation_failing_after=settings.revocation_failing_after,
+            ),
+        )
+        client = tc(request)
+        try:
+            handle = await client.start_workflow(
+                GrantWorkflow.run, inp, id=grant_id, task_queue=settings.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            )
+        except WorkflowAlreadyStartedError:  # same request_id, grant already ended
+            handle = client.get_workflow_handle(grant_id)
+        g = await status_of(handle)
+        if body.request_id and (g.entitlement, g.reason, g.duration_seconds) != (
+            req.entitlement, req.reason, int(decision.duration.total_seconds())
+        ):
+            raise ApiError(
+                409, "request_id_reused",
+                f"request_id {body.request_id!r} was already used for a different request (grant {grant_id}); use a new request_id",
+                grant_id=grant_id,
+            )
+        if g.state is GrantState.denied and g.decided_by is None:
+            raise ApiError(
+                403, "policy_denied", "; ".join(decision.messages), grant_id=grant_id,
+                reason_codes=[r.value for r in g.decision.reason_codes],
+            )
+        response.headers["Location"] = f"/v1/grants/{grant_id}"
+        return {"grant_id": grant_id, "state": g.state.value, "grant": grant_view(g)}
+
+    @app.get("/v1/grants", tags=["grants"])
+    async def list_grants(
+        me: Me, request: Request,
+        state: Annotated[GrantState | None, Query()] = None,
+        requester: Annotated[str | None, Query(max_length=200)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    ) -> dict[str, Any]:
+        rows = ledger(request).grants(state=state.value if state else None, requester=requester, limit=limit)
+        return {"grants": rows, "count": len(rows)}
+
+    @app.get("/v1/grants/{grant_id}", tags=["grants"])
+    async def get_grant(grant_id: str, me: Me, request: Request) -> dict[str, Any]:
+        return grant_view(await status_of(tc(request).get_workflow_handle(grant_id)))
+
+    @app.post("/v1/grants/{grant_id}/approve", tags=["decisions"])
+    async def approve(grant_id: str, me: Me, request: Request, body: CommentBody | None = None) -> dict[str, Any]:
+        g = await update(request, grant_id, GrantWorkflow.approve, me, (body or CommentBody()).comment)
+        return grant_view(g)
+
+    @app.post("/v1/grants/{grant_id}/deny", tags=["decisions"])
+    async def deny(grant_id: str, body: ReasonBody, me: Me, request: Request) -> dict[str, Any]:
+        return grant_view(await update(request, grant_id, GrantWorkflow.deny, me, body.reason))
+
+    @app.post("/v1/grants/{grant_id}/revoke", tags=["decisions"])
+    async def revoke(grant_id: str, body: ReasonBody, me: Me, request: Request) -> dict[str, Any]:
+        return grant_view(await update(request, grant_id, GrantWorkflow.revoke, me, body.reason))
+
+    @app.get("/v1/grants/{grant_id}/credential", tags=["grants"])
+    async def credential(grant_id: str, me: Me, request: Request, response: Response) -> dict[str, Any]:
+        h = await update(request, grant_id, GrantWorkflow.claim_credential, me, "")
+        response.headers["Cache-Control"] = "no-store"
+        return {
+            "grant_id": grant_id,
+            "wrapping_token": h.wrapping_token,
+            "expires_at": h.expires_at.isoformat(),
+            "vault_addr": settings.vault_addr,
+            "how": "single use: unwrap it yourself (`vault unwrap` / `bao unwrap` / `jitaccess credential`)",
+        }
+
+    @app.get("/v1/grants/{grant_id}/events", tags=["evidence"])
+    async def events(grant_id: str, me: Me, request: Request) -> dict[str, Any]:
+        evs = ledger(request).events(grant_id)
+        if not evs:
+            await status_of(tc(request).get_workflow_handle(grant_id))  # 404 if no such grant
+        return {"grant_id": grant_id, "events": [e.model_dump(mode="json") for e in evs]}
+
+    @app.get("/v1/grants/{grant_id}/evidence", tags=["evidence"])
+    async def evidence(grant_id: str, me: Me, request: Request) -> dict[str, Any]:
+        lg = ledger(request)
+        evs = lg.events(grant_id)
+        if not evs:
+            raise ApiError(404, "not_found", f"no evidence recorded for {grant_id}")
+        return {
+            "grant_id": grant_id,
+            "verification": lg.verify(grant_id).model_dump(mode="json"),
+            "events": [e.model_dump(mode="json") for e in evs],
+        }
+
+    @app.get("/v1/evidence/verify", tags=["evidence"])
+    async def verify_all(me: Me, request: Request) -> dict[str, Any]:
+        results = [v.model_dump(mode="json") for v in ledger(request).verify_all()]
+        broken = [r for r in results if not r["ok"]]
+        return {"ok": not broken, "grants": len(results), "broken": broken, "results": results}
+
+    return app
