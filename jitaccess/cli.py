@@ -1,0 +1,280 @@
+"""The `jitaccess` CLI: a client of the HTTP API, plus `dev up`, `worker` and `api` to run the pieces.
+
+Where it finds the API and a token: --api / JITACCESS_API and JITACCESS_TOKEN,
+else .jitaccess/dev.json written by `jitaccess dev up` (with --as USER).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Just-in-time access: request, approve, fetch, revoke, and prove it.", no_args_is_help=True)
+dev_app = typer.Typer(help="The embedded development stack.", no_args_is_help=True)
+evidence_app = typer.Typer(help="Evidence: verify the identity-event hash chains.", no_args_is_help=True)
+app.add_typer(dev_app, name="dev")
+app.add_typer(evidence_app, name="evidence")
+console = Console()
+err = Console(stderr=True)
+
+DEV_DIR = Path(os.environ.get("JITACCESS_DEV_DIR", ".jitaccess"))
+
+
+class Ctx:
+    user: Optional[str] = None
+    api: Optional[str] = None
+    json: bool = False
+
+
+ctx = Ctx()
+
+
+@app.callback()
+def main(
+    as_user: Optional[str] = typer.Option(None, "--as", help="act as this dev user (token from .jitaccess/dev.json)"),
+    api: Optional[str] = typer.Option(None, "--api", envvar="JITACCESS_API", help="API base URL"),
+    as_json: bool = typer.Option(False, "--json", help="print raw JSON"),
+) -> None:
+    ctx.user, ctx.api, ctx.json = as_user, api, as_json
+
+
+def _dev() -> dict[str, Any]:
+    path = DEV_DIR / "dev.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+def _client() -> httpx.Client:
+    dev = _dev()
+    base = ctx.api or dev.get("api_url")
+    if not base:
+        raise _fail("no API: pass --api URL, set JITACCESS_API, or run `jitaccess dev up` in this directory")
+    if ctx.user:
+        token = dev.get("users", {}).get(ctx.user)
+        if not token:
+            known = ", ".join(dev.get("users", {})) or "none (no .jitaccess/dev.json)"
+            raise _fail(f"unknown dev user {ctx.user!r}; known: {known}")
+    else:
+        token = os.environ.get("JITACCESS_TOKEN")
+        if not token:
+            raise _fail("no credentials: pass --as USER (dev stack) or set JITACCESS_TOKEN")
+    return httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+
+def _call(method: str, path: str, **kw: Any) -> dict[str, Any]:
+    with _client() as c:
+        try:
+            r = c.request(method, path, **kw)
+        except httpx.HTTPError as e:
+            raise _fail(f"cannot reach the API at {c.base_url}: {e.__class__.__name__}") from None
+    try:
+        body = r.json()
+    except ValueError:
+        body = {"message": r.text}
+    if r.status_code >= 400:
+        raise _fail(f"{r.status_code} {body.get('error', '')}: {body.get('message', r.text)}", 2 if r.status_code < 500 else 1)
+    return body
+
+
+def _show_grant(g: dict[str, Any]) -> None:
+    if ctx.json:
+        console.print_json(data=g)
+        return
+    t = Table(show_header=False, box=None)
+    for key in ("grant_id", "state", "entitlement", "provider", "reason", "ticket", "duration_seconds",
+                "expires_at", "end_reason", "decided_by", "credential_delivered", "events", "last_hash"):
+        if g.get(key) not in (None, ""):
+            t.add_row(f"[bold]{key}[/bold]", str(g[key]))
+    t.add_row("[bold]requester[/bold]", g["requester"]["id"])
+    d = g.get("decision", {})
+    t.add_row("[bold]decision[/bold]", f"{d.get('outcome')} by {d.get('rule')} ({d.get('policy_version')})")
+    if d.get("reason_codes"):
+        t.add_row("[bold]reason codes[/bold]", ", ".join(d["reason_codes"]))
+    if g.get("approvals_required"):
+        votes = ", ".join(v["approver"] for v in g.get("approvals", [])) or "none yet"
+        t.add_row("[bold]approvals[/bold]", f"{len(g.get('approvals', []))}/{g['approvals_required']}: {votes}")
+    if g.get("credential"):
+        t.add_row("[bold]credential ref[/bold]", f"{g['credential']['reference']} {g['credential'].get('details', {})}")
+    console.print(t)
+
+
+@app.command()
+def request(
+    entitlement: str,
+    duration: Optional[str] = typer.Option(None, help="ISO 8601 (PT15M) or seconds; default from the catalogue"),
+    reason: str = typer.Option("", help="why you need it (required by most entitlements)"),
+    ticket: Optional[str] = typer.Option(None, help="change/incident ticket reference"),
+    request_id: Optional[str] = typer.Option(None, help="idempotency key: resubmitting returns the same grant"),
+) -> None:
+    """Ask for an entitlement from the catalogue."""
+    body: dict[str, Any] = {"entitlement": entitlement, "reason": reason}
+    if duration is not None:
+        body["duration"] = int(duration) if duration.isdigit() else duration
+    if ticket:
+        body["ticket"] = ticket
+    if request_id:
+        body["request_id"] = request_id
+    r = _call("POST", "/v1/grants", json=body)
+    if ctx.json:
+        console.print_json(data=r)
+    else:
+        console.print(f"[bold]{r['grant_id']}[/bold] {r['state']}")
+
+
+@app.command()
+def approve(grant_id: str, comment: str = typer.Option("", help="note recorded with your approval")) -> None:
+    """Approve a pending grant (you must be one of its approvers, and not its requester)."""
+    _show_grant(_call("POST", f"/v1/grants/{grant_id}/approve", json={"comment": comment}))
+
+
+@app.command()
+def deny(grant_id: str, reason: str = typer.Option(..., help="why; recorded on the evidence chain")) -> None:
+    """Deny a pending grant."""
+    _show_grant(_call("POST", f"/v1/grants/{grant_id}/deny", json={"reason": reason}))
+
+
+@app.command()
+def revoke(grant_id: str, reason: str = typer.Option(..., help="why; recorded on the evidence chain")) -> None:
+    """End a grant now (requester, its approvers or admins); revocation is confirmed by read-back."""
+    _show_grant(_call("POST", f"/v1/grants/{grant_id}/revoke", json={"reason": reason}))
+
+
+@app.command()
+def status(grant_id: str) -> None:
+    """Show one grant."""
+    _show_grant(_call("GET", f"/v1/grants/{grant_id}"))
+
+
+@app.command("list")
+def list_grants(
+    state: Optional[str] = typer.Option(None, help="only grants in this state"),
+    requester: Optional[str] = typer.Option(None, help="only grants of this requester"),
+) -> None:
+    """List grants."""
+    params = {k: v for k, v in {"state": state, "requester": requester}.items() if v}
+    rows = _call("GET", "/v1/grants", params=params)["grants"]
+    if ctx.json:
+        console.print_json(data=rows)
+        return
+    t = Table("grant", "state", "entitlement", "requester", "expires_at")
+    for r in rows:
+        t.add_row(r["grant_id"], r["state"], r["entitlement"], r["requester"], r.get("expires_at") or "")
+    console.print(t)
+
+
+@app.command()
+def credential(grant_id: str, vault_addr: Optional[str] = typer.Option(None, envvar="VAULT_ADDR")) -> None:
+    """Fetch your grant's single-use wrapping token and unwrap it against Vault yourself; prints the token."""
+    import hvac
+
+    r = _call("GET", f"/v1/grants/{grant_id}/credential")
+    addr = vault_addr or _dev().get("vault_addr") or r.get("vault_addr")
+    try:
+        unwrapped = hvac.Client(url=addr, token=r["wrapping_token"]).sys.unwrap()
+    except Exception as e:
+        raise _fail(f"could not unwrap at {addr}: {e.__class__.__name__} (a wrapping token works once)") from None
+    auth = unwrapped.get("auth") or {}
+    token = auth.get("client_token") or unwrapped.get("data")
+    if ctx.json:
+        console.print_json(data={"grant_id": grant_id, "token": token, "policies": auth.get("policies"), "ttl": auth.get("lease_duration")})
+    else:
+        err.print(f"policies={auth.get('policies')} ttl={auth.get('lease_duration')}s (shown once; not stored anywhere)")
+        print(token)
+
+
+@app.command()
+def events(grant_id: str) -> None:
+    """Show a grant's identity events."""
+    r = _call("GET", f"/v1/grants/{grant_id}/events")
+    if ctx.json:
+        console.print_json(data=r)
+        return
+    t = Table("#", "at", "type", "actor", "role", "hash")
+    for e in r["events"]:
+        t.add_row(str(e["seq"]), e["at"], e["type"], e["actor"]["id"], e["actor"]["role"], e["hash"][:12])
+    console.print(t)
+
+
+@evidence_app.command("verify")
+def evidence_verify(
+    grant_id: Optional[str] = typer.Argument(None), all_: bool = typer.Option(False, "--all", help="every grant in the ledger")
+) -> None:
+    """Recompute hash chains from the ledger and name the first broken link."""
+    if bool(grant_id) == all_:
+        raise _fail("give a GRANT_ID or --all", 2)
+    results = (
+        _call("GET", "/v1/evidence/verify")["results"] if all_ else [_call("GET", f"/v1/grants/{grant_id}/evidence")["verification"]]
+    )
+    t = Table("grant", "events", "chain", "first broken link")
+    for v in results:
+        t.add_row(v["grant_id"], str(v["events"]), "[green]ok[/green]" if v["ok"] else "[red]BROKEN[/red]",
+                  f"{v['first_broken'] or ''} {v['problem'] or ''}".strip())
+    console.print(t)
+    broken = [v for v in results if not v["ok"]]
+    console.print(f"{len(results) - len(broken)} of {len(results)} chains verify")
+    if broken:
+        raise typer.Exit(1)
+
+
+@app.command()
+def catalog() -> None:
+    """List the entitlements you can ask for."""
+    r = _call("GET", "/v1/catalog")
+    if ctx.json:
+        console.print_json(data=r)
+        return
+    t = Table("id", "description", "max", "approval", "you may request", title=f"catalogue {r['policy_version']}")
+    for e in r["entitlements"]:
+        a = e["approval"]
+        rule = "auto" if a["auto_approve"] else f"{a['min_approvals']} of {', '.join(a['approver_groups'])}"
+        t.add_row(e["id"], e["description"], e["max_duration"], rule, "yes" if e["you_may_request"] else "no")
+    console.print(t)
+
+
+@dev_app.command("up")
+def dev_up(
+    directory: Path = typer.Option(DEV_DIR, "--dir", help="where state, logs and dev.json go"),
+    random_ports: bool = typer.Option(False, help="use free random ports instead of 7233/8233/8200/8000"),
+) -> None:
+    """Start Temporal, OpenBao, the worker and the API on this machine; Ctrl-C stops them."""
+    from jitaccess.devup import dev_up as run
+
+    asyncio.run(run(directory, random_ports))
+    os._exit(0)  # sdk-python #300
+
+
+@app.command()
+def worker() -> None:
+    """Run a grant worker (settings from JITACCESS_* environment)."""
+    from jitaccess.workers.main import main as run
+
+    run()
+
+
+@app.command()
+def api(host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve the HTTP API (settings from JITACCESS_* environment)."""
+    import uvicorn
+
+    from jitaccess.api import create_app
+
+    uvicorn.run(create_app(), host=host, port=port)
+
+
+if __name__ == "__main__":
+    app()
