@@ -90,7 +90,9 @@ class Ledger:
         inserted = 0
         with self.engine.begin() as conn:
             if rows:
-                res = conn.execute(self._insert(identity_events).values(rows).on_conflict_do_nothing(index_elements=["event_id"]))
+                stmt = self._insert(identity_events).values(rows).on_conflict_do_nothing(index_elements=["event_id"])
+                # SQLAlchemy memoizes rowcount only for UPDATE/DELETE unless asked (psycopg then reports -1)
+                res = conn.execute(stmt.execution_options(preserve_rowcount=True))
                 inserted = max(res.rowcount or 0, 0)
             if summary:
                 at = rows[-1]["at"] if rows else summary.get("updated_at", "")

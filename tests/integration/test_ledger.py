@@ -1,0 +1,213 @@
+"""The ledger against real databases: SQLite (tmp file) and PostgreSQL (a fresh database per session)."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import text
+
+from jitaccess.domain.events import IdentityEvent, make_event
+from jitaccess.domain.principals import SYSTEM_ACTOR, Actor, ActorKind, ActorRole
+from jitaccess.ledger import Ledger
+
+PG_HOST, PG_PORT, PG_ADMIN_DB = "127.0.0.1", 5432, "test"
+T0 = datetime(2025, 3, 1, 12, 0, 0, 1, tzinfo=timezone.utc)
+ALICE = Actor(id="alice", kind=ActorKind.human, role=ActorRole.requester)
+WORKER = Actor(id="jitaccess-worker", kind=ActorKind.service, role=ActorRole.executor)
+
+
+@pytest.fixture(scope="session")
+def pg_database():
+    """A throwaway PostgreSQL database for this session; skip when PostgreSQL is not running."""
+    psycopg = pytest.importorskip("psycopg", reason="psycopg is needed for the PostgreSQL ledger tests")
+    try:
+        admin = psycopg.connect(host=PG_HOST, port=PG_PORT, user="postgres", dbname=PG_ADMIN_DB, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as e:
+        pytest.skip(f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT} (db {PG_ADMIN_DB!r}, user postgres): {e}")
+    name = "jitaccess_test_" + secrets.token_hex(6)
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/nested/ledger.db"
+    else:
+        url = request.getfixturevalue("pg_database")
+    led = Ledger(url)
+    if request.param == "postgresql":
+        # the database is shared by the session: start every test from empty tables
+        with led.engine.begin() as conn:
+            conn.execute(text("DELETE FROM identity_events"))
+            conn.execute(text("DELETE FROM grants"))
+    yield led
+    led.close()
+
+
+def chain(grant_id: str, n: int = 5, start: datetime = T0, data_extra: dict | None = None) -> list[IdentityEvent]:
+    out: list[IdentityEvent] = []
+    prev = None
+    types = ["grant.requested", "policy.decided", "credential.issued", "fulfilment.verified", "grant.expired",
+             "revocation.confirmed", "review.completed"]
+    for i in range(n):
+        data = {
+            "i": i,
+            "nested": {"z": [1, 2.5, None, True], "a": "ünïcødé ✓", "quote": 'he said "hi"\n'},
+            "big": 2**53 + 1,
+            **(data_extra or {}),
+        }
+        actor = ALICE if i == 0 else (SYSTEM_ACTOR if i == 1 else WORKER)
+        prev = make_event(grant_id, prev, types[i % len(types)], start + timedelta(seconds=i, microseconds=i), actor, data)
+        out.append(prev)
+    return out
+
+
+def summary(grant_id: str, state: str, seq: int, requester: str = "alice", **kw) -> dict:
+    return {"grant_id": grant_id, "state": state, "entitlement": "secrets-readonly", "requester": requester,
+            "provider": "vault_token", "expires_at": kw.get("expires_at"), "seq": seq}
+
+
+def test_sqlite_creates_parent_dir(tmp_path):
+    led = Ledger(f"sqlite:///{tmp_path}/a/b/c/ledger.db")
+    try:
+        assert (tmp_path / "a/b/c/ledger.db").exists()
+    finally:
+        led.close()
+
+
+def test_unsupported_dialect():
+    with pytest.raises(Exception):
+        Ledger("mysql+pymysql://nobody@127.0.0.1:1/x")
+
+
+def test_append_is_idempotent_on_event_id(ledger):
+    evs = chain("g-1")
+    assert ledger.append(evs, summary("g-1", "active", 5)) == 5
+    before = ledger.events("g-1")
+    assert ledger.append(evs, summary("g-1", "active", 5)) == 0
+    assert ledger.events("g-1") == before == evs
+    # a retried batch overlapping what is stored inserts only the new rows
+    more = chain("g-1", 7)
+    assert ledger.append(more[3:], summary("g-1", "revoked", 7)) == 2
+    assert ledger.events("g-1") == more
+    assert ledger.append([]) == 0
+    assert ledger.grant_ids() == ["g-1"]
+
+
+def test_events_round_trip_exactly(ledger):
+    evs = chain("g-rt")
+    ledger.append(evs)
+    got = ledger.events("g-rt")
+    assert got == evs
+    for a, b in zip(got, evs):
+        assert a.at == b.at and a.data == b.data and a.actor == b.actor
+        assert a.computed_hash() == a.hash
+    assert got[0].at == "2025-03-01T12:00:00.000001Z"
+    v = ledger.verify("g-rt")
+    assert v.ok and v.events == 5 and v.last_hash == evs[-1].hash
+
+
+def test_verify_names_tampered_row(ledger):
+    ledger.append(chain("g-t"))
+    ledger.append(chain("g-ok"))
+    with ledger.engine.begin() as conn:
+        n = conn.execute(
+            text("UPDATE identity_events SET data = :d WHERE event_id = :e"),
+            {"d": '{"i": 2, "tampered": true}', "e": "g-t:3"},
+        ).rowcount
+        assert n == 1
+    v = ledger.verify("g-t")
+    assert not v.ok and v.first_broken == "g-t:3" and "hash" in v.problem
+    results = {r.grant_id: r for r in ledger.verify_all()}
+    assert results["g-ok"].ok and not results["g-t"].ok
+    assert results["g-t"].first_broken == "g-t:3"
+
+
+def test_verify_names_deleted_row_and_unknown_grant(ledger):
+    ledger.append(chain("g-d"))
+    with ledger.engine.begin() as conn:
+        conn.execute(text("DELETE FROM identity_events WHERE event_id = 'g-d:2'"))
+    v = ledger.verify("g-d")
+    assert not v.ok and v.first_broken == "g-d:3" and "sequence gap" in v.problem
+    v = ledger.verify("nope")
+    assert not v.ok and v.events == 0
+
+
+def test_summary_only_moves_forward(ledger):
+    evs = chain("g-s", 5)
+    ledger.append(evs[:1], summary("g-s", "requested", 1))
+    row = ledger.grant("g-s")
+    assert row["state"] == "requested" and row["seq"] == 1
+    created = row["created_at"]
+    assert created == evs[0].at
+
+    ledger.append(evs[1:4], summary("g-s", "active", 4, expires_at="2025-03-01T13:00:00+00:00"))
+    row = ledger.grant("g-s")
+    assert row["state"] == "active" and row["seq"] == 4
+    assert row["expires_at"] == "2025-03-01T13:00:00+00:00"
+    assert row["created_at"] == created and row["updated_at"] == evs[3].at
+
+    # a late, stale write (lower seq) does not roll the state back
+    ledger.append(evs[1:2], summary("g-s", "awaiting_approval", 2))
+    row = ledger.grant("g-s")
+    assert row["state"] == "active" and row["seq"] == 4 and row["updated_at"] == evs[3].at
+
+    ledger.append(evs[4:], summary("g-s", "revoked", 5))
+    row = ledger.grant("g-s")
+    assert row["state"] == "revoked" and row["seq"] == 5
+    assert row["created_at"] == created
+    assert ledger.grant("missing") is None
+
+
+def test_grants_filters(ledger):
+    ledger.append(chain("g-a1", 2, T0), summary("g-a1", "active", 2, requester="alice"))
+    ledger.append(chain("g-a2", 2, T0 + timedelta(minutes=1)), summary("g-a2", "revoked", 2, requester="alice"))
+    ledger.append(chain("g-d1", 2, T0 + timedelta(minutes=2)), summary("g-d1", "active", 2, requester="dave"))
+
+    def ids(**kw):
+        return [r["grant_id"] for r in ledger.grants(**kw)]
+
+    assert ids() == ["g-d1", "g-a2", "g-a1"]  # newest first
+    assert ids(state="active") == ["g-d1", "g-a1"]
+    assert ids(requester="alice") == ["g-a2", "g-a1"]
+    assert ids(state="active", requester="alice") == ["g-a1"]
+    assert ids(state="denied") == []
+    assert ids(limit=1) == ["g-d1"]
+
+
+def test_events_after_cursor_paging(ledger):
+    # interleave three grants in time; two events share an `at` to exercise the event_id tiebreak
+    all_events: list[IdentityEvent] = []
+    for k, gid in enumerate(["g-x", "g-y", "g-z"]):
+        all_events += chain(gid, 4, T0 + timedelta(milliseconds=300 * k))
+    same_at = make_event("g-w", None, "grant.requested", T0, ALICE, {})
+    all_events.append(same_at)
+    for gid in ["g-z", "g-x", "g-w", "g-y"]:  # insertion order must not matter
+        ledger.append([e for e in all_events if e.grant_id == gid])
+
+    expected = sorted(all_events, key=lambda e: (e.at, e.event_id))
+    seen: list[IdentityEvent] = []
+    cursor = ""
+    pages = 0
+    while True:
+        page = ledger.events_after(cursor, limit=4)
+        if not page:
+            break
+        pages += 1
+        assert len(page) <= 4
+        seen += page
+        cursor = f"{page[-1].at}|{page[-1].event_id}"
+    assert pages == 4  # 13 events in pages of 4
+    assert [e.event_id for e in seen] == [e.event_id for e in expected]
+    assert seen == expected
+    assert ledger.events_after(cursor) == []
+    # resuming from the middle gives just the rest
+    mid = expected[6]
+    assert ledger.events_after(f"{mid.at}|{mid.event_id}") == expected[7:]

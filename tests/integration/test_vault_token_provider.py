@@ -1,0 +1,247 @@
+"""VaultTokenProvider against a real OpenBao dev server (the session `openbao` fixture, example policies seeded)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import hvac
+import pytest
+from hvac import exceptions as hv
+
+from jitaccess.devstack import free_port
+from jitaccess.domain.credentials import IssuedCredential, ProviderGrant
+from jitaccess.providers.base import ProviderError
+from jitaccess.providers.vault_token import MANAGED_BY, VaultClients, VaultTokenProvider
+
+WRAP_TTL = timedelta(minutes=2)
+READ_POLICY = "jit-platform-read"
+
+
+@pytest.fixture
+def root(openbao) -> hvac.Client:
+    return hvac.Client(url=openbao.address, token=openbao.extra["root_token"])
+
+
+@pytest.fixture
+def provider(openbao) -> VaultTokenProvider:
+    return VaultTokenProvider(VaultClients(openbao.address, openbao.extra["root_token"], timeout=5))
+
+
+def make_grant(ttl: int = 600, policies: object = (READ_POLICY,), principal: str = "alice") -> ProviderGrant:
+    params = {"policies": list(policies) if isinstance(policies, tuple) else policies}
+    return ProviderGrant(
+        grant_id=f"g-{uuid.uuid4().hex[:12]}", provider="vault_token", params=params, principal=principal, ttl_seconds=ttl
+    )
+
+
+def unwrap(openbao, wrapping_token: str) -> str:
+    """Unwrap as the requester would: a client holding only the wrapping token."""
+    resp = hvac.Client(url=openbao.address, token=wrapping_token).sys.unwrap()
+    return resp["auth"]["client_token"]
+
+
+def client(openbao, token: str) -> hvac.Client:
+    return hvac.Client(url=openbao.address, token=token)
+
+
+def read_demo(c: hvac.Client) -> dict:
+    return c.secrets.kv.v2.read_secret_version(path="platform/demo", mount_point="secret", raise_on_deleted_version=True)[
+        "data"
+    ]["data"]
+
+
+def test_full_lifecycle(openbao, root, provider):
+    grant = make_grant(ttl=600)
+    before = datetime.now(timezone.utc)
+    cred, handover = provider.issue(grant, wrap_ttl=WRAP_TTL)
+
+    # the credential is a non-secret reference: the accessor of the wrapped token
+    assert cred.provider == "vault_token" and cred.grant_id == grant.grant_id
+    assert cred.reference and cred.reference != handover.wrapping_token
+    assert cred.details["policies"] == [READ_POLICY] and cred.details["ttl_seconds"] == 600
+    assert before + timedelta(seconds=599) <= cred.expires_at <= datetime.now(timezone.utc) + timedelta(seconds=601)
+    assert before + WRAP_TTL - timedelta(seconds=2) <= handover.expires_at <= datetime.now(timezone.utc) + WRAP_TTL
+    assert handover.wrapping_token not in repr(handover)
+
+    # hand-over: unwraps exactly once
+    token = unwrap(openbao, handover.wrapping_token)
+    assert token
+    with pytest.raises(hv.VaultError):
+        unwrap(openbao, handover.wrapping_token)
+    with pytest.raises(hv.VaultError):
+        root.sys.unwrap(handover.wrapping_token)
+
+    # the token carries exactly the entitlement's (read-only) policy
+    user = client(openbao, token)
+    assert read_demo(user) == {"greeting": "hello from jitaccess"}
+    with pytest.raises(hv.Forbidden):
+        user.secrets.kv.v2.create_or_update_secret(path="platform/demo", secret={"x": "y"}, mount_point="secret")
+    with pytest.raises(hv.Forbidden):
+        user.secrets.kv.v2.create_or_update_secret(path="platform/new", secret={"x": "y"}, mount_point="secret")
+    with pytest.raises(hv.Forbidden):
+        user.sys.list_acl_policies()
+    assert read_demo(root) == {"greeting": "hello from jitaccess"}  # the write really did not happen
+
+    # TTL backstop: ttl <= requested, explicit max set, not renewable, no default policy, tagged
+    info = root.auth.token.lookup_accessor(cred.reference)["data"]
+    assert 0 < info["ttl"] <= 600 and info["ttl"] >= 590
+    assert info["explicit_max_ttl"] == 600
+    assert info["renewable"] is False
+    assert info["policies"] == [READ_POLICY]
+    assert info["meta"] == {"grant_id": grant.grant_id, "requester": "alice", "managed_by": MANAGED_BY}
+    with pytest.raises(hv.VaultError):
+        user.auth.token.renew_self()
+
+    ok, seen = provider.verify_active(cred)
+    assert ok, seen
+    assert grant.grant_id in seen or "grant_id matches" in seen
+
+    managed = provider.list_managed(grant.grant_id)
+    assert [m.reference for m in managed] == [cred.reference]
+    assert managed[0].grant_id == grant.grant_id and managed[0].details["policies"] == [READ_POLICY]
+    assert cred.reference in {m.reference for m in provider.list_managed()}
+
+    # revoke, confirmed by read-back
+    assert provider.revoke(cred) is True
+    gone, seen = provider.verify_revoked(cred)
+    assert gone, seen
+    with pytest.raises(hv.InvalidRequest, match="invalid accessor"):
+        root.auth.token.lookup_accessor(cred.reference)
+    with pytest.raises(hv.Forbidden):
+        read_demo(user)
+    ok, seen = provider.verify_active(cred)
+    assert not ok and "does not exist" in seen
+    assert provider.list_managed(grant.grant_id) == []
+
+    # idempotent: already gone
+    assert provider.revoke(cred) is False
+    assert provider.verify_revoked(cred)[0] is True
+
+
+def test_retry_replaces_earlier_token(openbao, root, provider):
+    grant = make_grant()
+    first, h1 = provider.issue(grant, wrap_ttl=WRAP_TTL)
+    # a blind retry of the same grant (the first reply may have been lost)
+    second, h2 = provider.issue(grant, wrap_ttl=WRAP_TTL, first_attempt=False)
+    assert first.reference != second.reference
+    assert [m.reference for m in provider.list_managed(grant.grant_id)] == [second.reference]
+    assert provider.verify_revoked(first)[0] is True
+    assert provider.verify_active(second)[0] is True
+    # the first hand-over now yields a dead token; the second works
+    dead = client(openbao, unwrap(openbao, h1.wrapping_token))
+    with pytest.raises(hv.Forbidden):
+        read_demo(dead)
+    assert read_demo(client(openbao, unwrap(openbao, h2.wrapping_token)))["greeting"]
+    assert provider.revoke(second) is True
+    assert provider.list_managed(grant.grant_id) == []
+
+
+def test_first_attempt_does_not_touch_other_tokens(provider):
+    grant = make_grant()
+    a, _ = provider.issue(grant, wrap_ttl=WRAP_TTL)
+    b, _ = provider.issue(grant, wrap_ttl=WRAP_TTL)  # first_attempt=True: no clean-up
+    try:
+        assert {m.reference for m in provider.list_managed(grant.grant_id)} == {a.reference, b.reference}
+    finally:
+        provider.revoke(a)
+        provider.revoke(b)
+
+
+def test_list_managed_ignores_unmanaged_and_other_grants(root, provider):
+    g1, g2 = make_grant(), make_grant()
+    c1, _ = provider.issue(g1, wrap_ttl=WRAP_TTL)
+    c2, _ = provider.issue(g2, wrap_ttl=WRAP_TTL)
+    # a token without the managed_by tag but claiming the grant id is not ours to manage
+    foreign = root.auth.token.create(policies=[READ_POLICY], ttl="60s", meta={"grant_id": g1.grant_id})["auth"]
+    try:
+        assert [m.reference for m in provider.list_managed(g1.grant_id)] == [c1.reference]
+        assert [m.reference for m in provider.list_managed(g2.grant_id)] == [c2.reference]
+        everything = {m.reference for m in provider.list_managed()}
+        assert {c1.reference, c2.reference} <= everything
+        assert foreign["accessor"] not in everything
+    finally:
+        provider.revoke(c1)
+        provider.revoke(c2)
+        root.auth.token.revoke_accessor(foreign["accessor"])
+
+
+def test_removed_by_hand_counts_as_already_gone(root, provider):
+    cred, _ = provider.issue(make_grant(), wrap_ttl=WRAP_TTL)
+    root.auth.token.revoke_accessor(cred.reference)
+    assert provider.revoke(cred) is False
+    gone, seen = provider.verify_revoked(cred)
+    assert gone and "no longer exists" in seen
+
+
+def test_verify_active_detects_mismatch(provider):
+    grant = make_grant()
+    cred, _ = provider.issue(grant, wrap_ttl=WRAP_TTL)
+    try:
+        wrong_grant = cred.model_copy(update={"grant_id": "g-other"})
+        ok, seen = provider.verify_active(wrong_grant)
+        assert not ok and "grant_id" in seen
+        wrong_policies = cred.model_copy(update={"details": {**cred.details, "policies": ["jit-platform-admin"]}})
+        ok, seen = provider.verify_active(wrong_policies)
+        assert not ok and "policies" in seen
+    finally:
+        provider.revoke(cred)
+
+
+def test_short_ttl_is_respected(root, provider):
+    cred, _ = provider.issue(make_grant(ttl=30), wrap_ttl=timedelta(seconds=20))
+    try:
+        info = root.auth.token.lookup_accessor(cred.reference)["data"]
+        assert 0 < info["ttl"] <= 30
+        assert info["explicit_max_ttl"] == 30
+    finally:
+        provider.revoke(cred)
+
+
+def test_admin_policy_can_write(openbao, provider):
+    cred, h = provider.issue(make_grant(policies=("jit-platform-admin",)), wrap_ttl=WRAP_TTL)
+    try:
+        user = client(openbao, unwrap(openbao, h.wrapping_token))
+        user.secrets.kv.v2.create_or_update_secret(path="platform/jit-test", secret={"x": "y"}, mount_point="secret")
+        assert user.secrets.kv.v2.read_secret_version(path="platform/jit-test", mount_point="secret",
+                                                      raise_on_deleted_version=True)["data"]["data"] == {"x": "y"}
+        with pytest.raises(hv.Forbidden):  # outside its path
+            user.secrets.kv.v2.read_secret_version(path="other/x", mount_point="secret", raise_on_deleted_version=True)
+    finally:
+        assert provider.revoke(cred) is True
+
+
+@pytest.mark.parametrize("policies", [None, [], "jit-platform-read", [1], ["ok", 2]], ids=str)
+def test_bad_params_not_retryable(provider, policies):
+    grant = ProviderGrant(
+        grant_id=f"g-{uuid.uuid4().hex[:8]}", provider="vault_token",
+        params={} if policies is None else {"policies": policies}, principal="alice", ttl_seconds=60,
+    )
+    with pytest.raises(ProviderError, match="params.policies") as ei:
+        provider.issue(grant, wrap_ttl=WRAP_TTL)
+    assert ei.value.retryable is False
+    assert provider.list_managed(grant.grant_id) == []
+
+
+def test_bad_vault_token_not_retryable(openbao):
+    bad = VaultTokenProvider(VaultClients(openbao.address, "not-a-real-token", timeout=5))
+    with pytest.raises(ProviderError) as ei:
+        bad.issue(make_grant(), wrap_ttl=WRAP_TTL)
+    assert ei.value.retryable is False
+    assert "permission denied" in str(ei.value)
+
+
+def test_unreachable_vault_is_retryable():
+    addr = f"http://127.0.0.1:{free_port()}"  # nothing listens here
+    down = VaultTokenProvider(VaultClients(addr, "whatever", timeout=1))
+    with pytest.raises(ProviderError, match="unreachable") as ei:
+        down.issue(make_grant(), wrap_ttl=WRAP_TTL)
+    assert ei.value.retryable is True
+    cred = IssuedCredential(provider="vault_token", grant_id="g-x", reference="acc", details={"policies": [READ_POLICY]})
+    for call in (down.verify_active, down.verify_revoked, down.revoke):
+        with pytest.raises(ProviderError) as ei:
+            call(cred)
+        assert ei.value.retryable is True
+    with pytest.raises(ProviderError) as ei:
+        down.list_managed()
+    assert ei.value.retryable is True
