@@ -26,6 +26,7 @@ from jitaccess.devstack import Server, free_port, port_open, start_openbao, star
 from jitaccess.domain.events import IdentityEvent
 from jitaccess.ledger import Ledger
 from jitaccess.providers.vault_token import seed_dev_vault
+from jitaccess.workers.codec import new_key
 from jitaccess.workers.common import build_worker, configure_logging, connect
 
 console = Console()
@@ -96,6 +97,7 @@ async def dev_up(workdir: Path, random_ports: bool = False) -> None:
             ledger_url=f"sqlite:///{workdir / 'ledger.db'}",
             users_file=workdir / "users.yaml",
             api_port=api_port,
+            payload_key=new_key(),
         )
         client = await connect(settings)
         worker, ledger = build_worker(client, settings)
@@ -108,6 +110,7 @@ async def dev_up(workdir: Path, random_ports: bool = False) -> None:
             "vault_addr": bao.address,
             "vault_root_token": root,
             "ledger_url": settings.ledger_url,
+            "payload_key": settings.payload_key.get_secret_value(),  # to read histories from other terminals
             "users": tokens,
         }
         dev_json = workdir / "dev.json"

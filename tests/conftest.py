@@ -16,6 +16,7 @@ from jitaccess.config import Settings
 from jitaccess.config.settings import EXAMPLES
 from jitaccess.devstack import start_openbao, start_temporal
 from jitaccess.providers.vault_token import seed_dev_vault
+from jitaccess.workers.codec import new_key
 from jitaccess.workers.common import build_worker, connect
 
 
@@ -60,6 +61,7 @@ def settings(tmp_path, temporal_server, openbao, users_file) -> Settings:
         ledger_url=f"sqlite:///{tmp_path}/ledger.db",
         task_queue=f"test-{uuid.uuid4().hex[:8]}",
         users_file=users_file,
+        payload_key=new_key(),
     )
 
 

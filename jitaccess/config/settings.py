@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     task_queue: str = "jitaccess-grants"
 
+    # AES-256-GCM key (urlsafe base64, 32 bytes) for Temporal payloads; generate: jitaccess.workers.codec.new_key()
+    payload_key: SecretStr | None = None
+
     vault_addr: str = "http://127.0.0.1:8200"
     vault_token: SecretStr = SecretStr("")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -9,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import structlog
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.worker import Worker
 
 from jitaccess.activities import GrantActivities
@@ -16,6 +18,7 @@ from jitaccess.config import Settings
 from jitaccess.ledger import Ledger
 from jitaccess.providers.base import ProviderRegistry
 from jitaccess.providers.vault_token import VaultClients, VaultTokenProvider
+from jitaccess.workers.codec import EncryptionCodec
 from jitaccess.workflows.grant import GrantWorkflow
 
 WORKFLOWS = [GrantWorkflow]
@@ -36,9 +39,20 @@ def configure_logging(level: str = "INFO", stream=None) -> None:
     )
 
 
+def data_converter(settings: Settings) -> DataConverter:
+    """Pydantic models through the sandbox; payloads encrypted when a key is configured."""
+    if settings.payload_key is None:
+        return pydantic_data_converter
+    return dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(settings.payload_key.get_secret_value()))
+
+
 async def connect(settings: Settings) -> Client:
+    if settings.payload_key is None:
+        structlog.get_logger("jitaccess").warning(
+            "payload_encryption_off", hint="set JITACCESS_PAYLOAD_KEY so wrapping tokens are not stored in clear in Temporal"
+        )
     return await Client.connect(
-        settings.temporal_address, namespace=settings.temporal_namespace, data_converter=pydantic_data_converter
+        settings.temporal_address, namespace=settings.temporal_namespace, data_converter=data_converter(settings)
     )
 
 

@@ -1,0 +1,55 @@
+"""Temporal history holds ciphertext only: the wrapping token (the one credential
+allowed into history) and request details never appear in clear."""
+
+from __future__ import annotations
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+
+from jitaccess.workers.codec import ENCODING
+
+
+async def test_history_payloads_are_encrypted_and_hold_no_wrapping_token(api, settings):
+    r = await api.call("alice", "POST", "/v1/grants", json={"entitlement": "secrets-admin", "duration": 60, "reason": "very-distinctive-reason"})
+    gid = r.json()["grant_id"]
+    await api.wait_state("alice", gid, "awaiting_approval")
+    assert (await api.call("bob", "POST", f"/v1/grants/{gid}/approve", json={})).status_code == 200
+    await api.wait_state("alice", gid, "active")
+    wrapping = (await api.call("alice", "GET", f"/v1/grants/{gid}/credential")).json()["wrapping_token"]
+    assert (await api.call("alice", "POST", f"/v1/grants/{gid}/revoke", json={"reason": "done"})).status_code == 200
+    await api.wait_state("alice", gid, "revoked")
+
+    raw = await Client.connect(settings.temporal_address)  # no codec: what an operator or the UI sees
+    history = await raw.get_workflow_handle(gid).fetch_history()
+    blob = history.to_json()
+    assert wrapping not in blob and "very-distinctive-reason" not in blob
+    plain = [(ev.event_type, p.data) for ev in history.events for p in _payloads(ev) if p.metadata["encoding"] != ENCODING]
+    # the only clear payloads are the SDK's own local-activity marker metadata (seq, activity type, times)
+    assert all(t == EventType.EVENT_TYPE_MARKER_RECORDED and b'"activity_type":"record_events"' in d for t, d in plain), plain
+    assert sum(1 for ev in history.events for p in _payloads(ev) if p.metadata["encoding"] == ENCODING) > 5
+    # an activity result and an update result carried the token: they exist, encrypted
+    assert any(ev.HasField("activity_task_completed_event_attributes") for ev in history.events)
+    assert any(ev.HasField("workflow_execution_update_completed_event_attributes") for ev in history.events)
+
+
+def _payloads(event):
+    """Every Payload message anywhere in a history event."""
+    from google.protobuf.message import Message
+
+    from temporalio.api.common.v1 import Payload
+
+    stack = [event]
+    while stack:
+        msg = stack.pop()
+        if isinstance(msg, Payload):
+            yield msg
+            continue
+        for field, value in msg.ListFields():
+            if field.message_type is None:
+                continue
+            if isinstance(value, Message):
+                stack.append(value)
+            elif hasattr(value, "values"):  # map field
+                stack.extend(v for v in value.values() if isinstance(v, Message))
+            else:  # repeated field
+                stack.extend(value)
