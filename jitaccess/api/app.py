@@ -189,7 +189,14 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
 
     @app.get("/v1/grants/{grant_id}", tags=["grants"])
     async def get_grant(grant_id: str, me: Me, request: Request) -> dict[str, Any]:
-        return grant_view(await status_of(tc(request).get_workflow_handle(grant_id)))
+        try:
+            return grant_view(await status_of(tc(request).get_workflow_handle(grant_id)))
+        except ApiError as e:
+            # Temporal history retention is short; the ledger is the archive
+            row = ledger(request).grant(grant_id) if e.status == 404 else None
+            if row is None:
+                raise
+            return {**row, "source": "ledger", "note": "workflow history no longer retained; summary from the ledger"}
 
     @app.post("/v1/grants/{grant_id}/approve", tags=["decisions"])
     async def approve(grant_id: str, me: Me, request: Request, body: CommentBody | None = None) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from jitaccess.domain.events import ChainVerification, IdentityEvent, verify_chain
 from jitaccess.domain.principals import Actor
@@ -79,7 +80,11 @@ class Ledger:
         self._insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(self.engine.dialect.name)
         if self._insert is None:
             raise ValueError(f"ledger supports sqlite and postgresql URLs, not {self.engine.dialect.name}")
-        metadata.create_all(self.engine)
+        try:
+            metadata.create_all(self.engine)
+        except (IntegrityError, ProgrammingError):
+            # another process (worker vs API starting together) created the tables first
+            metadata.create_all(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()

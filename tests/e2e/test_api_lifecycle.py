@@ -140,3 +140,17 @@ async def test_ineligible_requester_is_denied_with_evidence(api):
     ev = (await api.call("bob", "GET", f"/v1/grants/{gid}/evidence")).json()
     assert [e["type"] for e in ev["events"]] == ["grant.requested", "policy.decided"]
     assert ev["events"][1]["data"]["reason_codes"] == ["requester_not_eligible"]
+
+
+async def test_grant_whose_history_is_gone_is_served_from_the_ledger(api):
+    from datetime import datetime, timezone
+
+    from jitaccess.domain.events import make_event
+    from jitaccess.domain.principals import SYSTEM_ACTOR
+
+    gid = "grant-archived-only"
+    ev = make_event(gid, None, "grant.requested", datetime.now(timezone.utc), SYSTEM_ACTOR, {})
+    api.ledger.append([ev], {"grant_id": gid, "state": "revoked", "entitlement": "secrets-readonly",
+                             "requester": "alice", "provider": "vault_token", "expires_at": None, "seq": 1})
+    r = await api.call("alice", "GET", f"/v1/grants/{gid}")
+    assert r.status_code == 200 and r.json()["source"] == "ledger" and r.json()["state"] == "revoked", r.text
