@@ -3,10 +3,15 @@
 Sync functions (hvac, boto3 and SQLAlchemy are blocking) run on the worker's
 thread pool. A ProviderError becomes an ApplicationError of type ProviderError;
 `retryable=False` errors are non-retryable so a misconfiguration fails fast.
+
+Shared access (a provider's `shared_target`) is changed only under the
+target's hold lock: issue adds this grant's hold, revoke releases it and
+removes the access only when no other grant still holds it.
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from datetime import timedelta
 
 import structlog
@@ -16,7 +21,8 @@ from temporalio.exceptions import ApplicationError
 from jitaccess.domain import contracts as c
 from jitaccess.domain.credentials import IssuedCredential, IssueResult, ProviderGrant, RevocationResult
 from jitaccess.ledger import Ledger
-from jitaccess.providers.base import ProviderError, ProviderRegistry
+from jitaccess.ledger.holds import HoldStore
+from jitaccess.providers.base import Provider, ProviderError, ProviderRegistry
 
 siem = structlog.get_logger("jitaccess.identity_events")
 
@@ -25,10 +31,15 @@ def _app_error(e: ProviderError) -> ApplicationError:
     return ApplicationError(str(e), type=c.PROVIDER_ERROR, non_retryable=not e.retryable)
 
 
+class _NotConfirmed(Exception):
+    """Raised inside a hold transaction so that it rolls back (the hold stays)."""
+
+
 class GrantActivities:
     def __init__(self, providers: ProviderRegistry, ledger: Ledger, wrap_ttl: timedelta) -> None:
         self.providers = providers
         self.ledger = ledger
+        self.holds = HoldStore(ledger)
         self.wrap_ttl = wrap_ttl
 
     def all(self) -> list:
@@ -38,8 +49,15 @@ class GrantActivities:
     def issue_credential(self, grant: ProviderGrant) -> IssueResult:
         try:
             provider = self.providers.get(grant.provider)
-            cred, handover = provider.issue(grant, wrap_ttl=self.wrap_ttl, first_attempt=activity.info().attempt == 1)
-            verified, seen = provider.verify_active(cred)
+            key = provider.shared_target(grant)
+            with self.holds.locked(key) if key else nullcontext() as holds:
+                if holds is not None:
+                    holds.add(grant.grant_id)
+                cred, handover = provider.issue(grant, wrap_ttl=self.wrap_ttl, first_attempt=activity.info().attempt == 1)
+                cred = cred.model_copy(update={"shared_target": key})
+                verified, seen = provider.verify_active(cred)
+                if holds is not None and len(others := [g for g in holds.holders() if g != grant.grant_id]):
+                    seen += f"; shared with active grant(s) {', '.join(others)}"
         except ProviderError as e:
             raise _app_error(e) from e
         return IssueResult(credential=cred, handover=handover, verified=verified, verification=seen)
@@ -48,29 +66,60 @@ class GrantActivities:
     def revoke_credential(self, cred: IssuedCredential) -> RevocationResult:
         try:
             provider = self.providers.get(cred.provider)
-            removed = provider.revoke(cred)
-            gone, seen = provider.verify_revoked(cred)
+            if not cred.shared_target:
+                return self._revoke(provider, cred)
+            try:
+                with self.holds.locked(cred.shared_target) as holds:
+                    holds.remove(cred.grant_id)
+                    others = holds.holders()
+                    if others:
+                        return RevocationResult(
+                            confirmed=True, deferred_to=others,
+                            verification=f"this grant's hold released; access kept for {', '.join(others)}",
+                        )
+                    result = self._revoke(provider, cred)
+                    if not result.confirmed:
+                        raise _NotConfirmed(result.verification)
+                    return result
+            except _NotConfirmed as e:
+                return RevocationResult(confirmed=False, verification=str(e))
         except ProviderError as e:
             raise _app_error(e) from e
+
+    @staticmethod
+    def _revoke(provider: Provider, cred: IssuedCredential) -> RevocationResult:
+        removed = provider.revoke(cred)
+        gone, seen = provider.verify_revoked(cred)
         return RevocationResult(confirmed=gone, already_gone=not removed, verification=seen)
 
     @activity.defn(name=c.CLEAN_UP_GRANT)
-    def clean_up_grant(self, req: c.CleanUpRequest) -> RevocationResult:
+    def clean_up_grant(self, grant: ProviderGrant) -> RevocationResult:
+        """After a failed issue: remove whatever it left behind and confirm it absent."""
         try:
-            provider = self.providers.get(req.provider)
-            leftovers = provider.list_managed(req.grant_id)
-            for cred in leftovers:
-                provider.revoke(cred)
-            still = [cred.reference for cred in leftovers if not provider.verify_revoked(cred)[0]]
-            remaining = provider.list_managed(req.grant_id)
+            provider = self.providers.get(grant.provider)
+            key = provider.shared_target(grant)
+            with self.holds.locked(key) if key else nullcontext() as holds:
+                if holds is not None:
+                    holds.remove(grant.grant_id)
+                    if others := holds.holders():
+                        return RevocationResult(
+                            confirmed=True, deferred_to=others,
+                            verification=f"nothing removed: the access is held by {', '.join(others)}",
+                        )
+                expected = provider.expected_credential(grant)
+                leftovers = {cr.reference: cr for cr in provider.list_managed(grant.grant_id)}
+                if expected is not None:
+                    leftovers.setdefault(expected.reference, expected)
+                removed = [ref for ref, cr in leftovers.items() if provider.revoke(cr)]
+                still = [ref for ref, cr in leftovers.items() if not provider.verify_revoked(cr)[0]]
         except ProviderError as e:
             raise _app_error(e) from e
-        if still or remaining:
-            raise ApplicationError(f"clean-up of {req.grant_id} not confirmed; still present: {still or [r.reference for r in remaining]}")
+        if still:
+            raise ApplicationError(f"clean-up of {grant.grant_id} not confirmed; still present: {still}")
         return RevocationResult(
             confirmed=True,
-            already_gone=not leftovers,
-            verification=f"removed {len(leftovers)} leftover(s); list_managed(grant_id) now empty",
+            already_gone=not removed,
+            verification=f"removed {len(removed)} leftover(s); read-back shows none left for {grant.grant_id}",
         )
 
     @activity.defn(name=c.RECORD_EVENTS)

@@ -26,11 +26,6 @@ class EventBatch(BaseModel):
     summary: dict[str, object] = Field(default_factory=dict)
 
 
-class CleanUpRequest(BaseModel):
-    provider: str
-    grant_id: str
-
-
 class GrantOptions(BaseModel):
     """Operational knobs the workflow needs but cannot read from settings itself."""
 

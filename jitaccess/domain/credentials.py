@@ -35,7 +35,8 @@ class IssuedCredential(BaseModel):
     grant_id: str
     reference: str
     details: dict[str, Any] = Field(default_factory=dict)
-    expires_at: datetime | None = None
+    expires_at: datetime | None = None  # when the provider itself ends it (TTL backstop / residual window)
+    shared_target: str | None = None  # set when several grants can hold this same access (see ledger.holds)
 
 
 class WrappedHandover(BaseModel):
@@ -57,3 +58,6 @@ class RevocationResult(BaseModel):
     confirmed: bool
     already_gone: bool = False
     verification: str
+    # shared access still held by these other grants: this grant's hold was released,
+    # the access itself stays until the last holder ends (revocation.deferred)
+    deferred_to: list[str] = Field(default_factory=list)

@@ -86,6 +86,10 @@ class Ledger:
             # another process (worker vs API starting together) created the tables first
             metadata.create_all(self.engine)
 
+    def insert_stmt(self, table: Table):
+        """The dialect's INSERT (with on_conflict_* support)."""
+        return self._insert(table)
+
     def close(self) -> None:
         self.engine.dispose()
 

@@ -42,6 +42,28 @@ class Provider(Protocol):
         """Everything at the target tagged with a grant ID (optionally just one grant's)."""
         ...
 
+    def shared_target(self, grant: ProviderGrant) -> str | None:
+        """For identity-based access that several grants can yield at once (same principal
+        in the same group / assignment), a key naming that access; None when every grant
+        gets its own credential. Shared access is held by a hold count (ledger.holds)."""
+        ...
+
+    def expected_credential(self, grant: ProviderGrant) -> IssuedCredential | None:
+        """The reference issue() produces for this grant when it is deterministic
+        (identity-based access), so clean-up can find what a failed issue left behind."""
+        ...
+
+
+class PerGrantCredentials:
+    """Mixin for providers that mint a separate credential per grant: nothing is shared,
+    and leftovers are found by their grant tag (list_managed)."""
+
+    def shared_target(self, grant: ProviderGrant) -> str | None:
+        return None
+
+    def expected_credential(self, grant: ProviderGrant) -> IssuedCredential | None:
+        return None
+
 
 class ProviderRegistry:
     """Provider type name -> implementation, built once by the worker bootstrap."""

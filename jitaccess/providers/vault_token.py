@@ -15,7 +15,7 @@ import requests
 from hvac import exceptions as hv
 
 from jitaccess.domain.credentials import IssuedCredential, ProviderGrant, WrappedHandover
-from jitaccess.providers.base import ProviderError
+from jitaccess.providers.base import PerGrantCredentials, ProviderError
 
 MANAGED_BY = "jitaccess"
 
@@ -50,7 +50,7 @@ class VaultClients:
         return c
 
 
-class VaultTokenProvider:
+class VaultTokenProvider(PerGrantCredentials):
     name = "vault_token"
 
     def __init__(self, clients: VaultClients) -> None:
@@ -161,6 +161,23 @@ class VaultTokenProvider:
                 )
             )
         return found
+
+
+class VaultWrapper:
+    """Hands a secret over response-wrapped (sys/wrapping/wrap): single use, short TTL.
+    Providers whose credential is not a Vault token (STS keys, DB passwords, secret-IDs) use it."""
+
+    def __init__(self, clients: VaultClients) -> None:
+        self._clients = clients
+
+    def wrap(self, payload: dict, ttl: timedelta) -> WrappedHandover:
+        now = datetime.now(timezone.utc)
+        try:
+            resp = self._clients.get().sys.wrap(payload=payload, ttl=f"{int(ttl.total_seconds())}s")
+        except Exception as e:
+            raise translate(e, "response-wrap the credential") from e
+        info = resp["wrap_info"]
+        return WrappedHandover(wrapping_token=info["token"], expires_at=now + timedelta(seconds=int(info["ttl"])))
 
 
 def seed_dev_vault(addr: str, root_token: str, policies: dict[str, str]) -> None:

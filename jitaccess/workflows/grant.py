@@ -124,13 +124,7 @@ class GrantWorkflow:
         g.move(S.issuing)
         start = workflow.now()
         assert g.provider is not None and g.decision.entitlement is not None
-        request = ProviderGrant(
-            grant_id=g.grant_id,
-            provider=g.provider,
-            params=g.decision.entitlement.provider.params,
-            principal=g.requester.id,
-            ttl_seconds=g.duration_seconds,
-        )
+        request = self._provider_request()
         try:
             res: IssueResult = await workflow.execute_activity(
                 c.ISSUE_CREDENTIAL,
@@ -172,19 +166,31 @@ class GrantWorkflow:
         await self._flush()
         return True
 
+    def _provider_request(self) -> ProviderGrant:
+        g = self._grant
+        assert g.provider is not None and g.decision.entitlement is not None
+        return ProviderGrant(
+            grant_id=g.grant_id,
+            provider=g.provider,
+            params=g.decision.entitlement.provider.params,
+            principal=g.requester.id,
+            ttl_seconds=g.duration_seconds,
+        )
+
     async def _clean_up(self) -> None:
         """Whatever a failed issue left behind is removed and confirmed absent (retried until it is)."""
         g = self._grant
-        assert g.provider is not None
         res: RevocationResult = await workflow.execute_activity(
             c.CLEAN_UP_GRANT,
-            c.CleanUpRequest(provider=g.provider, grant_id=g.grant_id),
+            self._provider_request(),
             result_type=RevocationResult,
             start_to_close_timeout=PROVIDER_CALL_TIMEOUT,
             retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=self._options.revocation_backoff_cap),
         )
         g.credential, g.handover = None, None
-        self._emit("credential.cleanup_confirmed", EXECUTOR, {"read_back": res.verification})
+        self._emit(
+            "credential.cleanup_confirmed", EXECUTOR, {"read_back": res.verification, "held_by": res.deferred_to}
+        )
 
     async def _revoke(self) -> None:
         """Revoke, read back, and never give up: capped backoff, an event per failed attempt."""
@@ -204,6 +210,15 @@ class GrantWorkflow:
                     start_to_close_timeout=PROVIDER_CALL_TIMEOUT,
                     retry_policy=RetryPolicy(maximum_attempts=1),  # this loop is the retry, with evidence
                 )
+                if res.deferred_to:
+                    # shared access: our hold is released, another grant still holds it
+                    self._emit(
+                        "revocation.deferred",
+                        EXECUTOR,
+                        {"held_by": res.deferred_to, "reference": g.credential.reference, "read_back": res.verification},
+                    )
+                    g.move(S.revoked)
+                    return
                 if res.confirmed:
                     self._emit(
                         "revocation.confirmed",
@@ -213,6 +228,10 @@ class GrantWorkflow:
                             "reference": g.credential.reference,
                             "already_gone": res.already_gone,
                             "read_back": res.verification,
+                            # when the provider would have ended it anyway (the residual window, if any)
+                            "credential_expires_at": (
+                                g.credential.expires_at.isoformat() if g.credential.expires_at else None
+                            ),
                         },
                     )
                     g.move(S.revoked)
