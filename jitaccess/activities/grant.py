@@ -43,7 +43,7 @@ class GrantActivities:
         self.wrap_ttl = wrap_ttl
 
     def all(self) -> list:
-        return [self.issue_credential, self.revoke_credential, self.clean_up_grant, self.record_events]
+        return [self.issue_credential, self.revoke_credential, self.clean_up_grant, self.extend_credential, self.record_events]
 
     @activity.defn(name=c.ISSUE_CREDENTIAL)
     def issue_credential(self, grant: ProviderGrant) -> IssueResult:
@@ -91,6 +91,16 @@ class GrantActivities:
         removed = provider.revoke(cred)
         gone, seen = provider.verify_revoked(cred)
         return RevocationResult(confirmed=gone, already_gone=not removed, verification=seen)
+
+    @activity.defn(name=c.EXTEND_CREDENTIAL)
+    def extend_credential(self, req: c.ExtendRequest) -> IssuedCredential:
+        try:
+            provider = self.providers.get(req.credential.provider)
+            if req.credential.shared_target:
+                return req.credential  # identity-based access has no provider-side TTL to move
+            return provider.extend(req.credential, req.ttl_seconds)
+        except ProviderError as e:
+            raise _app_error(e) from e
 
     @activity.defn(name=c.CLEAN_UP_GRANT)
     def clean_up_grant(self, grant: ProviderGrant) -> RevocationResult:

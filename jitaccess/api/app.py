@@ -4,6 +4,7 @@ as updates, whose validators answer with the rule that refused them."""
 
 import hmac
 import uuid
+from datetime import datetime, timedelta, timezone
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -17,19 +18,21 @@ from ulid import ULID
 
 from jitaccess.api import errors
 from jitaccess.api.errors import ApiError
-from jitaccess.api.models import CommentBody, GrantRequestBody, ReasonBody
+from jitaccess.api.models import CommentBody, DelegationBody, ExtendBody, GrantRequestBody, ReasonBody, ReviewBody
 from jitaccess.config import Settings, load_catalogue, load_users
 from jitaccess.domain import contracts as c
-from jitaccess.domain.grant import ActionInput, Grant, GrantInput
-from jitaccess.domain.policy import AccessRequest, evaluate
-from jitaccess.domain.principals import Principal
+from jitaccess.domain.events import make_event
+from jitaccess.domain.grant import ActionInput, Delegation, ExtendInput, Grant, GrantInput, ReviewInput
+from jitaccess.domain.policy import AccessRequest, evaluate, evaluate_extension
+from jitaccess.domain.principals import ActorRole, Principal
 from jitaccess.domain.states import GrantState
 from jitaccess.ledger import Ledger
-from jitaccess.workers.common import connect
+from jitaccess.workers.common import connect, grant_options
 from jitaccess.workflows.grant import GrantWorkflow
 
 REQUEST_ID_NAMESPACE = uuid.UUID("6f1c7a52-3f0e-4a8e-9a55-0d1f3c2b9e11")
-REFUSAL_STATUS = {"forbidden": 403, "conflict": 409, "gone": 410}
+REFUSAL_STATUS = {"forbidden": 403, "conflict": 409, "gone": 410, "invalid": 422}
+MAX_DELEGATION = timedelta(days=30)
 bearer = HTTPBearer(auto_error=False)
 
 
@@ -49,6 +52,9 @@ def grant_view(g: Grant) -> dict[str, Any]:
         "approver_groups": list(d.approver_groups), "min_approvals": d.min_approvals,
     }
     view["approvals_required"] = g.approvals_required
+    view["approvals"] = [v.model_dump(mode="json") for v in g.approvals]
+    rnd = g.pending_round()
+    view["pending_approval"] = rnd.pending() if rnd else []
     return view
 
 
@@ -99,10 +105,12 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
                 raise ApiError(404, "not_found", f"no grant {handle.id}") from None
             raise
 
-    async def update(request: Request, grant_id: str, method, actor: Principal, comment: str) -> Any:
+    async def update(request: Request, grant_id: str, method, actor: Principal, comment: str = "", arg: Any = None) -> Any:
         handle = tc(request).get_workflow_handle(grant_id)
+        if arg is None:
+            arg = ActionInput(actor=actor, comment=comment)
         try:
-            return await handle.execute_update(method, ActionInput(actor=actor, comment=comment))
+            return await handle.execute_update(method, arg)
         except WorkflowUpdateFailedError as e:
             cause = e.cause
             if isinstance(cause, ApplicationError) and cause.type == c.REFUSAL:
@@ -136,7 +144,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     @app.post("/v1/grants", status_code=202, tags=["grants"])
     async def request_grant(body: GrantRequestBody, me: Me, request: Request, response: Response) -> dict[str, Any]:
         req = AccessRequest(**body.model_dump())
-        decision = evaluate(catalogue, me, req)
+        decision = evaluate(catalogue, me, req, datetime.now(timezone.utc))
         if decision.is_input_error:
             raise ApiError(
                 422, "invalid_request", "; ".join(decision.messages),
@@ -145,11 +153,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         grant_id = grant_id_for(me.id, body.request_id)
         inp = GrantInput(
             grant_id=grant_id, requester=me, request=req, decision=decision, admin_groups=settings.admin_groups,
-            options=c.GrantOptions(
-                issue_timeout=settings.issue_timeout,
-                revocation_backoff_cap=settings.revocation_backoff_cap,
-                revocation_failing_after=settings.revocation_failing_after,
-            ),
+            options=grant_options(settings),
         )
         client = tc(request)
         try:
@@ -182,9 +186,12 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         me: Me, request: Request,
         state: Annotated[GrantState | None, Query()] = None,
         requester: Annotated[str | None, Query(max_length=200)] = None,
+        break_glass: Annotated[bool | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     ) -> dict[str, Any]:
-        rows = ledger(request).grants(state=state.value if state else None, requester=requester, limit=limit)
+        rows = ledger(request).grants(
+            state=state.value if state else None, requester=requester, break_glass=break_glass, limit=limit
+        )
         return {"grants": rows, "count": len(rows)}
 
     @app.get("/v1/grants/{grant_id}", tags=["grants"])
@@ -198,14 +205,71 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
                 raise
             return {**row, "source": "ledger", "note": "workflow history no longer retained; summary from the ledger"}
 
+    def decision_by(request: Request, me: Principal, comment: str) -> ActionInput:
+        """An approver's decision, with the delegations made to them (the workflow checks their windows)."""
+        return ActionInput(actor=me, comment=comment, delegations=ledger(request).delegations(delegate=me.id))
+
     @app.post("/v1/grants/{grant_id}/approve", tags=["decisions"])
     async def approve(grant_id: str, me: Me, request: Request, body: CommentBody | None = None) -> dict[str, Any]:
-        g = await update(request, grant_id, GrantWorkflow.approve, me, (body or CommentBody()).comment)
-        return grant_view(g)
+        arg = decision_by(request, me, (body or CommentBody()).comment)
+        return grant_view(await update(request, grant_id, GrantWorkflow.approve, me, arg=arg))
 
     @app.post("/v1/grants/{grant_id}/deny", tags=["decisions"])
     async def deny(grant_id: str, body: ReasonBody, me: Me, request: Request) -> dict[str, Any]:
-        return grant_view(await update(request, grant_id, GrantWorkflow.deny, me, body.reason))
+        arg = decision_by(request, me, body.reason)
+        return grant_view(await update(request, grant_id, GrantWorkflow.deny, me, arg=arg))
+
+    @app.post("/v1/grants/{grant_id}/extend", tags=["decisions"])
+    async def extend(grant_id: str, body: ExtendBody, me: Me, request: Request) -> dict[str, Any]:
+        g = await status_of(tc(request).get_workflow_handle(grant_id))
+        if body.duration is None:
+            raise ApiError(422, "invalid_request", "duration: give how much longer, ISO 8601 like PT30M or seconds")
+        d = evaluate_extension(g.decision, me, g.duration, body.duration, datetime.now(timezone.utc), catalogue.version)
+        arg = ExtendInput(actor=me, reason=body.reason, decision=d)
+        return grant_view(await update(request, grant_id, GrantWorkflow.extend, me, arg=arg))
+
+    @app.post("/v1/grants/{grant_id}/review", tags=["decisions"])
+    async def review(grant_id: str, body: ReviewBody, me: Me, request: Request) -> dict[str, Any]:
+        arg = ReviewInput(actor=me, outcome=body.outcome, notes=body.notes)
+        return grant_view(await update(request, grant_id, GrantWorkflow.review, me, arg=arg))
+
+    @app.post("/v1/delegations", status_code=201, tags=["decisions"])
+    async def delegate(body: DelegationBody, me: Me, request: Request) -> dict[str, Any]:
+        now = datetime.now(timezone.utc)
+        starts = body.starts_at or now
+        ends = body.ends_at or (starts + body.duration if body.duration else None)
+        problems = []
+        if ends is None:
+            problems.append("give ends_at or duration for the delegation window")
+        elif ends <= starts:
+            problems.append("the window must end after it starts")
+        elif ends - starts > MAX_DELEGATION:
+            problems.append(f"a delegation window may last at most {MAX_DELEGATION.days} days")
+        if body.delegate == me.id:
+            problems.append("you cannot delegate to yourself")
+        if users and body.delegate not in users:
+            problems.append(f"unknown delegate {body.delegate!r}")
+        if problems:
+            raise ApiError(422, "invalid_request", "; ".join(problems))
+        d = Delegation(
+            delegation_id=f"delegation-{str(ULID()).lower()}", delegator=me, delegate=body.delegate,
+            starts_at=starts, ends_at=ends, reason=body.reason,
+        )
+        ev = make_event(
+            d.delegation_id, None, "delegation.granted", now, me.as_actor(ActorRole.approver),
+            {"delegate": d.delegate, "starts_at": starts.isoformat(), "ends_at": ends.isoformat(),
+             "reason": d.reason, "delegator_groups": list(me.groups)},
+        )
+        ledger(request).add_delegation(d, ev)
+        return d.model_dump(mode="json")
+
+    @app.get("/v1/delegations", tags=["decisions"])
+    async def list_delegations(me: Me, request: Request) -> dict[str, Any]:
+        lg = ledger(request)
+        return {
+            "to_me": [d.model_dump(mode="json") for d in lg.delegations(delegate=me.id)],
+            "from_me": [d.model_dump(mode="json") for d in lg.delegations(delegator=me.id)],
+        }
 
     @app.post("/v1/grants/{grant_id}/revoke", tags=["decisions"])
     async def revoke(grant_id: str, body: ReasonBody, me: Me, request: Request) -> dict[str, Any]:

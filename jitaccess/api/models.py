@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Annotated
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -39,6 +39,8 @@ class GrantRequestBody(BaseModel):
         default=None, pattern=r"^[A-Za-z0-9._:-]{1,128}$",
         description="client-chosen idempotency key: resubmitting returns the same grant",
     )
+    break_glass: bool = Field(default=False, description="emergency access: issued at once, alerted, reviewed after")
+    incident: str | None = Field(default=None, max_length=200, description="incident reference, required for break-glass")
 
 
 class CommentBody(BaseModel):
@@ -50,4 +52,28 @@ class CommentBody(BaseModel):
 class ReasonBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class ExtendBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    duration: Duration = Field(examples=["PT30M", 1800], description="how much longer; ISO 8601 or seconds")
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class ReviewBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: Literal["justified", "not_justified"]
+    notes: str = Field(default="", max_length=4000)
+
+
+class DelegationBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    delegate: str = Field(min_length=1, max_length=200)
+    duration: Duration = Field(default=None, examples=["P1D"], description="window length from starts_at (default now)")
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
     reason: str = Field(min_length=1, max_length=2000)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jitaccess.domain.catalogue import Catalogue
+from jitaccess.domain.notifications import Audience
 from jitaccess.domain.principals import ActorKind, Principal
 
 EXAMPLES = Path(__file__).parent / "examples"
@@ -23,9 +25,30 @@ class UserEntry(BaseModel):
     token: SecretStr
     groups: tuple[str, ...] = ()
     kind: ActorKind = ActorKind.human
+    owner: str | None = None
 
     def principal(self, name: str) -> Principal:
-        return Principal(id=name, kind=self.kind, groups=self.groups)
+        return Principal(id=name, kind=self.kind, groups=self.groups, owner=self.owner)
+
+
+class NotifierConfig(BaseModel):
+    """One notification channel. `url` is a secret (a Slack incoming-webhook URL is a
+    credential): it is never logged nor put in an event. Env example:
+    JITACCESS_NOTIFIERS='[{"name":"sec-slack","format":"slack","url":"https://hooks.slack.com/…","audiences":["approvers","security"]}]'
+    """
+
+    name: str = Field(min_length=1)
+    format: Literal["webhook", "slack"] = "webhook"
+    url: SecretStr
+    audiences: list[Audience] = Field(default_factory=lambda: list(Audience))
+    timeout: float = Field(default=5.0, gt=0, le=60)  # seconds, per delivery attempt
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: SecretStr) -> SecretStr:
+        if not v.get_secret_value().startswith(("http://", "https://")):
+            raise ValueError("notifier url must be an http:// or https:// URL")
+        return v
 
 
 class Settings(BaseSettings):
@@ -40,6 +63,29 @@ class Settings(BaseSettings):
 
     vault_addr: str = "http://127.0.0.1:8200"
     vault_token: SecretStr = SecretStr("")
+    # vault_database: the database secrets engine's mount; the optional DSN (any user that can read
+    # pg_roles; it may hold a password, hence secret) lets revocation be confirmed in PostgreSQL too,
+    # without it the provider confirms on the Vault lease alone and says so.
+    vault_database_mount: str = "database"
+    postgres_verify_dsn: SecretStr | None = None
+    # vault_approle: the AppRole auth mount and the lifetime of tokens a service gets by logging in
+    # (the residual window after a secret-ID is destroyed, unless login tokens are swept).
+    vault_approle_mount: str = "approle"
+    vault_approle_token_ttl: timedelta = Field(default=timedelta(minutes=15), gt=timedelta(0))
+    vault_approle_token_max_ttl: timedelta = Field(default=timedelta(hours=1), gt=timedelta(0))
+    vault_approle_revoke_login_tokens: bool = True
+
+    # AWS providers (aws_identity_center, aws_iam_group, aws_sts_session): enabled when aws_region
+    # (real AWS) or aws_endpoint_url (moto) is set. Unset credentials fall back to boto3's chain
+    # (environment, profile, instance role). The Identity Center instance is discovered when the
+    # account has exactly one.
+    aws_endpoint_url: str | None = None
+    aws_region: str | None = None
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: SecretStr | None = None
+    aws_session_token: SecretStr | None = None
+    aws_sso_instance_arn: str | None = None
+    aws_identity_store_id: str | None = None
 
     ledger_url: str = "sqlite:///.jitaccess/ledger.db"
     catalogue_file: Path = EXAMPLES / "catalogue.yaml"
@@ -51,10 +97,22 @@ class Settings(BaseSettings):
     issue_timeout: timedelta = timedelta(minutes=2)
     revocation_backoff_cap: timedelta = timedelta(minutes=5)
     revocation_failing_after: int = Field(default=3, ge=1)
+    expiry_warning_lead: timedelta | None = None  # tell the requester this long before expiry
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     max_concurrent_activities: int = 64
+
+    notifiers: list[NotifierConfig] = []
+    public_url: str | None = None  # base URL for links in notifications (approve/deny), e.g. https://jit.example.com
+
+    @field_validator("notifiers")
+    @classmethod
+    def _unique_notifier_names(cls, v: list[NotifierConfig]) -> list[NotifierConfig]:
+        names = [n.name for n in v]
+        if dupes := sorted({x for x in names if names.count(x) > 1}):
+            raise ValueError(f"notifier names must be unique; repeated: {', '.join(dupes)}")
+        return v
 
 
 def _read_yaml(path: Path, what: str) -> object:

@@ -9,27 +9,115 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, time, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class ApprovalStage(BaseModel):
+    """One stage of an approval rule: `min_approvals` distinct approvers from `approver_groups`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
+    approver_groups: tuple[str, ...] = Field(min_length=1)
+    min_approvals: int = Field(default=1, ge=1, le=10)
+    # For a non-human requester, its owner counts only in stages that allow it (the owning-team
+    # stage); a stage that requires independence (security) cannot be satisfied by the owner.
+    owner_may_approve: bool = False
+
+
+class BusinessHours(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    timezone: str = "UTC"
+    days: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...] = ("mon", "tue", "wed", "thu", "fri")
+    start: time = time(9, 0)
+    end: time = time(18, 0)
+
+    @model_validator(mode="after")
+    def _valid(self) -> BusinessHours:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise ValueError(f"unknown time zone {self.timezone!r}") from e
+        if self.start >= self.end:
+            raise ValueError("business hours start must be before end")
+        return self
+
+    def contains(self, at: datetime) -> bool:
+        local = at.astimezone(ZoneInfo(self.timezone))
+        day = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[local.weekday()]
+        return day in self.days and self.start <= local.time() < self.end
+
+
+class AutoApprovalRule(BaseModel):
+    """Auto-approve when every given condition holds; the matching rule's name is recorded."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
+    requester_groups: tuple[str, ...] = ()
+    max_duration: timedelta | None = None
+    business_hours: BusinessHours | None = None
 
 
 class ApprovalRule(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    auto_approve: bool = False
+    auto_approve: bool = False  # unconditional auto-approval
+    auto_rules: tuple[AutoApprovalRule, ...] = ()
+    # single-stage shorthand: approver_groups + min_approvals == one stage named "approvers"
     approver_groups: tuple[str, ...] = ()
     min_approvals: int = Field(default=1, ge=1, le=10)
+    stages: tuple[ApprovalStage, ...] = ()
+    stage_order: Literal["sequential", "parallel"] = "sequential"
     timeout: timedelta = timedelta(hours=24)
+    reminder_every: timedelta | None = None
+    escalate_after: timedelta | None = None
+    escalation_groups: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _approvers_when_manual(self) -> ApprovalRule:
-        if not self.auto_approve and not self.approver_groups:
-            raise ValueError("an approval rule without auto_approve needs approver_groups")
+        if self.approver_groups and self.stages:
+            raise ValueError("give either approver_groups (one stage) or stages, not both")
+        if not self.auto_approve and not self.effective_stages:
+            raise ValueError("an approval rule without auto_approve needs approver_groups or stages")
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError("approval stage names must be unique")
         if self.timeout <= timedelta(0):
             raise ValueError("approval timeout must be positive")
+        for what in ("reminder_every", "escalate_after"):
+            v = getattr(self, what)
+            if v is not None and v <= timedelta(0):
+                raise ValueError(f"{what} must be positive")
+        if self.escalate_after is not None and not self.escalation_groups:
+            raise ValueError("escalate_after needs escalation_groups")
         return self
+
+    @property
+    def effective_stages(self) -> tuple[ApprovalStage, ...]:
+        if self.stages:
+            return self.stages
+        if self.approver_groups:
+            return (ApprovalStage(name="approvers", approver_groups=self.approver_groups, min_approvals=self.min_approvals),)
+        return ()
+
+
+class BreakGlass(BaseModel):
+    """Emergency access: issued at once, alerted, and reviewed after the fact."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    groups: tuple[str, ...] = Field(min_length=1)
+    max_duration: timedelta
+    reviewer_groups: tuple[str, ...] = Field(min_length=1)
+    review_deadline: timedelta = timedelta(days=1)
+    review_reminder_every: timedelta | None = None
+    escalation_groups: tuple[str, ...] = ()
 
 
 class ProviderSpec(BaseModel):
@@ -52,6 +140,8 @@ class Entitlement(BaseModel):
     requester_groups: tuple[str, ...] = Field(min_length=1)
     approval: ApprovalRule
     reason_required: bool = True
+    break_glass: BreakGlass | None = None
+    extendable: bool = True
 
     @model_validator(mode="after")
     def _durations(self) -> Entitlement:
@@ -59,6 +149,8 @@ class Entitlement(BaseModel):
             raise ValueError(f"{self.id}: durations must be positive")
         if self.default_duration > self.max_duration:
             raise ValueError(f"{self.id}: default_duration exceeds max_duration")
+        if self.break_glass and self.break_glass.max_duration <= timedelta(0):
+            raise ValueError(f"{self.id}: break_glass.max_duration must be positive")
         return self
 
 

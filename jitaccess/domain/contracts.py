@@ -10,15 +10,23 @@ from datetime import timedelta
 
 from pydantic import BaseModel, Field
 
+from jitaccess.domain.credentials import IssuedCredential
 from jitaccess.domain.events import IdentityEvent
 
 ISSUE_CREDENTIAL = "issue_credential"  # provider.issue + provider.verify_active (read-back)
 REVOKE_CREDENTIAL = "revoke_credential"  # provider.revoke + provider.verify_revoked (read-back)
 CLEAN_UP_GRANT = "clean_up_grant"  # revoke and confirm everything tagged with a grant ID
+EXTEND_CREDENTIAL = "extend_credential"  # provider.extend: move the provider-side TTL backstop
 RECORD_EVENTS = "record_events"  # ledger append (idempotent) + SIEM log line
+DELIVER_NOTIFICATION = "deliver_notification"  # POST one notification to one notifier; never raises on delivery failure
 
 PROVIDER_ERROR = "ProviderError"  # ApplicationError type for a provider failure
 REFUSAL = "Refusal"  # ApplicationError type for a rule refusing an update
+
+
+class ExtendRequest(BaseModel):
+    credential: IssuedCredential
+    ttl_seconds: int  # new remaining lifetime from now
 
 
 class EventBatch(BaseModel):
@@ -32,3 +40,7 @@ class GrantOptions(BaseModel):
     issue_timeout: timedelta = timedelta(minutes=2)
     revocation_backoff_cap: timedelta = timedelta(minutes=5)
     revocation_failing_after: int = 3
+    # audience (approvers / requester / security / reviewers) -> notifier names configured on the worker
+    notifiers: dict[str, list[str]] = Field(default_factory=dict)
+    notification_attempts: int = 4  # then notification.abandoned; a dead notifier never blocks a grant
+    expiry_warning_lead: timedelta | None = None

@@ -21,6 +21,7 @@ class ProviderGrant(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     principal: str
     ttl_seconds: int = Field(ge=1)
+    max_ttl_seconds: int | None = None  # the cumulative cap extensions may reach (entitlement max)
 
 
 class IssuedCredential(BaseModel):

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from jitaccess.domain.catalogue import ApprovalStage
 from jitaccess.domain.contracts import GrantOptions
 from jitaccess.domain.credentials import IssuedCredential, WrappedHandover
-from jitaccess.domain.policy import AccessRequest, PolicyDecision
+from jitaccess.domain.policy import AccessRequest, ExtensionDecision, PolicyDecision
 from jitaccess.domain.principals import Actor, ActorKind, ActorRole, Principal
 from jitaccess.domain.states import HOLDS_ACCESS, GrantState, check_transition
 
@@ -25,6 +27,7 @@ class RefusalKind(StrEnum):
     forbidden = "forbidden"  # the actor may not do this (HTTP 403)
     conflict = "conflict"  # not in this state / already done (HTTP 409)
     gone = "gone"  # the thing asked for no longer exists (HTTP 410)
+    invalid = "invalid"  # the request breaks policy limits (HTTP 422)
 
 
 class Refusal(Exception):
@@ -35,6 +38,20 @@ class Refusal(Exception):
         self.kind = kind
         self.rule = rule
         self.message = message
+
+
+class Delegation(BaseModel):
+    """`delegator` lends their approval authority to `delegate` for a time window."""
+
+    delegation_id: str
+    delegator: Principal
+    delegate: str
+    starts_at: datetime
+    ends_at: datetime
+    reason: str = ""
+
+    def active_at(self, now: datetime) -> bool:
+        return self.starts_at <= now < self.ends_at
 
 
 class GrantInput(BaseModel):
@@ -53,12 +70,84 @@ class ActionInput(BaseModel):
 
     actor: Principal
     comment: str = ""
+    delegations: list[Delegation] = Field(default_factory=list)  # delegations *to* the actor (from the API)
+
+
+class ExtendInput(BaseModel):
+    actor: Principal
+    reason: str
+    decision: ExtensionDecision
+
+
+class ReviewInput(BaseModel):
+    actor: Principal
+    outcome: Literal["justified", "not_justified"]
+    notes: str = ""
 
 
 class Vote(BaseModel):
-    approver: str
+    approver: str  # whose authority counted (the delegator, when acting on behalf)
+    actor: str  # who acted
+    on_behalf_of: str | None = None
+    delegation_id: str | None = None
+    stage: str = "approvers"
     at: str
     comment: str = ""
+
+
+class ApprovalRound(BaseModel):
+    """One approval: the stages to satisfy and the votes cast (for the grant or an extension)."""
+
+    purpose: Literal["grant", "extension"] = "grant"
+    stages: tuple[ApprovalStage, ...]
+    stage_order: str = "sequential"
+    votes: list[Vote] = Field(default_factory=list)
+    requested_at: datetime
+    deadline: datetime
+    escalated: bool = False
+    escalation_groups: tuple[str, ...] = ()
+
+    def votes_in(self, stage: str) -> list[Vote]:
+        return [v for v in self.votes if v.stage == stage]
+
+    def stage_done(self, stage: ApprovalStage) -> bool:
+        return len(self.votes_in(stage.name)) >= stage.min_approvals
+
+    def open_stages(self) -> list[ApprovalStage]:
+        """Stages that can take a vote now: every incomplete one, or in sequence only the first."""
+        incomplete = [s for s in self.stages if not self.stage_done(s)]
+        return incomplete[:1] if self.stage_order == "sequential" else incomplete
+
+    @property
+    def complete(self) -> bool:
+        return all(self.stage_done(s) for s in self.stages)
+
+    def groups_for(self, stage: ApprovalStage) -> tuple[str, ...]:
+        return stage.approver_groups + (self.escalation_groups if self.escalated else ())
+
+    def pending(self) -> list[dict[str, object]]:
+        return [
+            {"stage": s.name, "groups": list(self.groups_for(s)), "have": len(self.votes_in(s.name)), "need": s.min_approvals}
+            for s in self.open_stages()
+        ]
+
+
+class Extension(BaseModel):
+    extension_seconds: int
+    new_total_seconds: int
+    reason: str
+    requested_at: datetime
+    status: Literal["pending", "approved", "refused", "expired", "applied", "failed"] = "pending"
+    auto_rule: str | None = None
+    round: ApprovalRound | None = None
+    decided_by: str | None = None
+
+
+class Review(BaseModel):
+    reviewer: str
+    outcome: Literal["justified", "not_justified"]
+    notes: str = ""
+    at: datetime
 
 
 class Grant(BaseModel):
@@ -72,20 +161,27 @@ class Grant(BaseModel):
     reason: str = ""
     ticket: str | None = None
     request_id: str | None = None
+    break_glass: bool = False
+    incident: str | None = None
     duration_seconds: int
     decision: PolicyDecision
     admin_groups: tuple[str, ...] = ()
-    approvals: list[Vote] = Field(default_factory=list)
+    approval: ApprovalRound | None = None
     decided_by: str | None = None
     decision_comment: str | None = None
     issued_at: datetime | None = None
     expires_at: datetime | None = None
+    extension: Extension | None = None
+    extensions_applied: int = 0
     ended_at: datetime | None = None
     end_reason: str | None = None
     credential: IssuedCredential | None = None
     handover: WrappedHandover | None = Field(default=None, exclude=True)  # never shown, never in status
     credential_delivered: bool = False
     revocation_attempts: int = 0
+    review_deadline: datetime | None = None
+    review_escalated: bool = False
+    review: Review | None = None
     events: int = 0
     last_hash: str | None = None
 
@@ -100,6 +196,8 @@ class Grant(BaseModel):
             reason=inp.request.reason,
             ticket=inp.request.ticket,
             request_id=inp.request.request_id,
+            break_glass=inp.request.break_glass,
+            incident=inp.request.incident,
             duration_seconds=int(d.duration.total_seconds()),
             decision=d,
             admin_groups=inp.admin_groups,
@@ -114,8 +212,27 @@ class Grant(BaseModel):
         return timedelta(seconds=self.duration_seconds)
 
     @property
+    def approvals(self) -> list[Vote]:
+        return self.approval.votes if self.approval else []
+
+    @property
     def approvals_required(self) -> int:
         return self.decision.min_approvals
+
+    def open_approval(self, now: datetime) -> ApprovalRound:
+        d = self.decision
+        self.approval = ApprovalRound(
+            purpose="grant", stages=d.stages, stage_order=d.stage_order, requested_at=now,
+            deadline=now + d.approval_timeout, escalation_groups=d.escalation_groups,
+        )
+        return self.approval
+
+    def pending_round(self) -> ApprovalRound | None:
+        if self.state is GrantState.awaiting_approval:
+            return self.approval
+        if self.state is GrantState.active and self.extension and self.extension.status == "pending":
+            return self.extension.round
+        return None
 
     def _require_state(self, action: str, *allowed: GrantState) -> None:
         if self.state not in allowed:
@@ -126,48 +243,132 @@ class Grant(BaseModel):
                 f"{action} is allowed only when {' or '.join(s.value for s in allowed)}",
             )
 
-    def _require_approver(self, actor: Principal, action: str) -> None:
+    def _round_for(self, action: str) -> ApprovalRound:
+        rnd = self.pending_round()
+        if rnd is None:
+            raise Refusal(
+                RefusalKind.conflict,
+                "wrong_state",
+                f"cannot {action} grant {self.grant_id}: it is {self.state.value} with no pending approval; "
+                f"{action} is allowed only while it is awaiting_approval or an extension is pending",
+            )
+        return rnd
+
+    def _authority(
+        self, rnd: ApprovalRound, actor: Principal, now: datetime, delegations: list[Delegation], action: str
+    ) -> tuple[ApprovalStage, Principal, Delegation | None]:
+        """Which open stage this actor's decision counts for, and as whom (self or a delegator)."""
         if actor.id == self.requester.id:
             raise Refusal(
-                RefusalKind.forbidden,
-                "self_approval",
+                RefusalKind.forbidden, "self_approval",
                 f"{actor.id} requested grant {self.grant_id} and cannot {action} it (separation of duties)",
             )
-        if not actor.in_any(self.decision.approver_groups):
-            raise Refusal(
-                RefusalKind.forbidden,
-                "not_an_approver",
-                f"{actor.id} is in none of the approver groups for {self.entitlement}: "
-                f"{', '.join(self.decision.approver_groups)}",
-            )
+        if any(v.actor == actor.id for v in rnd.votes):
+            raise Refusal(RefusalKind.conflict, "duplicate_vote", f"{actor.id} has already approved grant {self.grant_id}")
+        mine = [d for d in delegations if d.delegate == actor.id]
+        candidates: list[tuple[Principal, Delegation | None]] = [(actor, None)]
+        candidates += [(d.delegator, d) for d in mine if d.active_at(now)]
+        problems: list[tuple[str, str]] = []
+        open_stages = rnd.open_stages()
+        for who, via in candidates:
+            if who.id == self.requester.id:
+                continue
+            if any(v.approver == who.id for v in rnd.votes):
+                problems.append(("duplicate_vote", f"{who.id} has already approved (an approver counts once across stages)"))
+                continue
+            for st in open_stages:
+                if not who.in_any(rnd.groups_for(st)):
+                    continue
+                if self.requester.kind is not ActorKind.human and self.requester.owner == who.id and not st.owner_may_approve:
+                    problems.append(
+                        ("owner_not_independent",
+                         f"{who.id} owns {self.requester.id} and cannot satisfy the {st.name} stage, which needs an independent approver")
+                    )
+                    continue
+                return st, who, via
+        if problems:
+            rule, msg = problems[0]
+            raise Refusal(RefusalKind.conflict if rule == "duplicate_vote" else RefusalKind.forbidden, rule, msg)
+        stages = "; ".join(f"{s.name}: {', '.join(rnd.groups_for(s))}" for s in open_stages)
+        lapsed = [d for d in mine if not d.active_at(now)]
+        note = "".join(
+            f"; the delegation from {d.delegator.id} is valid only {d.starts_at.isoformat()} to {d.ends_at.isoformat()}"
+            for d in lapsed
+        )
+        raise Refusal(
+            RefusalKind.forbidden, "not_an_approver",
+            f"{actor.id} is in none of the approver groups for {self.entitlement} now open ({stages}){note}",
+        )
 
     # -- approval --------------------------------------------------------------
-    def check_approve(self, actor: Principal) -> None:
-        self._require_state("approve", GrantState.awaiting_approval)
-        self._require_approver(actor, "approve")
-        if any(v.approver == actor.id for v in self.approvals):
-            raise Refusal(RefusalKind.conflict, "duplicate_vote", f"{actor.id} has already approved grant {self.grant_id}")
+    def check_approve(self, actor: Principal, now: datetime, delegations: list[Delegation] = ()) -> None:
+        self._authority(self._round_for("approve"), actor, now, list(delegations), "approve")
 
-    def approve(self, actor: Principal, at: str, comment: str) -> bool:
-        """Record one vote; True when enough distinct approvers have approved."""
-        self.check_approve(actor)
-        self.approvals.append(Vote(approver=actor.id, at=at, comment=comment))
-        if len(self.approvals) >= self.approvals_required:
-            self.move(GrantState.approved)
-            self.decided_by = ",".join(v.approver for v in self.approvals)
-            return True
-        return False
+    def approve(self, actor: Principal, now: datetime, comment: str, delegations: list[Delegation] = ()) -> Vote:
+        """Record one vote in the pending round; the caller checks `round.complete`."""
+        rnd = self._round_for("approve")
+        stage, who, via = self._authority(rnd, actor, now, list(delegations), "approve")
+        vote = Vote(
+            approver=who.id, actor=actor.id, on_behalf_of=who.id if via else None,
+            delegation_id=via.delegation_id if via else None, stage=stage.name, at=now.isoformat(), comment=comment,
+        )
+        rnd.votes.append(vote)
+        if rnd.complete:
+            if rnd.purpose == "grant":
+                self.move(GrantState.approved)
+                self.decided_by = ",".join(v.approver for v in rnd.votes)
+            else:
+                assert self.extension is not None
+                self.extension.status = "approved"
+                self.extension.decided_by = ",".join(v.approver for v in rnd.votes)
+        return vote
 
-    def check_deny(self, actor: Principal) -> None:
-        self._require_state("deny", GrantState.awaiting_approval)
-        self._require_approver(actor, "deny")
+    def check_deny(self, actor: Principal, now: datetime, delegations: list[Delegation] = ()) -> None:
+        self._authority(self._round_for("deny"), actor, now, list(delegations), "deny")
 
-    def deny(self, actor: Principal, reason: str) -> None:
-        self.check_deny(actor)
-        self.move(GrantState.denied)
-        self.decided_by = actor.id
-        self.decision_comment = reason
-        self.end_reason = "denied"
+    def deny(self, actor: Principal, reason: str, now: datetime, delegations: list[Delegation] = ()) -> str:
+        """A deny ends the round: the grant is denied, or the extension refused. Returns the round's purpose."""
+        rnd = self._round_for("deny")
+        self._authority(rnd, actor, now, list(delegations), "deny")
+        if rnd.purpose == "grant":
+            self.move(GrantState.denied)
+            self.decided_by = actor.id
+            self.decision_comment = reason
+            self.end_reason = f"denied by {actor.id}: {reason}"
+        else:
+            assert self.extension is not None
+            self.extension.status = "refused"
+            self.extension.decided_by = actor.id
+        return rnd.purpose
+
+    # -- extension ---------------------------------------------------------------
+    def check_extend(self, inp: ExtendInput) -> None:
+        if inp.actor.id != self.requester.id:
+            raise Refusal(RefusalKind.forbidden, "not_requester", f"only the requester ({self.requester.id}) can extend this grant")
+        self._require_state("extend", GrantState.active)
+        if self.extension and self.extension.status in ("pending", "approved"):
+            raise Refusal(RefusalKind.conflict, "extension_pending", f"grant {self.grant_id} already has an extension {self.extension.status}")
+        d = inp.decision
+        if not d.allowed:
+            raise Refusal(RefusalKind.invalid, d.reason_codes[0].value if d.reason_codes else "policy", "; ".join(d.messages))
+        if int((d.new_total - d.extension).total_seconds()) != self.duration_seconds:
+            raise Refusal(RefusalKind.conflict, "stale_decision", "the grant changed while the extension was evaluated; try again")
+
+    def request_extension(self, inp: ExtendInput, now: datetime) -> Extension:
+        self.check_extend(inp)
+        d = inp.decision
+        rnd = None
+        if d.auto_rule is None:
+            rnd = ApprovalRound(
+                purpose="extension", stages=d.stages, stage_order=d.stage_order, requested_at=now,
+                deadline=now + d.approval_timeout, escalation_groups=self.decision.escalation_groups,
+            )
+        self.extension = Extension(
+            extension_seconds=int(d.extension.total_seconds()), new_total_seconds=int(d.new_total.total_seconds()),
+            reason=inp.reason, requested_at=now, auto_rule=d.auto_rule, round=rnd,
+            status="approved" if d.auto_rule else "pending",
+        )
+        return self.extension
 
     # -- revocation -------------------------------------------------------------
     def check_revoke(self, actor: Principal) -> None:
@@ -183,6 +384,25 @@ class Grant(BaseModel):
             f"({', '.join(self.decision.approver_groups) or 'none'}) or admins "
             f"({', '.join(self.admin_groups) or 'none'}) may",
         )
+
+    # -- post-hoc review (break-glass) ---------------------------------------------
+    def reviewer_groups(self) -> tuple[str, ...]:
+        bg = self.decision.entitlement.break_glass if self.decision.entitlement else None
+        if bg is None:
+            return ()
+        return bg.reviewer_groups + (bg.escalation_groups if self.review_escalated else ())
+
+    def check_review(self, inp: ReviewInput) -> None:
+        self._require_state("review", GrantState.pending_review)
+        if inp.actor.id == self.requester.id:
+            raise Refusal(RefusalKind.forbidden, "self_review", f"{inp.actor.id} used this break-glass grant and cannot review it")
+        if not inp.actor.in_any(self.reviewer_groups()):
+            raise Refusal(
+                RefusalKind.forbidden, "not_a_reviewer",
+                f"{inp.actor.id} is in none of the reviewer groups for {self.entitlement}: {', '.join(self.reviewer_groups())}",
+            )
+        if inp.outcome == "not_justified" and not inp.notes.strip():
+            raise Refusal(RefusalKind.invalid, "notes_required", "a not_justified outcome needs notes saying why")
 
     # -- credential hand-over ------------------------------------------------------
     def check_claim(self, actor: Principal, now: datetime) -> None:
@@ -218,6 +438,7 @@ class Grant(BaseModel):
             "entitlement": self.entitlement,
             "requester": self.requester.id,
             "provider": self.provider,
+            "break_glass": self.break_glass,
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
             "seq": self.events,
         }

@@ -6,12 +6,12 @@ The decision is evidence: it names the rule that applied, the policy version
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from jitaccess.domain.catalogue import Catalogue, Entitlement
+from jitaccess.domain.catalogue import ApprovalRule, ApprovalStage, Catalogue, Entitlement
 from jitaccess.domain.principals import Principal
 
 
@@ -21,12 +21,24 @@ class ReasonCode(StrEnum):
     duration_exceeds_max = "duration_exceeds_max"
     duration_not_positive = "duration_not_positive"
     reason_required = "reason_required"
+    break_glass_not_allowed = "break_glass_not_allowed"
+    not_break_glass_eligible = "not_break_glass_eligible"
+    incident_required = "incident_required"
+    not_extendable = "not_extendable"
 
 
 # Denials that mean the request itself is malformed: the API answers 422 and no
 # grant is created. Any other denial is a policy outcome recorded on a grant.
 INPUT_ERRORS = frozenset(
-    {ReasonCode.not_in_catalogue, ReasonCode.duration_exceeds_max, ReasonCode.duration_not_positive, ReasonCode.reason_required}
+    {
+        ReasonCode.not_in_catalogue,
+        ReasonCode.duration_exceeds_max,
+        ReasonCode.duration_not_positive,
+        ReasonCode.reason_required,
+        ReasonCode.break_glass_not_allowed,
+        ReasonCode.incident_required,
+        ReasonCode.not_extendable,
+    }
 )
 
 
@@ -40,6 +52,8 @@ class AccessRequest(BaseModel):
     reason: str = ""
     ticket: str | None = None
     request_id: str | None = None
+    break_glass: bool = False
+    incident: str | None = None
 
 
 class Outcome(StrEnum):
@@ -58,9 +72,16 @@ class PolicyDecision(BaseModel):
     inputs: dict[str, object] = Field(default_factory=dict)
     duration: timedelta = timedelta(0)
     auto_approved: bool = False
-    approver_groups: tuple[str, ...] = ()
-    min_approvals: int = 0
+    auto_rule: str | None = None  # which auto-approval rule matched (None: unconditional or manual)
+    approver_groups: tuple[str, ...] = ()  # union over stages
+    min_approvals: int = 0  # total over stages
+    stages: tuple[ApprovalStage, ...] = ()
+    stage_order: str = "sequential"
     approval_timeout: timedelta = timedelta(0)
+    reminder_every: timedelta | None = None
+    escalate_after: timedelta | None = None
+    escalation_groups: tuple[str, ...] = ()
+    break_glass: bool = False
     entitlement: Entitlement | None = None
 
     @property
@@ -86,16 +107,38 @@ def _fmt(td: timedelta) -> str:
     return f"{secs}s ({h}h{m:02d}m{s:02d}s)"
 
 
-def evaluate(catalogue: Catalogue, requester: Principal, request: AccessRequest) -> PolicyDecision:
+def match_auto_rule(rule: ApprovalRule, requester: Principal, duration: timedelta, now: datetime | None) -> str | None:
+    """The first auto-approval rule whose every condition holds, by name ('always' if unconditional)."""
+    if rule.auto_approve:
+        return "always"
+    for r in rule.auto_rules:
+        if r.requester_groups and not requester.in_any(r.requester_groups):
+            continue
+        if r.max_duration is not None and duration > r.max_duration:
+            continue
+        if r.business_hours is not None and (now is None or not r.business_hours.contains(now)):
+            continue
+        return r.name
+    return None
+
+
+def evaluate(
+    catalogue: Catalogue, requester: Principal, request: AccessRequest, now: datetime | None = None
+) -> PolicyDecision:
+    """`now` is the request time (business-hours auto-approval rules need it)."""
     version = catalogue.version
     inputs: dict[str, object] = {
         "requester": requester.id,
         "requester_kind": requester.kind.value,
         "requester_groups": list(requester.groups),
+        "requester_owner": requester.owner,
         "entitlement": request.entitlement,
         "duration_seconds": int(request.duration.total_seconds()) if request.duration is not None else None,
         "reason_given": bool(request.reason.strip()),
         "ticket": request.ticket,
+        "break_glass": request.break_glass,
+        "incident": request.incident,
+        "evaluated_at": now.isoformat() if now else None,
     }
     ent = catalogue.get(request.entitlement)
     if ent is None:
@@ -110,37 +153,106 @@ def evaluate(catalogue: Catalogue, requester: Principal, request: AccessRequest)
 
     codes: list[ReasonCode] = []
     messages: list[str] = []
-    duration = request.duration if request.duration is not None else ent.default_duration
+    bg = ent.break_glass if request.break_glass else None
+    if request.break_glass and ent.break_glass is None:
+        codes.append(ReasonCode.break_glass_not_allowed)
+        messages.append(f"{ent.id} does not allow break-glass access")
+    max_duration = bg.max_duration if bg else ent.max_duration
+    duration = request.duration if request.duration is not None else min(ent.default_duration, max_duration)
     if duration <= timedelta(0):
         codes.append(ReasonCode.duration_not_positive)
         messages.append("duration must be positive")
-    elif duration > ent.max_duration:
+    elif duration > max_duration:
         codes.append(ReasonCode.duration_exceeds_max)
-        messages.append(f"duration {_fmt(duration)} exceeds the maximum for {ent.id}: {_fmt(ent.max_duration)}")
-    if ent.reason_required and not request.reason.strip():
+        what = "break-glass maximum" if bg else "maximum"
+        messages.append(f"duration {_fmt(duration)} exceeds the {what} for {ent.id}: {_fmt(max_duration)}")
+    if (ent.reason_required or request.break_glass) and not request.reason.strip():
         codes.append(ReasonCode.reason_required)
-        messages.append(f"a reason is required for {ent.id}")
-    if not requester.in_any(ent.requester_groups):
+        messages.append(f"a reason is required for {ent.id}" + (" (break-glass)" if request.break_glass else ""))
+    if request.break_glass and not (request.incident or "").strip():
+        codes.append(ReasonCode.incident_required)
+        messages.append("break-glass needs an incident reference (e.g. --incident INC-1234)")
+    if bg is not None and not requester.in_any(bg.groups):
+        codes.append(ReasonCode.not_break_glass_eligible)
+        messages.append(f"{requester.id} is in none of the break-glass groups for {ent.id}: {', '.join(bg.groups)}")
+    elif not request.break_glass and not requester.in_any(ent.requester_groups):
         codes.append(ReasonCode.requester_not_eligible)
         messages.append(
             f"{requester.id} is in none of the groups allowed to request {ent.id}: {', '.join(ent.requester_groups)}"
         )
 
-    rule_kind = "auto_approve" if ent.approval.auto_approve else "approval"
+    rule = ent.approval
+    auto = "break-glass" if request.break_glass else match_auto_rule(rule, requester, duration, now)
+    rule_kind = "break_glass" if request.break_glass else ("auto_approve" if rule.auto_approve else (f"auto:{auto}" if auto else "approval"))
+    stages = rule.effective_stages
     common = dict(
         policy_version=version,
         rule=f"entitlement:{ent.id}/{rule_kind}",
         inputs=inputs,
         duration=duration,
         entitlement=ent,
+        break_glass=request.break_glass,
     )
     if codes:
         return PolicyDecision(outcome=Outcome.deny, reason_codes=tuple(codes), messages=tuple(messages), **common)
     return PolicyDecision(
         outcome=Outcome.allow,
-        auto_approved=ent.approval.auto_approve,
-        approver_groups=ent.approval.approver_groups,
-        min_approvals=0 if ent.approval.auto_approve else ent.approval.min_approvals,
-        approval_timeout=ent.approval.timeout,
+        auto_approved=auto is not None,
+        auto_rule=auto,
+        approver_groups=tuple(dict.fromkeys(g for st in stages for g in st.approver_groups)),
+        min_approvals=0 if auto else sum(st.min_approvals for st in stages),
+        stages=() if auto else stages,
+        stage_order=rule.stage_order,
+        approval_timeout=rule.timeout,
+        reminder_every=rule.reminder_every,
+        escalate_after=rule.escalate_after,
+        escalation_groups=rule.escalation_groups,
         **common,
+    )
+
+
+class ExtensionDecision(BaseModel):
+    """Policy on an extension: cumulative duration within the max, then the same approval rule."""
+
+    model_config = ConfigDict(frozen=True)
+
+    allowed: bool
+    extension: timedelta
+    new_total: timedelta
+    reason_codes: tuple[ReasonCode, ...] = ()
+    messages: tuple[str, ...] = ()
+    auto_rule: str | None = None
+    stages: tuple[ApprovalStage, ...] = ()
+    stage_order: str = "sequential"
+    approval_timeout: timedelta = timedelta(0)
+    policy_version: str = ""
+
+
+def evaluate_extension(
+    decision: PolicyDecision, requester: Principal, current_total: timedelta, extension: timedelta,
+    now: datetime | None = None, policy_version: str = "",
+) -> ExtensionDecision:
+    ent = decision.entitlement
+    assert ent is not None
+    new_total = current_total + extension
+    cap = ent.break_glass.max_duration if decision.break_glass and ent.break_glass else ent.max_duration
+    codes: list[ReasonCode] = []
+    messages: list[str] = []
+    if not ent.extendable:
+        codes.append(ReasonCode.not_extendable)
+        messages.append(f"{ent.id} cannot be extended; request a new grant")
+    if extension <= timedelta(0):
+        codes.append(ReasonCode.duration_not_positive)
+        messages.append("extension must be positive")
+    elif new_total > cap:
+        codes.append(ReasonCode.duration_exceeds_max)
+        messages.append(
+            f"extending by {_fmt(extension)} makes the grant {_fmt(new_total)} in total, over the maximum for "
+            f"{ent.id}: {_fmt(cap)} (at most {_fmt(max(cap - current_total, timedelta(0)))} more)"
+        )
+    auto = None if codes else match_auto_rule(ent.approval, requester, new_total, now)
+    return ExtensionDecision(
+        allowed=not codes, extension=extension, new_total=new_total, reason_codes=tuple(codes), messages=tuple(messages),
+        auto_rule=auto, stages=() if auto else ent.approval.effective_stages, stage_order=ent.approval.stage_order,
+        approval_timeout=ent.approval.timeout, policy_version=policy_version or decision.policy_version,
     )

@@ -30,6 +30,7 @@ class Principal(BaseModel):
     id: str = Field(min_length=1)
     kind: ActorKind = ActorKind.human
     groups: tuple[str, ...] = ()
+    owner: str | None = None  # for a non-human identity: the accountable human (or team lead)
 
     def in_any(self, groups: tuple[str, ...] | list[str]) -> bool:
         return any(g in self.groups for g in groups)

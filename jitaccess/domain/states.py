@@ -19,6 +19,8 @@ class GrantState(StrEnum):
     revoking = "revoking"
     revocation_failing = "revocation_failing"
     revoked = "revoked"
+    pending_review = "pending_review"
+    reviewed = "reviewed"
 
 
 S = GrantState
@@ -31,8 +33,10 @@ TRANSITIONS: dict[GrantState, frozenset[GrantState]] = {
     S.active: frozenset({S.revoking}),
     S.revoking: frozenset({S.revoked, S.revocation_failing}),
     S.revocation_failing: frozenset({S.revoked}),
+    S.revoked: frozenset({S.pending_review}),  # break-glass: the review follows revocation
+    S.pending_review: frozenset({S.reviewed}),
 }
-TERMINAL = frozenset({S.denied, S.approval_expired, S.cancelled, S.issue_failed, S.revoked})
+TERMINAL = frozenset({S.denied, S.approval_expired, S.cancelled, S.issue_failed, S.revoked, S.reviewed})
 # States in which access may exist at the target (reconciliation treats these as live).
 HOLDS_ACCESS = frozenset({S.issuing, S.active, S.revoking, S.revocation_failing})
 

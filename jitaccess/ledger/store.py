@@ -8,18 +8,20 @@ forward (by event seq) so a late, stale write never rolls a grant's state back.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from sqlalchemy import (
-    Column, Integer, MetaData, String, Table, Text, UniqueConstraint, create_engine, event, select,
+    Boolean, Column, Integer, MetaData, String, Table, Text, UniqueConstraint, create_engine, event, select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from jitaccess.domain.events import ChainVerification, IdentityEvent, verify_chain
-from jitaccess.domain.principals import Actor
+from jitaccess.domain.grant import Delegation
+from jitaccess.domain.principals import Actor, Principal
 
 metadata = MetaData()
 
@@ -46,10 +48,23 @@ grants = Table(
     Column("entitlement", String(80), nullable=False),
     Column("requester", String(200), nullable=False, index=True),
     Column("provider", String(40)),
+    Column("break_glass", Boolean, nullable=False, default=False),
     Column("expires_at", String(40)),
     Column("seq", Integer, nullable=False),
     Column("created_at", String(40), nullable=False),
     Column("updated_at", String(40), nullable=False),
+)
+
+
+delegations = Table(
+    "delegations", metadata,
+    Column("delegation_id", String(80), primary_key=True),
+    Column("delegator", String(200), nullable=False),
+    Column("delegator_principal", Text, nullable=False),  # JSON: the delegator's identity and groups when delegating
+    Column("delegate", String(200), nullable=False, index=True),
+    Column("starts_at", String(40), nullable=False),
+    Column("ends_at", String(40), nullable=False),
+    Column("reason", Text, nullable=False),
 )
 
 
@@ -129,8 +144,12 @@ class Ledger:
         with self.engine.connect() as conn:
             return [r[0] for r in conn.execute(select(identity_events.c.grant_id).distinct().order_by(identity_events.c.grant_id))]
 
-    def grants(self, state: str | None = None, requester: str | None = None, limit: int = 500) -> list[dict]:
+    def grants(
+        self, state: str | None = None, requester: str | None = None, break_glass: bool | None = None, limit: int = 500
+    ) -> list[dict]:
         q = select(grants).order_by(grants.c.created_at.desc()).limit(limit)
+        if break_glass is not None:
+            q = q.where(grants.c.break_glass == break_glass)
         if state:
             q = q.where(grants.c.state == state)
         if requester:
@@ -142,6 +161,32 @@ class Ledger:
         with self.engine.connect() as conn:
             r = conn.execute(select(grants).where(grants.c.grant_id == grant_id)).first()
             return dict(r._mapping) if r else None
+
+    def add_delegation(self, d: Delegation, event: IdentityEvent) -> None:
+        """Store a delegation and its evidence event (chain keyed by the delegation ID) in one transaction."""
+        with self.engine.begin() as conn:
+            conn.execute(delegations.insert().values(
+                delegation_id=d.delegation_id, delegator=d.delegator.id,
+                delegator_principal=d.delegator.model_dump_json(), delegate=d.delegate,
+                starts_at=d.starts_at.isoformat(), ends_at=d.ends_at.isoformat(), reason=d.reason,
+            ))
+            conn.execute(identity_events.insert().values(_row(event)))
+
+    def delegations(self, delegate: str | None = None, delegator: str | None = None) -> list[Delegation]:
+        q = select(delegations).order_by(delegations.c.starts_at)
+        if delegate:
+            q = q.where(delegations.c.delegate == delegate)
+        if delegator:
+            q = q.where(delegations.c.delegator == delegator)
+        with self.engine.connect() as conn:
+            return [
+                Delegation(
+                    delegation_id=r.delegation_id, delegator=Principal.model_validate_json(r.delegator_principal),
+                    delegate=r.delegate, starts_at=datetime.fromisoformat(r.starts_at),
+                    ends_at=datetime.fromisoformat(r.ends_at), reason=r.reason,
+                )
+                for r in conn.execute(q)
+            ]
 
     def verify(self, grant_id: str) -> ChainVerification:
         return verify_chain(grant_id, self.events(grant_id))

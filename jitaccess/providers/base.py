@@ -42,6 +42,11 @@ class Provider(Protocol):
         """Everything at the target tagged with a grant ID (optionally just one grant's)."""
         ...
 
+    def extend(self, cred: IssuedCredential, ttl_seconds: int) -> IssuedCredential:
+        """Move the provider-side TTL backstop to `ttl_seconds` from now (an approved extension).
+        ProviderError(retryable=False) when the credential cannot be extended in place."""
+        ...
+
     def shared_target(self, grant: ProviderGrant) -> str | None:
         """For identity-based access that several grants can yield at once (same principal
         in the same group / assignment), a key naming that access; None when every grant
@@ -57,6 +62,13 @@ class Provider(Protocol):
 class PerGrantCredentials:
     """Mixin for providers that mint a separate credential per grant: nothing is shared,
     and leftovers are found by their grant tag (list_managed)."""
+
+    name: str
+
+    def extend(self, cred: IssuedCredential, ttl_seconds: int) -> IssuedCredential:
+        raise ProviderError(
+            f"{self.name} credentials cannot be extended in place; request a new grant", retryable=False
+        )
 
     def shared_target(self, grant: ProviderGrant) -> str | None:
         return None

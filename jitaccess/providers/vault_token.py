@@ -76,14 +76,17 @@ class VaultTokenProvider(PerGrantCredentials):
             for stale in self.list_managed(grant.grant_id):
                 self.revoke(stale)
         ttl = f"{grant.ttl_seconds}s"
+        # renewable only by us (renew-accessor, for an approved extension): without the default
+        # policy the holder cannot renew-self, and explicit_max_ttl caps the cumulative duration
+        max_ttl = f"{max(grant.max_ttl_seconds or grant.ttl_seconds, grant.ttl_seconds)}s"
         now = datetime.now(timezone.utc)
         try:
             resp = self._vault.auth.token.create(
                 policies=policies,
                 no_default_policy=True,
-                renewable=False,
+                renewable=True,
                 ttl=ttl,
-                explicit_max_ttl=ttl,
+                explicit_max_ttl=max_ttl,
                 meta={"grant_id": grant.grant_id, "requester": grant.principal, "managed_by": MANAGED_BY},
                 display_name=f"jit-{grant.principal}",
                 wrap_ttl=f"{int(wrap_ttl.total_seconds())}s",
@@ -100,6 +103,22 @@ class VaultTokenProvider(PerGrantCredentials):
         )
         handover = WrappedHandover(wrapping_token=wrap["token"], expires_at=now + timedelta(seconds=int(wrap["ttl"])))
         return cred, handover
+
+    def extend(self, cred: IssuedCredential, ttl_seconds: int) -> IssuedCredential:
+        try:
+            self._vault.auth.token.renew_accessor(cred.reference, increment=f"{ttl_seconds}s")
+        except Exception as e:
+            raise translate(e, "renew the token accessor") from e
+        data = self._lookup(cred.reference)
+        if data is None:
+            raise ProviderError("token vanished while extending it", retryable=False)
+        got = int(data.get("ttl") or 0)
+        if got < ttl_seconds - 5:
+            raise ProviderError(f"vault granted {got}s, not {ttl_seconds}s (the token's explicit max TTL caps it)", retryable=False)
+        return cred.model_copy(
+            update={"expires_at": datetime.now(timezone.utc) + timedelta(seconds=got),
+                    "details": {**cred.details, "ttl_seconds": got}}
+        )
 
     def _lookup(self, accessor: str) -> dict | None:
         try:

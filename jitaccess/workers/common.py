@@ -14,10 +14,18 @@ from temporalio.converter import DataConverter
 from temporalio.worker import Worker
 
 from jitaccess.activities import GrantActivities
-from jitaccess.config import Settings
+from jitaccess.activities.notify import NotificationActivities, route_table
+from jitaccess.config import Settings, load_catalogue
+from jitaccess.config.settings import ConfigError
+from jitaccess.domain.contracts import GrantOptions
 from jitaccess.ledger import Ledger
 from jitaccess.providers.base import ProviderRegistry
-from jitaccess.providers.vault_token import VaultClients, VaultTokenProvider
+from jitaccess.providers.aws import (
+    AwsClients, IamGroupMembershipProvider, IdentityCenterAssignmentProvider, StsRoleSessionProvider,
+)
+from jitaccess.providers.vault_approle import VaultAppRoleSecretIdProvider
+from jitaccess.providers.vault_database import VaultDatabaseCredentialsProvider
+from jitaccess.providers.vault_token import VaultClients, VaultTokenProvider, VaultWrapper
 from jitaccess.workers.codec import EncryptionCodec
 from jitaccess.workflows.grant import GrantWorkflow
 
@@ -58,7 +66,46 @@ async def connect(settings: Settings) -> Client:
 
 def build_providers(settings: Settings) -> ProviderRegistry:
     vault = VaultClients(settings.vault_addr, settings.vault_token.get_secret_value())
-    return ProviderRegistry({"vault_token": VaultTokenProvider(vault)})
+    providers: dict = {"vault_token": VaultTokenProvider(vault)}
+    dsn = settings.postgres_verify_dsn
+    providers[VaultDatabaseCredentialsProvider.name] = VaultDatabaseCredentialsProvider(
+        vault, mount=settings.vault_database_mount, verify_dsn=dsn.get_secret_value() if dsn else None
+    )
+    providers[VaultAppRoleSecretIdProvider.name] = VaultAppRoleSecretIdProvider(
+        vault, mount=settings.vault_approle_mount, token_ttl=settings.vault_approle_token_ttl,
+        token_max_ttl=settings.vault_approle_token_max_ttl,
+        revoke_login_tokens=settings.vault_approle_revoke_login_tokens,
+    )
+    if settings.aws_endpoint_url or settings.aws_region:
+        aws = AwsClients.from_settings(settings)
+        providers[IdentityCenterAssignmentProvider.name] = IdentityCenterAssignmentProvider(
+            aws, instance_arn=settings.aws_sso_instance_arn, identity_store_id=settings.aws_identity_store_id
+        )
+        providers[IamGroupMembershipProvider.name] = IamGroupMembershipProvider(aws)
+        providers[StsRoleSessionProvider.name] = StsRoleSessionProvider(
+            aws, VaultWrapper(vault), roles=_catalogue_params(settings, StsRoleSessionProvider.name, "role_arn")
+        )
+    return ProviderRegistry(providers)
+
+
+def _catalogue_params(settings: Settings, provider: str, key: str) -> list[str]:
+    """One parameter of every catalogue entry using `provider` (best effort: [] if the catalogue won't load)."""
+    try:
+        cat = load_catalogue(settings.catalogue_file)
+    except ConfigError:
+        return []
+    return sorted({str(e.provider.params[key]) for e in cat.entitlements if e.provider.type == provider and key in e.provider.params})
+
+
+def grant_options(settings: Settings) -> GrantOptions:
+    """The operational knobs every new grant carries (the workflow cannot read settings)."""
+    return GrantOptions(
+        issue_timeout=settings.issue_timeout,
+        revocation_backoff_cap=settings.revocation_backoff_cap,
+        revocation_failing_after=settings.revocation_failing_after,
+        notifiers=route_table(settings.notifiers),
+        expiry_warning_lead=settings.expiry_warning_lead,
+    )
 
 
 def build_worker(
@@ -66,11 +113,12 @@ def build_worker(
 ) -> tuple[Worker, Ledger]:
     ledger = ledger or Ledger(settings.ledger_url)
     acts = GrantActivities(providers or build_providers(settings), ledger, settings.wrap_ttl)
+    notify = NotificationActivities.from_settings(settings)
     worker = Worker(
         client,
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
-        activities=acts.all(),
+        activities=acts.all() + notify.all(),
         activity_executor=ThreadPoolExecutor(settings.max_concurrent_activities),
         max_concurrent_activities=settings.max_concurrent_activities,
     )

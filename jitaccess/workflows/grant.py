@@ -18,9 +18,14 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from jitaccess.domain import contracts as c
-    from jitaccess.domain.credentials import IssueResult, ProviderGrant, RevocationResult, WrappedHandover
+    from jitaccess.domain.credentials import IssuedCredential, IssueResult, ProviderGrant, RevocationResult, WrappedHandover
     from jitaccess.domain.events import IdentityEvent, make_event
-    from jitaccess.domain.grant import EXECUTOR, ActionInput, Grant, GrantInput, Refusal
+    from jitaccess.domain.grant import (
+        EXECUTOR, ActionInput, ApprovalRound, ExtendInput, Grant, GrantInput, Refusal, Review, ReviewInput,
+    )
+    from jitaccess.domain.notifications import (
+        Audience, DeliveryRequest, DeliveryResult, Notification, NotificationKind, Severity, grant_links,
+    )
     from jitaccess.domain.principals import SYSTEM_ACTOR, Actor, ActorRole, Principal
     from jitaccess.domain.states import GrantState as S
 
@@ -51,6 +56,9 @@ class GrantWorkflow:
         self._events: list[IdentityEvent] = []
         self._flushed = 0
         self._revoke_request: tuple[Actor, str] | None = None
+        self._wake = False  # set by update handlers so the active phase re-evaluates (extensions)
+        self._notifying: list[asyncio.Task] = []
+        self._notifications = 0
 
     # -- the lifecycle ------------------------------------------------------------
     @workflow.run
@@ -65,6 +73,8 @@ class GrantWorkflow:
                 "reason": g.reason,
                 "ticket": g.ticket,
                 "request_id": g.request_id,
+                "break_glass": g.break_glass,
+                "incident": g.incident,
                 "requester": g.requester.model_dump(mode="json"),
             },
         )
@@ -73,29 +83,42 @@ class GrantWorkflow:
         if not d.allowed:
             return await self._end(S.denied, "policy denied: " + ", ".join(d.reason_codes))
 
-        if d.auto_approved:
+        if d.break_glass:
             g.move(S.approved)
-            self._emit("grant.approved", SYSTEM_ACTOR, {"rule": d.rule, "auto_approved": True})
+            self._emit("grant.approved", SYSTEM_ACTOR, {"rule": d.rule, "break_glass": True, "incident": g.incident})
+            self._notify(NotificationKind.break_glass_alert, Audience.security, Severity.high,
+                         f"BREAK-GLASS: {g.requester.id} took {g.entitlement} ({g.incident})", [])
+        elif d.auto_approved:
+            g.move(S.approved)
+            self._emit("grant.approved", SYSTEM_ACTOR, {"rule": d.rule, "auto_approved": True, "auto_rule": d.auto_rule})
         else:
             g.move(S.awaiting_approval)
-            deadline = workflow.now() + d.approval_timeout
+            rnd = g.open_approval(workflow.now())
             self._emit(
                 "approval.requested",
                 SYSTEM_ACTOR,
                 {
+                    "stages": [st.model_dump(mode="json") for st in rnd.stages],
+                    "stage_order": rnd.stage_order,
                     "approver_groups": list(d.approver_groups),
                     "min_approvals": d.min_approvals,
-                    "deadline": deadline.isoformat(),
+                    "deadline": rnd.deadline.isoformat(),
                 },
             )
+            self._notify_approvers(NotificationKind.approval_requested, f"{g.requester.id} requests {g.entitlement}", rnd)
             await self._flush()
-            try:
-                await workflow.wait_condition(lambda: g.state is not S.awaiting_approval, timeout=d.approval_timeout)
-            except asyncio.TimeoutError:
-                self._emit("approval.expired", SYSTEM_ACTOR, {"deadline": deadline.isoformat(), "votes": len(g.approvals)})
+            if not await self._await_round(rnd):
+                self._emit("approval.expired", SYSTEM_ACTOR, {"deadline": rnd.deadline.isoformat(), "votes": len(rnd.votes)})
+                self._notify(NotificationKind.denied, Audience.requester, Severity.info,
+                             f"Your request for {g.entitlement} expired without a decision", [g.requester.id])
                 return await self._end(S.approval_expired, "no decision before the approval deadline")
             if g.state is not S.approved:  # denied or cancelled by an update handler
+                if g.state is S.denied:
+                    self._notify(NotificationKind.denied, Audience.requester, Severity.info,
+                                 f"Your request for {g.entitlement} was denied", [g.requester.id])
                 return await self._end(g.state, g.end_reason or g.state.value)
+            self._notify(NotificationKind.approved, Audience.requester, Severity.info,
+                         f"Your request for {g.entitlement} was approved", [g.requester.id])
 
         if self._revoke_request is not None:  # revoked between approval and issuance
             actor, reason = self._revoke_request
@@ -105,19 +128,178 @@ class GrantWorkflow:
         if not await self._issue():
             return await self._end(S.issue_failed, "issue failed; partial issues cleaned up and confirmed absent")
 
-        # The expiry timer: durable, survives worker restarts; an early revoke wakes it.
-        assert g.expires_at is not None
-        remaining = g.expires_at - workflow.now()
-        try:
-            await workflow.wait_condition(lambda: self._revoke_request is not None, timeout=max(remaining, timedelta(0)))
-            actor, reason = self._revoke_request  # type: ignore[misc]
-            end_reason = f"revoked early by {actor.id}: {reason}"
-        except asyncio.TimeoutError:
-            self._emit("grant.expired", SYSTEM_ACTOR, {"expires_at": g.expires_at.isoformat()})
-            end_reason = "expired"
-
+        self._notify(NotificationKind.issued, Audience.requester, Severity.info,
+                     f"{g.entitlement} is active until {g.expires_at.isoformat() if g.expires_at else '?'}", [g.requester.id])
+        end_reason = await self._active_phase()
         await self._revoke()
+        self._notify(NotificationKind.revoked, Audience.requester, Severity.info,
+                     f"{g.entitlement} was revoked ({end_reason})", [g.requester.id])
+        if g.break_glass:
+            g.end_reason = end_reason
+            await self._review_phase()
+            assert g.review is not None
+            return await self._end(S.reviewed, f"{end_reason}; review: {g.review.outcome}")
         return await self._end(S.revoked, end_reason)
+
+    async def _await_round(self, rnd: ApprovalRound) -> bool:
+        """Wait for a round to be decided, sending reminders and escalating on schedule.
+        False when its deadline passed undecided."""
+        g, d = self._grant, self._grant.decision
+        next_reminder = rnd.requested_at + d.reminder_every if d.reminder_every else None
+        escalate_at = rnd.requested_at + d.escalate_after if d.escalate_after else None
+        while g.pending_round() is rnd:
+            now = workflow.now()
+            if now >= rnd.deadline:
+                return False
+            wake = min(t for t in (rnd.deadline, next_reminder, None if rnd.escalated else escalate_at) if t is not None)
+            try:
+                await workflow.wait_condition(lambda: g.pending_round() is not rnd, timeout=wake - now)
+            except asyncio.TimeoutError:
+                now = workflow.now()
+                if escalate_at is not None and not rnd.escalated and now >= escalate_at:
+                    rnd.escalated = True
+                    self._emit("approval.escalated", SYSTEM_ACTOR,
+                               {"escalation_groups": list(rnd.escalation_groups), "pending": rnd.pending()})
+                    self._notify(NotificationKind.approval_escalated, Audience.approvers, Severity.high,
+                                 f"Escalated: {g.requester.id}'s request for {g.entitlement} is still pending",
+                                 list(rnd.escalation_groups))
+                if next_reminder is not None and next_reminder <= now < rnd.deadline:
+                    self._emit("approval.reminder", SYSTEM_ACTOR, {"pending": rnd.pending()})
+                    self._notify_approvers(NotificationKind.approval_reminder,
+                                           f"Reminder: {g.requester.id} requests {g.entitlement}", rnd)
+                    while next_reminder <= now:
+                        next_reminder += d.reminder_every  # type: ignore[operator]
+                await self._flush()
+        return True
+
+    async def _active_phase(self) -> str:
+        """Active until expiry (a durable timer that survives worker restarts) or an early revoke;
+        extensions re-arm the timer, an expiry warning goes out `expiry_warning_lead` before."""
+        g, lead = self._grant, self._options.expiry_warning_lead
+        warned = lead is None or g.duration <= lead
+        while True:
+            assert g.expires_at is not None
+            now = workflow.now()
+            wake = g.expires_at
+            ext = g.extension
+            if ext is not None and ext.status == "pending" and ext.round is not None:
+                wake = min(wake, ext.round.deadline)
+            if not warned and lead is not None:
+                wake = min(wake, g.expires_at - lead)
+            self._wake = False
+            if wake > now:
+                try:
+                    await workflow.wait_condition(
+                        lambda: self._revoke_request is not None or self._wake, timeout=wake - now
+                    )
+                except asyncio.TimeoutError:
+                    pass
+            if self._revoke_request is not None:
+                actor, reason = self._revoke_request
+                return f"revoked early by {actor.id}: {reason}"
+            now = workflow.now()
+            ext = g.extension
+            if ext is not None and ext.status == "approved":
+                await self._apply_extension()
+                warned = lead is None or g.expires_at - lead <= workflow.now()  # type: ignore[operator]
+                continue
+            if ext is not None and ext.status == "pending" and ext.round is not None and now >= ext.round.deadline:
+                ext.status = "expired"
+                self._emit("extension.expired", SYSTEM_ACTOR, {"deadline": ext.round.deadline.isoformat()})
+                self._notify(NotificationKind.extended, Audience.requester, Severity.info,
+                             f"Your extension of {g.entitlement} expired undecided; the grant still ends at {g.expires_at.isoformat()}",
+                             [g.requester.id])
+                await self._flush()
+            if not warned and lead is not None and g.expires_at - lead <= now < g.expires_at:
+                warned = True
+                self._notify(NotificationKind.expiry_warning, Audience.requester, Severity.info,
+                             f"{g.entitlement} expires at {g.expires_at.isoformat()}", [g.requester.id])
+            if now >= g.expires_at:
+                self._emit("grant.expired", SYSTEM_ACTOR, {"expires_at": g.expires_at.isoformat()})
+                return "expired"
+
+    async def _apply_extension(self) -> None:
+        """Move the provider's TTL backstop first; only then the expiry timer (refused or failed: untouched)."""
+        g = self._grant
+        ext = g.extension
+        assert ext is not None and g.credential is not None and g.expires_at is not None
+        new_expiry = g.expires_at + timedelta(seconds=ext.extension_seconds)
+        ttl = int((new_expiry - workflow.now()).total_seconds())
+        try:
+            cred: IssuedCredential = await workflow.execute_activity(
+                c.EXTEND_CREDENTIAL,
+                c.ExtendRequest(credential=g.credential, ttl_seconds=max(ttl, 1)),
+                result_type=IssuedCredential,
+                start_to_close_timeout=PROVIDER_CALL_TIMEOUT,
+                retry_policy=RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1)),
+            )
+        except ActivityError as e:
+            ext.status = "failed"
+            self._emit("extension.failed", EXECUTOR, {"error": _failure(e), "expires_at": g.expires_at.isoformat()})
+            self._notify(NotificationKind.extended, Audience.requester, Severity.info,
+                         f"Extending {g.entitlement} failed; it still ends at {g.expires_at.isoformat()}", [g.requester.id])
+            await self._flush()
+            return
+        g.credential, g.expires_at = cred.model_copy(update={"shared_target": g.credential.shared_target}), new_expiry
+        g.duration_seconds = ext.new_total_seconds
+        g.extensions_applied += 1
+        ext.status = "applied"
+        self._emit(
+            "extension.applied",
+            EXECUTOR,
+            {
+                "added_seconds": ext.extension_seconds,
+                "total_seconds": ext.new_total_seconds,
+                "expires_at": new_expiry.isoformat(),
+                "provider_expires_at": cred.expires_at.isoformat() if cred.expires_at else None,
+                "decided_by": ext.decided_by,
+                "auto_rule": ext.auto_rule,
+            },
+        )
+        self._notify(NotificationKind.extended, Audience.requester, Severity.info,
+                     f"{g.entitlement} extended until {new_expiry.isoformat()}", [g.requester.id])
+        await self._flush()
+
+    async def _review_phase(self) -> None:
+        """Break-glass: after revocation a reviewer (not the requester) must record an outcome
+        before the deadline; reminders go out, and an overdue review escalates."""
+        g = self._grant
+        bg = g.decision.entitlement.break_glass if g.decision.entitlement else None
+        assert bg is not None
+        g.move(S.pending_review)
+        now = workflow.now()
+        g.review_deadline = now + bg.review_deadline
+        self._emit("review.requested", SYSTEM_ACTOR,
+                   {"deadline": g.review_deadline.isoformat(), "reviewer_groups": list(bg.reviewer_groups), "incident": g.incident})
+        self._notify(NotificationKind.review_requested, Audience.reviewers, Severity.info,
+                     f"Review break-glass use of {g.entitlement} by {g.requester.id} ({g.incident})", list(bg.reviewer_groups))
+        await self._flush()
+        every = bg.review_reminder_every
+        next_reminder = now + every if every else None
+        while g.state is S.pending_review:
+            now = workflow.now()
+            ticks = [t for t in (next_reminder, None if g.review_escalated else g.review_deadline) if t is not None]
+            try:
+                await workflow.wait_condition(
+                    lambda: g.state is not S.pending_review, timeout=(min(ticks) - now) if ticks else None
+                )
+            except asyncio.TimeoutError:
+                now = workflow.now()
+                if not g.review_escalated and now >= g.review_deadline:
+                    g.review_escalated = True
+                    self._emit("review.overdue", SYSTEM_ACTOR,
+                               {"deadline": g.review_deadline.isoformat(), "escalation_groups": list(bg.escalation_groups)})
+                    self._notify(NotificationKind.review_overdue, Audience.reviewers, Severity.high,
+                                 f"OVERDUE review of break-glass use of {g.entitlement} by {g.requester.id}",
+                                 list(bg.reviewer_groups + bg.escalation_groups))
+                if next_reminder is not None and now >= next_reminder:
+                    self._emit("review.reminder", SYSTEM_ACTOR, {"deadline": g.review_deadline.isoformat()})
+                    self._notify(NotificationKind.review_requested, Audience.reviewers, Severity.info,
+                                 f"Reminder: review break-glass use of {g.entitlement} by {g.requester.id}",
+                                 list(bg.reviewer_groups))
+                    while next_reminder <= now:
+                        next_reminder += every  # type: ignore[operator]
+                await self._flush()
 
     async def _issue(self) -> bool:
         g = self._grant
@@ -175,7 +357,13 @@ class GrantWorkflow:
             params=g.decision.entitlement.provider.params,
             principal=g.requester.id,
             ttl_seconds=g.duration_seconds,
+            max_ttl_seconds=int(self._max_duration().total_seconds()),
         )
+
+    def _max_duration(self) -> timedelta:
+        ent = self._grant.decision.entitlement
+        assert ent is not None
+        return ent.break_glass.max_duration if self._grant.break_glass and ent.break_glass else ent.max_duration
 
     async def _clean_up(self) -> None:
         """Whatever a failed issue left behind is removed and confirmed absent (retried until it is)."""
@@ -263,8 +451,61 @@ class GrantWorkflow:
         g.end_reason = reason
         await self._flush()
         await workflow.wait_condition(workflow.all_handlers_finished)
+        if self._notifying:  # bounded: each delivery gives up after notification_attempts
+            await asyncio.gather(*self._notifying)
         await self._flush()
         return g
+
+    # -- notifications ------------------------------------------------------------------
+    def _notify(
+        self, kind: NotificationKind, audience: Audience, severity: Severity, title: str, recipients: list[str]
+    ) -> None:
+        """Deliver in the background: a notifier that is down never blocks or fails the grant."""
+        names = self._options.notifiers.get(audience.value, [])
+        if not names:
+            return
+        g = self._grant
+        summary = {
+            "entitlement": g.entitlement, "requester": g.requester.id, "state": g.state.value, "reason": g.reason,
+            "ticket": g.ticket, "incident": g.incident, "duration": f"{g.duration_seconds}s",
+            "expires_at": g.expires_at.isoformat() if g.expires_at else None,
+        }
+        n = Notification(
+            grant_id=g.grant_id, kind=kind, audience=audience, severity=severity, recipients=recipients,
+            title=title, summary=summary, links=grant_links(g.grant_id, audience),
+        )
+        self._notifications += 1
+        for name in names:
+            delivery_id = f"{g.grant_id}:n{self._notifications}:{name}"
+            self._notifying.append(asyncio.create_task(self._deliver(name, n, delivery_id)))
+
+    def _notify_approvers(self, kind: NotificationKind, title: str, rnd: ApprovalRound) -> None:
+        groups = [grp for st in rnd.open_stages() for grp in rnd.groups_for(st)]
+        self._notify(kind, Audience.approvers, Severity.info, title, list(dict.fromkeys(groups)))
+
+    async def _deliver(self, notifier: str, n: Notification, delivery_id: str) -> None:
+        delay = timedelta(seconds=1)
+        attempts = self._options.notification_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                res: DeliveryResult = await workflow.execute_activity(
+                    c.DELIVER_NOTIFICATION,
+                    DeliveryRequest(notifier=notifier, notification=n, attempt=attempt, delivery_id=delivery_id),
+                    result_type=DeliveryResult,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=RetryPolicy(maximum_attempts=1),  # this loop retries, with an event per attempt
+                )
+            except ActivityError as e:
+                res = DeliveryResult(notifier=notifier, ok=False, error=_failure(e), attempt=attempt)
+            self._emit(res.event_type, SYSTEM_ACTOR, res.event_data(n))
+            await self._flush()
+            if res.ok:
+                return
+            if attempt < attempts:
+                await workflow.sleep(delay)
+                delay *= 2
+        self._emit("notification.abandoned", SYSTEM_ACTOR, {"notifier": notifier, "kind": n.kind.value, "attempts": attempts})
+        await self._flush()
 
     # -- evidence -------------------------------------------------------------------
     def _emit(self, type: str, actor: Actor, data: dict[str, Any]) -> None:
@@ -294,35 +535,101 @@ class GrantWorkflow:
     @workflow.update
     def approve(self, a: ActionInput) -> Grant:
         g = self._grant
-        complete = g.approve(a.actor, workflow.now().isoformat(), a.comment)
+        rnd = g.pending_round()
+        assert rnd is not None
+        vote = g.approve(a.actor, workflow.now(), a.comment, a.delegations)
         self._emit(
             "approval.granted",
             a.actor.as_actor(ActorRole.approver),
-            {"comment": a.comment, "votes": len(g.approvals), "required": g.approvals_required},
+            {
+                "purpose": rnd.purpose, "stage": vote.stage, "comment": a.comment,
+                "on_behalf_of": vote.on_behalf_of, "delegation_id": vote.delegation_id,
+                "votes": len(rnd.votes), "pending": rnd.pending(),
+            },
         )
-        if complete:
+        if rnd.complete and rnd.purpose == "grant":
             self._emit(
                 "grant.approved",
                 SYSTEM_ACTOR,
-                {"rule": g.decision.rule, "approvers": [v.approver for v in g.approvals], "auto_approved": False},
+                {"rule": g.decision.rule, "approvers": [v.approver for v in rnd.votes], "auto_approved": False},
             )
+        elif rnd.complete:
+            self._emit("extension.approved", SYSTEM_ACTOR, {"approvers": [v.approver for v in rnd.votes]})
+            self._wake = True
+        elif rnd.open_stages():
+            self._notify_approvers(NotificationKind.approval_requested, f"{g.requester.id} requests {g.entitlement}", rnd)
         return g
 
     @approve.validator
     def _validate_approve(self, a: ActionInput) -> None:
-        _refuse(lambda: self._grant.check_approve(a.actor))
+        _refuse(lambda: self._grant.check_approve(a.actor, workflow.now(), a.delegations))
 
     @workflow.update
     def deny(self, a: ActionInput) -> Grant:
         g = self._grant
-        g.deny(a.actor, a.comment)
-        g.end_reason = f"denied by {a.actor.id}: {a.comment}"
-        self._emit("approval.denied", a.actor.as_actor(ActorRole.approver), {"reason": a.comment})
+        purpose = g.deny(a.actor, a.comment, workflow.now(), a.delegations)
+        if purpose == "grant":
+            self._emit("approval.denied", a.actor.as_actor(ActorRole.approver), {"reason": a.comment})
+        else:
+            self._emit("extension.refused", a.actor.as_actor(ActorRole.approver), {"reason": a.comment})
+            self._notify(NotificationKind.extended, Audience.requester, Severity.info,
+                         f"Your extension of {g.entitlement} was refused: {a.comment}", [g.requester.id])
+            self._wake = True
         return g
 
     @deny.validator
     def _validate_deny(self, a: ActionInput) -> None:
-        _refuse(lambda: self._grant.check_deny(a.actor))
+        _refuse(lambda: self._grant.check_deny(a.actor, workflow.now(), a.delegations))
+
+    @workflow.update
+    def extend(self, inp: ExtendInput) -> Grant:
+        g = self._grant
+        ext = g.request_extension(inp, workflow.now())
+        d = inp.decision
+        self._emit(
+            "extension.requested",
+            inp.actor.as_actor(ActorRole.requester),
+            {
+                "extension_seconds": ext.extension_seconds, "total_seconds": ext.new_total_seconds, "reason": inp.reason,
+                "policy_version": d.policy_version, "auto_rule": d.auto_rule,
+                "stages": [st.name for st in d.stages],
+            },
+        )
+        if ext.status == "approved":
+            self._emit("extension.approved", SYSTEM_ACTOR, {"auto_rule": d.auto_rule, "auto_approved": True})
+        elif ext.round is not None:
+            self._notify_approvers(NotificationKind.approval_requested,
+                                   f"{g.requester.id} asks to extend {g.entitlement} by {ext.extension_seconds}s", ext.round)
+        self._wake = True
+        return g
+
+    @extend.validator
+    def _validate_extend(self, inp: ExtendInput) -> None:
+        _refuse(lambda: self._grant.check_extend(inp))
+
+    @workflow.update
+    def review(self, inp: ReviewInput) -> Grant:
+        g = self._grant
+        g.check_review(inp)
+        g.review = Review(reviewer=inp.actor.id, outcome=inp.outcome, notes=inp.notes, at=workflow.now())
+        g.move(S.reviewed)
+        self._emit(
+            "review.completed",
+            inp.actor.as_actor(ActorRole.reviewer),
+            {"outcome": inp.outcome, "notes": inp.notes, "overdue": g.review_escalated, "incident": g.incident},
+        )
+        if inp.outcome == "not_justified":
+            self._emit(
+                "review.finding",
+                SYSTEM_ACTOR,
+                {"finding": "break-glass use not justified", "requester": g.requester.id, "incident": g.incident,
+                 "reviewer": inp.actor.id, "notes": inp.notes},
+            )
+        return g
+
+    @review.validator
+    def _validate_review(self, inp: ReviewInput) -> None:
+        _refuse(lambda: self._grant.check_review(inp))
 
     @workflow.update
     def revoke(self, a: ActionInput) -> Grant:

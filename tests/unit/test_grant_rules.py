@@ -70,12 +70,15 @@ def new_grant(entitlement: str = "one-approver", requester: Principal = ALICE) -
     )
     g.move(S.policy_evaluated)
     g.move(S.approved if decision.auto_approved else S.awaiting_approval)
+    if g.state is S.awaiting_approval:
+        g.open_approval(NOW)
     return g
 
 
 def activate(g: Grant, *, handover_ttl: timedelta = timedelta(minutes=5)) -> Grant:
     if g.state is S.awaiting_approval:
-        while not g.approve([BOB, CAROL, DAVE][len(g.approvals)], NOW.isoformat(), "ok"):
+        while g.state is S.awaiting_approval:
+            g.approve([BOB, CAROL, DAVE][len(g.approvals)], NOW, "ok")
             pass
     g.move(S.issuing)
     g.move(S.active)
@@ -117,7 +120,7 @@ def test_handover_never_serialised():
 
 def test_self_approval_forbidden():
     g = new_grant("two-approvers")
-    r = refused(g.approve, ALICE, NOW.isoformat(), "me")
+    r = refused(g.approve, ALICE, NOW, "me")
     assert r.kind is RefusalKind.forbidden and r.rule == "self_approval"
     assert "alice" in r.message and "separation of duties" in r.message
     assert g.approvals == [] and g.state is S.awaiting_approval
@@ -125,16 +128,17 @@ def test_self_approval_forbidden():
 
 def test_non_approver_forbidden():
     g = new_grant()
-    r = refused(g.check_approve, MALLORY)
+    r = refused(g.check_approve, MALLORY, NOW)
     assert r.kind is RefusalKind.forbidden and r.rule == "not_an_approver"
     assert "mallory" in r.message and "security" in r.message
     # a requester-group peer is not an approver for one-approver
-    assert refused(g.check_approve, DAVE).rule == "not_an_approver"
+    assert refused(g.check_approve, DAVE, NOW).rule == "not_an_approver"
 
 
 def test_single_approval_approves():
     g = new_grant()
-    assert g.approve(BOB, NOW.isoformat(), "lgtm") is True
+    g.approve(BOB, NOW, "lgtm")
+    assert g.state is S.approved
     assert g.state is S.approved
     assert g.decided_by == "bob"
     assert [v.approver for v in g.approvals] == ["bob"]
@@ -143,8 +147,9 @@ def test_single_approval_approves():
 
 def test_duplicate_vote_conflict():
     g = new_grant("two-approvers")
-    assert g.approve(BOB, NOW.isoformat(), "") is False
-    r = refused(g.approve, BOB, NOW.isoformat(), "again")
+    g.approve(BOB, NOW, "")
+    assert g.state is S.awaiting_approval
+    r = refused(g.approve, BOB, NOW, "again")
     assert r.kind is RefusalKind.conflict and r.rule == "duplicate_vote"
     assert "bob" in r.message
     assert len(g.approvals) == 1 and g.state is S.awaiting_approval
@@ -153,29 +158,31 @@ def test_duplicate_vote_conflict():
 def test_two_distinct_approvers_needed():
     g = new_grant("two-approvers")
     assert g.approvals_required == 2
-    assert g.approve(BOB, NOW.isoformat(), "") is False
+    g.approve(BOB, NOW, "")
     assert g.state is S.awaiting_approval
-    assert g.approve(DAVE, NOW.isoformat(), "") is True  # a different approver group member
+    assert g.state is S.awaiting_approval
+    g.approve(DAVE, NOW, "")
+    assert g.state is S.approved  # a different approver group member
     assert g.state is S.approved
     assert g.decided_by == "bob,dave"
 
 
 def test_approve_in_wrong_state_names_the_state():
     g = new_grant()
-    g.approve(BOB, NOW.isoformat(), "")
-    r = refused(g.approve, CAROL, NOW.isoformat(), "")
+    g.approve(BOB, NOW, "")
+    r = refused(g.approve, CAROL, NOW, "")
     assert r.kind is RefusalKind.conflict and r.rule == "wrong_state"
     assert "it is approved" in r.message and "awaiting_approval" in r.message
 
     auto = new_grant("auto")
     assert auto.state is S.approved
-    r = refused(auto.check_approve, BOB)
+    r = refused(auto.check_approve, BOB, NOW)
     assert r.rule == "wrong_state" and "approved" in r.message
 
 
 def test_state_checked_before_identity():
     g = activate(new_grant())
-    assert refused(g.check_approve, ALICE).rule == "wrong_state"
+    assert refused(g.check_approve, ALICE, NOW).rule == "wrong_state"
 
 
 # -- deny ----------------------------------------------------------------------------------------
@@ -183,16 +190,16 @@ def test_state_checked_before_identity():
 
 def test_deny():
     g = new_grant()
-    g.deny(CAROL, "not now")
+    g.deny(CAROL, "not now", NOW)
     assert g.state is S.denied
-    assert g.decided_by == "carol" and g.decision_comment == "not now" and g.end_reason == "denied"
-    assert refused(g.deny, BOB, "again").rule == "wrong_state"
+    assert g.decided_by == "carol" and g.decision_comment == "not now" and g.end_reason == "denied by carol: not now"
+    assert refused(g.deny, BOB, "again", NOW).rule == "wrong_state"
 
 
 def test_deny_rules():
     g = new_grant()
-    assert refused(g.deny, ALICE, "x").rule == "self_approval"
-    assert refused(g.deny, MALLORY, "x").rule == "not_an_approver"
+    assert refused(g.deny, ALICE, "x", NOW).rule == "self_approval"
+    assert refused(g.deny, MALLORY, "x", NOW).rule == "not_an_approver"
     assert g.state is S.awaiting_approval
 
 
@@ -227,7 +234,7 @@ def test_revoke_in_terminal_state_conflicts(end):
         g.move(S.revoking)
         g.move(S.revoked)
     else:
-        g.deny(BOB, "no")
+        g.deny(BOB, "no", NOW)
     r = refused(g.check_revoke, ALICE)
     assert r.kind is RefusalKind.conflict and r.rule == "wrong_state"
     assert f"it is {end}" in r.message
@@ -255,7 +262,7 @@ def test_claim_only_when_active():
     g = new_grant()
     r = refused(g.check_claim, ALICE, NOW)
     assert r.kind is RefusalKind.conflict and r.rule == "wrong_state" and "awaiting_approval" in r.message
-    g.approve(BOB, NOW.isoformat(), "")
+    g.approve(BOB, NOW, "")
     g.move(S.issuing)
     assert refused(g.check_claim, ALICE, NOW).rule == "wrong_state"
 
@@ -320,7 +327,9 @@ def test_legal_transitions(current, target):
 
 
 def test_terminal_states_have_no_exits():
-    for s in TERMINAL:
+    # revoked is where a grant ends, except break-glass, whose post-hoc review follows it
+    assert TRANSITIONS[GrantState.revoked] == {GrantState.pending_review}
+    for s in TERMINAL - {GrantState.revoked}:
         assert not TRANSITIONS.get(s)
         for t in GrantState:
             with pytest.raises(InvalidTransition):

@@ -143,7 +143,8 @@ def test_is_input_error_false_on_allow(catalogue):
 
 def test_input_errors_set():
     assert ReasonCode.requester_not_eligible not in INPUT_ERRORS
-    assert INPUT_ERRORS == set(ReasonCode) - {ReasonCode.requester_not_eligible}
+    # eligibility is a policy outcome recorded on a grant; everything else is malformed input
+    assert INPUT_ERRORS == set(ReasonCode) - {ReasonCode.requester_not_eligible, ReasonCode.not_break_glass_eligible}
 
 
 # -- allow paths --------------------------------------------------------------------------
@@ -168,6 +169,10 @@ def test_allow_auto_approved(catalogue):
         "duration_seconds": 1800,
         "reason_given": True,
         "ticket": "INC-1",
+        "requester_owner": None,
+        "break_glass": False,
+        "incident": None,
+        "evaluated_at": None,
     }
     ev = d.evidence()
     assert ev["provider"] == "vault_token" and "entitlement" not in ev
