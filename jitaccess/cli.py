@@ -96,7 +96,7 @@ def _show_grant(g: dict[str, Any]) -> None:
         console.print_json(data=g)
         return
     t = Table(show_header=False, box=None)
-    for key in ("grant_id", "state", "entitlement", "provider", "reason", "ticket", "duration_seconds",
+    for key in ("grant_id", "state", "entitlement", "provider", "reason", "ticket", "incident", "duration_seconds",
                 "expires_at", "end_reason", "decided_by", "credential_delivered", "events", "last_hash"):
         if g.get(key) not in (None, ""):
             t.add_row(f"[bold]{key}[/bold]", str(g[key]))
@@ -106,8 +106,20 @@ def _show_grant(g: dict[str, Any]) -> None:
     if d.get("reason_codes"):
         t.add_row("[bold]reason codes[/bold]", ", ".join(d["reason_codes"]))
     if g.get("approvals_required"):
-        votes = ", ".join(v["approver"] for v in g.get("approvals", [])) or "none yet"
+        votes = ", ".join(
+            v["approver"] + (f" (by {v['actor']})" if v.get("on_behalf_of") else "") for v in g.get("approvals", [])
+        ) or "none yet"
         t.add_row("[bold]approvals[/bold]", f"{len(g.get('approvals', []))}/{g['approvals_required']}: {votes}")
+    if g.get("pending_approval"):
+        t.add_row("[bold]waiting for[/bold]", "; ".join(
+            f"{p['stage']}: {p['have']}/{p['need']} from {', '.join(p['groups'])}" for p in g["pending_approval"]))
+    if g.get("extension"):
+        e = g["extension"]
+        t.add_row("[bold]extension[/bold]", f"+{e['extension_seconds']}s {e['status']}")
+    if g.get("review"):
+        t.add_row("[bold]review[/bold]", f"{g['review']['outcome']} by {g['review']['reviewer']}: {g['review']['notes']}")
+    elif g.get("review_deadline"):
+        t.add_row("[bold]review due[/bold]", g["review_deadline"] + (" (OVERDUE, escalated)" if g.get("review_escalated") else ""))
     if g.get("credential"):
         t.add_row("[bold]credential ref[/bold]", f"{g['credential']['reference']} {g['credential'].get('details', {})}")
     console.print(t)
@@ -120,9 +132,15 @@ def request(
     reason: str = typer.Option("", help="why you need it (required by most entitlements)"),
     ticket: Optional[str] = typer.Option(None, help="change/incident ticket reference"),
     request_id: Optional[str] = typer.Option(None, help="idempotency key: resubmitting returns the same grant"),
+    break_glass: bool = typer.Option(False, "--break-glass", help="emergency access: issued now, alerted, reviewed after"),
+    incident: Optional[str] = typer.Option(None, help="incident reference (required with --break-glass)"),
 ) -> None:
     """Ask for an entitlement from the catalogue."""
     body: dict[str, Any] = {"entitlement": entitlement, "reason": reason}
+    if break_glass:
+        body["break_glass"] = True
+    if incident:
+        body["incident"] = incident
     if duration is not None:
         body["duration"] = int(duration) if duration.isdigit() else duration
     if ticket:
@@ -155,6 +173,39 @@ def revoke(grant_id: str, reason: str = typer.Option(..., help="why; recorded on
 
 
 @app.command()
+def extend(
+    grant_id: str,
+    duration: str = typer.Option(..., help="how much longer: ISO 8601 (PT30M) or seconds"),
+    reason: str = typer.Option(..., help="why; recorded on the evidence chain"),
+) -> None:
+    """Ask to extend your active grant (same approval rule; cumulative duration within the max)."""
+    body = {"duration": int(duration) if duration.isdigit() else duration, "reason": reason}
+    _show_grant(_call("POST", f"/v1/grants/{grant_id}/extend", json=body))
+
+
+@app.command()
+def review(
+    grant_id: str,
+    outcome: str = typer.Option(..., help="justified or not_justified"),
+    notes: str = typer.Option("", help="what you checked (required for not_justified)"),
+) -> None:
+    """Record the post-hoc review of a break-glass grant."""
+    _show_grant(_call("POST", f"/v1/grants/{grant_id}/review", json={"outcome": outcome, "notes": notes}))
+
+
+@app.command()
+def delegate(
+    to: str = typer.Argument(..., help="who may approve on your behalf"),
+    duration: str = typer.Option("P1D", help="window length from now: ISO 8601 or seconds"),
+    reason: str = typer.Option(..., help="why (e.g. on leave)"),
+) -> None:
+    """Delegate your approval authority to someone for a time window."""
+    body = {"delegate": to, "duration": int(duration) if duration.isdigit() else duration, "reason": reason}
+    d = _call("POST", "/v1/delegations", json=body)
+    console.print(f"[bold]{d['delegation_id']}[/bold] {d['delegate']} may approve for you until {d['ends_at']}")
+
+
+@app.command()
 def status(grant_id: str) -> None:
     """Show one grant."""
     _show_grant(_call("GET", f"/v1/grants/{grant_id}"))
@@ -164,9 +215,10 @@ def status(grant_id: str) -> None:
 def list_grants(
     state: Optional[str] = typer.Option(None, help="only grants in this state"),
     requester: Optional[str] = typer.Option(None, help="only grants of this requester"),
+    break_glass: bool = typer.Option(False, "--break-glass", help="only break-glass grants"),
 ) -> None:
     """List grants."""
-    params = {k: v for k, v in {"state": state, "requester": requester}.items() if v}
+    params = {k: v for k, v in {"state": state, "requester": requester, "break_glass": "true" if break_glass else None}.items() if v}
     rows = _call("GET", "/v1/grants", params=params)["grants"]
     if ctx.json:
         console.print_json(data=rows)
