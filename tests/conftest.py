@@ -5,16 +5,18 @@ own task queue and ledger file, so tests never see each other's grants."""
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import uuid
 from pathlib import Path
 
+import hvac
 import pytest
 import yaml
 
 from jitaccess.config import Settings
 from jitaccess.config.settings import EXAMPLES
-from jitaccess.devstack import start_openbao, start_temporal
+from jitaccess.devstack import start_moto, start_openbao, start_temporal
 from jitaccess.providers.vault_token import seed_dev_vault
 from jitaccess.workers.codec import new_key
 from jitaccess.workers.common import build_worker, connect
@@ -40,6 +42,52 @@ def openbao(stack_dir):
     seed_dev_vault(srv.address, root, yaml.safe_load((EXAMPLES / "vault_policies.yaml").read_text()))
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def moto(stack_dir):
+    """A real moto_server (MOTO_IAM_LOAD_MANAGED_POLICIES=true) on a free port; state is shared by
+    the session, so tests use their own names (groups, roles, users) where they change things."""
+    srv = start_moto(stack_dir)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def vault_postgres(openbao):
+    """The session OpenBao's database secrets engine (seed_dev_database: mount `database`, role
+    `platform-readonly`) pointed at a throwaway PostgreSQL database; skips when PostgreSQL is not
+    reachable. Yields {"dsn", "mount", "role"}; the dsn (superuser) doubles as verification DSN.
+    At the end every lease is revoked (Vault drops its users), leftovers are dropped, and the
+    database is dropped."""
+    from jitaccess.providers.vault_database import DEV_SCHEMA, seed_dev_database
+
+    psycopg = pytest.importorskip("psycopg", reason="psycopg is needed for the Vault database provider tests")
+    admin_dsn = os.environ.get("JITACCESS_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+    try:
+        admin = psycopg.connect(admin_dsn, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as e:
+        pytest.skip(f"PostgreSQL is not reachable at {admin_dsn} (set JITACCESS_TEST_POSTGRES_DSN): {e}")
+    name = "jitaccess_vdb_" + secrets.token_hex(6)
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        dsn = psycopg.conninfo.make_conninfo(admin_dsn, dbname=name)
+        try:
+            seeded = seed_dev_database(openbao.address, openbao.extra["root_token"], dsn)
+            assert seeded, seeded.message
+            yield {"dsn": dsn, "mount": "database", "role": "platform-readonly"}
+        finally:
+            root = hvac.Client(url=openbao.address, token=openbao.extra["root_token"])
+            with contextlib.suppress(Exception):
+                root.sys.revoke_prefix("database/")
+            with contextlib.suppress(psycopg.Error), psycopg.connect(dsn, autocommit=True) as db:
+                left = [r[0] for r in db.execute(
+                    "SELECT DISTINCT grantee FROM information_schema.role_table_grants WHERE table_schema = %s", (DEV_SCHEMA,)
+                ).fetchall() if r[0] != "postgres"]
+                for role in left:
+                    db.execute(f'DROP OWNED BY "{role}"')
+                    db.execute(f'DROP ROLE IF EXISTS "{role}"')
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

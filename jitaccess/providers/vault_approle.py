@@ -16,7 +16,9 @@ Residual window: destroying a secret-ID does not revoke tokens a service already
 logging in with it; those live until their own TTL (token_ttl, renewable up to token_max_ttl
 from login). OpenBao copies the secret-ID's metadata onto those tokens (meta grant_id, role_name),
 so with `revoke_login_tokens` (the default) revoke() also finds them among the token accessors
-and revokes them, and verify_revoked confirms none is left: no residual window. When the worker's
+and revokes them, and verify_revoked confirms none is left: no residual window. (The role is
+written with token_type=service for this: batch tokens have no accessor and cannot be revoked.)
+A secret-ID cannot be renewed, so extend() is refused: an extension needs a new grant. When the worker's
 token may not list token accessors (sudo on auth/token/accessors), or the sweep is turned off,
 the residual window stays, and verify_revoked's description says so and how long it can be.
 
@@ -167,6 +169,7 @@ class VaultAppRoleSecretIdProvider(PerGrantCredentials):
         try:
             self._vault.auth.approle.create_or_update_approle(
                 role, token_policies=policies, token_ttl=f"{self.token_ttl}s", token_max_ttl=f"{self.token_max_ttl}s",
+                token_type="service",  # batch tokens have no accessor: they could be neither found nor revoked
                 mount_point=self.mount,
             )
             role_id = self._vault.auth.approle.read_role_id(role, mount_point=self.mount)["data"]["role_id"]

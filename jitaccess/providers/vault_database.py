@@ -6,16 +6,18 @@ dropped by its revocation statements.
 
 How a grant's objects are found again (list_managed)
     Vault offers no way to find a lease by who asked for it, so the credentials are requested
-    with a **per-grant child token** (never handed out, it lives only inside this call):
-    `display_name` = the grant ID, meta `{grant_id, requester, role, managed_by}`, a policy that
-    can only read `<mount>/creds/<role>`, TTL = the grant's remaining time (explicit max TTL = the
-    entitlement's max duration, renewable only when that is longer, for extend()). Every lease a
-    token obtains is tied to it: revoking (or expiry of) the token revokes its leases, so `list_managed(grant_id)` lists these tokens (reference = the token
-    accessor, `details.kind` = OWNER_KIND) and revoking one takes the lease and the database
-    user with it. The dev connection's `username_template` puts the role and the token's display
-    name into the user name (`jit-<role>-<grant id>-<random>`), so `pg_roles` names the grant too.
-    `managed_by` is `jitaccess:vault_database`, not `jitaccess`, so the vault_token provider
-    never mistakes these tokens for its own.
+    with a **per-grant owner token**, a child token whose secret is used once inside issue() and
+    then dropped (it is never handed out): `display_name` = the grant ID, meta `{grant_id,
+    requester, role, managed_by}`, a policy that can only read `<mount>/creds/<role>`, TTL = the
+    grant's remaining time (explicit max TTL = the entitlement's max duration; renewable only
+    when that is longer, for extend()). A lease belongs to the token that obtained it: revoking
+    the token, or its expiry, revokes the lease and so drops the database user. list_managed
+    (grant_id) therefore lists these owner tokens (reference = the token accessor, details.kind
+    = OWNER_KIND, not the lease ID that issue() returns), and revoking one takes its lease and
+    database user with it. The dev connection's `username_template` puts the role and the
+    token's display name into the user name (`jit-<role>-<grant id>-<random>`), so `pg_roles`
+    names the grant too. `managed_by` is `jitaccess:vault_database`, not `jitaccess`, so the
+    vault_token provider never mistakes these tokens for its own.
 
 TTL (what OpenBao honours, checked against OpenBao 2.7)
     A creds read always gets the role's `default_ttl`; there is no per-request TTL. The lease is
@@ -26,7 +28,8 @@ TTL (what OpenBao honours, checked against OpenBao 2.7)
     statement moves `VALID UNTIL` along. The owner token ends at the same moment, so even if
     the lease were renewed past the grant, token expiry revokes it: two backstops, both at the
     grant's expiry. The user is created with the role's short `default_ttl` first, so a crash
-    between creation and renewal leaves at most that much behind.
+    between creation and renewal leaves at most that much behind. extend() renews the owner
+    token (renew-accessor) and then the lease to the new remaining time.
 
 Secrets
     `{username, password}` are handed over only response-wrapped (VaultWrapper, sys/wrapping/wrap).
@@ -43,7 +46,7 @@ Read-back
 Permissions the worker's Vault token needs: read `<mount>/roles/*`, write
 `sys/policies/acl/jitaccess-dbcreds-*`, create child tokens (`auth/token/create`), read/renew/
 revoke `sys/leases/*`, list `auth/token/accessors` (sudo) and `auth/token/lookup-accessor`,
-`auth/token/revoke-accessor`. The owner tokens are children of the worker's token: like the
+`auth/token/revoke-accessor`, `auth/token/renew-accessor`. The owner tokens are children of the worker's token: like the
 vault_token provider's tokens, they (and so the database users) end if the worker's token is
 revoked or expires, which fails closed.
 """
@@ -276,14 +279,19 @@ class VaultDatabaseCredentialsProvider(PerGrantCredentials):
         if cred.details.get("kind") != LEASE_KIND:
             raise ProviderError(f"{cred.reference} is not a database lease; it cannot be extended", retryable=False)
         accessor = cred.details.get("token_accessor")
+        token = self._lookup_token(accessor)
+        if token is None:
+            raise ProviderError("the lease's owner token no longer exists: the access has ended", retryable=False)
+        if not token.get("renewable"):
+            raise ProviderError(
+                "this grant was issued without room to extend (the entitlement's max duration was its duration)",
+                retryable=False,
+            )
         try:
             self._vault.auth.token.renew_accessor(accessor, increment=f"{ttl_seconds}s")
         except Exception as e:
             if _token_gone(e):
                 raise ProviderError("the lease's owner token no longer exists: the access has ended", retryable=False) from e
-            if isinstance(e, hv.InvalidRequest) and "not renewable" in str(e).lower():
-                raise ProviderError("this grant was issued without room to extend (no max beyond its duration)",
-                                    retryable=False) from e
             raise translate(e, "renew the lease owner token") from e
         token = self._lookup_token(accessor)
         got = int((token or {}).get("ttl") or 0)

@@ -83,11 +83,12 @@ def test_full_lifecycle(openbao, root, provider):
         user.sys.list_acl_policies()
     assert read_demo(root) == {"greeting": "hello from jitaccess"}  # the write really did not happen
 
-    # TTL backstop: ttl <= requested, explicit max set, not renewable, no default policy, tagged
+    # TTL backstop: ttl <= requested, explicit max = the cumulative cap, renewable only by the pipeline
+    # (renew-accessor, for an approved extension): without the default policy the holder cannot renew-self
     info = root.auth.token.lookup_accessor(cred.reference)["data"]
     assert 0 < info["ttl"] <= 600 and info["ttl"] >= 590
-    assert info["explicit_max_ttl"] == 600
-    assert info["renewable"] is False
+    assert info["explicit_max_ttl"] == 600  # max_ttl_seconds not given: the cap is the grant itself
+    assert info["renewable"] is True
     assert info["policies"] == [READ_POLICY]
     assert info["meta"] == {"grant_id": grant.grant_id, "requester": "alice", "managed_by": MANAGED_BY}
     with pytest.raises(hv.VaultError):
@@ -245,3 +246,18 @@ def test_unreachable_vault_is_retryable():
     with pytest.raises(ProviderError) as ei:
         down.list_managed()
     assert ei.value.retryable is True
+
+
+def test_extend_moves_the_ttl_backstop_up_to_the_cumulative_cap(provider, openbao):
+    grant = make_grant(ttl=600).model_copy(update={"max_ttl_seconds": 1200})
+    cred, _ = provider.issue(grant, wrap_ttl=timedelta(minutes=5))
+    root = client(openbao, openbao.extra["root_token"])
+    assert root.auth.token.lookup_accessor(cred.reference)["data"]["explicit_max_ttl"] == 1200
+    extended = provider.extend(cred, 900)
+    ttl = root.auth.token.lookup_accessor(cred.reference)["data"]["ttl"]
+    assert 890 <= ttl <= 900 and extended.details["ttl_seconds"] == ttl
+    assert extended.expires_at > cred.expires_at
+    with pytest.raises(ProviderError) as e:  # beyond the entitlement max: vault caps it, we refuse
+        provider.extend(cred, 5000)
+    assert not e.value.retryable and "explicit max" in str(e.value)
+    provider.revoke(cred)
