@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from jitaccess.domain.catalogue import ApprovalRule, ApprovalStage, Catalogue, Entitlement
 from jitaccess.domain.principals import Principal
@@ -83,6 +83,27 @@ class PolicyDecision(BaseModel):
     escalation_groups: tuple[str, ...] = ()
     break_glass: bool = False
     entitlement: Entitlement | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _single_stage_from_legacy(cls, data: object) -> object:
+        """Decisions recorded before approval stages existed (in-flight grants' workflow input)
+        carry only approver_groups/min_approvals: read them as the one stage they meant."""
+        if (
+            isinstance(data, dict)
+            and not data.get("stages")
+            and data.get("approver_groups")
+            and not data.get("auto_approved")
+            and not data.get("break_glass")
+            and data.get("outcome") == Outcome.allow.value
+        ):
+            data = {
+                **data,
+                "stages": [
+                    {"name": "approval", "approver_groups": data["approver_groups"], "min_approvals": data.get("min_approvals") or 1}
+                ],
+            }
+        return data
 
     @property
     def allowed(self) -> bool:

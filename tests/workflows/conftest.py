@@ -1,0 +1,32 @@
+"""GrantWorkflow tests against real servers.
+
+Timer paths run on Temporal's time-skipping test server (`time_env`): a 4-hour
+expiry or approval deadline passes in well under a second of wall time, while
+the activities still talk to the real OpenBao dev server and write the real
+SQLite ledger. Update paths (approve / deny / revoke / claim) run on the real
+dev server (`temporal_server` via the `settings` fixture): updates are
+unreliable on the time-skipping server (sdk-python #826, sdk-java #1903).
+Helpers shared by these tests are in tests/workflows/support.py.
+"""
+
+from __future__ import annotations
+
+from typing import AsyncIterator
+
+import pytest
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from jitaccess.devstack import binary
+
+
+@pytest.fixture
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A fresh time-skipping test server (the pip-installed binary; nothing is downloaded)."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=binary("temporal-test-server"), data_converter=pydantic_data_converter
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()

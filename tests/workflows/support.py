@@ -1,0 +1,184 @@
+"""Helpers for the GrantWorkflow tests: worker on any client, inputs from evaluate(), Vault read-back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from datetime import datetime, timedelta
+from typing import AsyncIterator
+
+import hvac
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHandle
+
+from jitaccess.config import Settings, load_catalogue, load_users
+from jitaccess.domain.catalogue import Catalogue
+from jitaccess.domain.contracts import GrantOptions
+from jitaccess.domain.events import IdentityEvent
+from jitaccess.domain.grant import ActionInput, Grant, GrantInput
+from jitaccess.domain.policy import AccessRequest, evaluate
+from jitaccess.domain.principals import Principal
+from jitaccess.domain.states import GrantState
+from jitaccess.ledger import Ledger
+from jitaccess.providers.vault_token import VaultClients, VaultTokenProvider
+from jitaccess.workflows.grant import GrantWorkflow
+from tests.conftest import running_worker
+
+
+@contextlib.asynccontextmanager
+async def worker_on(client: Client, settings: Settings, **kw) -> AsyncIterator[Ledger]:
+    """A grant worker (build_worker) polling `settings.task_queue` on `client`; yields its ledger.
+
+    `settings.temporal_address` is ignored: the worker uses the client it is given.
+    Extra keyword arguments (providers=, ledger=) go to build_worker.
+    """
+    async with running_worker(settings, client, **kw) as (_client, ledger):
+        yield ledger
+
+
+def principal(settings: Settings, name: str) -> Principal:
+    return load_users(settings.users_file)[name].principal(name)
+
+
+def grant_input(
+    settings: Settings,
+    requester: str,
+    entitlement: str,
+    duration: timedelta | None,
+    *,
+    catalogue: Catalogue | None = None,
+    options: GrantOptions | None = None,
+    reason: str = "workflow test",
+) -> GrantInput:
+    """A GrantInput exactly as the API builds it: the policy decision comes from evaluate()."""
+    cat = catalogue or load_catalogue(settings.catalogue_file)
+    who = principal(settings, requester)
+    req = AccessRequest(entitlement=entitlement, duration=duration, reason=reason)
+    decision = evaluate(cat, who, req)
+    assert decision.allowed, decision.messages
+    return GrantInput(
+        grant_id=f"grant-{uuid.uuid4()}",
+        requester=who,
+        request=req,
+        decision=decision,
+        admin_groups=settings.admin_groups,
+        options=options or GrantOptions(),
+    )
+
+
+class Delegating:
+    """A test double around a real provider: same name, and every attribute it does not
+    override is the real provider's (so it keeps up as the Provider port grows)."""
+
+    name = "vault_token"
+
+    def __init__(self, real: VaultTokenProvider) -> None:
+        self.real = real
+
+    def __getattr__(self, attr: str):
+        if attr == "real":  # not set yet (copy, pickle): do not recurse
+            raise AttributeError(attr)
+        return getattr(self.real, attr)
+
+
+async def finish(handle: WorkflowHandle, timeout: float = 60) -> Grant:
+    """The workflow's result, or a clear failure instead of a hung test (clean-up and revocation
+    retry forever by design, so a broken activity would otherwise never let the workflow end)."""
+    try:
+        return await asyncio.wait_for(handle.result(), timeout)
+    except asyncio.TimeoutError:
+        raise AssertionError(f"{handle.id} did not finish within {timeout:.0f}s") from None
+
+
+def vault_provider(settings: Settings) -> VaultTokenProvider:
+    return VaultTokenProvider(VaultClients(settings.vault_addr, settings.vault_token.get_secret_value()))
+
+
+def vault_root(settings: Settings) -> hvac.Client:
+    return hvac.Client(url=settings.vault_addr, token=settings.vault_token.get_secret_value())
+
+
+def token_is_dead(settings: Settings, accessor: str) -> bool:
+    """lookup-accessor on the real server: an invalid accessor raises (400 'invalid accessor')."""
+    try:
+        vault_root(settings).auth.token.lookup_accessor(accessor)
+    except hvac.exceptions.InvalidRequest as e:
+        assert "invalid accessor" in str(e).lower(), e
+        return True
+    return False
+
+
+def types(events: list[IdentityEvent]) -> list[str]:
+    return [e.type for e in events]
+
+
+def one(events: list[IdentityEvent], type_: str) -> IdentityEvent:
+    found = [e for e in events if e.type == type_]
+    assert len(found) == 1, f"expected exactly one {type_} event, got {len(found)}: {types(events)}"
+    return found[0]
+
+
+def at(ev: IdentityEvent) -> datetime:
+    return datetime.fromisoformat(ev.at.replace("Z", "+00:00"))
+
+
+async def settled_history(handle: WorkflowHandle, timeout: float = 15):
+    """History once the workflow is idle: every workflow task completed and two reads agree."""
+    deadline = time.monotonic() + timeout
+    prev = None
+    while time.monotonic() < deadline:
+        h = await handle.fetch_history()
+        kinds = [e.event_type for e in h.events]
+        idle = kinds.count(EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED) == kinds.count(
+            EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+        )
+        if idle and prev is not None and len(prev.events) == len(h.events):
+            return h
+        prev = h if idle else None
+        await asyncio.sleep(0.2)
+    raise AssertionError("workflow history did not settle")
+
+
+async def wait_state(handle: WorkflowHandle, *states: GrantState, timeout: float = 20):
+    deadline = time.monotonic() + timeout
+    while True:
+        g = await handle.query(GrantWorkflow.status)
+        if g.state in states:
+            return g
+        if time.monotonic() > deadline:
+            raise AssertionError(f"grant stayed {g.state}, expected {states}")
+        await asyncio.sleep(0.1)
+
+
+FULL_LIFECYCLE = [
+    "grant.requested", "policy.decided", "approval.requested", "approval.granted", "grant.approved",
+    "credential.issued", "fulfilment.verified", "credential.delivered", "grant.expired", "revocation.confirmed",
+]
+
+
+async def full_lifecycle(
+    client: Client, settings: Settings, ledger: Ledger, *, grant_id: str | None = None,
+    duration: timedelta = timedelta(seconds=4),
+) -> tuple[WorkflowHandle, Grant]:
+    """secrets-admin end to end through a running worker: alice requests, bob approves (update),
+    alice claims the wrapped credential (update) and unwraps it, the grant expires and revocation
+    is confirmed by read-back. Checks the evidence chain; returns the handle and the result."""
+    alice, bob = principal(settings, "alice"), principal(settings, "bob")
+    inp = grant_input(settings, "alice", "secrets-admin", duration)
+    if grant_id:
+        inp = inp.model_copy(update={"grant_id": grant_id})
+    handle = await client.start_workflow(GrantWorkflow.run, inp, id=inp.grant_id, task_queue=settings.task_queue)
+    await wait_state(handle, GrantState.awaiting_approval)
+    await handle.execute_update(GrantWorkflow.approve, ActionInput(actor=bob, comment="on-call change, approved"))
+    await wait_state(handle, GrantState.active)
+    handover = await handle.execute_update(GrantWorkflow.claim_credential, ActionInput(actor=alice))
+    unwrapped = vault_root(settings).sys.unwrap(token=handover.wrapping_token)["auth"]  # single use: now consumed
+    result = await finish(handle)
+    assert result.state is GrantState.revoked and result.end_reason == "expired", result
+    assert result.credential is not None and unwrapped["accessor"] == result.credential.reference
+    assert types(ledger.events(inp.grant_id)) == FULL_LIFECYCLE
+    assert ledger.verify(inp.grant_id).ok
+    assert token_is_dead(settings, result.credential.reference)
+    return handle, result

@@ -1,0 +1,96 @@
+"""Replay: GrantWorkflow must stay deterministic against histories it already wrote.
+
+Grants live for hours (approval waits, expiry timers, revocation that retries
+forever), so workers are deployed while grants are in flight and every new
+worker replays histories written by the old code. This test replays
+tests/fixtures/histories/grant_full_lifecycle.json — a recorded secrets-admin
+lifecycle: request, bob's approve update, alice's claim_credential update,
+expiry timer, confirmed revocation, local-activity ledger flushes — and a
+history recorded fresh in this run.
+
+The fixture was written by the first GrantWorkflow (commit 5316562): it is a
+history from an older release, and it still replays because inputs written then
+are upgraded on read (PolicyDecision._single_stage_from_legacy turns the old
+approver_groups/min_approvals into the one approval stage they meant).
+
+If you change GrantWorkflow and this replay fails, running grants would fail
+the same way on deploy. Do not just re-record the fixture: gate the new
+behaviour with `workflow.patched("<change-id>")` (keep the old path for old
+histories), upgrade old inputs on read, or ship it as a new workflow type; then
+add a new recording beside the old one (tests/fixtures/record_history.py OUT.json).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from temporalio import workflow
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from jitaccess.domain.grant import Grant, GrantInput
+from jitaccess.workflows.grant import GrantWorkflow
+from tests.conftest import running_worker
+from tests.workflows.support import full_lifecycle
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "histories" / "grant_full_lifecycle.json"
+
+
+def replayer(*workflows) -> Replayer:
+    return Replayer(workflows=list(workflows) or [GrantWorkflow], data_converter=pydantic_data_converter)
+
+
+def recorded() -> WorkflowHistory:
+    return WorkflowHistory.from_json("grant-fixture-full-lifecycle", FIXTURE.read_text())
+
+
+def test_fixture_covers_the_whole_lifecycle():
+    """Guard against a fixture re-recorded from a shorter path: it must exercise every kind of step."""
+    kinds = Counter(e.event_type for e in recorded().events)
+    assert kinds[EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED] == 2  # approve, claim_credential
+    assert kinds[EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED] == 2
+    assert kinds[EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED] == 2  # issue_credential, revoke_credential
+    assert kinds[EventType.EVENT_TYPE_TIMER_CANCELED] == 1  # approval deadline, cancelled by the approval
+    assert kinds[EventType.EVENT_TYPE_TIMER_FIRED] == 1  # expiry
+    assert kinds[EventType.EVENT_TYPE_MARKER_RECORDED] >= 3  # ledger flushes (local activities)
+    assert kinds[EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED] == 1
+
+
+async def test_recorded_history_replays():
+    result = await replayer().replay_workflow(recorded())
+    assert result.replay_failure is None
+
+
+@workflow.defn(name="GrantWorkflow", sandboxed=False)
+class GrantWorkflowThatSkipsTheLedger(GrantWorkflow):
+    """A 'harmless-looking' change: no ledger flushes. Replay must reject it (proves the test has teeth)."""
+
+    @workflow.run
+    async def run(self, inp: GrantInput) -> Grant:
+        return await super().run(inp)
+
+    async def _flush(self) -> None:
+        return None
+
+
+async def test_replay_detects_an_incompatible_change():
+    with pytest.raises(workflow.NondeterminismError):
+        await replayer(GrantWorkflowThatSkipsTheLedger).replay_workflow(recorded())
+
+
+async def test_fresh_history_replays(settings):
+    async with running_worker(settings) as (client, ledger):
+        handle, _ = await full_lifecycle(client, settings, ledger, duration=timedelta(seconds=2))
+        history = await handle.fetch_history()
+    assert any(e.event_type == EventType.EVENT_TYPE_TIMER_FIRED for e in history.events)
+    # replay with the converter the history was written with (it may carry a payload codec)
+    fresh = Replayer(workflows=[GrantWorkflow], data_converter=client.data_converter)
+    assert (await fresh.replay_workflow(history)).replay_failure is None
+    # and through JSON, the form the fixture is stored in
+    again = WorkflowHistory.from_json(history.workflow_id, history.to_json())
+    assert (await fresh.replay_workflow(again)).replay_failure is None
