@@ -635,14 +635,20 @@ class GrantWorkflow:
     def revoke(self, a: ActionInput) -> Grant:
         g = self._grant
         g.check_revoke(a.actor)
-        actor = a.actor.as_actor(ActorRole.requester if a.actor.id == g.requester.id else ActorRole.approver)
+        # the role set is fixed (requester / approver / ...): an admin acts in the approver role,
+        # and `authority` says on which grounds, so an auditor can tell the two apart
+        if a.actor.id == g.requester.id:
+            actor, authority = a.actor.as_actor(ActorRole.requester), "requester"
+        else:
+            actor = a.actor.as_actor(ActorRole.approver)
+            authority = "approver" if a.actor.in_any(g.decision.approver_groups) else "admin"
         if g.state is S.awaiting_approval:
             g.move(S.cancelled)
             g.end_reason = f"cancelled by {a.actor.id}: {a.comment}"
-            self._emit("grant.cancelled", actor, {"reason": a.comment, "before": "approval"})
+            self._emit("grant.cancelled", actor, {"reason": a.comment, "before": "approval", "authority": authority})
         elif self._revoke_request is None:
             self._revoke_request = (actor, a.comment)
-            self._emit("grant.revoke_requested", actor, {"reason": a.comment})
+            self._emit("grant.revoke_requested", actor, {"reason": a.comment, "authority": authority})
         return g
 
     @revoke.validator

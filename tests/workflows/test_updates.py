@@ -172,7 +172,7 @@ async def test_two_approvers_claim_once_and_early_revoke(settings):
         assert delivered.actor.id == "alice" and delivered.actor.role == "requester"
         assert handover.wrapping_token not in "".join(e.model_dump_json() for e in events)  # never in the evidence
         req = one(events, "grant.revoke_requested")
-        assert req.actor.id == "alice" and req.actor.role == "requester" and req.data == {"reason": "done"}
+        assert req.actor.id == "alice" and req.actor.role == "requester" and req.data == {"reason": "done", "authority": "requester"}
         assert one(events, "revocation.confirmed").data["reference"] == unwrapped["accessor"]
         assert ledger.verify(inp.grant_id).ok
         assert ledger.grant(inp.grant_id)["state"] == "revoked"
@@ -226,7 +226,8 @@ async def test_decisions_after_revoke_are_conflicts(settings):
 
         events = ledger.events(inp.grant_id)
         assert types(events)[-2:] == ["grant.revoke_requested", "revocation.confirmed"]
-        assert one(events, "grant.revoke_requested").actor.id == "erin"
+        revoke_ev = one(events, "grant.revoke_requested")
+        assert revoke_ev.actor.id == "erin" and revoke_ev.data["authority"] == "admin"
         assert ledger.verify(inp.grant_id).ok
         assert token_is_dead(settings, one(events, "credential.issued").data["reference"])
 
@@ -245,6 +246,6 @@ async def test_cancel_while_awaiting_approval_issues_nothing(settings):
             await handle.execute_update(GrantWorkflow.approve, ActionInput(actor=bob))
         events = ledger.events(inp.grant_id)
         assert types(events) == ["grant.requested", "policy.decided", "approval.requested", "grant.cancelled"]
-        assert one(events, "grant.cancelled").data == {"reason": "no longer needed", "before": "approval"}
+        assert one(events, "grant.cancelled").data == {"reason": "no longer needed", "before": "approval", "authority": "requester"}
         assert ledger.verify(inp.grant_id).ok
         assert vault_provider(settings).list_managed(inp.grant_id) == []
