@@ -240,13 +240,17 @@ def credential(grant_id: str, vault_addr: Optional[str] = typer.Option(None, env
         unwrapped = hvac.Client(url=addr, token=r["wrapping_token"]).sys.unwrap()
     except Exception as e:
         raise _fail(f"could not unwrap at {addr}: {e.__class__.__name__} (a wrapping token works once)") from None
-    auth = unwrapped.get("auth") or {}
-    token = auth.get("client_token") or unwrapped.get("data")
-    if ctx.json:
-        console.print_json(data={"grant_id": grant_id, "token": token, "policies": auth.get("policies"), "ttl": auth.get("lease_duration")})
-    else:
-        err.print(f"policies={auth.get('policies')} ttl={auth.get('lease_duration')}s (shown once; not stored anywhere)")
-        print(token)
+    auth = unwrapped.get("auth")
+    if auth:  # a Vault token
+        if ctx.json:
+            console.print_json(data={"grant_id": grant_id, "token": auth["client_token"], "policies": auth.get("policies"),
+                                     "ttl": auth.get("lease_duration")})
+        else:
+            err.print(f"policies={auth.get('policies')} ttl={auth.get('lease_duration')}s (shown once; not stored anywhere)")
+            print(auth["client_token"])
+    else:  # wrapped data: database login, AppRole role-ID/secret-ID, STS keys
+        err.print("credential (shown once; not stored anywhere):")
+        print(json.dumps(unwrapped.get("data") or {}, indent=2))
 
 
 @app.command()

@@ -22,14 +22,38 @@ from rich.panel import Panel
 from jitaccess.api import create_app
 from jitaccess.config import Settings
 from jitaccess.config.settings import EXAMPLES
-from jitaccess.devstack import Server, free_port, port_open, start_openbao, start_temporal
+from jitaccess.devstack import Server, free_port, port_open, start_moto, start_openbao, start_temporal
 from jitaccess.domain.events import IdentityEvent
 from jitaccess.ledger import Ledger
+from jitaccess.providers.aws import seed_dev_aws
+from jitaccess.providers.vault_approle import seed_dev_approle
+from jitaccess.providers.vault_database import seed_dev_database
 from jitaccess.providers.vault_token import seed_dev_vault
 from jitaccess.workers.codec import new_key
 from jitaccess.workers.common import build_worker, configure_logging, connect
 
 console = Console()
+
+
+AWS_REGION = "us-east-1"
+DEV_DATABASE = "jitaccess_dev"
+
+
+def _dev_database(admin_dsn: str = "postgresql://postgres@127.0.0.1:5432/postgres") -> str | None:
+    """The local PostgreSQL's dev database (created if missing), or None with a clear message."""
+    try:
+        import psycopg
+
+        with psycopg.connect(admin_dsn, connect_timeout=3, autocommit=True) as conn:
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DEV_DATABASE,)).fetchone():
+                conn.execute(f'CREATE DATABASE "{DEV_DATABASE}"')
+    except Exception as e:  # ImportError or any connection problem: the rest of the stack still works
+        console.print(
+            f"[yellow]PostgreSQL not reachable at 127.0.0.1:5432 ({e.__class__.__name__}): "
+            "the db-readonly entitlement (Vault database credentials) is disabled for this run[/yellow]"
+        )
+        return None
+    return admin_dsn.rsplit("/", 1)[0] + "/" + DEV_DATABASE
 
 
 def _port(preferred: int, random_ports: bool) -> int:
@@ -88,7 +112,19 @@ async def dev_up(workdir: Path, random_ports: bool = False) -> None:
             bao = start_openbao(workdir, root_token=root, port=_port(8200, random_ports))
             servers.append(bao)
             seed_dev_vault(bao.address, root, yaml.safe_load((EXAMPLES / "vault_policies.yaml").read_text()))
+            approle = seed_dev_approle(bao.address, root)
+            console.print(f"[dim]OpenBao AppRole: {approle.message}[/dim]")
         tokens = _write_users(workdir)
+        with console.status("starting moto (the AWS test double) and seeding Identity Center, IAM and a role ..."):
+            moto = start_moto(workdir)
+            servers.append(moto)
+            aws = seed_dev_aws(moto.address, AWS_REGION, list(tokens))
+        postgres_dsn = _dev_database()
+        if postgres_dsn:
+            with console.status("configuring the database secrets engine against local PostgreSQL ..."):
+                db = seed_dev_database(bao.address, root, postgres_dsn)
+            console.print(f"[dim]{db.message}[/dim]" if db else f"[yellow]database credentials disabled:[/yellow] {db.message}")
+            postgres_dsn = postgres_dsn if db else None
         api_port = _port(8000, random_ports)
         settings = Settings(
             temporal_address=temporal.address,
@@ -98,6 +134,13 @@ async def dev_up(workdir: Path, random_ports: bool = False) -> None:
             users_file=workdir / "users.yaml",
             api_port=api_port,
             payload_key=new_key(),
+            aws_endpoint_url=moto.address,
+            aws_region=AWS_REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            aws_sso_instance_arn=aws["instance_arn"],
+            aws_identity_store_id=aws["identity_store_id"],
+            postgres_verify_dsn=postgres_dsn,
         )
         client = await connect(settings)
         worker, ledger = build_worker(client, settings)
@@ -111,6 +154,9 @@ async def dev_up(workdir: Path, random_ports: bool = False) -> None:
             "vault_root_token": root,
             "ledger_url": settings.ledger_url,
             "payload_key": settings.payload_key.get_secret_value(),  # to read histories from other terminals
+            "aws_endpoint": moto.address,
+            "aws_region": AWS_REGION,
+            "postgres_dsn": postgres_dsn,
             "users": tokens,
         }
         dev_json = workdir / "dev.json"
@@ -144,9 +190,11 @@ def _banner(dev: dict, dev_json: Path) -> None:
             f"API       {dev['api_url']}  (OpenAPI: {dev['api_url']}/docs)\n"
             f"Temporal  {dev['temporal_address']}  UI: {dev['temporal_ui']}\n"
             f"OpenBao   {dev['vault_addr']}\n"
+            f"AWS (moto) {dev['aws_endpoint']}   PostgreSQL {dev['postgres_dsn'] or 'not available'}\n"
             f"Ledger    {dev['ledger_url']}\n"
             f"Stack     {dev_json}\n\n"
-            f"Dev users (bearer tokens; alice/dave: platform, bob/carol: security, erin: admin):\n{users}\n\n"
+            "Dev users (bearer tokens): alice, dave request; bob, carol approve and review; frank leads the\n"
+            f"owning team; grace is the escalation group; erin is admin; deploy-bot is a service:\n{users}\n\n"
             "Try, in another terminal:\n"
             "  jitaccess request secrets-readonly --duration PT2M --reason 'debug INC-1' --as alice\n"
             "  jitaccess request secrets-admin --duration PT10M --reason 'rotate key' --as alice   "
