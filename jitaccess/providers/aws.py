@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import threading
 import time
@@ -47,6 +48,13 @@ from botocore.exceptions import (
 from jitaccess.domain.credentials import IssuedCredential, ProviderGrant, WrappedHandover
 from jitaccess.providers.base import PerGrantCredentials, ProviderError
 from jitaccess.providers.vault_token import VaultWrapper
+
+# botocore logs raw response bodies (AssumeRole's carries the secret key) and signed request
+# headers (a session token) at DEBUG: never let those through, whatever the root level is or
+# later becomes (only an explicit level set on the "botocore" logger itself overrides this).
+_botocore_log = logging.getLogger("botocore")
+if _botocore_log.level < logging.INFO:  # NOTSET (inherits the root) or DEBUG
+    _botocore_log.setLevel(logging.INFO)
 
 # AWS name charset for IAM user / group names, RoleSessionName and SourceIdentity
 _AWS_NAME = re.compile(r"^[\w+=,.@-]+$")
@@ -382,9 +390,14 @@ class IdentityCenterAssignmentProvider:
         )
         return cred.model_copy(update={"details": {**cred.details, "creation_request_id": done.get("RequestId")}}), None
 
-    def verify_active(self, cred: IssuedCredential) -> tuple[bool, str]:
+    @staticmethod
+    def _describe(cred: IssuedCredential) -> str:
         d = cred.details
-        what = f"{d['user_name']} (USER {d['principal_id']}) -> {d['permission_set_name'] or d['permission_set_arn']} in {d['account_id']}"
+        ps = d["permission_set_name"] or d["permission_set_arn"]
+        return f"{d['user_name']} (USER {d['principal_id']}) -> {ps} in {d['account_id']}"
+
+    def verify_active(self, cred: IssuedCredential) -> tuple[bool, str]:
+        what = self._describe(cred)
         if self._assigned(cred):
             return True, f"list_account_assignments: assignment present: {what}"
         return False, f"list_account_assignments: no assignment {what}"
@@ -409,11 +422,14 @@ class IdentityCenterAssignmentProvider:
         return True
 
     def verify_revoked(self, cred: IssuedCredential) -> tuple[bool, str]:
-        d = cred.details
-        what = f"{d['user_name']} (USER {d['principal_id']}) -> {d['permission_set_name'] or d['permission_set_arn']} in {d['account_id']}"
+        what = self._describe(cred)
         if self._assigned(cred):
             return False, f"list_account_assignments: assignment still present: {what}"
         return True, f"list_account_assignments: no assignment {what}"
+
+    def extend(self, cred: IssuedCredential, ttl_seconds: int) -> IssuedCredential:
+        """An assignment has no provider-side TTL: the grant's own timer is what ends it."""
+        return cred
 
     def list_managed(self, grant_id: str | None = None) -> list[IssuedCredential]:
         """Account assignments cannot be tagged or named, so nothing at AWS says which grant made
@@ -518,6 +534,10 @@ class IamGroupMembershipProvider:
             return False, f"list_groups_for_user({user}): still a member of {group}"
         return True, f"list_groups_for_user({user}): not a member of {group}"
 
+    def extend(self, cred: IssuedCredential, ttl_seconds: int) -> IssuedCredential:
+        """A membership has no provider-side TTL: the grant's own timer is what ends it."""
+        return cred
+
     def list_managed(self, grant_id: str | None = None) -> list[IssuedCredential]:
         """Group memberships carry no tags, and a user may be in the group outside jitaccess:
         what jitaccess holds is the hold ledger (ledger.holds, keyed by shared_target); clean-up
@@ -604,6 +624,7 @@ class StsRoleSessionProvider(PerGrantCredentials):
         self._wrapper = wrapper
         self._now = now
         self._roles: set[str] = set(roles)  # role ARNs whose revocation documents list_managed reads
+        self._roles_lock = threading.Lock()
 
     @property
     def _iam(self) -> Any:
@@ -662,7 +683,8 @@ class StsRoleSessionProvider(PerGrantCredentials):
         source_identity = _aws_name(grant.principal, "SourceIdentity (the requester id)", 64, min_len=2)
         if self._wrapper is None:
             raise ProviderError("aws_sts_session needs Vault to response-wrap the keys; none configured", retryable=False)
-        self._roles.add(role_arn)
+        with self._roles_lock:
+            self._roles.add(role_arn)
         try:
             role = self._iam.get_role(RoleName=role_name)["Role"]
         except Exception as e:
@@ -721,6 +743,12 @@ class StsRoleSessionProvider(PerGrantCredentials):
             expires_at=expires,
         )
         return cred, handover
+
+    def extend(self, cred: IssuedCredential, ttl_seconds: int) -> IssuedCredential:
+        raise ProviderError(
+            "aws_sts_session: an STS session's expiration is fixed when it is issued and cannot be extended; "
+            "request a new grant", retryable=False,
+        )
 
     def expected_credential(self, grant: ProviderGrant) -> IssuedCredential | None:
         """The session ARN is deterministic (role + session name from the grant ID). After a failed
@@ -835,7 +863,8 @@ class StsRoleSessionProvider(PerGrantCredentials):
         """Deny the grant's sessions issued before now (+ skew margin); False when there is nothing
         left to deny: already denied, or every session of the grant has expired on its own."""
         role_name = self._role_name(cred)
-        self._roles.add(cred.details["role_arn"])
+        with self._roles_lock:
+            self._roles.add(cred.details["role_arn"])
         if self._expired(cred):
             return False
         if self._covering(self._read_revocation(role_name, cred.grant_id), cred):
@@ -883,7 +912,9 @@ class StsRoleSessionProvider(PerGrantCredentials):
             return True, f"STS session expired on its own at {expiry} (no deny needed)"
         if not self._role_exists(role_name):
             return True, f"role {role_name} no longer exists: its sessions have no permissions"
-        return False, f"get_role_policy({role_name}, {name}): no deny statement for grant {cred.grant_id}; session live until {expiry}"
+        return False, (
+            f"get_role_policy({role_name}, {name}): no deny statement for grant {cred.grant_id}; session live until {expiry}"
+        )
 
     def _role_exists(self, role_name: str) -> bool:
         try:
@@ -913,7 +944,9 @@ class StsRoleSessionProvider(PerGrantCredentials):
         `roles` given at construction plus any it has used), each as the deterministic session
         reference; live, unrevoked sessions are found through the grants' own records, not here."""
         found = []
-        for role_arn in sorted(self._roles):
+        with self._roles_lock:
+            roles = sorted(self._roles)
+        for role_arn in roles:
             m = _ROLE_ARN.match(role_arn)
             if m is None:
                 continue
@@ -982,7 +1015,8 @@ def seed_dev_aws(
 
     ps_arn = None
     for arn in sso.list_permission_sets(InstanceArn=instance_arn).get("PermissionSets") or []:
-        if sso.describe_permission_set(InstanceArn=instance_arn, PermissionSetArn=arn)["PermissionSet"].get("Name") == DEV_PERMISSION_SET:
+        described = sso.describe_permission_set(InstanceArn=instance_arn, PermissionSetArn=arn)["PermissionSet"]
+        if described.get("Name") == DEV_PERMISSION_SET:
             ps_arn = arn
             break
     if ps_arn is None:
