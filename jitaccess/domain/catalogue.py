@@ -154,10 +154,43 @@ class Entitlement(BaseModel):
         return self
 
 
+class OnboardingTemplate(BaseModel):
+    """A bounded bundle of entitlements for a kind of service (a non-human identity)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{1,62}$")
+    description: str
+    entitlements: tuple[str, ...] = Field(min_length=1)
+    environments: tuple[str, ...] = Field(min_length=1)
+    # pre-approved environments for the onboarding automation; anything else needs the owning team
+    # (and security for production)
+    automation_principals: tuple[str, ...] = ()
+    pre_approved_environments: tuple[str, ...] = ()
+    production_environments: tuple[str, ...] = ("production",)
+    security_groups: tuple[str, ...] = ("security",)
+    max_lifetime: timedelta
+    rotation_interval: timedelta | None = None
+    rotation_overlap: timedelta = timedelta(minutes=5)
+    approval_timeout: timedelta = timedelta(days=1)
+
+    @model_validator(mode="after")
+    def _valid(self) -> OnboardingTemplate:
+        if self.max_lifetime <= timedelta(0):
+            raise ValueError(f"{self.id}: max_lifetime must be positive")
+        if self.rotation_interval is not None and self.rotation_interval <= self.rotation_overlap:
+            raise ValueError(f"{self.id}: rotation_interval must be longer than rotation_overlap")
+        unknown = set(self.pre_approved_environments) - set(self.environments)
+        if unknown:
+            raise ValueError(f"{self.id}: pre-approved environments not in environments: {sorted(unknown)}")
+        return self
+
+
 class Catalogue(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     entitlements: tuple[Entitlement, ...] = Field(min_length=1)
+    onboarding_templates: tuple[OnboardingTemplate, ...] = ()
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Catalogue:
@@ -165,7 +198,14 @@ class Catalogue(BaseModel):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"duplicate entitlement ids: {', '.join(dupes)}")
+        for t in self.onboarding_templates:
+            missing = [e for e in t.entitlements if e not in ids]
+            if missing:
+                raise ValueError(f"onboarding template {t.id} names unknown entitlements: {', '.join(missing)}")
         return self
+
+    def template(self, template_id: str) -> OnboardingTemplate | None:
+        return next((t for t in self.onboarding_templates if t.id == template_id), None)
 
     @property
     def version(self) -> str:

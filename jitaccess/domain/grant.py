@@ -18,6 +18,7 @@ from jitaccess.domain.contracts import GrantOptions
 from jitaccess.domain.credentials import IssuedCredential, WrappedHandover
 from jitaccess.domain.policy import AccessRequest, ExtensionDecision, PolicyDecision
 from jitaccess.domain.principals import Actor, ActorKind, ActorRole, Principal
+from jitaccess.domain.reconciliation import Finding
 from jitaccess.domain.states import HOLDS_ACCESS, GrantState, check_transition
 
 EXECUTOR = Actor(id="jitaccess-worker", kind=ActorKind.service, role=ActorRole.executor)
@@ -132,6 +133,56 @@ class ApprovalRound(BaseModel):
         ]
 
 
+def authorise_vote(
+    rnd: ApprovalRound, requester: Principal, subject: str, actor: Principal, now: datetime,
+    delegations: list[Delegation], action: str,
+) -> tuple[ApprovalStage, Principal, Delegation | None]:
+    """Which open stage of `rnd` this actor's decision counts for, and as whom (self or a delegator).
+    Separation of duties: never the requester; an approver counts once across stages; a non-human
+    requester's owner counts only in stages that allow it. Raises Refusal naming the rule."""
+    if actor.id == requester.id:
+        raise Refusal(
+            RefusalKind.forbidden, "self_approval",
+            f"{actor.id} requested {subject} and cannot {action} it (separation of duties)",
+        )
+    if any(v.actor == actor.id for v in rnd.votes):
+        raise Refusal(RefusalKind.conflict, "duplicate_vote", f"{actor.id} has already approved {subject}")
+    mine = [d for d in delegations if d.delegate == actor.id]
+    candidates: list[tuple[Principal, Delegation | None]] = [(actor, None)]
+    candidates += [(d.delegator, d) for d in mine if d.active_at(now)]
+    problems: list[tuple[str, str]] = []
+    open_stages = rnd.open_stages()
+    for who, via in candidates:
+        if who.id == requester.id:
+            continue
+        if any(v.approver == who.id for v in rnd.votes):
+            problems.append(("duplicate_vote", f"{who.id} has already approved (an approver counts once across stages)"))
+            continue
+        for st in open_stages:
+            if not who.in_any(rnd.groups_for(st)):
+                continue
+            if requester.kind is not ActorKind.human and requester.owner == who.id and not st.owner_may_approve:
+                problems.append(
+                    ("owner_not_independent",
+                     f"{who.id} owns {requester.id} and cannot satisfy the {st.name} stage, which needs an independent approver")
+                )
+                continue
+            return st, who, via
+    if problems:
+        rule, msg = problems[0]
+        raise Refusal(RefusalKind.conflict if rule == "duplicate_vote" else RefusalKind.forbidden, rule, msg)
+    stages = "; ".join(f"{s.name}: {', '.join(rnd.groups_for(s))}" for s in open_stages)
+    lapsed = [d for d in mine if not d.active_at(now)]
+    note = "".join(
+        f"; the delegation from {d.delegator.id} is valid only {d.starts_at.isoformat()} to {d.ends_at.isoformat()}"
+        for d in lapsed
+    )
+    raise Refusal(
+        RefusalKind.forbidden, "not_an_approver",
+        f"{actor.id} is in none of the approver groups for {subject} now open ({stages}){note}",
+    )
+
+
 class Extension(BaseModel):
     extension_seconds: int
     new_total_seconds: int
@@ -182,6 +233,8 @@ class Grant(BaseModel):
     review_deadline: datetime | None = None
     review_escalated: bool = False
     review: Review | None = None
+    # set by reconciliation (report_drift signal): the grant is active but its access was found gone
+    drift: Finding | None = None
     events: int = 0
     last_hash: str | None = None
 
@@ -257,48 +310,7 @@ class Grant(BaseModel):
     def _authority(
         self, rnd: ApprovalRound, actor: Principal, now: datetime, delegations: list[Delegation], action: str
     ) -> tuple[ApprovalStage, Principal, Delegation | None]:
-        """Which open stage this actor's decision counts for, and as whom (self or a delegator)."""
-        if actor.id == self.requester.id:
-            raise Refusal(
-                RefusalKind.forbidden, "self_approval",
-                f"{actor.id} requested grant {self.grant_id} and cannot {action} it (separation of duties)",
-            )
-        if any(v.actor == actor.id for v in rnd.votes):
-            raise Refusal(RefusalKind.conflict, "duplicate_vote", f"{actor.id} has already approved grant {self.grant_id}")
-        mine = [d for d in delegations if d.delegate == actor.id]
-        candidates: list[tuple[Principal, Delegation | None]] = [(actor, None)]
-        candidates += [(d.delegator, d) for d in mine if d.active_at(now)]
-        problems: list[tuple[str, str]] = []
-        open_stages = rnd.open_stages()
-        for who, via in candidates:
-            if who.id == self.requester.id:
-                continue
-            if any(v.approver == who.id for v in rnd.votes):
-                problems.append(("duplicate_vote", f"{who.id} has already approved (an approver counts once across stages)"))
-                continue
-            for st in open_stages:
-                if not who.in_any(rnd.groups_for(st)):
-                    continue
-                if self.requester.kind is not ActorKind.human and self.requester.owner == who.id and not st.owner_may_approve:
-                    problems.append(
-                        ("owner_not_independent",
-                         f"{who.id} owns {self.requester.id} and cannot satisfy the {st.name} stage, which needs an independent approver")
-                    )
-                    continue
-                return st, who, via
-        if problems:
-            rule, msg = problems[0]
-            raise Refusal(RefusalKind.conflict if rule == "duplicate_vote" else RefusalKind.forbidden, rule, msg)
-        stages = "; ".join(f"{s.name}: {', '.join(rnd.groups_for(s))}" for s in open_stages)
-        lapsed = [d for d in mine if not d.active_at(now)]
-        note = "".join(
-            f"; the delegation from {d.delegator.id} is valid only {d.starts_at.isoformat()} to {d.ends_at.isoformat()}"
-            for d in lapsed
-        )
-        raise Refusal(
-            RefusalKind.forbidden, "not_an_approver",
-            f"{actor.id} is in none of the approver groups for {self.entitlement} now open ({stages}){note}",
-        )
+        return authorise_vote(rnd, self.requester, f"grant {self.grant_id} ({self.entitlement})", actor, now, delegations, action)
 
     # -- approval --------------------------------------------------------------
     def check_approve(self, actor: Principal, now: datetime, delegations: list[Delegation] = ()) -> None:

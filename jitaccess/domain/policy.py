@@ -54,6 +54,9 @@ class AccessRequest(BaseModel):
     request_id: str | None = None
     break_glass: bool = False
     incident: str | None = None
+    # a non-human identity's workload context (service, owning team, environment, repository,
+    # dependencies, onboarding id) when the grant is part of a service onboarding
+    workload: dict[str, object] | None = None
 
 
 class Outcome(StrEnum):

@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         Audience, DeliveryRequest, DeliveryResult, Notification, NotificationKind, Severity, grant_links,
     )
     from jitaccess.domain.principals import SYSTEM_ACTOR, Actor, ActorRole, Principal
+    from jitaccess.domain.reconciliation import Finding
     from jitaccess.domain.states import GrantState as S
 
 PROVIDER_CALL_TIMEOUT = timedelta(seconds=30)
@@ -76,6 +77,7 @@ class GrantWorkflow:
                 "break_glass": g.break_glass,
                 "incident": g.incident,
                 "requester": g.requester.model_dump(mode="json"),
+                "workload": inp.request.workload,
             },
         )
         g.move(S.policy_evaluated)
@@ -346,6 +348,7 @@ class GrantWorkflow:
         self._emit("fulfilment.verified", EXECUTOR, {"read_back": res.verification})
         g.move(S.active)
         await self._flush()
+        await self._tell_parent()
         return True
 
     def _provider_request(self) -> ProviderGrant:
@@ -454,7 +457,31 @@ class GrantWorkflow:
         if self._notifying:  # bounded: each delivery gives up after notification_attempts
             await asyncio.gather(*self._notifying)
         await self._flush()
+        await self._tell_parent()
         return g
+
+    async def _tell_parent(self) -> None:
+        """A child grant of a service onboarding reports its state (and non-secret reference) upward."""
+        parent = workflow.info().parent
+        if parent is None:
+            return
+        g = self._grant
+        update = c.ChildUpdate(
+            grant_id=g.grant_id, state=g.state.value, reference=g.credential.reference if g.credential else None,
+            expires_at=g.expires_at,
+        )
+        await workflow.get_external_workflow_handle(parent.workflow_id).signal(c.CHILD_UPDATE_SIGNAL, update)
+
+    @workflow.signal(name=c.PARENT_REVOKE_SIGNAL)
+    def parent_revoke(self, reason: str) -> None:
+        """The onboarding ends this grant (offboarding, rotation, or an all-or-nothing failure)."""
+        g = self._grant
+        parent = workflow.info().parent
+        if parent is None or self._revoke_request is not None or g.state not in (S.approved, S.issuing, S.active):
+            return
+        actor = Actor(id=parent.workflow_id, kind=SYSTEM_ACTOR.kind, role=ActorRole.system)
+        self._revoke_request = (actor, reason)
+        self._emit("grant.revoke_requested", actor, {"reason": reason, "authority": "onboarding"})
 
     # -- notifications ------------------------------------------------------------------
     def _notify(
@@ -673,6 +700,18 @@ class GrantWorkflow:
     @claim_credential.validator
     def _validate_claim(self, a: ActionInput) -> None:
         _refuse(lambda: self._grant.check_claim(a.actor, workflow.now()))
+
+    @workflow.signal(name=c.REPORT_DRIFT_SIGNAL)
+    async def report_drift(self, finding: Finding) -> None:
+        """Reconciliation found this active grant's access gone at the target: record it on this
+        grant's chain (once; later runs finding the same are ignored) and mark the grant.
+        Ignored unless the grant is active (an issue or a revocation in progress changes the target)."""
+        g = self._grant
+        if g.state is not S.active or g.drift is not None or finding.grant_id != g.grant_id:
+            return
+        g.drift = finding
+        self._emit("reconciliation.drift_detected", SYSTEM_ACTOR, finding.evidence())
+        await self._flush()
 
 
 __all__ = ["GrantWorkflow", "Principal"]

@@ -1,0 +1,287 @@
+"""ServiceOnboardingWorkflow: a non-human identity's bundle of entitlements, all or nothing.
+
+Workflow ID = onboarding ID (`onboarding-<service>-<environment>`). One child GrantWorkflow per
+entitlement (each with its own evidence chain, expiry and confirmed revocation); this workflow
+keeps the onboarding's own chain. Children are started with ParentClosePolicy.ABANDON: if this
+workflow is ever terminated, every child still expires and is revoked on its own timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from jitaccess.domain import contracts as c
+    from jitaccess.domain.contracts import GrantOptions
+    from jitaccess.domain.events import IdentityEvent, make_event
+    from jitaccess.domain.grant import ActionInput, ApprovalRound, GrantInput, Refusal, Vote
+    from jitaccess.domain.onboarding import ChildGrant, ChildPlan, Onboarding, OnboardingInput, OnboardingState as O
+    from jitaccess.domain.policy import AccessRequest
+    from jitaccess.domain.principals import SYSTEM_ACTOR, Actor, ActorRole
+    from jitaccess.workflows.grant import GrantWorkflow, _refuse
+
+ENDED = frozenset({"revoked", "issue_failed", "cancelled", "denied", "approval_expired", "reviewed"})
+CHILD_ACTIVE_TIMEOUT = timedelta(minutes=15)  # a child's own issue timeout ends it long before this
+
+
+@workflow.defn(name="ServiceOnboardingWorkflow")
+class ServiceOnboardingWorkflow:
+    @workflow.init
+    def __init__(self, inp: OnboardingInput) -> None:
+        self._o = Onboarding(
+            onboarding_id=inp.onboarding_id, requester=inp.requester, workload=inp.request.workload,
+            template=inp.request.template,
+        )
+        self._inp = inp
+        self._events: list[IdentityEvent] = []
+        self._flushed = 0
+        self._offboard: tuple[Actor, str] | None = None
+
+    @workflow.run
+    async def run(self, inp: OnboardingInput) -> Onboarding:
+        o, d = self._o, inp.decision
+        self._emit(
+            "onboarding.requested", o.requester.as_actor(ActorRole.requester),
+            {"template": o.template, "workload": o.workload.model_dump(mode="json"), "reason": inp.request.reason,
+             "requester": o.requester.model_dump(mode="json"), "owner": o.workload.owning_team},
+        )
+        self._emit(
+            "policy.decided", SYSTEM_ACTOR,
+            {"rule": d.rule, "policy_version": d.policy_version, "pre_approved": d.pre_approved,
+             "stages": [s.model_dump(mode="json") for s in d.stages], "lifetime": d.lifetime.total_seconds(),
+             "entitlements": [p.entitlement for p in d.children]},
+        )
+        if not d.pre_approved:
+            now = workflow.now()
+            o.state = O.awaiting_approval
+            o.approval = ApprovalRound(stages=d.stages, requested_at=now, deadline=now + d.approval_timeout)
+            self._emit("approval.requested", SYSTEM_ACTOR, {"pending": o.approval.pending(), "deadline": o.approval.deadline.isoformat()})
+            await self._flush()
+            try:
+                await workflow.wait_condition(lambda: o.state is not O.awaiting_approval, timeout=d.approval_timeout)
+            except asyncio.TimeoutError:
+                self._emit("approval.expired", SYSTEM_ACTOR, {})
+                return await self._end(O.approval_expired, "no decision before the approval deadline")
+            if o.state is O.denied:
+                return await self._end(O.denied, o.end_reason or "denied")
+
+        o.state = O.provisioning
+        o.ends_at = workflow.now() + d.lifetime
+        plans = {p.entitlement: p for p in d.children}
+        for plan in d.children:
+            await self._start_child(plan, generation=1)
+        await self._await_children(lambda ch: ch.state not in ("requested", "issuing"), CHILD_ACTIVE_TIMEOUT)
+        failed = [ch for ch in o.children if ch.state != "active"]
+        if failed:
+            # all or nothing: what was issued is revoked and confirmed before the onboarding ends
+            self._emit("onboarding.provisioning_failed", SYSTEM_ACTOR,
+                       {"failed": [{"grant_id": ch.grant_id, "entitlement": ch.entitlement, "state": ch.state} for ch in failed]})
+            await self._revoke_children("all-or-nothing: a sibling failed to issue")
+            return await self._end(O.failed, "failed: " + ", ".join(f"{ch.entitlement} {ch.state}" for ch in failed))
+        o.state = O.active
+        self._emit("onboarding.active", SYSTEM_ACTOR, {"children": self._children_view(), "ends_at": o.ends_at.isoformat()})
+        await self._flush()
+
+        while True:
+            now = workflow.now()
+            due = self._next_renewal(plans, d.rotation_interval, d.rotation_overlap)
+            wake = min(o.ends_at, due[0]) if due else o.ends_at
+            if wake > now:
+                try:
+                    await workflow.wait_condition(lambda: self._offboard is not None, timeout=wake - now)
+                except asyncio.TimeoutError:
+                    pass
+            if self._offboard is not None or workflow.now() >= o.ends_at:
+                break
+            if due and workflow.now() >= due[0]:
+                await self._rotate(plans[due[1].entitlement], due[1], d.rotation_overlap)
+
+        if self._offboard is not None:
+            actor, reason = self._offboard
+            o.state = O.offboarding
+            await self._revoke_children(f"offboarded by {actor.id}: {reason}")
+            self._emit("offboarding.completed", SYSTEM_ACTOR, {"children": self._children_view()})
+            return await self._end(O.offboarded, f"offboarded by {actor.id}: {reason}")
+        await self._revoke_children("onboarding lifetime ended")
+        return await self._end(O.expired, "lifetime ended")
+
+    # -- children ---------------------------------------------------------------------
+    async def _start_child(self, plan: ChildPlan, generation: int) -> ChildGrant:
+        o = self._o
+        assert o.ends_at is not None
+        remaining = o.ends_at - workflow.now()
+        duration = min(remaining, plan.decision.duration)
+        grant_id = f"grant-{o.workload.service}-{o.workload.environment}-{plan.entitlement}-g{generation}"
+        child = ChildGrant(grant_id=grant_id, entitlement=plan.entitlement, generation=generation)
+        o.children.append(child)
+        workload = {**o.workload.model_dump(mode="json"), "onboarding_id": o.onboarding_id, "generation": generation}
+        request = AccessRequest(
+            entitlement=plan.entitlement, duration=duration,
+            reason=f"onboarding {o.workload.service} ({o.workload.environment})", workload=workload,
+        )
+        await workflow.start_child_workflow(
+            GrantWorkflow.run,
+            GrantInput(grant_id=grant_id, requester=o.requester, request=request,
+                       decision=plan.decision.model_copy(update={"duration": duration}),
+                       admin_groups=self._inp.admin_groups, options=self._inp.options),
+            id=grant_id, parent_close_policy=ParentClosePolicy.ABANDON,
+        )
+        self._emit("onboarding.child_started", SYSTEM_ACTOR,
+                   {"grant_id": grant_id, "entitlement": plan.entitlement, "generation": generation,
+                    "duration_seconds": int(duration.total_seconds())})
+        return child
+
+    async def _await_children(self, done, timeout: timedelta | None = None) -> None:
+        try:
+            await workflow.wait_condition(lambda: all(done(ch) for ch in self._o.children), timeout=timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _revoke_children(self, reason: str) -> None:
+        for ch in self._o.children:
+            if ch.state not in ENDED:
+                await workflow.get_external_workflow_handle(ch.grant_id).signal(c.PARENT_REVOKE_SIGNAL, reason)
+        await self._await_children(lambda ch: ch.state in ENDED)
+
+    def _next_renewal(self, plans: dict[str, ChildPlan], interval: timedelta | None, overlap: timedelta):
+        """The live child due soonest for a new credential: secret-bearing ones every `interval`,
+        any child that would expire before the onboarding ends, `overlap` before its expiry."""
+        o = self._o
+        assert o.ends_at is not None
+        best = None
+        for ch in o.children:
+            if ch.state != "active" or ch.expires_at is None:
+                continue
+            due = None
+            if interval is not None and plans[ch.entitlement].secret_bearing:
+                due = ch.started_at + interval
+            if ch.expires_at < o.ends_at:
+                due = min(due, ch.expires_at - overlap) if due else ch.expires_at - overlap
+            if due is not None and due < o.ends_at and (best is None or due < best[0]):
+                best = (due, ch)
+        return best
+
+    async def _rotate(self, plan: ChildPlan, old: ChildGrant, overlap: timedelta) -> None:
+        """New credential first (handed over wrapped by its own grant), an overlap, then the old one
+        revoked and confirmed; the onboarding's chain records both references, never a secret."""
+        o = self._o
+        new = await self._start_child(plan, generation=old.generation + 1)
+        await workflow.wait_condition(lambda: new.state not in ("requested", "issuing"), timeout=CHILD_ACTIVE_TIMEOUT)
+        if new.state != "active":
+            self._emit("rotation.failed", SYSTEM_ACTOR, {"entitlement": plan.entitlement, "old_grant": old.grant_id,
+                                                         "new_grant": new.grant_id, "state": new.state})
+            old.started_at = workflow.now()  # keep the old credential; try again next interval
+            await self._flush()
+            return
+        self._emit("rotation.issued", SYSTEM_ACTOR,
+                   {"entitlement": plan.entitlement, "old_grant": old.grant_id, "old_reference": old.reference,
+                    "new_grant": new.grant_id, "new_reference": new.reference, "overlap_seconds": overlap.total_seconds()})
+        await self._flush()
+        await workflow.sleep(overlap)
+        await workflow.get_external_workflow_handle(old.grant_id).signal(c.PARENT_REVOKE_SIGNAL, "rotated")
+        await workflow.wait_condition(lambda: old.state in ENDED)
+        o.rotations += 1
+        self._emit("rotation.completed", SYSTEM_ACTOR,
+                   {"entitlement": plan.entitlement, "old_grant": old.grant_id, "old_reference": old.reference,
+                    "old_state": old.state, "new_grant": new.grant_id, "new_reference": new.reference})
+        await self._flush()
+
+    def _children_view(self) -> list[dict[str, Any]]:
+        return [{"grant_id": ch.grant_id, "entitlement": ch.entitlement, "state": ch.state, "reference": ch.reference}
+                for ch in self._o.children]
+
+    @workflow.signal(name=c.CHILD_UPDATE_SIGNAL)
+    def child_update(self, u: c.ChildUpdate) -> None:
+        for ch in self._o.children:
+            if ch.grant_id == u.grant_id:
+                if ch.state == "requested" and u.state == "active":
+                    ch.started_at = workflow.now()
+                ch.state, ch.reference, ch.expires_at = u.state, u.reference or ch.reference, u.expires_at
+                if u.state in ENDED:
+                    self._emit("onboarding.child_ended", SYSTEM_ACTOR, {"grant_id": u.grant_id, "state": u.state,
+                                                                         "reference": ch.reference})
+
+    # -- decisions ----------------------------------------------------------------------
+    @workflow.query
+    def status(self) -> Onboarding:
+        return self._o
+
+    @workflow.update
+    def approve(self, a: ActionInput) -> Onboarding:
+        o = self._o
+        assert o.approval is not None
+        stage, who, via = o.check_decide(a.actor, workflow.now(), a.delegations)
+        o.approval.votes.append(Vote(approver=who.id, actor=a.actor.id, on_behalf_of=who.id if via else None,
+                                     delegation_id=via.delegation_id if via else None, stage=stage.name,
+                                     at=workflow.now().isoformat(), comment=a.comment))
+        self._emit("approval.granted", a.actor.as_actor(ActorRole.approver),
+                   {"stage": stage.name, "comment": a.comment, "on_behalf_of": who.id if via else None,
+                    "pending": o.approval.pending()})
+        if o.approval.complete:
+            o.state = O.provisioning
+            self._emit("onboarding.approved", SYSTEM_ACTOR, {"approvers": [v.approver for v in o.approval.votes]})
+        return o
+
+    @approve.validator
+    def _validate_approve(self, a: ActionInput) -> None:
+        _refuse(lambda: self._o.check_decide(a.actor, workflow.now(), a.delegations))
+
+    @workflow.update
+    def deny(self, a: ActionInput) -> Onboarding:
+        o = self._o
+        o.check_decide(a.actor, workflow.now(), a.delegations)
+        o.state, o.end_reason = O.denied, f"denied by {a.actor.id}: {a.comment}"
+        self._emit("approval.denied", a.actor.as_actor(ActorRole.approver), {"reason": a.comment})
+        return o
+
+    @deny.validator
+    def _validate_deny(self, a: ActionInput) -> None:
+        _refuse(lambda: self._o.check_decide(a.actor, workflow.now(), a.delegations))
+
+    @workflow.update
+    def offboard(self, a: ActionInput) -> Onboarding:
+        self._o.check_offboard(a.actor, self._inp.admin_groups)
+        if self._offboard is None:
+            role = ActorRole.requester if a.actor.id == self._o.requester.id else ActorRole.approver
+            self._offboard = (a.actor.as_actor(role), a.comment)
+            self._emit("offboarding.requested", a.actor.as_actor(role), {"reason": a.comment})
+        return self._o
+
+    @offboard.validator
+    def _validate_offboard(self, a: ActionInput) -> None:
+        _refuse(lambda: self._o.check_offboard(a.actor, self._inp.admin_groups))
+
+    # -- evidence -------------------------------------------------------------------------
+    async def _end(self, state: O, reason: str) -> Onboarding:
+        o = self._o
+        o.state, o.end_reason = state, reason
+        self._emit(f"onboarding.{state.value}", SYSTEM_ACTOR, {"reason": reason, "children": self._children_view()})
+        await self._flush()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._flush()
+        return o
+
+    def _emit(self, type: str, actor: Actor, data: dict[str, Any]) -> None:
+        prev = self._events[-1] if self._events else None
+        ev = make_event(self._o.onboarding_id, prev, type, workflow.now(), actor, data)
+        self._events.append(ev)
+        self._o.events, self._o.last_hash = ev.seq, ev.hash
+
+    async def _flush(self) -> None:
+        if self._flushed == len(self._events):
+            return
+        batch = c.EventBatch(events=self._events[self._flushed:])
+        self._flushed = len(self._events)
+        await workflow.execute_local_activity(
+            c.RECORD_EVENTS, batch, start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=30)),
+        )
+
+
+__all__ = ["ServiceOnboardingWorkflow", "GrantOptions", "Refusal"]
