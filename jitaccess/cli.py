@@ -288,6 +288,35 @@ def evidence_verify(
 
 
 @app.command()
+def reconcile(
+    dry_run: bool = typer.Option(False, "--dry-run", help="report only: revoke nothing, signal no grant"),
+    last: bool = typer.Option(False, "--last", help="show the last run's report instead of running one"),
+) -> None:
+    """Compare every target with the grants now (admins / security): orphaned, drifted and mismatched access."""
+    r = _call("GET", "/v1/reconciliation/last") if last else _call("POST", "/v1/reconciliation/runs", json={"dry_run": dry_run})
+    if ctx.json:
+        console.print_json(data=r)
+        return
+    colour = {"orphan": "red", "drift": "yellow", "mismatch": "magenta"}
+    t = Table("kind", "provider", "grant", "reference", "detail", "remediation",
+              title=f"reconciliation {r['run_id']}{' (dry run)' if r['dry_run'] else ''}")
+    for f in r["findings"]:
+        rem = f.get("remediation") or {}
+        t.add_row(f"[{colour.get(f['kind'], 'white')}]{f['kind']}[/]", f["provider"], f["grant_id"] or "-",
+                  f.get("reference") or "", f["detail"], f"{rem.get('action', '')} {rem.get('detail', '')}".strip())
+    console.print(t)
+    for p in r.get("providers", []):
+        extra = f" [red]error: {p['error']}[/red]" if p.get("error") else (f" ({p['note']})" if p.get("note") else "")
+        console.print(f"  {p['provider']}: {p['listed']} managed object(s){extra}")
+    for note in r.get("notes", []):
+        console.print(f"  [dim]{note}[/dim]")
+    counts = r.get("counts", {})
+    console.print(", ".join(f"{k}: {v}" for k, v in counts.items()) + f"  (evidence chain {r['chain_id']})")
+    if r.get("error"):
+        raise _fail(r["error"])
+
+
+@app.command()
 def catalog() -> None:
     """List the entitlements you can ask for."""
     r = _call("GET", "/v1/catalog")

@@ -10,7 +10,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from pydantic import BaseModel, ConfigDict
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -25,15 +26,23 @@ from jitaccess.domain.events import make_event
 from jitaccess.domain.grant import ActionInput, Delegation, ExtendInput, Grant, GrantInput, ReviewInput
 from jitaccess.domain.policy import AccessRequest, evaluate, evaluate_extension
 from jitaccess.domain.principals import ActorRole, Principal
+from jitaccess.domain.reconciliation import ReconcileInput, ReconciliationReport, chain_id
 from jitaccess.domain.states import GrantState
 from jitaccess.ledger import Ledger
 from jitaccess.workers.common import connect, grant_options
 from jitaccess.workflows.grant import GrantWorkflow
+from jitaccess.workflows.reconciliation import ReconciliationWorkflow
 
 REQUEST_ID_NAMESPACE = uuid.UUID("6f1c7a52-3f0e-4a8e-9a55-0d1f3c2b9e11")
 REFUSAL_STATUS = {"forbidden": 403, "conflict": 409, "gone": 410, "invalid": 422}
 MAX_DELEGATION = timedelta(days=30)
 bearer = HTTPBearer(auto_error=False)
+
+
+class ReconcileRunBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dry_run: bool = False  # report only: revoke nothing, signal no grant
 
 
 def grant_id_for(requester: str, request_id: str | None) -> str:
@@ -305,6 +314,42 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
             "verification": lg.verify(grant_id).model_dump(mode="json"),
             "events": [e.model_dump(mode="json") for e in evs],
         }
+
+    # -- reconciliation ---------------------------------------------------------------------
+    def may_reconcile(me: Principal) -> None:
+        allowed = tuple(settings.admin_groups) + tuple(settings.reconciliation_groups)
+        if not me.in_any(allowed):
+            raise ApiError(
+                403, "not_reconciler",
+                f"reconciliation is for members of {', '.join(allowed)}; {me.id} is in none of them",
+            )
+
+    @app.post("/v1/reconciliation/runs", tags=["reconciliation"])
+    async def run_reconciliation(me: Me, request: Request, body: ReconcileRunBody | None = None) -> dict[str, Any]:
+        """Run reconciliation now (admins / security) and return its report."""
+        may_reconcile(me)
+        run_id = str(ULID()).lower()
+        inp = ReconcileInput(
+            dry_run=(body or ReconcileRunBody()).dry_run, run_id=run_id, requested_by=me.id,
+            requested_by_kind=me.kind.value,
+        )
+        try:
+            report: ReconciliationReport = await tc(request).execute_workflow(
+                ReconciliationWorkflow.run, inp, id=chain_id(run_id), task_queue=settings.task_queue,
+                execution_timeout=timedelta(minutes=30),
+            )
+        except WorkflowFailureError as e:
+            raise ApiError(500, "reconciliation_failed", f"reconciliation run {run_id} failed: {e.cause or e}") from None
+        return report.model_dump(mode="json")
+
+    @app.get("/v1/reconciliation/last", tags=["reconciliation"])
+    async def last_reconciliation(me: Me, request: Request) -> dict[str, Any]:
+        """The last completed run's report: findings and what was done about each."""
+        may_reconcile(me)
+        report = ledger(request).last_reconciliation_report()
+        if report is None:
+            raise ApiError(404, "not_found", "no reconciliation run has completed yet")
+        return report
 
     @app.get("/v1/evidence/verify", tags=["evidence"])
     async def verify_all(me: Me, request: Request) -> dict[str, Any]:

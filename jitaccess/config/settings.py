@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     users_file: Path | None = None  # dev/static bearer tokens; production fronts the API with OIDC
     admin_groups: tuple[str, ...] = ("jitaccess-admins",)
 
+    # reconciliation (ReconciliationWorkflow): how often the Temporal Schedule runs it (ISO 8601 in
+    # env, e.g. JITACCESS_RECONCILE_INTERVAL=PT15M), and who besides admin_groups may run it on
+    # demand and read its reports (API /v1/reconciliation/*)
+    reconcile_interval: timedelta = Field(default=timedelta(minutes=15), ge=timedelta(minutes=1))
+    reconciliation_groups: tuple[str, ...] = ("security",)
+
     # The single-use wrapping token is the only credential material in history: keep it short-lived.
     wrap_ttl: timedelta = Field(default=timedelta(minutes=5), le=timedelta(minutes=5), gt=timedelta(0))
     issue_timeout: timedelta = timedelta(minutes=2)

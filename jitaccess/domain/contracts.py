@@ -6,7 +6,7 @@ domain), and the worker registers implementations under the same names.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, Field
 
@@ -19,9 +19,27 @@ CLEAN_UP_GRANT = "clean_up_grant"  # revoke and confirm everything tagged with a
 EXTEND_CREDENTIAL = "extend_credential"  # provider.extend: move the provider-side TTL backstop
 RECORD_EVENTS = "record_events"  # ledger append (idempotent) + SIEM log line
 DELIVER_NOTIFICATION = "deliver_notification"  # POST one notification to one notifier; never raises on delivery failure
+# reconciliation (ReconciliationWorkflow; jitaccess.activities.reconcile)
+RECONCILE_SCAN = "reconcile_scan"  # every provider's list_managed + the ledger's live grants + read-backs -> findings
+RECONCILE_REVOKE = "reconcile_revoke"  # provider.revoke + provider.verify_revoked of an object no grant holds
+RECONCILE_STORE_REPORT = "reconcile_store_report"  # the run's report into the ledger (the "last run" query)
+REPORT_DRIFT_SIGNAL = "report_drift"  # GrantWorkflow signal: reconciliation found the grant's access gone
 
 PROVIDER_ERROR = "ProviderError"  # ApplicationError type for a provider failure
 REFUSAL = "Refusal"  # ApplicationError type for a rule refusing an update
+
+
+CHILD_UPDATE_SIGNAL = "child_update"  # GrantWorkflow -> its parent (ServiceOnboardingWorkflow)
+PARENT_REVOKE_SIGNAL = "parent_revoke"  # ServiceOnboardingWorkflow -> a child GrantWorkflow
+
+
+class ChildUpdate(BaseModel):
+    """A child grant telling its onboarding where it stands (never a secret)."""
+
+    grant_id: str
+    state: str
+    reference: str | None = None
+    expires_at: datetime | None = None
 
 
 class ExtendRequest(BaseModel):

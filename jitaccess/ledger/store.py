@@ -67,6 +67,18 @@ delegations = Table(
     Column("reason", Text, nullable=False),
 )
 
+# One row per ReconciliationWorkflow run: its report (findings + remediation) as JSON, for "last run"
+# queries. The run's evidence is its own hash chain in identity_events (chain ID reconciliation-<run_id>).
+reconciliation_runs = Table(
+    "reconciliation_runs", metadata,
+    Column("run_id", String(160), primary_key=True),
+    Column("chain_id", String(200), nullable=False),
+    Column("dry_run", Boolean, nullable=False),
+    Column("started_at", String(40), nullable=False),
+    Column("completed_at", String(40), nullable=False, index=True),
+    Column("report", Text, nullable=False),
+)
+
 
 def _row(ev: IdentityEvent) -> dict:
     return {
@@ -187,6 +199,52 @@ class Ledger:
                 )
                 for r in conn.execute(q)
             ]
+
+    # -- reconciliation ---------------------------------------------------------------------
+    def grants_in_states(self, states: Iterable[str]) -> list[dict]:
+        """Every grant summary in one of `states` (no limit: reconciliation needs them all)."""
+        with self.engine.connect() as conn:
+            q = select(grants).where(grants.c.state.in_(list(states))).order_by(grants.c.grant_id)
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def latest_events_of_type(self, type_: str, grant_ids: Iterable[str]) -> dict[str, IdentityEvent]:
+        """grant_id -> its latest event of `type_` (e.g. each grant's credential.issued)."""
+        ids, found = sorted(set(grant_ids)), {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(ids), 500):
+                q = (select(identity_events)
+                     .where(identity_events.c.type == type_, identity_events.c.grant_id.in_(ids[i:i + 500]))
+                     .order_by(identity_events.c.seq))
+                for r in conn.execute(q):
+                    found[r.grant_id] = _event(r)
+        return found
+
+    def save_reconciliation_report(self, report: dict) -> None:
+        """Store (or replace: idempotent per run) a reconciliation run's report."""
+        values = {
+            "run_id": report["run_id"], "chain_id": report["chain_id"], "dry_run": bool(report["dry_run"]),
+            "started_at": report["started_at"], "completed_at": report.get("completed_at") or report["started_at"],
+            "report": json.dumps(report, sort_keys=True),
+        }
+        stmt = self._insert(reconciliation_runs).values(values)
+        with self.engine.begin() as conn:
+            conn.execute(stmt.on_conflict_do_update(
+                index_elements=["run_id"], set_={k: stmt.excluded[k] for k in ("completed_at", "report")}
+            ))
+
+    def last_reconciliation_report(self, *, include_dry_runs: bool = True) -> dict | None:
+        """The most recently completed run's report (optionally only runs that remediated)."""
+        q = select(reconciliation_runs.c.report).order_by(reconciliation_runs.c.completed_at.desc()).limit(1)
+        if not include_dry_runs:
+            q = q.where(reconciliation_runs.c.dry_run.is_(False))
+        with self.engine.connect() as conn:
+            r = conn.execute(q).first()
+        return json.loads(r[0]) if r else None
+
+    def reconciliation_report(self, run_id: str) -> dict | None:
+        with self.engine.connect() as conn:
+            r = conn.execute(select(reconciliation_runs.c.report).where(reconciliation_runs.c.run_id == run_id)).first()
+        return json.loads(r[0]) if r else None
 
     def verify(self, grant_id: str) -> ChainVerification:
         return verify_chain(grant_id, self.events(grant_id))

@@ -8,16 +8,21 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import structlog
-from temporalio.client import Client
+from temporalio.client import (
+    Client, Schedule, ScheduleActionStartWorkflow, ScheduleAlreadyRunningError, ScheduleHandle, ScheduleIntervalSpec,
+    ScheduleOverlapPolicy, SchedulePolicy, ScheduleSpec, ScheduleUpdate,
+)
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 from temporalio.worker import Worker
 
 from jitaccess.activities import GrantActivities
 from jitaccess.activities.notify import NotificationActivities, route_table
+from jitaccess.activities.reconcile import ReconcileActivities
 from jitaccess.config import Settings, load_catalogue
 from jitaccess.config.settings import ConfigError
 from jitaccess.domain.contracts import GrantOptions
+from jitaccess.domain.reconciliation import CHAIN_PREFIX, ReconcileInput
 from jitaccess.ledger import Ledger
 from jitaccess.providers.base import ProviderRegistry
 from jitaccess.providers.aws import (
@@ -28,8 +33,11 @@ from jitaccess.providers.vault_database import VaultDatabaseCredentialsProvider
 from jitaccess.providers.vault_token import VaultClients, VaultTokenProvider, VaultWrapper
 from jitaccess.workers.codec import EncryptionCodec
 from jitaccess.workflows.grant import GrantWorkflow
+from jitaccess.workflows.onboarding import ServiceOnboardingWorkflow
+from jitaccess.workflows.reconciliation import ReconciliationWorkflow
 
-WORKFLOWS = [GrantWorkflow]
+WORKFLOWS = [GrantWorkflow, ServiceOnboardingWorkflow, ReconciliationWorkflow]
+RECONCILIATION_SCHEDULE_ID = "jitaccess-reconciliation"
 
 
 def configure_logging(level: str = "INFO", stream=None) -> None:
@@ -112,14 +120,59 @@ def build_worker(
     client: Client, settings: Settings, *, providers: ProviderRegistry | None = None, ledger: Ledger | None = None
 ) -> tuple[Worker, Ledger]:
     ledger = ledger or Ledger(settings.ledger_url)
-    acts = GrantActivities(providers or build_providers(settings), ledger, settings.wrap_ttl)
+    providers = providers or build_providers(settings)
+    acts = GrantActivities(providers, ledger, settings.wrap_ttl)
     notify = NotificationActivities.from_settings(settings)
+    reconcile = ReconcileActivities(providers, ledger)
     worker = Worker(
         client,
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
-        activities=acts.all() + notify.all(),
+        activities=acts.all() + notify.all() + reconcile.all(),
         activity_executor=ThreadPoolExecutor(settings.max_concurrent_activities),
         max_concurrent_activities=settings.max_concurrent_activities,
     )
     return worker, ledger
+
+
+def reconciliation_schedule(settings: Settings) -> Schedule:
+    """Every `reconcile_interval`, one ReconciliationWorkflow (workflow ID reconciliation-<time>) on
+    the grant task queue; a run still going when the next is due makes that one skip."""
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            ReconciliationWorkflow.run, ReconcileInput(dry_run=False),
+            id=CHAIN_PREFIX.rstrip("-"), task_queue=settings.task_queue,
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=settings.reconcile_interval)]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+
+
+async def ensure_reconciliation_schedule(
+    client: Client, settings: Settings, *, schedule_id: str = RECONCILIATION_SCHEDULE_ID
+) -> ScheduleHandle:
+    """Create the reconciliation schedule, or leave it as it is when it exists with the same
+    interval and task queue (idempotent: call it at every worker / dev-up start). An existing
+    schedule with another interval or task queue is updated in place (its pause state kept)."""
+    wanted = reconciliation_schedule(settings)
+    try:
+        return await client.create_schedule(schedule_id, wanted)
+    except ScheduleAlreadyRunningError:
+        handle = client.get_schedule_handle(schedule_id)
+
+    def _changed(inp) -> ScheduleUpdate | None:
+        cur = inp.description.schedule
+        action = cur.action
+        same = (
+            isinstance(action, ScheduleActionStartWorkflow)
+            and action.task_queue == settings.task_queue
+            and action.workflow == "ReconciliationWorkflow"
+            and [i.every for i in cur.spec.intervals] == [settings.reconcile_interval]
+        )
+        if same:
+            return None
+        wanted.state = cur.state
+        return ScheduleUpdate(schedule=wanted)
+
+    await handle.update(_changed)
+    return handle
