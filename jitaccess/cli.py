@@ -122,6 +122,8 @@ def _show_grant(g: dict[str, Any]) -> None:
         t.add_row("[bold]review due[/bold]", g["review_deadline"] + (" (OVERDUE, escalated)" if g.get("review_escalated") else ""))
     if g.get("credential"):
         t.add_row("[bold]credential ref[/bold]", f"{g['credential']['reference']} {g['credential'].get('details', {})}")
+    if g.get("drift"):
+        t.add_row("[bold red]drift[/bold red]", f"{g['drift']['detail']} (reconciliation run {g['drift'].get('run_id')})")
     console.print(t)
 
 
@@ -156,13 +158,19 @@ def request(
 
 @app.command()
 def approve(grant_id: str, comment: str = typer.Option("", help="note recorded with your approval")) -> None:
-    """Approve a pending grant (you must be one of its approvers, and not its requester)."""
+    """Approve a pending grant or onboarding (you must be one of its approvers, and not its requester)."""
+    if grant_id.startswith("onboarding-"):
+        _show_onboarding(_call("POST", f"/v1/onboardings/{grant_id}/approve", json={"comment": comment}))
+        return
     _show_grant(_call("POST", f"/v1/grants/{grant_id}/approve", json={"comment": comment}))
 
 
 @app.command()
 def deny(grant_id: str, reason: str = typer.Option(..., help="why; recorded on the evidence chain")) -> None:
-    """Deny a pending grant."""
+    """Deny a pending grant or onboarding."""
+    if grant_id.startswith("onboarding-"):
+        _show_onboarding(_call("POST", f"/v1/onboardings/{grant_id}/deny", json={"reason": reason}))
+        return
     _show_grant(_call("POST", f"/v1/grants/{grant_id}/deny", json={"reason": reason}))
 
 
@@ -203,6 +211,51 @@ def delegate(
     body = {"delegate": to, "duration": int(duration) if duration.isdigit() else duration, "reason": reason}
     d = _call("POST", "/v1/delegations", json=body)
     console.print(f"[bold]{d['delegation_id']}[/bold] {d['delegate']} may approve for you until {d['ends_at']}")
+
+
+@app.command()
+def onboard(
+    template: str = typer.Argument(..., help="an onboarding template from the catalogue"),
+    service: str = typer.Option(..., help="the service (non-human identity) being onboarded"),
+    team: str = typer.Option(..., help="the owning team: the human group accountable for it"),
+    environment: str = typer.Option(..., "--env", help="e.g. staging, production"),
+    repository: str = typer.Option(..., "--repo", help="its source repository"),
+    depends: list[str] = typer.Option([], "--depends", help="a system it depends on (repeatable)"),
+    reason: str = typer.Option("", help="why"),
+) -> None:
+    """Onboard a service: its template's entitlements as child grants, all or nothing."""
+    body = {"template": template, "reason": reason, "workload": {
+        "service": service, "owning_team": team, "environment": environment, "repository": repository,
+        "dependencies": list(depends)}}
+    r = _call("POST", "/v1/onboardings", json=body)
+    console.print(f"[bold]{r['onboarding_id']}[/bold] {r['state']}")
+
+
+@app.command()
+def offboard(
+    service: str, environment: str = typer.Option(..., "--env"), reason: str = typer.Option(..., help="why"),
+) -> None:
+    """Offboard a service: revoke every child grant and confirm each."""
+    o = _call("POST", f"/v1/onboardings/onboarding-{service}-{environment}/offboard", json={"reason": reason})
+    _show_onboarding(o)
+
+
+@app.command()
+def onboarding(onboarding_id: str) -> None:
+    """Show a service onboarding and its child grants."""
+    _show_onboarding(_call("GET", f"/v1/onboardings/{onboarding_id}"))
+
+
+def _show_onboarding(o: dict[str, Any]) -> None:
+    if ctx.json:
+        console.print_json(data=o)
+        return
+    console.print(f"[bold]{o['onboarding_id']}[/bold] {o['state']}  template={o['template']} "
+                  f"owner={o['workload']['owning_team']} ends_at={o.get('ends_at')} rotations={o['rotations']}")
+    t = Table("child grant", "entitlement", "state", "reference")
+    for ch in o["children"]:
+        t.add_row(ch["grant_id"], ch["entitlement"], ch["state"], ch.get("reference") or "")
+    console.print(t)
 
 
 @app.command()
@@ -311,7 +364,9 @@ def reconcile(
     for note in r.get("notes", []):
         console.print(f"  [dim]{note}[/dim]")
     counts = r.get("counts", {})
-    console.print(", ".join(f"{k}: {v}" for k, v in counts.items()) + f"  (evidence chain {r['chain_id']})")
+    order = ["orphan", "drift", "mismatch", "remediated", "failed"]
+    shown = [k for k in order if k in counts] + sorted(k for k in counts if k not in order)
+    console.print(", ".join(f"{k}: {counts[k]}" for k in shown) + f"  (evidence chain {r['chain_id']})")
     if r.get("error"):
         raise _fail(r["error"])
 

@@ -11,7 +11,9 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -30,7 +32,9 @@ from jitaccess.domain.reconciliation import ReconcileInput, ReconciliationReport
 from jitaccess.domain.states import GrantState
 from jitaccess.ledger import Ledger
 from jitaccess.workers.common import connect, grant_options
+from jitaccess.domain.onboarding import OnboardingInput, OnboardingRequest, evaluate_onboarding, onboarding_id
 from jitaccess.workflows.grant import GrantWorkflow
+from jitaccess.workflows.onboarding import ServiceOnboardingWorkflow
 from jitaccess.workflows.reconciliation import ReconciliationWorkflow
 
 REQUEST_ID_NAMESPACE = uuid.UUID("6f1c7a52-3f0e-4a8e-9a55-0d1f3c2b9e11")
@@ -106,15 +110,18 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     def ledger(request: Request) -> Ledger:
         return request.app.state.ledger
 
-    async def status_of(handle: WorkflowHandle) -> Grant:
+    async def status_of(handle: WorkflowHandle, query=GrantWorkflow.status) -> Any:
         try:
-            return await handle.query(GrantWorkflow.status)
+            return await handle.query(query)
         except RPCError as e:
             if e.status == RPCStatusCode.NOT_FOUND:
                 raise ApiError(404, "not_found", f"no grant {handle.id}") from None
             raise
 
-    async def update(request: Request, grant_id: str, method, actor: Principal, comment: str = "", arg: Any = None) -> Any:
+    async def update(
+        request: Request, grant_id: str, method, actor: Principal, comment: str = "", arg: Any = None,
+        query=GrantWorkflow.status,
+    ) -> Any:
         handle = tc(request).get_workflow_handle(grant_id)
         if arg is None:
             arg = ActionInput(actor=actor, comment=comment)
@@ -130,7 +137,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
             if e.status != RPCStatusCode.NOT_FOUND:
                 raise
             # either no such grant, or its workflow has ended: say which, with the final state
-            g = await status_of(handle)
+            g = await status_of(handle, query)
             raise ApiError(
                 409, "wrong_state", f"grant {grant_id} has ended ({g.state.value}); no further decisions are possible",
                 state=g.state.value, grant_id=grant_id,
@@ -271,6 +278,67 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         )
         ledger(request).add_delegation(d, ev)
         return d.model_dump(mode="json")
+
+    # -- service onboarding (non-human identities) --------------------------------------------
+    async def current_onboarding(client: Client, base: str) -> tuple[WorkflowHandle | None, str]:
+        """The running onboarding of a service/environment, or the next free ID: every run keeps its
+        own ID (and so its own evidence chain); a re-onboarding after an end gets `-r2`, `-r3`, ..."""
+        for n in range(1, 100):
+            oid = base if n == 1 else f"{base}-r{n}"
+            handle = client.get_workflow_handle(oid)
+            try:
+                desc = await handle.describe()
+            except RPCError as e:
+                if e.status == RPCStatusCode.NOT_FOUND:
+                    return None, oid
+                raise
+            if desc.status == WorkflowExecutionStatus.RUNNING:
+                return handle, oid
+        raise ApiError(409, "too_many_runs", f"{base} has been onboarded 99 times; use a new service name")
+
+    @app.post("/v1/onboardings", status_code=202, tags=["onboarding"])
+    async def onboard(body: OnboardingRequest, me: Me, request: Request) -> dict[str, Any]:
+        d = evaluate_onboarding(catalogue, me, body)
+        if not d.allowed:
+            raise ApiError(422, "invalid_request", "; ".join(d.messages), reason_codes=list(d.reason_codes))
+        client = tc(request)
+        running, oid = await current_onboarding(client, onboarding_id(body.workload))
+        if running is not None:  # a retried request: the same onboarding, not a second one
+            handle = running
+        else:
+            inp = OnboardingInput(onboarding_id=oid, requester=me, request=body, decision=d,
+                                  admin_groups=settings.admin_groups, options=grant_options(settings))
+            handle = await client.start_workflow(
+                ServiceOnboardingWorkflow.run, inp, id=oid, task_queue=settings.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            )
+        o = await status_of(handle, ServiceOnboardingWorkflow.status)
+        return {"onboarding_id": oid, "state": o.state.value, "onboarding": o.model_dump(mode="json")}
+
+    @app.get("/v1/onboardings/{oid}", tags=["onboarding"])
+    async def get_onboarding(oid: str, me: Me, request: Request) -> dict[str, Any]:
+        o = await status_of(tc(request).get_workflow_handle(oid), ServiceOnboardingWorkflow.status)
+        return o.model_dump(mode="json")
+
+    @app.post("/v1/onboardings/{oid}/approve", tags=["onboarding"])
+    async def approve_onboarding(oid: str, me: Me, request: Request, body: CommentBody | None = None) -> dict[str, Any]:
+        arg = decision_by(request, me, (body or CommentBody()).comment)
+        o = await update(request, oid, ServiceOnboardingWorkflow.approve, me, arg=arg, query=ServiceOnboardingWorkflow.status)
+        return o.model_dump(mode="json")
+
+    @app.post("/v1/onboardings/{oid}/deny", tags=["onboarding"])
+    async def deny_onboarding(oid: str, body: ReasonBody, me: Me, request: Request) -> dict[str, Any]:
+        arg = decision_by(request, me, body.reason)
+        o = await update(request, oid, ServiceOnboardingWorkflow.deny, me, arg=arg, query=ServiceOnboardingWorkflow.status)
+        return o.model_dump(mode="json")
+
+    @app.post("/v1/onboardings/{oid}/offboard", tags=["onboarding"])
+    async def offboard(oid: str, body: ReasonBody, me: Me, request: Request) -> dict[str, Any]:
+        running, _ = await current_onboarding(tc(request), oid)
+        oid = running.id if running is not None else oid
+        o = await update(request, oid, ServiceOnboardingWorkflow.offboard, me, body.reason, query=ServiceOnboardingWorkflow.status)
+        return o.model_dump(mode="json")
 
     @app.get("/v1/delegations", tags=["decisions"])
     async def list_delegations(me: Me, request: Request) -> dict[str, Any]:

@@ -117,7 +117,7 @@ class ServiceOnboardingWorkflow:
         assert o.ends_at is not None
         remaining = o.ends_at - workflow.now()
         duration = min(remaining, plan.decision.duration)
-        grant_id = f"grant-{o.workload.service}-{o.workload.environment}-{plan.entitlement}-g{generation}"
+        grant_id = f"grant-{o.onboarding_id.removeprefix('onboarding-')}-{plan.entitlement}-g{generation}"
         child = ChildGrant(grant_id=grant_id, entitlement=plan.entitlement, generation=generation)
         o.children.append(child)
         workload = {**o.workload.model_dump(mode="json"), "onboarding_id": o.onboarding_id, "generation": generation}
