@@ -38,7 +38,7 @@ from hvac import exceptions as hv
 from jitaccess.domain.credentials import IssuedCredential, ProviderGrant, WrappedHandover
 from jitaccess.providers.base import PerGrantCredentials, ProviderError
 from jitaccess.providers.vault_database import SeedResult
-from jitaccess.providers.vault_token import VaultClients, VaultWrapper, translate
+from jitaccess.providers.vault_token import VaultClients, VaultWrapper, lookup_token, tagged_tokens, translate
 
 MANAGED_BY = "jitaccess:vault_approle"
 KIND = "approle secret-id accessor"
@@ -129,26 +129,8 @@ class VaultAppRoleSecretIdProvider(PerGrantCredentials):
     def _login_tokens(self, cred: IssuedCredential) -> list[str] | None:
         """Accessors of live tokens minted by logging in with this grant's secret-ID
         (they carry its metadata); None when the token accessors may not be listed."""
-        try:
-            accessors = self._vault.adapter.list("/v1/auth/token/accessors")["data"]["keys"]
-        except hv.Forbidden:
-            return None
-        except hv.InvalidPath:
-            return []
-        except Exception as e:
-            raise translate(e, "list token accessors") from e
-        role = cred.details.get("role_name")
-        found = []
-        for acc in accessors:
-            try:
-                meta = self._vault.auth.token.lookup_accessor(acc)["data"].get("meta") or {}
-            except Exception as e:
-                if isinstance(e, (hv.InvalidRequest, hv.InvalidPath)):
-                    continue  # expired or revoked between list and lookup
-                raise translate(e, "look up a token accessor") from e
-            if meta.get("managed_by") == MANAGED_BY and meta.get("grant_id") == cred.grant_id and meta.get("role_name") == role:
-                found.append(acc)
-        return found
+        tokens = tagged_tokens(self._vault, managed_by=MANAGED_BY, grant_id=cred.grant_id, role_name=cred.details.get("role_name"))
+        return None if tokens is None else [acc for acc, _ in tokens]
 
     def _residual(self) -> str:
         return (

@@ -64,7 +64,7 @@ from hvac import exceptions as hv
 
 from jitaccess.domain.credentials import IssuedCredential, ProviderGrant, WrappedHandover
 from jitaccess.providers.base import PerGrantCredentials, ProviderError
-from jitaccess.providers.vault_token import VaultClients, VaultWrapper, translate
+from jitaccess.providers.vault_token import VaultClients, VaultWrapper, lookup_token, tagged_tokens, translate
 
 MANAGED_BY = "jitaccess:vault_database"
 LEASE_KIND = "database lease"
@@ -162,14 +162,7 @@ class VaultDatabaseCredentialsProvider(PerGrantCredentials):
             raise translate(e, "look up the database lease") from e
 
     def _lookup_token(self, accessor: str | None) -> dict | None:
-        if not accessor:
-            return None
-        try:
-            return self._vault.auth.token.lookup_accessor(accessor)["data"]
-        except Exception as e:
-            if _token_gone(e):
-                return None
-            raise translate(e, "look up the lease owner token") from e
+        return lookup_token(self._vault, accessor, "look up the lease owner token")
 
     def _revoke_token(self, accessor: str | None) -> bool:
         if self._lookup_token(accessor) is None:
@@ -401,28 +394,19 @@ class VaultDatabaseCredentialsProvider(PerGrantCredentials):
     def list_managed(self, grant_id: str | None = None) -> list[IssuedCredential]:
         """The per-grant owner tokens (each holds its grant's lease): found by meta, since
         Vault cannot list leases by requester."""
-        try:
-            accessors = self._vault.adapter.list("/v1/auth/token/accessors")["data"]["keys"]
-        except Exception as e:
-            if isinstance(e, hv.InvalidPath):
-                return []
-            raise translate(e, "list token accessors") from e
-        found = []
-        for acc in accessors:
-            data = self._lookup_token(acc)
-            meta = (data or {}).get("meta") or {}
-            if meta.get("managed_by") != MANAGED_BY or (grant_id and meta.get("grant_id") != grant_id):
-                continue
-            found.append(
-                IssuedCredential(
-                    provider=self.name,
-                    grant_id=meta.get("grant_id", ""),
-                    reference=acc,
-                    details={"kind": OWNER_KIND, "mount": self.mount, "role": meta.get("role"),
-                             "requester": meta.get("requester"), "token_accessor": acc},
-                )
+        tokens = tagged_tokens(self._vault, managed_by=MANAGED_BY, grant_id=grant_id)
+        if tokens is None:
+            raise ProviderError("vault refused to list token accessors (needs sudo on auth/token/accessors)", retryable=False)
+        return [
+            IssuedCredential(
+                provider=self.name,
+                grant_id=data["meta"].get("grant_id", ""),
+                reference=acc,
+                details={"kind": OWNER_KIND, "mount": self.mount, "role": data["meta"].get("role"),
+                         "requester": data["meta"].get("requester"), "token_accessor": acc},
             )
-        return found
+            for acc, data in tokens
+        ]
 
 
 # ---- dev stack ---------------------------------------------------------------------------

@@ -36,6 +36,41 @@ def translate(e: Exception, action: str) -> ProviderError:
     return ProviderError(f"vault error while trying to {action}: {e.__class__.__name__}: {e}")
 
 
+def lookup_token(vault: hvac.Client, accessor: str | None, what: str = "look up the token accessor") -> dict | None:
+    """lookup-accessor; None when the token does not exist (any more)."""
+    if not accessor:
+        return None
+    try:
+        return vault.auth.token.lookup_accessor(accessor)["data"]
+    except Exception as e:
+        if _gone(e):
+            return None
+        raise translate(e, what) from e
+
+
+def tagged_tokens(vault: hvac.Client, **meta: str | None) -> list[tuple[str, dict]] | None:
+    """Live tokens whose metadata matches every given key (None values are not compared), as
+    (accessor, lookup data). Vault has no query by metadata, so this lists every accessor (sudo)
+    and looks each one up: it costs one call per token, so it runs on clean-up and
+    reconciliation paths, never per grant on the hot path. None when listing is forbidden."""
+    try:
+        accessors = vault.adapter.list("/v1/auth/token/accessors")["data"]["keys"]
+    except hv.Forbidden:
+        return None
+    except hv.InvalidPath:
+        return []
+    except Exception as e:
+        raise translate(e, "list token accessors") from e
+    wanted = {k: v for k, v in meta.items() if v is not None}
+    found = []
+    for acc in accessors:
+        data = lookup_token(vault, acc)  # None: expired or revoked between list and lookup
+        tags = (data or {}).get("meta") or {}
+        if data is not None and all(tags.get(k) == v for k, v in wanted.items()):
+            found.append((acc, data))
+    return found
+
+
 class VaultClients:
     """One hvac client per thread (activities run in a thread pool)."""
 
@@ -121,12 +156,7 @@ class VaultTokenProvider(PerGrantCredentials):
         )
 
     def _lookup(self, accessor: str) -> dict | None:
-        try:
-            return self._vault.auth.token.lookup_accessor(accessor)["data"]
-        except Exception as e:
-            if _gone(e):
-                return None
-            raise translate(e, "look up the token accessor") from e
+        return lookup_token(self._vault, accessor)
 
     def verify_active(self, cred: IssuedCredential) -> tuple[bool, str]:
         data = self._lookup(cred.reference)
@@ -160,26 +190,17 @@ class VaultTokenProvider(PerGrantCredentials):
         return False, f"lookup-accessor: token still live (ttl={data.get('ttl')}s)"
 
     def list_managed(self, grant_id: str | None = None) -> list[IssuedCredential]:
-        try:
-            accessors = self._vault.adapter.list("/v1/auth/token/accessors")["data"]["keys"]
-        except Exception as e:
-            if isinstance(e, hv.InvalidPath):
-                return []
-            raise translate(e, "list token accessors") from e
-        found = []
-        for acc in accessors:
-            data = self._lookup(acc)
-            meta = (data or {}).get("meta") or {}
-            if meta.get("managed_by") != MANAGED_BY or (grant_id and meta.get("grant_id") != grant_id):
-                continue
-            policies = sorted(p for p in data.get("policies") or [] if p != "default")
-            found.append(
-                IssuedCredential(
-                    provider=self.name, grant_id=meta.get("grant_id", ""), reference=acc,
-                    details={"policies": policies, "requester": meta.get("requester"), "kind": "vault token accessor"},
-                )
+        tokens = tagged_tokens(self._vault, managed_by=MANAGED_BY, grant_id=grant_id)
+        if tokens is None:
+            raise ProviderError("vault refused to list token accessors (needs sudo on auth/token/accessors)", retryable=False)
+        return [
+            IssuedCredential(
+                provider=self.name, grant_id=data["meta"].get("grant_id", ""), reference=acc,
+                details={"policies": sorted(p for p in data.get("policies") or [] if p != "default"),
+                         "requester": data["meta"].get("requester"), "kind": "vault token accessor"},
             )
-        return found
+            for acc, data in tokens
+        ]
 
 
 class VaultWrapper:
