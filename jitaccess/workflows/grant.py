@@ -19,7 +19,6 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from jitaccess.domain import contracts as c
     from jitaccess.domain.credentials import IssuedCredential, IssueResult, ProviderGrant, RevocationResult, WrappedHandover
-    from jitaccess.domain.events import IdentityEvent, make_event
     from jitaccess.domain.grant import (
         EXECUTOR, ActionInput, ApprovalRound, ExtendInput, Grant, GrantInput, Refusal, Review, ReviewInput,
     )
@@ -29,23 +28,9 @@ with workflow.unsafe.imports_passed_through():
     from jitaccess.domain.principals import SYSTEM_ACTOR, Actor, ActorRole, Principal
     from jitaccess.domain.reconciliation import Finding
     from jitaccess.domain.states import GrantState as S
+    from jitaccess.workflows.common import EvidenceChain, failure_message, refuse
 
 PROVIDER_CALL_TIMEOUT = timedelta(seconds=30)
-
-
-def _refuse(check: Callable[[], None]) -> None:
-    """Run a domain check; turn a Refusal into the error the API maps to 403/409/410."""
-    try:
-        check()
-    except Refusal as r:
-        raise ApplicationError(r.message, r.kind.value, r.rule, type=c.REFUSAL, non_retryable=True) from None
-
-
-def _failure(err: BaseException) -> str:
-    """The innermost failure message of an activity error (provider messages carry no secrets)."""
-    while err.__cause__ is not None:
-        err = err.__cause__
-    return str(err) or err.__class__.__name__
 
 
 @workflow.defn(name="GrantWorkflow")
@@ -54,8 +39,7 @@ class GrantWorkflow:
     def __init__(self, inp: GrantInput) -> None:
         self._grant = Grant.from_input(inp)
         self._options = inp.options
-        self._events: list[IdentityEvent] = []
-        self._flushed = 0
+        self._chain = EvidenceChain(inp.grant_id)
         self._revoke_request: tuple[Actor, str] | None = None
         self._wake = False  # set by update handlers so the active phase re-evaluates (extensions)
         self._notifying: list[asyncio.Task] = []
@@ -237,7 +221,7 @@ class GrantWorkflow:
             )
         except ActivityError as e:
             ext.status = "failed"
-            self._emit("extension.failed", EXECUTOR, {"error": _failure(e), "expires_at": g.expires_at.isoformat()})
+            self._emit("extension.failed", EXECUTOR, {"error": failure_message(e), "expires_at": g.expires_at.isoformat()})
             self._notify(NotificationKind.extended, Audience.requester, Severity.info,
                          f"Extending {g.entitlement} failed; it still ends at {g.expires_at.isoformat()}", [g.requester.id])
             await self._flush()
@@ -319,7 +303,7 @@ class GrantWorkflow:
                 retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10)),
             )
         except ActivityError as e:
-            self._emit("credential.issue_failed", EXECUTOR, {"provider": g.provider, "error": _failure(e)})
+            self._emit("credential.issue_failed", EXECUTOR, {"provider": g.provider, "error": failure_message(e)})
             await self._clean_up()
             return False
 
@@ -429,7 +413,7 @@ class GrantWorkflow:
                     return
                 problem = "read-back shows access still present: " + res.verification
             except ActivityError as e:
-                problem = _failure(e)
+                problem = failure_message(e)
             delay = min(timedelta(seconds=2 ** min(attempt - 1, 20)), cap)
             self._emit(
                 "revocation.retrying",
@@ -523,7 +507,7 @@ class GrantWorkflow:
                     retry_policy=RetryPolicy(maximum_attempts=1),  # this loop retries, with an event per attempt
                 )
             except ActivityError as e:
-                res = DeliveryResult(notifier=notifier, ok=False, error=_failure(e), attempt=attempt)
+                res = DeliveryResult(notifier=notifier, ok=False, error=failure_message(e), attempt=attempt)
             self._emit(res.event_type, SYSTEM_ACTOR, res.event_data(n))
             await self._flush()
             if res.ok:
@@ -536,23 +520,12 @@ class GrantWorkflow:
 
     # -- evidence -------------------------------------------------------------------
     def _emit(self, type: str, actor: Actor, data: dict[str, Any]) -> None:
-        prev = self._events[-1] if self._events else None
-        ev = make_event(self._grant.grant_id, prev, type, workflow.now(), actor, data)
-        self._events.append(ev)
+        ev = self._chain.emit(type, actor, data)
         self._grant.events, self._grant.last_hash = ev.seq, ev.hash
 
     async def _flush(self) -> None:
         """Store events not yet in the ledger (idempotent there, so replays and retries are harmless)."""
-        if self._flushed == len(self._events):
-            return
-        batch = c.EventBatch(events=self._events[self._flushed :], summary=self._grant.summary())
-        self._flushed = len(self._events)
-        await workflow.execute_local_activity(
-            c.RECORD_EVENTS,
-            batch,
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=30)),
-        )
+        await self._chain.flush(self._grant.summary())
 
     # -- decisions (updates) and status (query) ---------------------------------------
     @workflow.query
@@ -589,7 +562,7 @@ class GrantWorkflow:
 
     @approve.validator
     def _validate_approve(self, a: ActionInput) -> None:
-        _refuse(lambda: self._grant.check_approve(a.actor, workflow.now(), a.delegations))
+        refuse(lambda: self._grant.check_approve(a.actor, workflow.now(), a.delegations))
 
     @workflow.update
     def deny(self, a: ActionInput) -> Grant:
@@ -606,7 +579,7 @@ class GrantWorkflow:
 
     @deny.validator
     def _validate_deny(self, a: ActionInput) -> None:
-        _refuse(lambda: self._grant.check_deny(a.actor, workflow.now(), a.delegations))
+        refuse(lambda: self._grant.check_deny(a.actor, workflow.now(), a.delegations))
 
     @workflow.update
     def extend(self, inp: ExtendInput) -> Grant:
@@ -632,7 +605,7 @@ class GrantWorkflow:
 
     @extend.validator
     def _validate_extend(self, inp: ExtendInput) -> None:
-        _refuse(lambda: self._grant.check_extend(inp))
+        refuse(lambda: self._grant.check_extend(inp))
 
     @workflow.update
     def review(self, inp: ReviewInput) -> Grant:
@@ -656,7 +629,7 @@ class GrantWorkflow:
 
     @review.validator
     def _validate_review(self, inp: ReviewInput) -> None:
-        _refuse(lambda: self._grant.check_review(inp))
+        refuse(lambda: self._grant.check_review(inp))
 
     @workflow.update
     def revoke(self, a: ActionInput) -> Grant:
@@ -680,7 +653,7 @@ class GrantWorkflow:
 
     @revoke.validator
     def _validate_revoke(self, a: ActionInput) -> None:
-        _refuse(lambda: self._grant.check_revoke(a.actor))
+        refuse(lambda: self._grant.check_revoke(a.actor))
 
     @workflow.update
     async def claim_credential(self, a: ActionInput) -> WrappedHandover:
@@ -699,7 +672,7 @@ class GrantWorkflow:
 
     @claim_credential.validator
     def _validate_claim(self, a: ActionInput) -> None:
-        _refuse(lambda: self._grant.check_claim(a.actor, workflow.now()))
+        refuse(lambda: self._grant.check_claim(a.actor, workflow.now()))
 
     @workflow.signal(name=c.REPORT_DRIFT_SIGNAL)
     async def report_drift(self, finding: Finding) -> None:

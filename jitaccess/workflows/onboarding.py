@@ -13,18 +13,17 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from jitaccess.domain import contracts as c
     from jitaccess.domain.contracts import GrantOptions
-    from jitaccess.domain.events import IdentityEvent, make_event
     from jitaccess.domain.grant import ActionInput, ApprovalRound, GrantInput, Refusal, Vote
     from jitaccess.domain.onboarding import ChildGrant, ChildPlan, Onboarding, OnboardingInput, OnboardingState as O
     from jitaccess.domain.policy import AccessRequest
     from jitaccess.domain.principals import SYSTEM_ACTOR, Actor, ActorRole
-    from jitaccess.workflows.grant import GrantWorkflow, _refuse
+    from jitaccess.workflows.common import EvidenceChain, refuse
+    from jitaccess.workflows.grant import GrantWorkflow
 
 ENDED = frozenset({"revoked", "issue_failed", "cancelled", "denied", "approval_expired", "reviewed"})
 CHILD_ACTIVE_TIMEOUT = timedelta(minutes=15)  # a child's own issue timeout ends it long before this
@@ -39,8 +38,7 @@ class ServiceOnboardingWorkflow:
             template=inp.request.template,
         )
         self._inp = inp
-        self._events: list[IdentityEvent] = []
-        self._flushed = 0
+        self._chain = EvidenceChain(inp.onboarding_id)
         self._offboard: tuple[Actor, str] | None = None
 
     @workflow.run
@@ -230,7 +228,7 @@ class ServiceOnboardingWorkflow:
 
     @approve.validator
     def _validate_approve(self, a: ActionInput) -> None:
-        _refuse(lambda: self._o.check_decide(a.actor, workflow.now(), a.delegations))
+        refuse(lambda: self._o.check_decide(a.actor, workflow.now(), a.delegations))
 
     @workflow.update
     def deny(self, a: ActionInput) -> Onboarding:
@@ -242,7 +240,7 @@ class ServiceOnboardingWorkflow:
 
     @deny.validator
     def _validate_deny(self, a: ActionInput) -> None:
-        _refuse(lambda: self._o.check_decide(a.actor, workflow.now(), a.delegations))
+        refuse(lambda: self._o.check_decide(a.actor, workflow.now(), a.delegations))
 
     @workflow.update
     def offboard(self, a: ActionInput) -> Onboarding:
@@ -255,7 +253,7 @@ class ServiceOnboardingWorkflow:
 
     @offboard.validator
     def _validate_offboard(self, a: ActionInput) -> None:
-        _refuse(lambda: self._o.check_offboard(a.actor, self._inp.admin_groups))
+        refuse(lambda: self._o.check_offboard(a.actor, self._inp.admin_groups))
 
     # -- evidence -------------------------------------------------------------------------
     async def _end(self, state: O, reason: str) -> Onboarding:
@@ -268,20 +266,11 @@ class ServiceOnboardingWorkflow:
         return o
 
     def _emit(self, type: str, actor: Actor, data: dict[str, Any]) -> None:
-        prev = self._events[-1] if self._events else None
-        ev = make_event(self._o.onboarding_id, prev, type, workflow.now(), actor, data)
-        self._events.append(ev)
+        ev = self._chain.emit(type, actor, data)
         self._o.events, self._o.last_hash = ev.seq, ev.hash
 
     async def _flush(self) -> None:
-        if self._flushed == len(self._events):
-            return
-        batch = c.EventBatch(events=self._events[self._flushed:])
-        self._flushed = len(self._events)
-        await workflow.execute_local_activity(
-            c.RECORD_EVENTS, batch, start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=30)),
-        )
+        await self._chain.flush()
 
 
 __all__ = ["ServiceOnboardingWorkflow", "GrantOptions", "Refusal"]

@@ -1,0 +1,61 @@
+"""Helpers every workflow shares: the evidence chain, and turning refusals and activity
+failures into what callers and events need. Deterministic like the workflows themselves."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Callable
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from jitaccess.domain import contracts as c
+    from jitaccess.domain.events import IdentityEvent, make_event
+    from jitaccess.domain.grant import Refusal
+    from jitaccess.domain.principals import Actor
+
+
+def refuse(check: Callable[[], Any]) -> None:
+    """Run a domain check in an update validator; a Refusal becomes the error the API maps to 403/409/410/422."""
+    try:
+        check()
+    except Refusal as r:
+        raise ApplicationError(r.message, r.kind.value, r.rule, type=c.REFUSAL, non_retryable=True) from None
+
+
+def failure_message(err: BaseException) -> str:
+    """The innermost failure message of an activity error (provider messages carry no secrets)."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return str(err) or err.__class__.__name__
+
+
+class EvidenceChain:
+    """One hash chain of identity events (keyed by a grant, onboarding or run ID), built in
+    workflow time so a replay produces identical events, and stored by the idempotent
+    `record_events` local activity (flushed before every wait)."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.events: list[IdentityEvent] = []
+        self._flushed = 0
+
+    def emit(self, type: str, actor: Actor, data: dict[str, Any]) -> IdentityEvent:
+        prev = self.events[-1] if self.events else None
+        ev = make_event(self.key, prev, type, workflow.now(), actor, data)
+        self.events.append(ev)
+        return ev
+
+    async def flush(self, summary: dict[str, object] | None = None) -> None:
+        if self._flushed == len(self.events):
+            return
+        batch = c.EventBatch(events=self.events[self._flushed :], summary=summary or {})
+        self._flushed = len(self.events)
+        await workflow.execute_local_activity(
+            c.RECORD_EVENTS,
+            batch,
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=30)),
+        )
