@@ -30,7 +30,7 @@ from jitaccess.providers.vault_approle import seed_dev_approle
 from jitaccess.providers.vault_database import seed_dev_database
 from jitaccess.providers.vault_token import seed_dev_vault
 from jitaccess.workers.codec import new_key
-from jitaccess.workers.common import build_worker, configure_logging, connect
+from jitaccess.workers.common import build_worker, configure_logging, connect, ensure_reconciliation_schedule
 
 console = Console()
 
@@ -143,6 +143,7 @@ async def dev_up(workdir: Path, random_ports: bool = False) -> None:
             postgres_verify_dsn=postgres_dsn,
         )
         client = await connect(settings)
+        await ensure_reconciliation_schedule(client, settings)
         worker, ledger = build_worker(client, settings)
         server = uvicorn.Server(uvicorn.Config(create_app(settings, client), host="127.0.0.1", port=api_port, log_level="warning"))
         api_url = f"http://127.0.0.1:{api_port}"

@@ -160,7 +160,9 @@ class ReconcileActivities:
 
     async def _check_live(self, snapshot: Snapshot, grant_ids: list[str]) -> bool:
         client = self._temporal()
-        ids = [g for g in grant_ids if g]
+        ids = {g for g in grant_ids if g}
+        if client is not None:
+            ids |= await self._without_workflow(client, snapshot)
         if not ids:
             return False
         if client is None:
@@ -169,8 +171,26 @@ class ReconcileActivities:
                 g.uncertain, g.note = True, "no Temporal client to check the grant's workflow"
             return True
         sem = asyncio.Semaphore(self._parallelism)
-        await asyncio.gather(*(self._live(client, snapshot, gid, sem) for gid in ids))
+        await asyncio.gather(*(self._live(client, snapshot, gid, sem) for gid in sorted(ids)))
         return True
+
+    async def _without_workflow(self, client: Client, snapshot: Snapshot) -> set[str]:
+        """Grants the ledger says hold access whose workflow does not appear among the running
+        ones (terminated, failed, reset...): nothing will ever revoke their access. Visibility is
+        eventually consistent, so these are only candidates; describe() decides."""
+        holding = {gid for gid, g in snapshot.grants.items() if g.source == "ledger" and g.state is not None
+                   and g.state in {s.value for s in HOLDS_ACCESS}}
+        if not holding:
+            return set()
+        running: set[str] = set()
+        try:
+            query = f'WorkflowType = "{GRANT_WORKFLOW_TYPE}" AND ExecutionStatus = "Running"'
+            async for wf in client.list_workflows(query, rpc_timeout=timedelta(seconds=30)):
+                running.add(wf.id)
+        except Exception as e:  # visibility unavailable: the per-finding checks still run
+            log.warning("reconciliation_visibility_failed", error=_err(e))
+            return set()
+        return holding - running
 
     async def _live(self, client: Client, snapshot: Snapshot, gid: str, sem: asyncio.Semaphore) -> None:
         g = snapshot.grants.setdefault(gid, GrantRecord(grant_id=gid, source="none"))

@@ -36,7 +36,8 @@ from temporalio.exceptions import ActivityError, FailureError
 with workflow.unsafe.imports_passed_through():
     from jitaccess.domain import contracts as c
     from jitaccess.domain.credentials import RevocationResult
-    from jitaccess.domain.events import IdentityEvent, format_at, make_event
+    from jitaccess.domain.events import format_at
+    from jitaccess.workflows.common import EvidenceChain, failure_message
     from jitaccess.domain.grant import EXECUTOR
     from jitaccess.domain.principals import SYSTEM_ACTOR, Actor, ActorKind, ActorRole
     from jitaccess.domain.reconciliation import (
@@ -48,26 +49,18 @@ SCAN_TIMEOUT = timedelta(minutes=10)
 REVOKE_TIMEOUT = timedelta(seconds=60)
 
 
-def _failure(err: BaseException) -> str:
-    while err.__cause__ is not None:
-        err = err.__cause__
-    return str(err) or err.__class__.__name__
-
-
 @workflow.defn(name="ReconciliationWorkflow")
 class ReconciliationWorkflow:
     def __init__(self) -> None:
-        self._events: list[IdentityEvent] = []
-        self._flushed = 0
-        self._chain = ""
+        self._chain: EvidenceChain | None = None
 
     @workflow.run
     async def run(self, inp: ReconcileInput) -> ReconciliationReport:
         wid = workflow.info().workflow_id
         run_id = inp.run_id or wid.removeprefix(CHAIN_PREFIX)
-        self._chain = chain_id(run_id)
+        self._chain = EvidenceChain(chain_id(run_id))
         report = ReconciliationReport(
-            run_id=run_id, chain_id=self._chain, dry_run=inp.dry_run, requested_by=inp.requested_by,
+            run_id=run_id, chain_id=self._chain.key, dry_run=inp.dry_run, requested_by=inp.requested_by,
             started_at=format_at(workflow.now()),
         )
         who = (
@@ -88,7 +81,7 @@ class ReconciliationWorkflow:
                 retry_policy=RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=2)),
             )
         except ActivityError as e:
-            report.error = f"scan failed: {_failure(e)}"
+            report.error = f"scan failed: {failure_message(e)}"
             self._emit("reconciliation.failed", SYSTEM_ACTOR, {"error": report.error, "dry_run": inp.dry_run})
             return await self._finish(report)
 
@@ -132,7 +125,7 @@ class ReconciliationWorkflow:
                 already_gone=res.already_gone, detail=res.verification,
             )
         except ActivityError as e:
-            rem = Remediation(action="revoke_failed", confirmed=False, detail=_failure(e))
+            rem = Remediation(action="revoke_failed", confirmed=False, detail=failure_message(e))
         done = f.model_copy(update={"remediation": rem})
         data: dict[str, Any] = {**done.evidence(), "read_back": rem.detail}
         if f.kind is FindingKind.mismatch:
@@ -151,7 +144,7 @@ class ReconciliationWorkflow:
             rem = Remediation(action="signalled", detail=f"{f.grant_id}'s workflow told; it records the drift on its "
                               "own chain while the grant is active (once)")
         except FailureError as e:
-            rem = Remediation(action="signal_failed", detail=f"the grant's workflow could not be signalled: {_failure(e)}")
+            rem = Remediation(action="signal_failed", detail=f"the grant's workflow could not be signalled: {failure_message(e)}")
         done = f.model_copy(update={"remediation": rem})
         self._emit("reconciliation.drift_detected", SYSTEM_ACTOR, done.evidence())
         return done
@@ -163,8 +156,8 @@ class ReconciliationWorkflow:
             "providers": [p.model_dump(mode="json") for p in report.providers],
         })
         await self._flush()
-        report.completed_at = self._events[-1].at
-        report.events, report.last_hash = len(self._events), self._events[-1].hash
+        report.completed_at = self._chain.events[-1].at
+        report.events, report.last_hash = len(self._chain.events), self._chain.events[-1].hash
         await workflow.execute_local_activity(
             c.RECONCILE_STORE_REPORT,
             report,
@@ -175,17 +168,9 @@ class ReconciliationWorkflow:
 
     # -- evidence (the run's own chain) ----------------------------------------------------
     def _emit(self, type: str, actor: Actor, data: dict[str, Any]) -> None:
-        prev = self._events[-1] if self._events else None
-        self._events.append(make_event(self._chain, prev, type, workflow.now(), actor, data))
+        assert self._chain is not None
+        self._chain.emit(type, actor, data)
 
     async def _flush(self) -> None:
-        if self._flushed == len(self._events):
-            return
-        batch = c.EventBatch(events=self._events[self._flushed:])  # no summary: a run is not a grant
-        self._flushed = len(self._events)
-        await workflow.execute_local_activity(
-            c.RECORD_EVENTS,
-            batch,
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=30)),
-        )
+        assert self._chain is not None
+        await self._chain.flush()  # no summary: a run is not a grant

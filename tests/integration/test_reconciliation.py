@@ -186,6 +186,46 @@ async def test_token_of_an_ended_grant_is_an_orphan(settings):
         assert token_is_dead(settings, leftover)
 
 
+async def test_access_of_a_terminated_grant_workflow_is_an_orphan(settings):
+    """The ledger still says active, but the workflow that would revoke the access is gone."""
+    inp = grant_input(settings, "alice", "secrets-readonly", timedelta(minutes=5))
+    async with running_worker(settings) as (client, ledger):
+        handle = await client.start_workflow(GrantWorkflow.run, inp, id=inp.grant_id, task_queue=settings.task_queue)
+        g = await wait_state(handle, GrantState.active)
+        await handle.terminate("operator mistake")
+        assert ledger.grant(inp.grant_id)["state"] == "active"
+        report = await reconcile(client, settings)
+        [f] = about(report, inp.grant_id)
+        assert (f.kind.value, f.reference, f.grant_state) == ("orphan", g.credential.reference, "workflow terminated")
+        assert f.remediation.action == "revoked" and token_is_dead(settings, g.credential.reference)
+        assert any(inp.grant_id in n and "terminated" in n for n in report.notes)
+
+
+async def test_a_ledger_that_lags_its_workflow_never_turns_live_access_into_an_orphan(settings, tmp_path):
+    """An auto-approved grant is first written to the ledger after its issue: in between, its
+    token exists and the ledger knows nothing. The live check (its running workflow's state) wins."""
+    from jitaccess.activities.reconcile import ReconcileActivities
+    from jitaccess.domain.reconciliation import compare
+    from jitaccess.ledger import Ledger
+    from jitaccess.workers.common import build_providers
+
+    inp = grant_input(settings, "alice", "secrets-readonly", timedelta(minutes=5))
+    async with running_worker(settings) as (client, ledger):
+        handle = await client.start_workflow(GrantWorkflow.run, inp, id=inp.grant_id, task_queue=settings.task_queue)
+        await wait_state(handle, GrantState.active)
+        blank = Ledger(f"sqlite:///{tmp_path}/lagging.db")  # a ledger that has not seen this grant yet
+        try:
+            scan = ReconcileActivities(build_providers(settings), blank, client=client)
+            raw = compare(await scan.snapshot())
+            assert [f.kind.value for f in raw.findings if f.grant_id == inp.grant_id] == ["orphan"]  # ledger alone
+            checked = await scan.reconcile_scan()
+            assert [f for f in checked.findings if f.grant_id == inp.grant_id] == []
+        finally:
+            blank.close()
+        assert not token_is_dead(settings, (await handle.query(GrantWorkflow.status)).credential.reference)
+        await revoke_grant(handle, settings)
+
+
 # -- (c) mismatch -----------------------------------------------------------------------------
 
 async def test_extra_token_with_extra_policies_on_a_live_grants_tag_is_a_mismatch_and_revoked(settings):
