@@ -180,6 +180,14 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
             )
         except WorkflowAlreadyStartedError:  # same request_id, grant already ended
             handle = client.get_workflow_handle(grant_id)
+        if not body.request_id:
+            # a new grant: everything the answer needs is known here, so no query (which would
+            # wait on the worker and, under load, time out after the grant had already started)
+            if not decision.allowed:
+                raise ApiError(403, "policy_denied", "; ".join(decision.messages), grant_id=grant_id,
+                               reason_codes=[r.value for r in decision.reason_codes])
+            response.headers["Location"] = f"/v1/grants/{grant_id}"
+            return {"grant_id": grant_id, "state": GrantState.requested.value, "grant": grant_view(Grant.from_input(inp))}
         g = await status_of(handle)
         if body.request_id and (g.entitlement, g.reason, g.duration_seconds) != (
             req.entitlement, req.reason, int(decision.duration.total_seconds())

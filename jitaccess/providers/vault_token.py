@@ -21,8 +21,12 @@ MANAGED_BY = "jitaccess"
 
 
 def _gone(e: Exception) -> bool:
-    # lookup/revoke of an unknown accessor answers 400 "invalid accessor" (InvalidRequest)
-    return isinstance(e, hv.InvalidRequest) and "invalid accessor" in str(e).lower() or isinstance(e, hv.InvalidPath)
+    # lookup/revoke of an unknown accessor answers 400 "invalid accessor"; a token that expires
+    # between our lookup and revoke-accessor answers 400 "token not found" (InvalidRequest)
+    msg = str(e).lower()
+    return isinstance(e, hv.InvalidRequest) and ("invalid accessor" in msg or "token not found" in msg) or isinstance(
+        e, hv.InvalidPath
+    )
 
 
 def translate(e: Exception, action: str) -> ProviderError:

@@ -32,10 +32,13 @@ def failure_message(err: BaseException) -> str:
     return str(err) or err.__class__.__name__
 
 
+EVIDENCE_BY_ACTIVITY = "evidence-written-by-activity"  # workflow.patched() id (see EvidenceChain.flush)
+
+
 class EvidenceChain:
     """One hash chain of identity events (keyed by a grant, onboarding or run ID), built in
-    workflow time so a replay produces identical events, and stored by the idempotent
-    `record_events` local activity (flushed before every wait)."""
+    workflow time so a replay produces identical events, and stored idempotently by the
+    `record_events` activity."""
 
     def __init__(self, key: str) -> None:
         self.key = key
@@ -49,13 +52,25 @@ class EvidenceChain:
         return ev
 
     async def flush(self, summary: dict[str, object] | None = None) -> None:
+        """Write the events not yet in the ledger.
+
+        They go by a regular activity, which runs only once the workflow task that emitted
+        them is committed: a local activity in a task that then timed out had already written
+        events stamped with that attempt's time, the retried task re-emitted them with another
+        time, and the chain in the ledger broke (seen under overload at 200 concurrent grants).
+        Histories recorded before this change keep their local activity (workflow.patched)."""
         if self._flushed == len(self.events):
             return
         batch = c.EventBatch(events=self.events[self._flushed :], summary=summary or {})
         self._flushed = len(self.events)
+        retry = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=30))
+        if workflow.patched(EVIDENCE_BY_ACTIVITY):
+            # awaited, so the ledger is written before the workflow goes on (into a wait, or a handler's answer)
+            await workflow.execute_activity(
+                c.RECORD_EVENTS, batch, start_to_close_timeout=timedelta(seconds=30), retry_policy=retry
+            )
+            return
         await workflow.execute_local_activity(
-            c.RECORD_EVENTS,
-            batch,
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=30)),
+            c.RECORD_EVENTS, batch, start_to_close_timeout=timedelta(seconds=10), retry_policy=retry
         )
+

@@ -156,6 +156,7 @@ class ReconciliationWorkflow:
             "providers": [p.model_dump(mode="json") for p in report.providers],
         })
         await self._flush()
+        assert self._chain is not None
         report.completed_at = self._chain.events[-1].at
         report.events, report.last_hash = len(self._chain.events), self._chain.events[-1].hash
         await workflow.execute_local_activity(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import hvac
 import pytest
 
@@ -139,7 +141,12 @@ async def test_ineligible_requester_is_denied_with_evidence(api):
     assert r.status_code == 403 and r.json()["error"] == "policy_denied", r.text
     assert r.json()["reason_codes"] == ["requester_not_eligible"]
     gid = r.json()["grant_id"]
-    ev = (await api.call("bob", "GET", f"/v1/grants/{gid}/evidence")).json()
+    await api.wait_state("bob", gid, "denied")
+    for _ in range(100):  # the evidence is written once the workflow task that decided it is committed
+        ev = (await api.call("bob", "GET", f"/v1/grants/{gid}/evidence")).json()
+        if len(ev.get("events", [])) == 2:
+            break
+        await asyncio.sleep(0.1)
     assert [e["type"] for e in ev["events"]] == ["grant.requested", "policy.decided"]
     assert ev["events"][1]["data"]["reason_codes"] == ["requester_not_eligible"]
 

@@ -7,6 +7,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from jitaccess.workers.codec import ENCODING
+from jitaccess.workflows.common import EVIDENCE_BY_ACTIVITY
 
 
 async def test_history_payloads_are_encrypted_and_hold_no_wrapping_token(api, settings):
@@ -24,8 +25,12 @@ async def test_history_payloads_are_encrypted_and_hold_no_wrapping_token(api, se
     blob = history.to_json()
     assert wrapping not in blob and "very-distinctive-reason" not in blob
     plain = [(ev.event_type, p.data) for ev in history.events for p in _payloads(ev) if p.metadata["encoding"] != ENCODING]
-    # the only clear payloads are the SDK's own local-activity marker metadata (seq, activity type, times)
-    assert all(t == EventType.EVENT_TYPE_MARKER_RECORDED and b'"activity_type":"record_events"' in d for t, d in plain), plain
+    # the only clear payloads are the SDK's own metadata: local-activity markers (seq, activity type,
+    # times) and the patch marker / TemporalChangeVersion search attribute naming a workflow.patched() id
+    assert all(
+        (t == EventType.EVENT_TYPE_MARKER_RECORDED and b'"activity_type":"record_events"' in d) or EVIDENCE_BY_ACTIVITY.encode() in d
+        for t, d in plain
+    ), plain
     assert sum(1 for ev in history.events for p in _payloads(ev) if p.metadata["encoding"] == ENCODING) > 5
     # an activity result and an update result carried the token: they exist, encrypted
     assert any(ev.HasField("activity_task_completed_event_attributes") for ev in history.events)
