@@ -61,4 +61,7 @@ class GrantOptions(BaseModel):
     # audience (approvers / requester / security / reviewers) -> notifier names configured on the worker
     notifiers: dict[str, list[str]] = Field(default_factory=dict)
     notification_attempts: int = 4  # then notification.abandoned; a dead notifier never blocks a grant
+    # a grant whose revocation keeps failing (or whose review keeps waiting) continues as new past
+    # this many history events (or when Temporal suggests it), carrying its state and chain
+    history_budget: int = 10_000
     expiry_warning_lead: timedelta | None = None

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from jitaccess.domain.catalogue import ApprovalStage
 from jitaccess.domain.contracts import GrantOptions
 from jitaccess.domain.credentials import IssuedCredential, WrappedHandover
+from jitaccess.domain.events import IdentityEvent
 from jitaccess.domain.policy import AccessRequest, ExtensionDecision, PolicyDecision
 from jitaccess.domain.principals import Actor, ActorKind, ActorRole, Principal
 from jitaccess.domain.reconciliation import Finding
@@ -64,6 +65,7 @@ class GrantInput(BaseModel):
     decision: PolicyDecision
     admin_groups: tuple[str, ...] = ()
     options: GrantOptions = GrantOptions()
+    resume: GrantResume | None = None  # set when the workflow continues as new
 
 
 class ActionInput(BaseModel):
@@ -454,3 +456,14 @@ class Grant(BaseModel):
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
             "seq": self.events,
         }
+
+
+class GrantResume(BaseModel):
+    """What a grant carries across continue-as-new: its state and the end of its chain."""
+
+    grant: Grant
+    last_event: IdentityEvent
+    phase: Literal["revoking", "review"]
+
+
+GrantInput.model_rebuild()

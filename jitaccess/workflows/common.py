@@ -40,10 +40,11 @@ class EvidenceChain:
     workflow time so a replay produces identical events, and stored idempotently by the
     `record_events` activity."""
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, last: IdentityEvent | None = None) -> None:
+        """`last`: the chain's last event when a workflow continues as new (already in the ledger)."""
         self.key = key
-        self.events: list[IdentityEvent] = []
-        self._flushed = 0
+        self.events: list[IdentityEvent] = [last] if last else []
+        self._flushed = len(self.events)
 
     def emit(self, type: str, actor: Actor, data: dict[str, Any]) -> IdentityEvent:
         prev = self.events[-1] if self.events else None

@@ -20,7 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from jitaccess.domain import contracts as c
     from jitaccess.domain.credentials import IssuedCredential, IssueResult, ProviderGrant, RevocationResult, WrappedHandover
     from jitaccess.domain.grant import (
-        EXECUTOR, ActionInput, ApprovalRound, ExtendInput, Grant, GrantInput, Refusal, Review, ReviewInput,
+        EXECUTOR, ActionInput, ApprovalRound, ExtendInput, Grant, GrantInput, GrantResume, Refusal, Review, ReviewInput,
     )
     from jitaccess.domain.notifications import (
         Audience, DeliveryRequest, DeliveryResult, Notification, NotificationKind, Severity, grant_links,
@@ -37,9 +37,10 @@ PROVIDER_CALL_TIMEOUT = timedelta(seconds=30)
 class GrantWorkflow:
     @workflow.init
     def __init__(self, inp: GrantInput) -> None:
-        self._grant = Grant.from_input(inp)
+        self._inp = inp
+        self._grant = inp.resume.grant if inp.resume else Grant.from_input(inp)
         self._options = inp.options
-        self._chain = EvidenceChain(inp.grant_id)
+        self._chain = EvidenceChain(inp.grant_id, inp.resume.last_event if inp.resume else None)
         self._revoke_request: tuple[Actor, str] | None = None
         self._wake = False  # set by update handlers so the active phase re-evaluates (extensions)
         self._notifying: list[asyncio.Task] = []
@@ -49,6 +50,12 @@ class GrantWorkflow:
     @workflow.run
     async def run(self, inp: GrantInput) -> Grant:
         g, d = self._grant, inp.decision
+        if inp.resume is not None:  # continued as new while revoking or awaiting review
+            if inp.resume.phase == "revoking":
+                await self._revoke(resumed=True)
+                return await self._after_revocation()
+            await self._review_phase(resumed=True)
+            return await self._end_reviewed()
         self._emit(
             "grant.requested",
             g.requester.as_actor(ActorRole.requester),
@@ -117,15 +124,38 @@ class GrantWorkflow:
         self._notify(NotificationKind.issued, Audience.requester, Severity.info,
                      f"{g.entitlement} is active until {g.expires_at.isoformat() if g.expires_at else '?'}", [g.requester.id])
         end_reason = await self._active_phase()
+        g.end_reason = end_reason
         await self._revoke()
+        return await self._after_revocation()
+
+    async def _after_revocation(self) -> Grant:
+        g = self._grant
+        end_reason = g.end_reason or "revoked"
         self._notify(NotificationKind.revoked, Audience.requester, Severity.info,
                      f"{g.entitlement} was revoked ({end_reason})", [g.requester.id])
         if g.break_glass:
-            g.end_reason = end_reason
             await self._review_phase()
-            assert g.review is not None
-            return await self._end(S.reviewed, f"{end_reason}; review: {g.review.outcome}")
+            return await self._end_reviewed()
         return await self._end(S.revoked, end_reason)
+
+    async def _end_reviewed(self) -> Grant:
+        g = self._grant
+        assert g.review is not None
+        return await self._end(S.reviewed, f"{g.end_reason}; review: {g.review.outcome}")
+
+    async def _continue_as_new_if_long(self, phase: str) -> None:
+        """Loops that may run for weeks (revocation retries, an unreviewed break-glass grant) hand
+        over to a fresh run before the history grows too long, carrying the state and the chain."""
+        info = workflow.info()
+        if not (info.is_continue_as_new_suggested() or info.get_current_history_length() >= self._options.history_budget):
+            return
+        await self._flush()
+        if self._notifying:
+            await asyncio.gather(*self._notifying)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._flush()
+        resume = GrantResume(grant=self._grant, last_event=self._chain.events[-1], phase=phase)
+        workflow.continue_as_new(self._inp.model_copy(update={"resume": resume}))
 
     async def _await_round(self, rnd: ApprovalRound) -> bool:
         """Wait for a round to be decided, sending reminders and escalating on schedule.
@@ -246,23 +276,26 @@ class GrantWorkflow:
                      f"{g.entitlement} extended until {new_expiry.isoformat()}", [g.requester.id])
         await self._flush()
 
-    async def _review_phase(self) -> None:
+    async def _review_phase(self, resumed: bool = False) -> None:
         """Break-glass: after revocation a reviewer (not the requester) must record an outcome
         before the deadline; reminders go out, and an overdue review escalates."""
         g = self._grant
         bg = g.decision.entitlement.break_glass if g.decision.entitlement else None
         assert bg is not None
-        g.move(S.pending_review)
         now = workflow.now()
-        g.review_deadline = now + bg.review_deadline
-        self._emit("review.requested", SYSTEM_ACTOR,
-                   {"deadline": g.review_deadline.isoformat(), "reviewer_groups": list(bg.reviewer_groups), "incident": g.incident})
-        self._notify(NotificationKind.review_requested, Audience.reviewers, Severity.info,
-                     f"Review break-glass use of {g.entitlement} by {g.requester.id} ({g.incident})", list(bg.reviewer_groups))
-        await self._flush()
+        if not resumed:
+            g.move(S.pending_review)
+            g.review_deadline = now + bg.review_deadline
+            self._emit("review.requested", SYSTEM_ACTOR,
+                       {"deadline": g.review_deadline.isoformat(), "reviewer_groups": list(bg.reviewer_groups), "incident": g.incident})
+            self._notify(NotificationKind.review_requested, Audience.reviewers, Severity.info,
+                         f"Review break-glass use of {g.entitlement} by {g.requester.id} ({g.incident})", list(bg.reviewer_groups))
+            await self._flush()
+        assert g.review_deadline is not None
         every = bg.review_reminder_every
         next_reminder = now + every if every else None
         while g.state is S.pending_review:
+            await self._continue_as_new_if_long("review")
             now = workflow.now()
             ticks = [t for t in (next_reminder, None if g.review_escalated else g.review_deadline) if t is not None]
             try:
@@ -367,14 +400,16 @@ class GrantWorkflow:
             "credential.cleanup_confirmed", EXECUTOR, {"read_back": res.verification, "held_by": res.deferred_to}
         )
 
-    async def _revoke(self) -> None:
+    async def _revoke(self, resumed: bool = False) -> None:
         """Revoke, read back, and never give up: capped backoff, an event per failed attempt."""
         g = self._grant
         assert g.credential is not None
-        g.move(S.revoking)
+        if not resumed:
+            g.move(S.revoking)
         g.handover = None
         cap = self._options.revocation_backoff_cap
         while True:
+            await self._continue_as_new_if_long("revoking")
             g.revocation_attempts += 1
             attempt = g.revocation_attempts
             try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timedelta
 
+from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
 from jitaccess.domain.contracts import GrantOptions
@@ -239,3 +240,23 @@ async def test_failed_read_back_after_issue_removes_the_token(time_env, settings
     assert one(events, "credential.issued").data["reference"] == disagrees.issued[0].reference
     assert token_is_dead(settings, disagrees.issued[0].reference)
     assert vault_provider(settings).list_managed(inp.grant_id) == []
+
+
+async def test_a_long_revocation_outage_continues_as_new_and_keeps_one_chain(time_env, settings):
+    """Revocation never gives up; past the history budget the grant continues as new, carrying its
+    state and the end of its chain, so weeks of retries never hit Temporal's history limits."""
+    flaky = FlakyRevoke(vault_provider(settings), failures=12)
+    inp = grant_input(settings, "alice", "secrets-readonly", timedelta(minutes=15),
+                      options=GrantOptions(history_budget=60, revocation_backoff_cap=timedelta(seconds=30)))
+    async with worker_on(time_env.client, settings, providers=ProviderRegistry({"vault_token": flaky})) as ledger:
+        handle = await time_env.client.start_workflow(GrantWorkflow.run, inp, id=inp.grant_id, task_queue=settings.task_queue)
+        result = await finish(handle)  # follows the continue-as-new chain of runs to the end
+        first_run = await time_env.client.get_workflow_handle(inp.grant_id, run_id=handle.first_execution_run_id).fetch_history()
+        events, verification = ledger.events(inp.grant_id), ledger.verify(inp.grant_id)
+
+    assert first_run.events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+    assert result.state is GrantState.revoked and result.revocation_attempts == 13 and flaky.revoke_calls == 13
+    assert verification.ok and [e.seq for e in events] == list(range(1, len(events) + 1))  # one unbroken chain
+    assert types(events).count("revocation.retrying") == 12 and types(events).count("revocation.failing") == 1
+    assert types(events)[-1] == "revocation.confirmed" and result.end_reason == "expired"
+    assert token_is_dead(settings, one(events, "credential.issued").data["reference"])
