@@ -265,23 +265,26 @@ async def test_extra_token_with_extra_policies_on_a_live_grants_tag_is_a_mismatc
 
 async def test_schedule_is_created_idempotently_and_a_triggered_run_stores_its_report(settings):
     async with running_worker(settings) as (client, ledger):
-        handle = await ensure_reconciliation_schedule(client, settings)
+        # its own schedule ID: the suite shares one Temporal server, and a worker started by another
+        # test (test_durability runs `python -m jitaccess.workers.main`) creates the default one
+        sid = f"{RECONCILIATION_SCHEDULE_ID}-{settings.task_queue}"
+        handle = await ensure_reconciliation_schedule(client, settings, schedule_id=sid)
         try:
-            assert handle.id == RECONCILIATION_SCHEDULE_ID
-            again = await ensure_reconciliation_schedule(client, settings)  # idempotent
+            assert handle.id == sid
+            again = await ensure_reconciliation_schedule(client, settings, schedule_id=sid)  # idempotent
             assert again.id == handle.id
             desc = await handle.describe()
             assert [i.every for i in desc.schedule.spec.intervals] == [timedelta(minutes=15)]
             assert desc.schedule.action.task_queue == settings.task_queue
 
             faster = settings.model_copy(update={"reconcile_interval": timedelta(minutes=5)})
-            await ensure_reconciliation_schedule(client, faster)  # a changed interval is applied in place
+            await ensure_reconciliation_schedule(client, faster, schedule_id=sid)  # a changed interval is applied in place
             assert [i.every for i in (await handle.describe()).schedule.spec.intervals] == [timedelta(minutes=5)]
 
             accessor = tagged_token(settings, "grant-ghost", ["jit-platform-read"], "mallory")
             before = len((await handle.describe()).info.recent_actions)
             await handle.trigger()
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 60
             while len(actions := (await handle.describe()).info.recent_actions) <= before:
                 assert time.monotonic() < deadline, "the schedule did not start a run"
                 await asyncio.sleep(0.2)
