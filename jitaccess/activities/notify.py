@@ -62,12 +62,6 @@ class NotificationActivities:
     def all(self) -> list:
         return [self.deliver_notification]
 
-    def routes(self, audience: Audience | str) -> list[str]:
-        return notifier_routes(self.notifiers.values(), audience)
-
-    def route_table(self) -> dict[str, list[str]]:
-        return route_table(list(self.notifiers.values()))
-
     @activity.defn(name=c.DELIVER_NOTIFICATION)
     def deliver_notification(self, req: DeliveryRequest) -> DeliveryResult:
         cfg = self.notifiers.get(req.notifier)

@@ -45,7 +45,6 @@ class WrappedHandover(BaseModel):
 
     wrapping_token: str = Field(repr=False)
     expires_at: datetime
-    unwrap_hint: str = "unwrap once with `vault unwrap` / `jitaccess credential GRANT_ID`"
 
 
 class IssueResult(BaseModel):

@@ -20,7 +20,7 @@ from jitaccess.domain.events import IdentityEvent
 from jitaccess.domain.policy import AccessRequest, ExtensionDecision, PolicyDecision
 from jitaccess.domain.principals import Actor, ActorKind, ActorRole, Principal
 from jitaccess.domain.reconciliation import Finding
-from jitaccess.domain.states import HOLDS_ACCESS, GrantState, check_transition
+from jitaccess.domain.states import GrantState, check_transition
 
 EXECUTOR = Actor(id="jitaccess-worker", kind=ActorKind.service, role=ActorRole.executor)
 
@@ -439,10 +439,6 @@ class Grant(BaseModel):
                 "handover_expired",
                 f"the single-use wrapping token of grant {self.grant_id} expired at {self.handover.expires_at.isoformat()}",
             )
-
-    @property
-    def holds_access(self) -> bool:
-        return self.state in HOLDS_ACCESS
 
     def summary(self) -> dict[str, object]:
         """The row the ledger keeps per grant (a projection for listing)."""

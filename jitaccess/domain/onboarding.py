@@ -159,9 +159,6 @@ class Onboarding(BaseModel):
     events: int = 0
     last_hash: str | None = None
 
-    def live_children(self) -> list[ChildGrant]:
-        return [c for c in self.children if c.state not in ("revoked", "issue_failed", "cancelled", "denied")]
-
     def check_decide(self, actor: Principal, now: datetime, delegations: list[Delegation] = ()):
         """The stage the actor's decision counts for, as whom (self or a delegator); Refusal otherwise."""
         if self.state is not OnboardingState.awaiting_approval or self.approval is None:

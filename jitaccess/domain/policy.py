@@ -102,9 +102,10 @@ class PolicyDecision(BaseModel):
         ):
             data = {
                 **data,
-                "stages": [
-                    {"name": "approval", "approver_groups": data["approver_groups"], "min_approvals": data.get("min_approvals") or 1}
-                ],
+                # the same single stage ApprovalRule makes of approver_groups + min_approvals
+                "stages": ApprovalRule(
+                    approver_groups=tuple(data["approver_groups"]), min_approvals=data.get("min_approvals") or 1
+                ).effective_stages,
             }
         return data
 

@@ -241,10 +241,6 @@ class Ledger:
             r = conn.execute(q).first()
         return json.loads(r[0]) if r else None
 
-    def reconciliation_report(self, run_id: str) -> dict | None:
-        with self.engine.connect() as conn:
-            r = conn.execute(select(reconciliation_runs.c.report).where(reconciliation_runs.c.run_id == run_id)).first()
-        return json.loads(r[0]) if r else None
 
     def verify(self, grant_id: str) -> ChainVerification:
         return verify_chain(grant_id, self.events(grant_id))

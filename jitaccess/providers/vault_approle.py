@@ -38,7 +38,7 @@ from hvac import exceptions as hv
 from jitaccess.domain.credentials import IssuedCredential, ProviderGrant, WrappedHandover
 from jitaccess.providers.base import PerGrantCredentials, ProviderError
 from jitaccess.providers.vault_database import SeedResult
-from jitaccess.providers.vault_token import VaultClients, VaultWrapper, lookup_token, tagged_tokens, translate
+from jitaccess.providers.vault_token import VaultClients, VaultWrapper, tagged_tokens, translate
 
 MANAGED_BY = "jitaccess:vault_approle"
 KIND = "approle secret-id accessor"

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from jitaccess.domain import contracts as c
     from jitaccess.domain.credentials import IssuedCredential, IssueResult, ProviderGrant, RevocationResult, WrappedHandover
     from jitaccess.domain.grant import (
-        EXECUTOR, ActionInput, ApprovalRound, ExtendInput, Grant, GrantInput, GrantResume, Refusal, Review, ReviewInput,
+        EXECUTOR, ActionInput, ApprovalRound, ExtendInput, Grant, GrantInput, GrantResume, Review, ReviewInput,
     )
     from jitaccess.domain.notifications import (
         Audience, DeliveryRequest, DeliveryResult, Notification, NotificationKind, Severity, grant_links,

@@ -1,7 +1,6 @@
 import uuid
 from datetime import timedelta
 
-import pytest
 
 from jitaccess.config import load_catalogue, load_users
 from jitaccess.domain.grant import GrantInput

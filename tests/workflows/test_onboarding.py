@@ -4,7 +4,6 @@ grants all or nothing, rotation with an overlap, offboarding, and the approval p
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
 import hvac
 import pytest
@@ -12,7 +11,6 @@ import yaml
 from temporalio.client import WorkflowUpdateFailedError
 
 from jitaccess.config import load_catalogue
-from jitaccess.config.settings import EXAMPLES
 from jitaccess.domain.grant import ActionInput
 from jitaccess.domain.onboarding import OnboardingInput, OnboardingRequest, WorkloadContext, evaluate_onboarding, onboarding_id
 from jitaccess.providers.vault_approle import seed_dev_approle
