@@ -28,12 +28,18 @@ class Api:
         async with self.as_(user) as c:
             return await c.request(method, path, **kw)
 
+    def _in_ledger(self, grant_id: str, events: int) -> bool:
+        """Every event the workflow has emitted so far is stored (the evidence is written by an
+        activity scheduled when the workflow task commits, so it trails the live state briefly)."""
+        ledger = getattr(self, "ledger", None)
+        return ledger is None or len(ledger.events(grant_id)) >= events
+
     async def wait_state(self, user: str, grant_id: str, *states: str, timeout: float = 30) -> dict:
         deadline = time.monotonic() + timeout
         while True:
             r = await self.call(user, "GET", f"/v1/grants/{grant_id}")
             assert r.status_code == 200, r.text
-            if r.json()["state"] in states:
+            if r.json()["state"] in states and self._in_ledger(grant_id, r.json()["events"]):
                 return r.json()
             if time.monotonic() > deadline:
                 raise AssertionError(f"{grant_id} stayed {r.json()['state']}, wanted {states}")

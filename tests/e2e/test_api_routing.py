@@ -68,6 +68,7 @@ async def test_break_glass_to_review(api, openbao):
     assert r.status_code == 422 and r.json()["error"] == "notes_required"
     r = await api.call("bob", "POST", f"/v1/grants/{gid}/review", json={"outcome": "justified", "notes": "INC-77 confirmed"})
     assert r.status_code == 200 and r.json()["state"] == "reviewed", r.text
+    await api.wait_state("bob", gid, "reviewed")
 
     ev = (await api.call("bob", "GET", f"/v1/grants/{gid}/evidence")).json()
     assert ev["verification"]["ok"]

@@ -76,7 +76,7 @@ async def test_token_revoked_by_hand_is_drift_recorded_on_the_grants_own_chain(s
     inp = grant_input(settings, "alice", "secrets-readonly", timedelta(minutes=5))
     async with running_worker(settings) as (client, ledger):
         handle = await client.start_workflow(GrantWorkflow.run, inp, id=inp.grant_id, task_queue=settings.task_queue)
-        g = await wait_state(handle, GrantState.active)
+        g = await wait_state(handle, GrantState.active, ledger=ledger)
         accessor = g.credential.reference
         assert about(await reconcile(client, settings), inp.grant_id) == []
 
@@ -127,7 +127,7 @@ async def test_database_user_dropped_by_hand_is_drift(settings, vault_postgres):
     inp = grant_input(s, "alice", "db-readonly", timedelta(minutes=10))
     async with running_worker(s) as (client, ledger):
         handle = await client.start_workflow(GrantWorkflow.run, inp, id=inp.grant_id, task_queue=s.task_queue)
-        g = await wait_state(handle, GrantState.active, timeout=30)
+        g = await wait_state(handle, GrantState.active, timeout=30, ledger=ledger)
         user = g.credential.details["username"]
         assert about(await reconcile(client, s), inp.grant_id) == []
         with psycopg.connect(vault_postgres["dsn"], autocommit=True) as db:  # a DBA drops the user by hand
@@ -177,7 +177,7 @@ async def test_token_of_an_ended_grant_is_an_orphan(settings):
     inp = grant_input(settings, "alice", "secrets-readonly", timedelta(minutes=5))
     async with running_worker(settings) as (client, ledger):
         handle = await client.start_workflow(GrantWorkflow.run, inp, id=inp.grant_id, task_queue=settings.task_queue)
-        await wait_state(handle, GrantState.active)
+        await wait_state(handle, GrantState.active, ledger=ledger)
         await revoke_grant(handle, settings)
         leftover = tagged_token(settings, inp.grant_id, ["jit-platform-read"], "alice")
         report = await reconcile(client, settings)
@@ -191,7 +191,7 @@ async def test_access_of_a_terminated_grant_workflow_is_an_orphan(settings):
     inp = grant_input(settings, "alice", "secrets-readonly", timedelta(minutes=5))
     async with running_worker(settings) as (client, ledger):
         handle = await client.start_workflow(GrantWorkflow.run, inp, id=inp.grant_id, task_queue=settings.task_queue)
-        g = await wait_state(handle, GrantState.active)
+        g = await wait_state(handle, GrantState.active, ledger=ledger)
         await handle.terminate("operator mistake")
         assert ledger.grant(inp.grant_id)["state"] == "active"
         report = await reconcile(client, settings)
@@ -212,7 +212,7 @@ async def test_a_ledger_that_lags_its_workflow_never_turns_live_access_into_an_o
     inp = grant_input(settings, "alice", "secrets-readonly", timedelta(minutes=5))
     async with running_worker(settings) as (client, ledger):
         handle = await client.start_workflow(GrantWorkflow.run, inp, id=inp.grant_id, task_queue=settings.task_queue)
-        await wait_state(handle, GrantState.active)
+        await wait_state(handle, GrantState.active, ledger=ledger)
         blank = Ledger(f"sqlite:///{tmp_path}/lagging.db")  # a ledger that has not seen this grant yet
         try:
             scan = ReconcileActivities(build_providers(settings), blank, client=client)
@@ -235,7 +235,7 @@ async def test_extra_token_with_extra_policies_on_a_live_grants_tag_is_a_mismatc
     inp = grant_input(settings, "alice", "secrets-readonly", timedelta(minutes=5))
     async with running_worker(settings) as (client, ledger):
         handle = await client.start_workflow(GrantWorkflow.run, inp, id=inp.grant_id, task_queue=settings.task_queue)
-        g = await wait_state(handle, GrantState.active)
+        g = await wait_state(handle, GrantState.active, ledger=ledger)
         own = g.credential.reference
         extra = tagged_token(settings, inp.grant_id, ["jit-platform-read", "jit-platform-admin"], "alice")
 

@@ -141,11 +141,13 @@ async def settled_history(handle: WorkflowHandle, timeout: float = 15):
     raise AssertionError("workflow history did not settle")
 
 
-async def wait_state(handle: WorkflowHandle, *states: GrantState, timeout: float = 20):
+async def wait_state(handle: WorkflowHandle, *states: GrantState, timeout: float = 20, ledger: Ledger | None = None):
+    """Until the grant is in one of `states`; with `ledger`, also until every event emitted so far is
+    stored (the evidence is written by an activity scheduled when the workflow task commits)."""
     deadline = time.monotonic() + timeout
     while True:
         g = await handle.query(GrantWorkflow.status)
-        if g.state in states:
+        if g.state in states and (ledger is None or len(ledger.events(handle.id)) >= g.events):
             return g
         if time.monotonic() > deadline:
             raise AssertionError(f"grant stayed {g.state}, expected {states}")
