@@ -20,6 +20,9 @@ run: $(STAMP)
 	$(BIN)/jitaccess dev up
 
 test: $(STAMP)
+	$(BIN)/ruff check jitaccess tests bench
+	$(BIN)/ruff format --check jitaccess tests bench
+	$(BIN)/mypy jitaccess
 	$(BIN)/pytest -q
 
 bench: $(STAMP)

@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -118,7 +118,9 @@ def wait_quiet(threshold: float, max_wait: float, what: str) -> float:
             log(f"   machine still {frac:.0%} busy after {max_wait:.0f}s; measuring {what} anyway (see foreign CPU)")
             return frac
         if not said:
-            log(f"   machine {frac:.0%} busy (other processes); waiting up to {max_wait:.0f}s for < {threshold:.0%} before {what}")
+            log(
+                f"   machine {frac:.0%} busy (other processes); waiting up to {max_wait:.0f}s for < {threshold:.0%} before {what}"
+            )
             said = True
 
 
@@ -174,13 +176,18 @@ class Stack:
         self.stop_how = ""
 
     def start(self, timeout: float = 180) -> dict:
-        exe = shutil.which("jitaccess", path=os.pathsep.join([str(Path(sys.executable).parent), str(ROOT / ".venv" / "bin")]))
+        exe = shutil.which(
+            "jitaccess", path=os.pathsep.join([str(Path(sys.executable).parent), str(ROOT / ".venv" / "bin")])
+        )
         if not exe:
             raise SystemExit("jitaccess not found next to this python or in .venv/bin; run with .venv/bin/python")
         self.log = open(self.workdir / "devup.log", "wb")
         self.proc = subprocess.Popen(
             [exe, "dev", "up", "--random-ports", "--dir", str(self.workdir)],
-            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
             env={**os.environ, "COLUMNS": "200"},
         )
         deadline = time.monotonic() + timeout
@@ -262,8 +269,13 @@ def bare_provider(addr: str, token: str, n: int, ttl: int) -> dict:
     p = VaultTokenProvider(VaultClients(addr, token))
     t = time.perf_counter()
     for i in range(n):
-        g = ProviderGrant(grant_id=f"bare-provider-{i}", provider="vault_token", params={"policies": ["jit-platform-read"]},
-                          principal="bench", ttl_seconds=ttl + 60)
+        g = ProviderGrant(
+            grant_id=f"bare-provider-{i}",
+            provider="vault_token",
+            params={"policies": ["jit-platform-read"]},
+            principal="bench",
+            ttl_seconds=ttl + 60,
+        )
         cred, _ = p.issue(g, wrap_ttl=timedelta(minutes=5))
         ok, seen = p.verify_active(cred)
         assert ok, seen
@@ -288,8 +300,9 @@ async def fire(api: str, bearer: str, n: int, ttl: int, conc: int, done: list) -
     for i in range(n):
         todo.put_nowait(i)
     results: list[dict] = []
-    async with httpx.AsyncClient(base_url=api, headers={"Authorization": f"Bearer {bearer}"}, limits=limits,
-                                 timeout=httpx.Timeout(120)) as client:
+    async with httpx.AsyncClient(
+        base_url=api, headers={"Authorization": f"Bearer {bearer}"}, limits=limits, timeout=httpx.Timeout(120)
+    ) as client:
 
         async def one(i: int) -> dict:
             rec: dict = {"i": i, "queued": issued}
@@ -311,7 +324,7 @@ async def fire(api: str, bearer: str, n: int, ttl: int, conc: int, done: list) -
                 rec["state"] = data.get("state")
                 if r.status_code != 202:
                     rec["error"] = data
-            except Exception as e:  # noqa: BLE001 - recorded and reported
+            except Exception as e:
                 rec["responded"] = time.time()
                 rec["error"] = f"{e.__class__.__name__}: {e}"
             rec.setdefault("sent", rec["queued"])
@@ -357,7 +370,7 @@ async def run_pipeline(stack: Stack, n: int, ttl: int, conc: int, timeout: float
             rss_samples.append((time.time() - t0, rss))
         try:
             rows = await asyncio.to_thread(lambda: ledger.grants(limit=n + 1000))
-        except Exception as e:  # noqa: BLE001 - a locked/busy ledger is itself a finding
+        except Exception as e:
             msg = f"{e.__class__.__name__}: {str(e).splitlines()[0]}"
             read_errors[msg] += 1
             if read_errors[msg] == 1:
@@ -367,8 +380,14 @@ async def run_pipeline(stack: Stack, n: int, ttl: int, conc: int, timeout: float
         # grants the ledger knows but the client does not: started, but the HTTP response failed
         ids = list(dict.fromkeys([d["grant_id"] for d in done if d.get("grant_id")] + list(ours)))
         counts = Counter(
-            "revoked" if ours.get(g) == "revoked" else "failed" if ours.get(g) in FAILED else
-            "active" if ours.get(g) in REACHED_ACTIVE else "pending" for g in ids
+            "revoked"
+            if ours.get(g) == "revoked"
+            else "failed"
+            if ours.get(g) in FAILED
+            else "active"
+            if ours.get(g) in REACHED_ACTIVE
+            else "pending"
+            for g in ids
         )
         active_ever = counts["active"] + counts["revoked"]
         finished = fire_task.done() and counts["revoked"] + counts["failed"] >= len(ids)
@@ -376,15 +395,17 @@ async def run_pipeline(stack: Stack, n: int, ttl: int, conc: int, timeout: float
             # a failed response may hide a started grant that has not written to the ledger yet
             try:
                 finished = (await tclient.count_workflows("ExecutionStatus='Running'")).count == 0
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
         now = time.monotonic()
         if finished or now - last_print >= tick:
             last_print = now
-            log(f"  t={time.time() - t0:6.1f}s  requested {len(done)}/{n} (errors {sum(1 for d in done if 'error' in d)})"
+            log(
+                f"  t={time.time() - t0:6.1f}s  requested {len(done)}/{n} (errors {sum(1 for d in done if 'error' in d)})"
                 f"  in ledger {len(ours)}"
                 f"  active {active_ever}  revoked {counts['revoked']}  failed {counts['failed']}"
-                f"  worker RSS {(rss or 0) / 1024:.0f} MB")
+                f"  worker RSS {(rss or 0) / 1024:.0f} MB"
+            )
         if finished:
             revoked_seen_at = time.time()
             break
@@ -401,14 +422,18 @@ async def run_pipeline(stack: Stack, n: int, ttl: int, conc: int, timeout: float
     our_pids = {p for v in procs.values() for p in v}
     all1 = all_cpu()
     # processes alive at both ends; short-lived ones (a test run's servers) only show in the total
-    foreign_top = sorted(((all1[p][1] - all0[p][1], all1[p][0]) for p in all1.keys() & all0.keys() if p not in our_pids),
-                         reverse=True)[:5]
+    foreign_top = sorted(
+        ((all1[p][1] - all0[p][1], all1[p][0]) for p in all1.keys() & all0.keys() if p not in our_pids), reverse=True
+    )[:5]
     cpu_use = {
-        "elapsed_s": elapsed, "cores": os.cpu_count(), "machine_busy_cpu_s": busy,
+        "elapsed_s": elapsed,
+        "cores": os.cpu_count(),
+        "machine_busy_cpu_s": busy,
         "ours_cpu_s": {k: round(v, 2) for k, v in cpu.items()},
         "foreign_cpu_s": busy - sum(cpu.values()),  # other sessions on the machine: contamination
         "foreign_top": [{"cpu_s": round(c, 2), "process": name} for c, name in foreign_top if c > 0.05],
-        "loadavg_before": load0, "loadavg_after": os.getloadavg(),
+        "loadavg_before": load0,
+        "loadavg_after": os.getloadavg(),
     }
 
     # ---- figures from the ledger's events
@@ -422,8 +447,12 @@ async def run_pipeline(stack: Stack, n: int, ttl: int, conc: int, timeout: float
         by = {}
         for e in evs:
             by.setdefault(e.type, e)
-        g: dict = {"grant_id": gid, "events": len(evs), "last_event": evs[-1].type if evs else None,
-                   "known_to_client": gid in known}
+        g: dict = {
+            "grant_id": gid,
+            "events": len(evs),
+            "last_event": evs[-1].type if evs else None,
+            "known_to_client": gid in known,
+        }
         for k in ("sent", "queued", "responded"):
             if k in rec:
                 g[k] = rec[k]
@@ -446,20 +475,21 @@ async def run_pipeline(stack: Stack, n: int, ttl: int, conc: int, timeout: float
             verify_fail.append({"grant_id": gid, "problem": v.problem, "first_broken": v.first_broken})
         if "confirmed_at" not in g:
             row = await asyncio.to_thread(ledger.grant, gid)
-            stragglers.append({"grant_id": gid, "state": (row or {}).get("state"), "last_event": g["last_event"],
-                               "events": len(evs)})
+            stragglers.append(
+                {"grant_id": gid, "state": (row or {}).get("state"), "last_event": g["last_event"], "events": len(evs)}
+            )
         per.append(g)
     ledger.close()
     try:
         temporal = await scan_histories(dev["temporal_address"], [g["grant_id"] for g in per])
-    except Exception as e:  # noqa: BLE001 - diagnostics only
+    except Exception as e:
         temporal = {"error": f"{e.__class__.__name__}: {e}"}
 
     for x in per:
         if (st := temporal.get("_started", {}).get(x["grant_id"])) is not None:
             x["wf_started_at"] = st
     temporal.pop("_started", None)
-    ms = lambda a, b: [(x[a] - x[b]) * 1000 for x in per if a in x and b in x]  # noqa: E731
+    ms = lambda a, b: [(x[a] - x[b]) * 1000 for x in per if a in x and b in x]
     sent0 = min(r["sent"] for r in requests) if requests else t0
     confirmed = [x["confirmed_at"] for x in per if "confirmed_at" in x]
     wall = (max(confirmed) - sent0) if confirmed else None
@@ -508,7 +538,9 @@ async def run_pipeline(stack: Stack, n: int, ttl: int, conc: int, timeout: float
         },
         "cpu": cpu_use,
         "temporal": temporal,
-        "other_processes_rss_mb": {f"{short_name(p)}[{p}]": proc_status(p).get("VmHWM", 0) / 1024 for p in stack.children},
+        "other_processes_rss_mb": {
+            f"{short_name(p)}[{p}]": proc_status(p).get("VmHWM", 0) / 1024 for p in stack.children
+        },
     }
 
 
@@ -521,11 +553,19 @@ async def scan_histories(address: str, grant_ids: list[str]) -> dict:
 
     client = await Client.connect(address)
     sem = asyncio.Semaphore(16)
-    spans: dict[str, list[float]] = {k: [] for k in (
-        "wft_schedule_to_start", "wft_start_to_complete (first task: new workflow)",
-        "wft_start_to_complete (with ledger-flush local activity)", "wft_start_to_complete (other)",
-        "activity_schedule_to_start", "activity_start_to_close",
-        "timer_started_after_its_task_began", "timer_fired_late_by_server")}
+    spans: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "wft_schedule_to_start",
+            "wft_start_to_complete (first task: new workflow)",
+            "wft_start_to_complete (with ledger-flush local activity)",
+            "wft_start_to_complete (other)",
+            "activity_schedule_to_start",
+            "activity_start_to_close",
+            "timer_started_after_its_task_began",
+            "timer_fired_late_by_server",
+        )
+    }
     bad: Counter = Counter()
     bad_grants: dict[str, list[str]] = {}
     started: dict[str, float] = {}
@@ -545,31 +585,47 @@ async def scan_histories(address: str, grant_ids: list[str]) -> dict:
                 started[gid] = at
             elif name == "WORKFLOW_TASK_STARTED":
                 last_wft_started = at
-                spans["wft_schedule_to_start"].append((at - t[ev.workflow_task_started_event_attributes.scheduled_event_id]) * 1000)
+                spans["wft_schedule_to_start"].append(
+                    (at - t[ev.workflow_task_started_event_attributes.scheduled_event_id]) * 1000
+                )
             elif name == "WORKFLOW_TASK_COMPLETED":
                 took = (at - t[ev.workflow_task_completed_event_attributes.started_event_id]) * 1000
                 marker = i + 1 < len(evs) and evs[i + 1].event_type == E.EVENT_TYPE_MARKER_RECORDED
-                kind = "first task: new workflow" if first else "with ledger-flush local activity" if marker else "other"
+                kind = (
+                    "first task: new workflow" if first else "with ledger-flush local activity" if marker else "other"
+                )
                 spans[f"wft_start_to_complete ({kind})"].append(took)
                 first = False
             elif name == "ACTIVITY_TASK_STARTED":
-                spans["activity_schedule_to_start"].append((at - t[ev.activity_task_started_event_attributes.scheduled_event_id]) * 1000)
+                spans["activity_schedule_to_start"].append(
+                    (at - t[ev.activity_task_started_event_attributes.scheduled_event_id]) * 1000
+                )
             elif name == "ACTIVITY_TASK_COMPLETED":
-                spans["activity_start_to_close"].append((at - t[ev.activity_task_completed_event_attributes.started_event_id]) * 1000)
+                spans["activity_start_to_close"].append(
+                    (at - t[ev.activity_task_completed_event_attributes.started_event_id]) * 1000
+                )
             elif name == "TIMER_STARTED":
-                timers[ev.event_id] = at + ev.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta().total_seconds()
+                timers[ev.event_id] = (
+                    at + ev.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta().total_seconds()
+                )
                 if last_wft_started is not None:  # workflow.now() is the task's start: the timer runs late by this much
                     spans["timer_started_after_its_task_began"].append((at - last_wft_started) * 1000)
             elif name == "TIMER_FIRED" and ev.timer_fired_event_attributes.started_event_id in timers:
-                spans["timer_fired_late_by_server"].append((at - timers[ev.timer_fired_event_attributes.started_event_id]) * 1000)
+                spans["timer_fired_late_by_server"].append(
+                    (at - timers[ev.timer_fired_event_attributes.started_event_id]) * 1000
+                )
             if name.endswith(("_TIMED_OUT", "_FAILED")):
                 bad[name] += 1
                 bad_grants.setdefault(gid, []).append(name)
 
     await asyncio.gather(*[one(g) for g in grant_ids])
-    return {"spans_ms": {k: summary(v) for k, v in spans.items()}, "task_failures": dict(bad),
-            "grants_with_task_failures": len(bad_grants), "examples": dict(list(bad_grants.items())[:5]),
-            "_started": started}
+    return {
+        "spans_ms": {k: summary(v) for k, v in spans.items()},
+        "task_failures": dict(bad),
+        "grants_with_task_failures": len(bad_grants),
+        "examples": dict(list(bad_grants.items())[:5]),
+        "_started": started,
+    }
 
 
 # --------------------------------------------------------------------------- logs and the floor
@@ -582,8 +638,11 @@ def scan_logs(workdir: Path) -> dict:
     if ev.exists():
         for line in ev.read_text(errors="replace").splitlines():
             low = line.lower()
-            if '"level": "warning"' in low or '"level": "error"' in low or low.startswith(("warning", "error", "traceback")) or (
-                not line.startswith("{") and ("error" in low or "warn" in low or "exception" in low)
+            if (
+                '"level": "warning"' in low
+                or '"level": "error"' in low
+                or low.startswith(("warning", "error", "traceback"))
+                or (not line.startswith("{") and ("error" in low or "warn" in low or "exception" in low))
             ):
                 lvl["events.jsonl"] += 1
                 if len(samples) < 8:
@@ -593,13 +652,23 @@ def scan_logs(workdir: Path) -> dict:
         name = re.sub(r"-\d+\.log$", ".log", p.name)
         locked = txt.lower().count("database is locked") + txt.lower().count("sqlite_busy")
         tb = txt.count("Traceback")
-        errs = sum(1 for l in txt.splitlines() if re.search(r'"level":"error"|\berror\b', l, re.I))
+        errs = sum(1 for line in txt.splitlines() if re.search(r'"level":"error"|\berror\b', line, re.I))
         if locked or tb or errs:
-            found[name] = {"database_locked": locked, "tracebacks": tb, "error_lines": errs,
-                           "sample": [l[:300] for l in txt.splitlines() if re.search(r"error|locked|Traceback", l, re.I)][:5]}
+            found[name] = {
+                "database_locked": locked,
+                "tracebacks": tb,
+                "error_lines": errs,
+                "sample": [line[:300] for line in txt.splitlines() if re.search(r"error|locked|Traceback", line, re.I)][
+                    :5
+                ],
+            }
     ev_locked = ev.read_text(errors="replace").lower().count("database is locked") if ev.exists() else 0
-    return {"worker_log_warnings": lvl["events.jsonl"], "worker_log_database_locked": ev_locked,
-            "worker_log_samples": samples, "server_logs": found}
+    return {
+        "worker_log_warnings": lvl["events.jsonl"],
+        "worker_log_database_locked": ev_locked,
+        "worker_log_samples": samples,
+        "server_logs": found,
+    }
 
 
 def run_floor(n: int, ttl: int) -> dict:
@@ -610,8 +679,12 @@ def run_floor(n: int, ttl: int) -> dict:
     busy0 = machine_busy_seconds()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
-        p = subprocess.run([sys.executable, str(FLOOR_SCRIPT), str(n), str(ttl)], capture_output=True, text=True,
-                           timeout=max(600, ttl + 10 * n))
+        p = subprocess.run(
+            [sys.executable, str(FLOOR_SCRIPT), str(n), str(ttl)],
+            capture_output=True,
+            text=True,
+            timeout=max(600, ttl + 10 * n),
+        )
         out, rc = p.stdout, p.returncode
         err = p.stderr[-2000:] if p.returncode else ""
     except subprocess.TimeoutExpired as e:
@@ -623,8 +696,12 @@ def run_floor(n: int, ttl: int) -> dict:
     if err:
         log(f"floor stderr: {err}")
     num = r"([\d.]+)"
-    f: dict = {"raw": out, "returncode": rc, "seconds": time.time() - t,
-               "cpu": {"floor_cpu_s": floor_cpu, "machine_busy_cpu_s": busy, "foreign_cpu_s": busy - floor_cpu}}
+    f: dict = {
+        "raw": out,
+        "returncode": rc,
+        "seconds": time.time() - t,
+        "cpu": {"floor_cpu_s": floor_cpu, "machine_busy_cpu_s": busy, "foreign_cpu_s": busy - floor_cpu},
+    }
     if m := re.search(rf"bare provider lifecycles/s: {num}", out):
         f["bare_lifecycles_per_s"] = float(m[1])
     if m := re.search(rf"wall={num}s lifecycles/s\(excl ttl\)={num}", out):
@@ -649,25 +726,40 @@ def ratio(a, b) -> float | None:
 
 def report(res: dict) -> None:
     p, n, ttl = res["pipeline"], res["n"], res["ttl_s"]
-    log("\n== jitaccess lifecycle bench  N=%d TTL=%ds  concurrency=%d  (%s, %d cores)" % (
-        n, ttl, res["concurrency"], res["machine"]["platform"], res["machine"]["cores"]))
+    log(
+        f"\n== jitaccess lifecycle bench  N={n} TTL={ttl}s  concurrency={res['concurrency']}"
+        f"  ({res['machine']['platform']}, {res['machine']['cores']} cores)"
+    )
     h = p["http"]
-    log(f"HTTP POST /v1/grants      accepted {h['accepted']}/{n}  errors {h['errors']} {h['error_kinds'] or ''}"
-        f"  latency ms {fmt(h['post_latency_ms'])}")
+    log(
+        f"HTTP POST /v1/grants      accepted {h['accepted']}/{n}  errors {h['errors']} {h['error_kinds'] or ''}"
+        f"  latency ms {fmt(h['post_latency_ms'])}"
+    )
     lps = p["lifecycles_per_s"]
-    log(f"pipeline lifecycles/s     {lps:.1f}" if lps else
-        f"pipeline lifecycles/s     n/a (only {p['revoked']}/{n} revoked; completed-only rate "
-        f"{(p['lifecycles_per_s_completed'] or 0):.1f})")
-    log(f"  wall (send -> last revocation.confirmed) {p['wall_s'] or 0:.1f}s, observed by polling {p['wall_observed_s'] or 0:.1f}s")
-    log(f"request->active ms        {fmt(p['request_to_active_ms'], ('p50', 'p99', 'max'))}"
-        f"   (incl. client connection-pool wait: {fmt(p['request_to_active_incl_client_queue_ms'], ('p50', 'p99'))})")
+    log(
+        f"pipeline lifecycles/s     {lps:.1f}"
+        if lps
+        else f"pipeline lifecycles/s     n/a (only {p['revoked']}/{n} revoked; completed-only rate "
+        f"{(p['lifecycles_per_s_completed'] or 0):.1f})"
+    )
+    log(
+        f"  wall (send -> last revocation.confirmed) {p['wall_s'] or 0:.1f}s, observed by polling {p['wall_observed_s'] or 0:.1f}s"
+    )
+    log(
+        f"request->active ms        {fmt(p['request_to_active_ms'], ('p50', 'p99', 'max'))}"
+        f"   (incl. client connection-pool wait: {fmt(p['request_to_active_incl_client_queue_ms'], ('p50', 'p99'))})"
+    )
     log(f"expiry->confirmed ms      {fmt(p['expiry_to_confirmed_ms'])}")
     for k, v in p["breakdown_ms"].items():
         log(f"  {k:<60} {fmt(v)}")
-    log(f"grants in ledger          {p['grants_in_ledger']} ({p['grants_unknown_to_client']} started although the client got an error)")
-    log(f"revoked                   {p['revoked']}/{p['grants_in_ledger']}  (token already gone by its own TTL: "
+    log(
+        f"grants in ledger          {p['grants_in_ledger']} ({p['grants_unknown_to_client']} started although the client got an error)"
+    )
+    log(
+        f"revoked                   {p['revoked']}/{p['grants_in_ledger']}  (token already gone by its own TTL: "
         f"{p['revoked_already_gone']})   stragglers {len(p['stragglers'])}"
-        f"   revocation attempts {p['revocation_attempts']}  retrying events {p['revocation_retrying_events']}")
+        f"   revocation attempts {p['revocation_attempts']}  retrying events {p['revocation_retrying_events']}"
+    )
     for s in p["stragglers"][:10]:
         log(f"  straggler {s['grant_id']} state={s['state']} last_event={s['last_event']} events={s['events']}")
     c = p["chains"]
@@ -675,8 +767,10 @@ def report(res: dict) -> None:
     for f in c["failures"]:
         log(f"  broken {f['grant_id']}: {f['problem']} at {f['first_broken']}")
     r = p["worker_rss_mb"]
-    log(f"worker RSS MB             peak(VmHWM) {r['peak_VmHWM']:.0f}  sampled max {r['max_sampled_VmRSS']:.0f}  end {r['end_VmRSS']:.0f}"
-        f"   (others: {', '.join(f'{k} {v:.0f}' for k, v in p['other_processes_rss_mb'].items())})")
+    log(
+        f"worker RSS MB             peak(VmHWM) {r['peak_VmHWM']:.0f}  sampled max {r['max_sampled_VmRSS']:.0f}  end {r['end_VmRSS']:.0f}"
+        f"   (others: {', '.join(f'{k} {v:.0f}' for k, v in p['other_processes_rss_mb'].items())})"
+    )
     tp = p["temporal"]
     if "spans_ms" in tp:
         log("temporal histories (ms)")
@@ -686,23 +780,33 @@ def report(res: dict) -> None:
     else:
         log(f"temporal histories: {tp.get('error')}")
     cu = p["cpu"]
-    log(f"CPU during the pipeline   {cu['elapsed_s']:.1f}s x {cu['cores']} cores; busy {cu['machine_busy_cpu_s']:.1f} cpu-s: "
+    log(
+        f"CPU during the pipeline   {cu['elapsed_s']:.1f}s x {cu['cores']} cores; busy {cu['machine_busy_cpu_s']:.1f} cpu-s: "
         + ", ".join(f"{k} {v:.1f}" for k, v in cu["ours_cpu_s"].items())
-        + f", foreign (other sessions) {cu['foreign_cpu_s']:.1f}")
+        + f", foreign (other sessions) {cu['foreign_cpu_s']:.1f}"
+    )
     for f in cu.get("foreign_top", [])[:3]:
         log(f"  foreign: {f['cpu_s']:.1f} cpu-s {f['process']}")
     b = res["bare"]
-    log(f"bare provider lifecycles/s  hvac 4 calls {b['hvac']['lifecycles_per_s']:.1f}   "
-        f"VaultTokenProvider 5 calls {b['provider']['lifecycles_per_s']:.1f}")
+    log(
+        f"bare provider lifecycles/s  hvac 4 calls {b['hvac']['lifecycles_per_s']:.1f}   "
+        f"VaultTokenProvider 5 calls {b['provider']['lifecycles_per_s']:.1f}"
+    )
     rr = res["ratios"]
     if rr.get("pipeline_over_bare_provider") is not None:
-        log(f"pipeline / bare           {rr['pipeline_over_bare_provider']:.2f} (provider)  {rr['pipeline_over_bare_hvac']:.2f} (hvac)")
+        log(
+            f"pipeline / bare           {rr['pipeline_over_bare_provider']:.2f} (provider)  {rr['pipeline_over_bare_hvac']:.2f} (hvac)"
+        )
     lg = res["logs"]
     if lg["worker_log_warnings"] or lg["server_logs"] or lg["worker_log_database_locked"]:
-        log(f"logs: {lg['worker_log_warnings']} warning/error lines in the worker feed, "
+        log(
+            f"logs: {lg['worker_log_warnings']} warning/error lines in the worker feed, "
             f"'database is locked' {lg['worker_log_database_locked']}; servers: "
-            + ", ".join(f"{k}: {v['error_lines']} error lines, {v['database_locked']} locked, {v['tracebacks']} tracebacks"
-                        for k, v in lg["server_logs"].items()))
+            + ", ".join(
+                f"{k}: {v['error_lines']} error lines, {v['database_locked']} locked, {v['tracebacks']} tracebacks"
+                for k, v in lg["server_logs"].items()
+            )
+        )
         for s in lg["worker_log_samples"][:3]:
             log(f"  {s}")
     fl = res.get("floor")
@@ -713,27 +817,46 @@ def report(res: dict) -> None:
             ("lifecycles/s", lps, fl["lifecycles_per_s"]),
             ("request->active p50 ms", (p["request_to_active_ms"] or {}).get("p50"), fl["request_to_active_ms"]["p50"]),
             ("request->active p99 ms", (p["request_to_active_ms"] or {}).get("p99"), fl["request_to_active_ms"]["p99"]),
-            ("expiry->confirmed p50 ms", (p["expiry_to_confirmed_ms"] or {}).get("p50"), fl["expiry_to_confirmed_ms"]["p50"]),
-            ("expiry->confirmed p99 ms", (p["expiry_to_confirmed_ms"] or {}).get("p99"), fl["expiry_to_confirmed_ms"]["p99"]),
-            ("expiry->confirmed max ms", (p["expiry_to_confirmed_ms"] or {}).get("max"), fl["expiry_to_confirmed_ms"]["max"]),
+            (
+                "expiry->confirmed p50 ms",
+                (p["expiry_to_confirmed_ms"] or {}).get("p50"),
+                fl["expiry_to_confirmed_ms"]["p50"],
+            ),
+            (
+                "expiry->confirmed p99 ms",
+                (p["expiry_to_confirmed_ms"] or {}).get("p99"),
+                fl["expiry_to_confirmed_ms"]["p99"],
+            ),
+            (
+                "expiry->confirmed max ms",
+                (p["expiry_to_confirmed_ms"] or {}).get("max"),
+                fl["expiry_to_confirmed_ms"]["max"],
+            ),
             ("bare lifecycles/s", b["hvac"]["lifecycles_per_s"], fl.get("bare_lifecycles_per_s")),
         ]
         for name, a, f_ in rows:
             rt = ratio(a, f_)
-            log(f"{name:<28}{(f'{a:.1f}' if a is not None else 'n/a'):>10}{(f'{f_:.1f}' if f_ is not None else 'n/a'):>10}"
-                f"{(f'{rt:.2f}' if rt is not None else 'n/a'):>8}")
+            log(
+                f"{name:<28}{(f'{a:.1f}' if a is not None else 'n/a'):>10}{(f'{f_:.1f}' if f_ is not None else 'n/a'):>10}"
+                f"{(f'{rt:.2f}' if rt is not None else 'n/a'):>8}"
+            )
         fc = fl["cpu"]
-        log(f"floor run: {fl['seconds']:.1f}s, floor processes {fc['floor_cpu_s']:.1f} cpu-s, "
-            f"foreign (other sessions) {fc['foreign_cpu_s']:.1f} cpu-s")
+        log(
+            f"floor run: {fl['seconds']:.1f}s, floor processes {fc['floor_cpu_s']:.1f} cpu-s, "
+            f"foreign (other sessions) {fc['foreign_cpu_s']:.1f} cpu-s"
+        )
     elif fl:
         log(f"\nfloor did not report figures (returncode {fl.get('returncode')})")
 
 
 def git_rev() -> str:
     try:
-        rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "jitaccess"], capture_output=True,
-                               text=True).stdout.strip()
+        rev = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "jitaccess"], capture_output=True, text=True
+        ).stdout.strip()
         return rev + ("+dirty" if dirty else "")
     except OSError:
         return "?"
@@ -753,20 +876,34 @@ def main() -> int:
     ap.add_argument("ttl", nargs="?", type=int, default=5, help="grant duration in seconds (default 5)")
     ap.add_argument("--floor", action="store_true", help=f"also run {FLOOR_SCRIPT} N TTL after the stack is stopped")
     ap.add_argument("--concurrency", type=int, default=32, help="HTTP connection limit for the requests")
-    ap.add_argument("--timeout", type=float, default=None, help="max seconds to wait for all revocations (default TTL+60+N)")
+    ap.add_argument(
+        "--timeout", type=float, default=None, help="max seconds to wait for all revocations (default TTL+60+N)"
+    )
     ap.add_argument("--tick", type=float, default=3, help="seconds between progress lines")
-    ap.add_argument("--quiet", type=float, default=0.25, help="wait for the machine to be less busy than this (fraction)")
+    ap.add_argument(
+        "--quiet", type=float, default=0.25, help="wait for the machine to be less busy than this (fraction)"
+    )
     ap.add_argument("--quiet-wait", type=float, default=180, help="max seconds to wait for that (0: don't wait)")
-    ap.add_argument("--keep", action="store_true", help="keep the stack's directory (kept anyway when something failed)")
+    ap.add_argument(
+        "--keep", action="store_true", help="keep the stack's directory (kept anyway when something failed)"
+    )
     args = ap.parse_args()
     n, ttl = args.n, args.ttl
     timeout = args.timeout or ttl + 60 + n
     workdir = Path(tempfile.mkdtemp(prefix="jitaccess-bench-"))
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     res: dict = {
-        "n": n, "ttl_s": ttl, "concurrency": args.concurrency, "started": started.isoformat(), "git": git_rev(),
+        "n": n,
+        "ttl_s": ttl,
+        "concurrency": args.concurrency,
+        "started": started.isoformat(),
+        "git": git_rev(),
         "jitaccess_imported_from": jitaccess_source(),
-        "machine": {"platform": platform.platform(terse=True), "cores": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "platform": platform.platform(terse=True),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+        },
         "workdir": str(workdir),
     }
     stack = Stack(workdir)
@@ -777,18 +914,26 @@ def main() -> int:
         dev = stack.start()
         res["stack_start_s"] = time.monotonic() - t
         res["worker_rss_mb_idle"] = proc_status(stack.proc.pid).get("VmRSS", 0) / 1024
-        log(f"   up in {res['stack_start_s']:.1f}s: API {dev['api_url']}, OpenBao {dev['vault_addr']}, "
-            f"dev-up pid {stack.proc.pid}, idle RSS {res['worker_rss_mb_idle']:.0f} MB")
+        log(
+            f"   up in {res['stack_start_s']:.1f}s: API {dev['api_url']}, OpenBao {dev['vault_addr']}, "
+            f"dev-up pid {stack.proc.pid}, idle RSS {res['worker_rss_mb_idle']:.0f} MB"
+        )
 
         res["machine_busy_before_pipeline"] = wait_quiet(args.quiet, args.quiet_wait, "the pipeline")
         log(f"== bare provider calls: {n} sequential lifecycles against the same OpenBao")
-        res["bare"] = {"hvac": bare_hvac(dev["vault_addr"], dev["vault_root_token"], n, ttl),
-                       "provider": bare_provider(dev["vault_addr"], dev["vault_root_token"], n, ttl)}
-        log(f"   hvac {res['bare']['hvac']['lifecycles_per_s']:.1f}/s, VaultTokenProvider "
-            f"{res['bare']['provider']['lifecycles_per_s']:.1f}/s")
+        res["bare"] = {
+            "hvac": bare_hvac(dev["vault_addr"], dev["vault_root_token"], n, ttl),
+            "provider": bare_provider(dev["vault_addr"], dev["vault_root_token"], n, ttl),
+        }
+        log(
+            f"   hvac {res['bare']['hvac']['lifecycles_per_s']:.1f}/s, VaultTokenProvider "
+            f"{res['bare']['provider']['lifecycles_per_s']:.1f}/s"
+        )
 
-        log(f"== pipeline: {n} concurrent POST /v1/grants ({ENTITLEMENT}, duration {ttl}s) as alice; waiting for revocation "
-            f"(at most {timeout:.0f}s)")
+        log(
+            f"== pipeline: {n} concurrent POST /v1/grants ({ENTITLEMENT}, duration {ttl}s) as alice; waiting for revocation "
+            f"(at most {timeout:.0f}s)"
+        )
         res["pipeline"] = asyncio.run(run_pipeline(stack, n, ttl, args.concurrency, timeout, args.tick))
         p = res["pipeline"]
         ok = p["revoked"] == p["grants_in_ledger"] == n and p["chains"]["verified"] == n and p["http"]["errors"] == 0
@@ -809,13 +954,17 @@ def main() -> int:
         "pipeline_over_bare_hvac": ratio(p["lifecycles_per_s"], b["hvac"]["lifecycles_per_s"]),
     }
     if "lifecycles_per_s" in fl:
-        res["ratios"].update({
-            "throughput_pipeline_over_floor": ratio(p["lifecycles_per_s"], fl["lifecycles_per_s"]),
-            "request_to_active_p50_pipeline_over_floor": ratio((p["request_to_active_ms"] or {}).get("p50"),
-                                                               fl["request_to_active_ms"]["p50"]),
-            "expiry_to_confirmed_p99_pipeline_over_floor": ratio((p["expiry_to_confirmed_ms"] or {}).get("p99"),
-                                                                 fl["expiry_to_confirmed_ms"]["p99"]),
-        })
+        res["ratios"].update(
+            {
+                "throughput_pipeline_over_floor": ratio(p["lifecycles_per_s"], fl["lifecycles_per_s"]),
+                "request_to_active_p50_pipeline_over_floor": ratio(
+                    (p["request_to_active_ms"] or {}).get("p50"), fl["request_to_active_ms"]["p50"]
+                ),
+                "expiry_to_confirmed_p99_pipeline_over_floor": ratio(
+                    (p["expiry_to_confirmed_ms"] or {}).get("p99"), fl["expiry_to_confirmed_ms"]["p99"]
+                ),
+            }
+        )
     report(res)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"lifecycle-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
@@ -841,7 +990,7 @@ if __name__ == "__main__":
         code = main()
     except SystemExit as e:  # argparse (--help, bad arguments)
         code = e.code if isinstance(e.code, int) else 2
-    except BaseException:  # noqa: BLE001 - os._exit below would swallow the traceback
+    except BaseException:
         import traceback
 
         traceback.print_exc()

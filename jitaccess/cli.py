@@ -10,7 +10,7 @@ import asyncio
 import json
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import httpx
 import typer
@@ -29,8 +29,8 @@ DEV_DIR = Path(os.environ.get("JITACCESS_DEV_DIR", ".jitaccess"))
 
 
 class Ctx:
-    user: Optional[str] = None
-    api: Optional[str] = None
+    user: str | None = None
+    api: str | None = None
     json: bool = False
 
 
@@ -39,8 +39,8 @@ ctx = Ctx()
 
 @app.callback()
 def main(
-    as_user: Optional[str] = typer.Option(None, "--as", help="act as this dev user (token from .jitaccess/dev.json)"),
-    api: Optional[str] = typer.Option(None, "--api", envvar="JITACCESS_API", help="API base URL"),
+    as_user: str | None = typer.Option(None, "--as", help="act as this dev user (token from .jitaccess/dev.json)"),
+    api: str | None = typer.Option(None, "--api", envvar="JITACCESS_API", help="API base URL"),
     as_json: bool = typer.Option(False, "--json", help="print raw JSON"),
 ) -> None:
     ctx.user, ctx.api, ctx.json = as_user, api, as_json
@@ -87,7 +87,9 @@ def _call(method: str, path: str, **kw: Any) -> dict[str, Any]:
     except ValueError:
         body = {"message": r.text}
     if r.status_code >= 400:
-        raise _fail(f"{r.status_code} {body.get('error', '')}: {body.get('message', r.text)}", 2 if r.status_code < 500 else 1)
+        raise _fail(
+            f"{r.status_code} {body.get('error', '')}: {body.get('message', r.text)}", 2 if r.status_code < 500 else 1
+        )
     return body
 
 
@@ -96,8 +98,22 @@ def _show_grant(g: dict[str, Any]) -> None:
         console.print_json(data=g)
         return
     t = Table(show_header=False, box=None)
-    for key in ("grant_id", "state", "entitlement", "provider", "reason", "ticket", "incident", "duration_seconds",
-                "expires_at", "end_reason", "decided_by", "credential_delivered", "events", "last_hash"):
+    for key in (
+        "grant_id",
+        "state",
+        "entitlement",
+        "provider",
+        "reason",
+        "ticket",
+        "incident",
+        "duration_seconds",
+        "expires_at",
+        "end_reason",
+        "decided_by",
+        "credential_delivered",
+        "events",
+        "last_hash",
+    ):
         if g.get(key) not in (None, ""):
             t.add_row(f"[bold]{key}[/bold]", str(g[key]))
     t.add_row("[bold]requester[/bold]", g["requester"]["id"])
@@ -106,36 +122,52 @@ def _show_grant(g: dict[str, Any]) -> None:
     if d.get("reason_codes"):
         t.add_row("[bold]reason codes[/bold]", ", ".join(d["reason_codes"]))
     if g.get("approvals_required"):
-        votes = ", ".join(
-            v["approver"] + (f" (by {v['actor']})" if v.get("on_behalf_of") else "") for v in g.get("approvals", [])
-        ) or "none yet"
+        votes = (
+            ", ".join(
+                v["approver"] + (f" (by {v['actor']})" if v.get("on_behalf_of") else "") for v in g.get("approvals", [])
+            )
+            or "none yet"
+        )
         t.add_row("[bold]approvals[/bold]", f"{len(g.get('approvals', []))}/{g['approvals_required']}: {votes}")
     if g.get("pending_approval"):
-        t.add_row("[bold]waiting for[/bold]", "; ".join(
-            f"{p['stage']}: {p['have']}/{p['need']} from {', '.join(p['groups'])}" for p in g["pending_approval"]))
+        t.add_row(
+            "[bold]waiting for[/bold]",
+            "; ".join(
+                f"{p['stage']}: {p['have']}/{p['need']} from {', '.join(p['groups'])}" for p in g["pending_approval"]
+            ),
+        )
     if g.get("extension"):
         e = g["extension"]
         t.add_row("[bold]extension[/bold]", f"+{e['extension_seconds']}s {e['status']}")
     if g.get("review"):
-        t.add_row("[bold]review[/bold]", f"{g['review']['outcome']} by {g['review']['reviewer']}: {g['review']['notes']}")
+        t.add_row(
+            "[bold]review[/bold]", f"{g['review']['outcome']} by {g['review']['reviewer']}: {g['review']['notes']}"
+        )
     elif g.get("review_deadline"):
-        t.add_row("[bold]review due[/bold]", g["review_deadline"] + (" (OVERDUE, escalated)" if g.get("review_escalated") else ""))
+        t.add_row(
+            "[bold]review due[/bold]",
+            g["review_deadline"] + (" (OVERDUE, escalated)" if g.get("review_escalated") else ""),
+        )
     if g.get("credential"):
         t.add_row("[bold]credential ref[/bold]", f"{g['credential']['reference']} {g['credential'].get('details', {})}")
     if g.get("drift"):
-        t.add_row("[bold red]drift[/bold red]", f"{g['drift']['detail']} (reconciliation run {g['drift'].get('run_id')})")
+        t.add_row(
+            "[bold red]drift[/bold red]", f"{g['drift']['detail']} (reconciliation run {g['drift'].get('run_id')})"
+        )
     console.print(t)
 
 
 @app.command()
 def request(
     entitlement: str,
-    duration: Optional[str] = typer.Option(None, help="ISO 8601 (PT15M) or seconds; default from the catalogue"),
+    duration: str | None = typer.Option(None, help="ISO 8601 (PT15M) or seconds; default from the catalogue"),
     reason: str = typer.Option("", help="why you need it (required by most entitlements)"),
-    ticket: Optional[str] = typer.Option(None, help="change/incident ticket reference"),
-    request_id: Optional[str] = typer.Option(None, help="idempotency key: resubmitting returns the same grant"),
-    break_glass: bool = typer.Option(False, "--break-glass", help="emergency access: issued now, alerted, reviewed after"),
-    incident: Optional[str] = typer.Option(None, help="incident reference (required with --break-glass)"),
+    ticket: str | None = typer.Option(None, help="change/incident ticket reference"),
+    request_id: str | None = typer.Option(None, help="idempotency key: resubmitting returns the same grant"),
+    break_glass: bool = typer.Option(
+        False, "--break-glass", help="emergency access: issued now, alerted, reviewed after"
+    ),
+    incident: str | None = typer.Option(None, help="incident reference (required with --break-glass)"),
 ) -> None:
     """Ask for an entitlement from the catalogue."""
     body: dict[str, Any] = {"entitlement": entitlement, "reason": reason}
@@ -224,16 +256,26 @@ def onboard(
     reason: str = typer.Option("", help="why"),
 ) -> None:
     """Onboard a service: its template's entitlements as child grants, all or nothing."""
-    body = {"template": template, "reason": reason, "workload": {
-        "service": service, "owning_team": team, "environment": environment, "repository": repository,
-        "dependencies": list(depends)}}
+    body = {
+        "template": template,
+        "reason": reason,
+        "workload": {
+            "service": service,
+            "owning_team": team,
+            "environment": environment,
+            "repository": repository,
+            "dependencies": list(depends),
+        },
+    }
     r = _call("POST", "/v1/onboardings", json=body)
     console.print(f"[bold]{r['onboarding_id']}[/bold] {r['state']}")
 
 
 @app.command()
 def offboard(
-    service: str, environment: str = typer.Option(..., "--env"), reason: str = typer.Option(..., help="why"),
+    service: str,
+    environment: str = typer.Option(..., "--env"),
+    reason: str = typer.Option(..., help="why"),
 ) -> None:
     """Offboard a service: revoke every child grant and confirm each."""
     o = _call("POST", f"/v1/onboardings/onboarding-{service}-{environment}/offboard", json={"reason": reason})
@@ -250,8 +292,10 @@ def _show_onboarding(o: dict[str, Any]) -> None:
     if ctx.json:
         console.print_json(data=o)
         return
-    console.print(f"[bold]{o['onboarding_id']}[/bold] {o['state']}  template={o['template']} "
-                  f"owner={o['workload']['owning_team']} ends_at={o.get('ends_at')} rotations={o['rotations']}")
+    console.print(
+        f"[bold]{o['onboarding_id']}[/bold] {o['state']}  template={o['template']} "
+        f"owner={o['workload']['owning_team']} ends_at={o.get('ends_at')} rotations={o['rotations']}"
+    )
     t = Table("child grant", "entitlement", "state", "reference")
     for ch in o["children"]:
         t.add_row(ch["grant_id"], ch["entitlement"], ch["state"], ch.get("reference") or "")
@@ -266,12 +310,16 @@ def status(grant_id: str) -> None:
 
 @app.command("list")
 def list_grants(
-    state: Optional[str] = typer.Option(None, help="only grants in this state"),
-    requester: Optional[str] = typer.Option(None, help="only grants of this requester"),
+    state: str | None = typer.Option(None, help="only grants in this state"),
+    requester: str | None = typer.Option(None, help="only grants of this requester"),
     break_glass: bool = typer.Option(False, "--break-glass", help="only break-glass grants"),
 ) -> None:
     """List grants."""
-    params = {k: v for k, v in {"state": state, "requester": requester, "break_glass": "true" if break_glass else None}.items() if v}
+    params = {
+        k: v
+        for k, v in {"state": state, "requester": requester, "break_glass": "true" if break_glass else None}.items()
+        if v
+    }
     rows = _call("GET", "/v1/grants", params=params)["grants"]
     if ctx.json:
         console.print_json(data=rows)
@@ -283,7 +331,7 @@ def list_grants(
 
 
 @app.command()
-def credential(grant_id: str, vault_addr: Optional[str] = typer.Option(None, envvar="VAULT_ADDR")) -> None:
+def credential(grant_id: str, vault_addr: str | None = typer.Option(None, envvar="VAULT_ADDR")) -> None:
     """Fetch your grant's single-use wrapping token and unwrap it against Vault yourself; prints the token."""
     import hvac
 
@@ -296,10 +344,18 @@ def credential(grant_id: str, vault_addr: Optional[str] = typer.Option(None, env
     auth = unwrapped.get("auth")
     if auth:  # a Vault token
         if ctx.json:
-            console.print_json(data={"grant_id": grant_id, "token": auth["client_token"], "policies": auth.get("policies"),
-                                     "ttl": auth.get("lease_duration")})
+            console.print_json(
+                data={
+                    "grant_id": grant_id,
+                    "token": auth["client_token"],
+                    "policies": auth.get("policies"),
+                    "ttl": auth.get("lease_duration"),
+                }
+            )
         else:
-            err.print(f"policies={auth.get('policies')} ttl={auth.get('lease_duration')}s (shown once; not stored anywhere)")
+            err.print(
+                f"policies={auth.get('policies')} ttl={auth.get('lease_duration')}s (shown once; not stored anywhere)"
+            )
             print(auth["client_token"])
     else:  # wrapped data: database login, AppRole role-ID/secret-ID, STS keys
         err.print("credential (shown once; not stored anywhere):")
@@ -321,18 +377,25 @@ def events(grant_id: str) -> None:
 
 @evidence_app.command("verify")
 def evidence_verify(
-    grant_id: Optional[str] = typer.Argument(None), all_: bool = typer.Option(False, "--all", help="every grant in the ledger")
+    grant_id: str | None = typer.Argument(None),
+    all_: bool = typer.Option(False, "--all", help="every grant in the ledger"),
 ) -> None:
     """Recompute hash chains from the ledger and name the first broken link."""
     if bool(grant_id) == all_:
         raise _fail("give a GRANT_ID or --all", 2)
     results = (
-        _call("GET", "/v1/evidence/verify")["results"] if all_ else [_call("GET", f"/v1/grants/{grant_id}/evidence")["verification"]]
+        _call("GET", "/v1/evidence/verify")["results"]
+        if all_
+        else [_call("GET", f"/v1/grants/{grant_id}/evidence")["verification"]]
     )
     t = Table("grant", "events", "chain", "first broken link")
     for v in results:
-        t.add_row(v["grant_id"], str(v["events"]), "[green]ok[/green]" if v["ok"] else "[red]BROKEN[/red]",
-                  f"{v['first_broken'] or ''} {v['problem'] or ''}".strip())
+        t.add_row(
+            v["grant_id"],
+            str(v["events"]),
+            "[green]ok[/green]" if v["ok"] else "[red]BROKEN[/red]",
+            f"{v['first_broken'] or ''} {v['problem'] or ''}".strip(),
+        )
     console.print(t)
     broken = [v for v in results if not v["ok"]]
     console.print(f"{len(results) - len(broken)} of {len(results)} chains verify")
@@ -346,17 +409,34 @@ def reconcile(
     last: bool = typer.Option(False, "--last", help="show the last run's report instead of running one"),
 ) -> None:
     """Compare every target with the grants now (admins / security): orphaned, drifted and mismatched access."""
-    r = _call("GET", "/v1/reconciliation/last") if last else _call("POST", "/v1/reconciliation/runs", json={"dry_run": dry_run})
+    r = (
+        _call("GET", "/v1/reconciliation/last")
+        if last
+        else _call("POST", "/v1/reconciliation/runs", json={"dry_run": dry_run})
+    )
     if ctx.json:
         console.print_json(data=r)
         return
     colour = {"orphan": "red", "drift": "yellow", "mismatch": "magenta"}
-    t = Table("kind", "provider", "grant", "reference", "detail", "remediation",
-              title=f"reconciliation {r['run_id']}{' (dry run)' if r['dry_run'] else ''}")
+    t = Table(
+        "kind",
+        "provider",
+        "grant",
+        "reference",
+        "detail",
+        "remediation",
+        title=f"reconciliation {r['run_id']}{' (dry run)' if r['dry_run'] else ''}",
+    )
     for f in r["findings"]:
         rem = f.get("remediation") or {}
-        t.add_row(f"[{colour.get(f['kind'], 'white')}]{f['kind']}[/]", f["provider"], f["grant_id"] or "-",
-                  f.get("reference") or "", f["detail"], f"{rem.get('action', '')} {rem.get('detail', '')}".strip())
+        t.add_row(
+            f"[{colour.get(f['kind'], 'white')}]{f['kind']}[/]",
+            f["provider"],
+            f["grant_id"] or "-",
+            f.get("reference") or "",
+            f["detail"],
+            f"{rem.get('action', '')} {rem.get('detail', '')}".strip(),
+        )
     console.print(t)
     for p in r.get("providers", []):
         extra = f" [red]error: {p['error']}[/red]" if p.get("error") else (f" ({p['note']})" if p.get("note") else "")

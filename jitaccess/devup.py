@@ -71,8 +71,20 @@ def _write_users(workdir: Path) -> dict[str, str]:
 
 
 def format_event(ev: IdentityEvent) -> str:
-    colour = {"requester": "cyan", "approver": "magenta", "executor": "green", "system": "yellow"}.get(ev.actor.role.value, "white")
-    keys = ("entitlement", "outcome", "reason_codes", "reference", "read_back", "reason", "comment", "attempt", "problem")
+    colour = {"requester": "cyan", "approver": "magenta", "executor": "green", "system": "yellow"}.get(
+        ev.actor.role.value, "white"
+    )
+    keys = (
+        "entitlement",
+        "outcome",
+        "reason_codes",
+        "reference",
+        "read_back",
+        "reason",
+        "comment",
+        "attempt",
+        "problem",
+    )
     detail = ", ".join(f"{k}={ev.data[k]}" for k in keys if ev.data.get(k) not in (None, "", []))
     return (
         f"[dim]{ev.at[11:23]}[/dim] [bold]{ev.grant_id}[/bold] #{ev.seq} [bold]{ev.type}[/bold] "
@@ -88,14 +100,14 @@ async def _tail(ledger: Ledger, stop: asyncio.Event) -> None:
             cursor = f"{ev.at}|{ev.event_id}"
         try:
             await asyncio.wait_for(stop.wait(), 0.5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
 
 async def dev_up(workdir: Path, random_ports: bool = False) -> None:
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    configure_logging(stream=open(workdir / "events.jsonl", "a", buffering=1))  # the SIEM feed, as a file
+    configure_logging(stream=(workdir / "events.jsonl").open("a", buffering=1))  # the SIEM feed, as a file
     servers: list[Server] = []
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -104,7 +116,10 @@ async def dev_up(workdir: Path, random_ports: bool = False) -> None:
     try:
         with console.status("starting Temporal dev server (SQLite, WAL) ..."):
             temporal = start_temporal(
-                workdir, db_file=workdir / "temporal.db", port=_port(7233, random_ports), ui_port=_port(8233, random_ports)
+                workdir,
+                db_file=workdir / "temporal.db",
+                port=_port(7233, random_ports),
+                ui_port=_port(8233, random_ports),
             )
             servers.append(temporal)
         root = "dev-root-" + secrets.token_hex(12)
@@ -123,7 +138,9 @@ async def dev_up(workdir: Path, random_ports: bool = False) -> None:
         if postgres_dsn:
             with console.status("configuring the database secrets engine against local PostgreSQL ..."):
                 db = seed_dev_database(bao.address, root, postgres_dsn)
-            console.print(f"[dim]{db.message}[/dim]" if db else f"[yellow]database credentials disabled:[/yellow] {db.message}")
+            console.print(
+                f"[dim]{db.message}[/dim]" if db else f"[yellow]database credentials disabled:[/yellow] {db.message}"
+            )
             postgres_dsn = postgres_dsn if db else None
         api_port = _port(8000, random_ports)
         settings = Settings(
@@ -145,7 +162,9 @@ async def dev_up(workdir: Path, random_ports: bool = False) -> None:
         client = await connect(settings)
         await ensure_reconciliation_schedule(client, settings)
         worker, ledger = build_worker(client, settings)
-        server = uvicorn.Server(uvicorn.Config(create_app(settings, client), host="127.0.0.1", port=api_port, log_level="warning"))
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(settings, client), host="127.0.0.1", port=api_port, log_level="warning")
+        )
         api_url = f"http://127.0.0.1:{api_port}"
         dev = {
             "api_url": api_url,

@@ -81,9 +81,14 @@ def vault_postgres(openbao):
             with contextlib.suppress(Exception):
                 root.sys.revoke_prefix("database/")
             with contextlib.suppress(psycopg.Error), psycopg.connect(dsn, autocommit=True) as db:
-                left = [r[0] for r in db.execute(
-                    "SELECT DISTINCT grantee FROM information_schema.role_table_grants WHERE table_schema = %s", (DEV_SCHEMA,)
-                ).fetchall() if r[0] != "postgres"]
+                left = [
+                    r[0]
+                    for r in db.execute(
+                        "SELECT DISTINCT grantee FROM information_schema.role_table_grants WHERE table_schema = %s",
+                        (DEV_SCHEMA,),
+                    ).fetchall()
+                    if r[0] != "postgres"
+                ]
                 for role in left:
                     db.execute(f'DROP OWNED BY "{role}"')
                     db.execute(f'DROP ROLE IF EXISTS "{role}"')

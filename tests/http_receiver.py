@@ -47,7 +47,9 @@ class HttpReceiver:
         self.port = free_port()
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="http-receiver", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="http-receiver", daemon=True
+        )
         self._thread.start()
 
     @property
@@ -95,10 +97,16 @@ class HttpReceiver:
             body = None
         with self._arrived:
             status = self.fail_status if len(self.received) < self.fail_first else 200
-            self.received.append(Received(
-                path=handler.path, body=body, raw=raw, headers=dict(handler.headers.items()),
-                status=status, method=handler.command,
-            ))
+            self.received.append(
+                Received(
+                    path=handler.path,
+                    body=body,
+                    raw=raw,
+                    headers=dict(handler.headers.items()),
+                    status=status,
+                    method=handler.command,
+                )
+            )
             self._arrived.notify_all()
         return status
 

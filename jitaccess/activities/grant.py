@@ -43,7 +43,13 @@ class GrantActivities:
         self.wrap_ttl = wrap_ttl
 
     def all(self) -> list:
-        return [self.issue_credential, self.revoke_credential, self.clean_up_grant, self.extend_credential, self.record_events]
+        return [
+            self.issue_credential,
+            self.revoke_credential,
+            self.clean_up_grant,
+            self.extend_credential,
+            self.record_events,
+        ]
 
     @activity.defn(name=c.ISSUE_CREDENTIAL)
     def issue_credential(self, grant: ProviderGrant) -> IssueResult:
@@ -53,7 +59,9 @@ class GrantActivities:
             with self.holds.locked(key) if key else nullcontext() as holds:
                 if holds is not None:
                     holds.add(grant.grant_id)
-                cred, handover = provider.issue(grant, wrap_ttl=self.wrap_ttl, first_attempt=activity.info().attempt == 1)
+                cred, handover = provider.issue(
+                    grant, wrap_ttl=self.wrap_ttl, first_attempt=activity.info().attempt == 1
+                )
                 cred = cred.model_copy(update={"shared_target": key})
                 verified, seen = provider.verify_active(cred)
                 if holds is not None and len(others := [g for g in holds.holders() if g != grant.grant_id]):
@@ -74,7 +82,8 @@ class GrantActivities:
                     others = holds.holders()
                     if others:
                         return RevocationResult(
-                            confirmed=True, deferred_to=others,
+                            confirmed=True,
+                            deferred_to=others,
                             verification=f"this grant's hold released; access kept for {', '.join(others)}",
                         )
                     result = self._revoke(provider, cred)
@@ -113,7 +122,8 @@ class GrantActivities:
                     holds.remove(grant.grant_id)
                     if others := holds.holders():
                         return RevocationResult(
-                            confirmed=True, deferred_to=others,
+                            confirmed=True,
+                            deferred_to=others,
                             verification=f"nothing removed: the access is held by {', '.join(others)}",
                         )
                 expected = provider.expected_credential(grant)

@@ -14,7 +14,7 @@ logged and is scrubbed from error text. Bodies are not logged at info.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import httpx
 import structlog
@@ -68,7 +68,8 @@ class NotificationActivities:
         if cfg is None:
             raise ApplicationError(
                 f"notifier {req.notifier!r} is not configured (configured: {sorted(self.notifiers) or 'none'})",
-                type=UNKNOWN_NOTIFIER, non_retryable=True,
+                type=UNKNOWN_NOTIFIER,
+                non_retryable=True,
             )
         n = req.notification
         body = format_body(cfg.format, n, self.public_url)
@@ -92,7 +93,9 @@ class NotificationActivities:
         except Exception as e:  # never let one notifier's oddity fail the grant's activity
             error = _one_line(f"{type(e).__name__}: {e}", url)
 
-        result = DeliveryResult(notifier=cfg.name, ok=error is None, status_code=status, error=error, attempt=req.attempt)
+        result = DeliveryResult(
+            notifier=cfg.name, ok=error is None, status_code=status, error=error, attempt=req.attempt
+        )
         if result.ok:
             log.info("notification delivered", status_code=status, **ctx)
         else:

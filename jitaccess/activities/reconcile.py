@@ -21,8 +21,9 @@ provider and ledger calls on threads:
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import structlog
 from temporalio import activity
@@ -34,7 +35,13 @@ from jitaccess.domain import contracts as c
 from jitaccess.domain.credentials import IssuedCredential, RevocationResult
 from jitaccess.domain.grant import Grant
 from jitaccess.domain.reconciliation import (
-    Comparison, GrantRecord, Inventory, ReconciliationReport, Snapshot, candidates, compare,
+    Comparison,
+    GrantRecord,
+    Inventory,
+    ReconciliationReport,
+    Snapshot,
+    candidates,
+    compare,
 )
 from jitaccess.domain.states import HOLDS_ACCESS, GrantState
 from jitaccess.ledger import Ledger
@@ -55,7 +62,10 @@ def _credential(data: dict[str, Any], grant_id: str) -> IssuedCredential | None:
         return None
     expires = data.get("provider_expires_at")
     return IssuedCredential(
-        provider=data["provider"], grant_id=grant_id, reference=data["reference"], details=data.get("details") or {},
+        provider=data["provider"],
+        grant_id=grant_id,
+        reference=data["reference"],
+        details=data.get("details") or {},
         expires_at=datetime.fromisoformat(expires) if expires else None,
     )
 
@@ -91,9 +101,12 @@ class ReconcileActivities:
         checked = await self._check_live(snapshot, candidates(first))
         result = compare(snapshot) if checked else first
         result.notes.extend(n for g in snapshot.grants.values() if (n := g.note) and not g.uncertain)
-        log.info("reconciliation_scan", findings=len(result.findings),
-                 listed={i.provider: len(i.listed) for i in snapshot.inventories},
-                 errors={i.provider: i.error for i in snapshot.inventories if i.error})
+        log.info(
+            "reconciliation_scan",
+            findings=len(result.findings),
+            listed={i.provider: len(i.listed) for i in snapshot.inventories},
+            errors={i.provider: i.error for i in snapshot.inventories if i.error},
+        )
         return result
 
     async def snapshot(self) -> Snapshot:
@@ -106,8 +119,9 @@ class ReconcileActivities:
         holds = [s.value for s in HOLDS_ACCESS]
         rows = await self._run(self.ledger.grants_in_states, holds)
         records: dict[str, GrantRecord] = {
-            r["grant_id"]: GrantRecord(grant_id=r["grant_id"], state=r["state"], provider=r.get("provider"),
-                                       requester=r.get("requester"))
+            r["grant_id"]: GrantRecord(
+                grant_id=r["grant_id"], state=r["state"], provider=r.get("provider"), requester=r.get("requester")
+            )
             for r in rows
         }
         issued = await self._run(self.ledger.latest_events_of_type, "credential.issued", list(records))
@@ -119,14 +133,20 @@ class ReconcileActivities:
                 if obj.grant_id not in records:
                     row = await self._run(self.ledger.grant, obj.grant_id) if obj.grant_id else None
                     records[obj.grant_id] = GrantRecord(
-                        grant_id=obj.grant_id, state=row["state"] if row else None, source="ledger" if row else "none",
-                        provider=row.get("provider") if row else None, requester=row.get("requester") if row else None,
+                        grant_id=obj.grant_id,
+                        state=row["state"] if row else None,
+                        source="ledger" if row else "none",
+                        provider=row.get("provider") if row else None,
+                        requester=row.get("requester") if row else None,
                     )
         sem = asyncio.Semaphore(self._parallelism)
-        await asyncio.gather(*(
-            self._read_back(g, sem) for g in records.values()
-            if g.state == GrantState.active.value and g.credential is not None
-        ))
+        await asyncio.gather(
+            *(
+                self._read_back(g, sem)
+                for g in records.values()
+                if g.state == GrantState.active.value and g.credential is not None
+            )
+        )
         return Snapshot(inventories=list(inventories), grants=records)
 
     async def _inventory(self, name: str) -> Inventory:
@@ -178,8 +198,11 @@ class ReconcileActivities:
         """Grants the ledger says hold access whose workflow does not appear among the running
         ones (terminated, failed, reset...): nothing will ever revoke their access. Visibility is
         eventually consistent, so these are only candidates; describe() decides."""
-        holding = {gid for gid, g in snapshot.grants.items() if g.source == "ledger" and g.state is not None
-                   and g.state in {s.value for s in HOLDS_ACCESS}}
+        holding = {
+            gid
+            for gid, g in snapshot.grants.items()
+            if g.source == "ledger" and g.state is not None and g.state in {s.value for s in HOLDS_ACCESS}
+        }
         if not holding:
             return set()
         running: set[str] = set()

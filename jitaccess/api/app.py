@@ -1,18 +1,21 @@
 """The HTTP API. Every call is authenticated; decisions go to the grant's workflow
 as updates, whose validators answer with the rule that refused them."""
 
-
 import hmac
 import uuid
-from datetime import datetime, timedelta, timezone
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict
 from temporalio.client import (
-    Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError,
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
@@ -26,13 +29,13 @@ from jitaccess.config import Settings, load_catalogue, load_users
 from jitaccess.domain import contracts as c
 from jitaccess.domain.events import make_event
 from jitaccess.domain.grant import ActionInput, Delegation, ExtendInput, Grant, GrantInput, ReviewInput
+from jitaccess.domain.onboarding import OnboardingInput, OnboardingRequest, evaluate_onboarding, onboarding_id
 from jitaccess.domain.policy import AccessRequest, evaluate, evaluate_extension
 from jitaccess.domain.principals import ActorRole, Principal
 from jitaccess.domain.reconciliation import ReconcileInput, ReconciliationReport, chain_id
 from jitaccess.domain.states import GrantState
 from jitaccess.ledger import Ledger
 from jitaccess.workers.common import connect, grant_options
-from jitaccess.domain.onboarding import OnboardingInput, OnboardingRequest, evaluate_onboarding, onboarding_id
 from jitaccess.workflows.grant import GrantWorkflow
 from jitaccess.workflows.onboarding import ServiceOnboardingWorkflow
 from jitaccess.workflows.reconciliation import ReconciliationWorkflow
@@ -60,9 +63,13 @@ def grant_view(g: Grant) -> dict[str, Any]:
     view = g.model_dump(mode="json", exclude={"decision", "admin_groups"})
     d = g.decision
     view["decision"] = {
-        "outcome": d.outcome.value, "rule": d.rule, "policy_version": d.policy_version,
-        "reason_codes": list(d.reason_codes), "messages": list(d.messages),
-        "approver_groups": list(d.approver_groups), "min_approvals": d.min_approvals,
+        "outcome": d.outcome.value,
+        "rule": d.rule,
+        "policy_version": d.policy_version,
+        "reason_codes": list(d.reason_codes),
+        "messages": list(d.messages),
+        "approver_groups": list(d.approver_groups),
+        "min_approvals": d.min_approvals,
     }
     view["approvals_required"] = g.approvals_required
     view["approvals"] = [v.model_dump(mode="json") for v in g.approvals]
@@ -119,7 +126,12 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
             raise
 
     async def update(
-        request: Request, grant_id: str, method, actor: Principal, comment: str = "", arg: Any = None,
+        request: Request,
+        grant_id: str,
+        method,
+        actor: Principal,
+        comment: str = "",
+        arg: Any = None,
         query=GrantWorkflow.status,
     ) -> Any:
         handle = tc(request).get_workflow_handle(grant_id)
@@ -139,8 +151,11 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
             # either no such grant, or its workflow has ended: say which, with the final state
             g = await status_of(handle, query)
             raise ApiError(
-                409, "wrong_state", f"grant {grant_id} has ended ({g.state.value}); no further decisions are possible",
-                state=g.state.value, grant_id=grant_id,
+                409,
+                "wrong_state",
+                f"grant {grant_id} has ended ({g.state.value}); no further decisions are possible",
+                state=g.state.value,
+                grant_id=grant_id,
             ) from None
 
     # -- routes -------------------------------------------------------------------------
@@ -153,28 +168,39 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         return {
             "policy_version": catalogue.version,
             "entitlements": [
-                {**e.model_dump(mode="json"), "you_may_request": me.in_any(e.requester_groups)} for e in catalogue.entitlements
+                {**e.model_dump(mode="json"), "you_may_request": me.in_any(e.requester_groups)}
+                for e in catalogue.entitlements
             ],
         }
 
     @app.post("/v1/grants", status_code=202, tags=["grants"])
     async def request_grant(body: GrantRequestBody, me: Me, request: Request, response: Response) -> dict[str, Any]:
         req = AccessRequest(**body.model_dump())
-        decision = evaluate(catalogue, me, req, datetime.now(timezone.utc))
+        decision = evaluate(catalogue, me, req, datetime.now(UTC))
         if decision.is_input_error:
             raise ApiError(
-                422, "invalid_request", "; ".join(decision.messages),
-                reason_codes=[r.value for r in decision.reason_codes], valid_entitlements=catalogue.ids,
+                422,
+                "invalid_request",
+                "; ".join(decision.messages),
+                reason_codes=[r.value for r in decision.reason_codes],
+                valid_entitlements=catalogue.ids,
             )
         grant_id = grant_id_for(me.id, body.request_id)
         inp = GrantInput(
-            grant_id=grant_id, requester=me, request=req, decision=decision, admin_groups=settings.admin_groups,
+            grant_id=grant_id,
+            requester=me,
+            request=req,
+            decision=decision,
+            admin_groups=settings.admin_groups,
             options=grant_options(settings),
         )
         client = tc(request)
         try:
             handle = await client.start_workflow(
-                GrantWorkflow.run, inp, id=grant_id, task_queue=settings.task_queue,
+                GrantWorkflow.run,
+                inp,
+                id=grant_id,
+                task_queue=settings.task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             )
@@ -184,22 +210,37 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
             # a new grant: everything the answer needs is known here, so no query (which would
             # wait on the worker and, under load, time out after the grant had already started)
             if not decision.allowed:
-                raise ApiError(403, "policy_denied", "; ".join(decision.messages), grant_id=grant_id,
-                               reason_codes=[r.value for r in decision.reason_codes])
+                raise ApiError(
+                    403,
+                    "policy_denied",
+                    "; ".join(decision.messages),
+                    grant_id=grant_id,
+                    reason_codes=[r.value for r in decision.reason_codes],
+                )
             response.headers["Location"] = f"/v1/grants/{grant_id}"
-            return {"grant_id": grant_id, "state": GrantState.requested.value, "grant": grant_view(Grant.from_input(inp))}
+            return {
+                "grant_id": grant_id,
+                "state": GrantState.requested.value,
+                "grant": grant_view(Grant.from_input(inp)),
+            }
         g = await status_of(handle)
         if body.request_id and (g.entitlement, g.reason, g.duration_seconds) != (
-            req.entitlement, req.reason, int(decision.duration.total_seconds())
+            req.entitlement,
+            req.reason,
+            int(decision.duration.total_seconds()),
         ):
             raise ApiError(
-                409, "request_id_reused",
+                409,
+                "request_id_reused",
                 f"request_id {body.request_id!r} was already used for a different request (grant {grant_id}); use a new request_id",
                 grant_id=grant_id,
             )
         if g.state is GrantState.denied and g.decided_by is None:
             raise ApiError(
-                403, "policy_denied", "; ".join(decision.messages), grant_id=grant_id,
+                403,
+                "policy_denied",
+                "; ".join(decision.messages),
+                grant_id=grant_id,
                 reason_codes=[r.value for r in g.decision.reason_codes],
             )
         response.headers["Location"] = f"/v1/grants/{grant_id}"
@@ -207,7 +248,8 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
 
     @app.get("/v1/grants", tags=["grants"])
     async def list_grants(
-        me: Me, request: Request,
+        me: Me,
+        request: Request,
         state: Annotated[GrantState | None, Query()] = None,
         requester: Annotated[str | None, Query(max_length=200)] = None,
         break_glass: Annotated[bool | None, Query()] = None,
@@ -248,7 +290,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         g = await status_of(tc(request).get_workflow_handle(grant_id))
         if body.duration is None:
             raise ApiError(422, "invalid_request", "duration: give how much longer, ISO 8601 like PT30M or seconds")
-        d = evaluate_extension(g.decision, me, g.duration, body.duration, datetime.now(timezone.utc), catalogue.version)
+        d = evaluate_extension(g.decision, me, g.duration, body.duration, datetime.now(UTC), catalogue.version)
         arg = ExtendInput(actor=me, reason=body.reason, decision=d)
         return grant_view(await update(request, grant_id, GrantWorkflow.extend, me, arg=arg))
 
@@ -259,7 +301,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
 
     @app.post("/v1/delegations", status_code=201, tags=["decisions"])
     async def delegate(body: DelegationBody, me: Me, request: Request) -> dict[str, Any]:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         starts = body.starts_at or now
         ends = body.ends_at or (starts + body.duration if body.duration else None)
         problems = []
@@ -276,13 +318,26 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         if problems:
             raise ApiError(422, "invalid_request", "; ".join(problems))
         d = Delegation(
-            delegation_id=f"delegation-{str(ULID()).lower()}", delegator=me, delegate=body.delegate,
-            starts_at=starts, ends_at=ends, reason=body.reason,
+            delegation_id=f"delegation-{str(ULID()).lower()}",
+            delegator=me,
+            delegate=body.delegate,
+            starts_at=starts,
+            ends_at=ends,
+            reason=body.reason,
         )
         ev = make_event(
-            d.delegation_id, None, "delegation.granted", now, me.as_actor(ActorRole.approver),
-            {"delegate": d.delegate, "starts_at": starts.isoformat(), "ends_at": ends.isoformat(),
-             "reason": d.reason, "delegator_groups": list(me.groups)},
+            d.delegation_id,
+            None,
+            "delegation.granted",
+            now,
+            me.as_actor(ActorRole.approver),
+            {
+                "delegate": d.delegate,
+                "starts_at": starts.isoformat(),
+                "ends_at": ends.isoformat(),
+                "reason": d.reason,
+                "delegator_groups": list(me.groups),
+            },
         )
         ledger(request).add_delegation(d, ev)
         return d.model_dump(mode="json")
@@ -314,10 +369,19 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         if running is not None:  # a retried request: the same onboarding, not a second one
             handle = running
         else:
-            inp = OnboardingInput(onboarding_id=oid, requester=me, request=body, decision=d,
-                                  admin_groups=settings.admin_groups, options=grant_options(settings))
+            inp = OnboardingInput(
+                onboarding_id=oid,
+                requester=me,
+                request=body,
+                decision=d,
+                admin_groups=settings.admin_groups,
+                options=grant_options(settings),
+            )
             handle = await client.start_workflow(
-                ServiceOnboardingWorkflow.run, inp, id=oid, task_queue=settings.task_queue,
+                ServiceOnboardingWorkflow.run,
+                inp,
+                id=oid,
+                task_queue=settings.task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             )
@@ -332,20 +396,26 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     @app.post("/v1/onboardings/{oid}/approve", tags=["onboarding"])
     async def approve_onboarding(oid: str, me: Me, request: Request, body: CommentBody | None = None) -> dict[str, Any]:
         arg = decision_by(request, me, (body or CommentBody()).comment)
-        o = await update(request, oid, ServiceOnboardingWorkflow.approve, me, arg=arg, query=ServiceOnboardingWorkflow.status)
+        o = await update(
+            request, oid, ServiceOnboardingWorkflow.approve, me, arg=arg, query=ServiceOnboardingWorkflow.status
+        )
         return o.model_dump(mode="json")
 
     @app.post("/v1/onboardings/{oid}/deny", tags=["onboarding"])
     async def deny_onboarding(oid: str, body: ReasonBody, me: Me, request: Request) -> dict[str, Any]:
         arg = decision_by(request, me, body.reason)
-        o = await update(request, oid, ServiceOnboardingWorkflow.deny, me, arg=arg, query=ServiceOnboardingWorkflow.status)
+        o = await update(
+            request, oid, ServiceOnboardingWorkflow.deny, me, arg=arg, query=ServiceOnboardingWorkflow.status
+        )
         return o.model_dump(mode="json")
 
     @app.post("/v1/onboardings/{oid}/offboard", tags=["onboarding"])
     async def offboard(oid: str, body: ReasonBody, me: Me, request: Request) -> dict[str, Any]:
         running, _ = await current_onboarding(tc(request), oid)
         oid = running.id if running is not None else oid
-        o = await update(request, oid, ServiceOnboardingWorkflow.offboard, me, body.reason, query=ServiceOnboardingWorkflow.status)
+        o = await update(
+            request, oid, ServiceOnboardingWorkflow.offboard, me, body.reason, query=ServiceOnboardingWorkflow.status
+        )
         return o.model_dump(mode="json")
 
     @app.get("/v1/delegations", tags=["decisions"])
@@ -396,7 +466,8 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         allowed = tuple(settings.admin_groups) + tuple(settings.reconciliation_groups)
         if not me.in_any(allowed):
             raise ApiError(
-                403, "not_reconciler",
+                403,
+                "not_reconciler",
                 f"reconciliation is for members of {', '.join(allowed)}; {me.id} is in none of them",
             )
 
@@ -406,16 +477,23 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         may_reconcile(me)
         run_id = str(ULID()).lower()
         inp = ReconcileInput(
-            dry_run=(body or ReconcileRunBody()).dry_run, run_id=run_id, requested_by=me.id,
+            dry_run=(body or ReconcileRunBody()).dry_run,
+            run_id=run_id,
+            requested_by=me.id,
             requested_by_kind=me.kind.value,
         )
         try:
             report: ReconciliationReport = await tc(request).execute_workflow(
-                ReconciliationWorkflow.run, inp, id=chain_id(run_id), task_queue=settings.task_queue,
+                ReconciliationWorkflow.run,
+                inp,
+                id=chain_id(run_id),
+                task_queue=settings.task_queue,
                 execution_timeout=timedelta(minutes=30),
             )
         except WorkflowFailureError as e:
-            raise ApiError(500, "reconciliation_failed", f"reconciliation run {run_id} failed: {e.cause or e}") from None
+            raise ApiError(
+                500, "reconciliation_failed", f"reconciliation run {run_id} failed: {e.cause or e}"
+            ) from None
         return report.model_dump(mode="json")
 
     @app.get("/v1/reconciliation/last", tags=["reconciliation"])

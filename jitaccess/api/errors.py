@@ -32,9 +32,7 @@ def install(app: FastAPI) -> None:
         for err in e.errors():
             where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
             problems.append(f"{where or 'body'}: {err.get('msg')}")
-        return JSONResponse(
-            _body("invalid_request", "; ".join(problems), problems=problems), status_code=422
-        )
+        return JSONResponse(_body("invalid_request", "; ".join(problems), problems=problems), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, e: StarletteHTTPException) -> JSONResponse:

@@ -32,15 +32,20 @@ class GrantRequestBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     entitlement: str = Field(min_length=1, max_length=64, examples=["secrets-readonly"])
-    duration: Duration = Field(default=None, examples=["PT15M", 900], description="ISO 8601 or seconds; default from the catalogue")
+    duration: Duration = Field(
+        default=None, examples=["PT15M", 900], description="ISO 8601 or seconds; default from the catalogue"
+    )
     reason: str = Field(default="", max_length=2000)
     ticket: str | None = Field(default=None, max_length=200)
     request_id: str | None = Field(
-        default=None, pattern=r"^[A-Za-z0-9._:-]{1,128}$",
+        default=None,
+        pattern=r"^[A-Za-z0-9._:-]{1,128}$",
         description="client-chosen idempotency key: resubmitting returns the same grant",
     )
     break_glass: bool = Field(default=False, description="emergency access: issued at once, alerted, reviewed after")
-    incident: str | None = Field(default=None, max_length=200, description="incident reference, required for break-glass")
+    incident: str | None = Field(
+        default=None, max_length=200, description="incident reference, required for break-glass"
+    )
 
 
 class CommentBody(BaseModel):

@@ -103,7 +103,9 @@ class ApprovalRule(BaseModel):
         if self.stages:
             return self.stages
         if self.approver_groups:
-            return (ApprovalStage(name="approvers", approver_groups=self.approver_groups, min_approvals=self.min_approvals),)
+            return (
+                ApprovalStage(name="approvers", approver_groups=self.approver_groups, min_approvals=self.min_approvals),
+            )
         return ()
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,7 +26,7 @@ def canonical_json(obj: Any) -> str:
 
 def format_at(at: datetime) -> str:
     """One fixed textual form for event time (UTC, microseconds), so hashes survive storage."""
-    at = at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
+    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
     return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -85,7 +86,8 @@ def verify_chain(grant_id: str, events: Iterable[IdentityEvent]) -> ChainVerific
     prev_hash = GENESIS_HASH
     n = 0
     for n, ev in enumerate(events, start=1):
-        def broken(problem: str) -> ChainVerification:
+
+        def broken(problem: str, n: int = n, ev: IdentityEvent = ev) -> ChainVerification:
             return ChainVerification(grant_id=grant_id, ok=False, events=n, first_broken=ev.event_id, problem=problem)
 
         if ev.grant_id != grant_id:
@@ -95,7 +97,9 @@ def verify_chain(grant_id: str, events: Iterable[IdentityEvent]) -> ChainVerific
         if ev.event_id != f"{grant_id}:{n}":
             return broken(f"event_id {ev.event_id!r} does not match {grant_id}:{n}")
         if ev.prev_hash != prev_hash:
-            return broken("prev_hash does not match the previous event's hash (an event was removed, reordered or altered)")
+            return broken(
+                "prev_hash does not match the previous event's hash (an event was removed, reordered or altered)"
+            )
         if ev.computed_hash() != ev.hash:
             return broken("hash does not match the event's content (the event was altered)")
         prev_hash = ev.hash

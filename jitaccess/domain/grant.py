@@ -130,21 +130,32 @@ class ApprovalRound(BaseModel):
 
     def pending(self) -> list[dict[str, object]]:
         return [
-            {"stage": s.name, "groups": list(self.groups_for(s)), "have": len(self.votes_in(s.name)), "need": s.min_approvals}
+            {
+                "stage": s.name,
+                "groups": list(self.groups_for(s)),
+                "have": len(self.votes_in(s.name)),
+                "need": s.min_approvals,
+            }
             for s in self.open_stages()
         ]
 
 
 def authorise_vote(
-    rnd: ApprovalRound, requester: Principal, subject: str, actor: Principal, now: datetime,
-    delegations: list[Delegation], action: str,
+    rnd: ApprovalRound,
+    requester: Principal,
+    subject: str,
+    actor: Principal,
+    now: datetime,
+    delegations: list[Delegation],
+    action: str,
 ) -> tuple[ApprovalStage, Principal, Delegation | None]:
     """Which open stage of `rnd` this actor's decision counts for, and as whom (self or a delegator).
     Separation of duties: never the requester; an approver counts once across stages; a non-human
     requester's owner counts only in stages that allow it. Raises Refusal naming the rule."""
     if actor.id == requester.id:
         raise Refusal(
-            RefusalKind.forbidden, "self_approval",
+            RefusalKind.forbidden,
+            "self_approval",
             f"{actor.id} requested {subject} and cannot {action} it (separation of duties)",
         )
     if any(v.actor == actor.id for v in rnd.votes):
@@ -158,15 +169,19 @@ def authorise_vote(
         if who.id == requester.id:
             continue
         if any(v.approver == who.id for v in rnd.votes):
-            problems.append(("duplicate_vote", f"{who.id} has already approved (an approver counts once across stages)"))
+            problems.append(
+                ("duplicate_vote", f"{who.id} has already approved (an approver counts once across stages)")
+            )
             continue
         for st in open_stages:
             if not who.in_any(rnd.groups_for(st)):
                 continue
             if requester.kind is not ActorKind.human and requester.owner == who.id and not st.owner_may_approve:
                 problems.append(
-                    ("owner_not_independent",
-                     f"{who.id} owns {requester.id} and cannot satisfy the {st.name} stage, which needs an independent approver")
+                    (
+                        "owner_not_independent",
+                        f"{who.id} owns {requester.id} and cannot satisfy the {st.name} stage, which needs an independent approver",
+                    )
                 )
                 continue
             return st, who, via
@@ -180,7 +195,8 @@ def authorise_vote(
         for d in lapsed
     )
     raise Refusal(
-        RefusalKind.forbidden, "not_an_approver",
+        RefusalKind.forbidden,
+        "not_an_approver",
         f"{actor.id} is in none of the approver groups for {subject} now open ({stages}){note}",
     )
 
@@ -277,8 +293,12 @@ class Grant(BaseModel):
     def open_approval(self, now: datetime) -> ApprovalRound:
         d = self.decision
         self.approval = ApprovalRound(
-            purpose="grant", stages=d.stages, stage_order=d.stage_order, requested_at=now,
-            deadline=now + d.approval_timeout, escalation_groups=d.escalation_groups,
+            purpose="grant",
+            stages=d.stages,
+            stage_order=d.stage_order,
+            requested_at=now,
+            deadline=now + d.approval_timeout,
+            escalation_groups=d.escalation_groups,
         )
         return self.approval
 
@@ -312,7 +332,9 @@ class Grant(BaseModel):
     def _authority(
         self, rnd: ApprovalRound, actor: Principal, now: datetime, delegations: list[Delegation], action: str
     ) -> tuple[ApprovalStage, Principal, Delegation | None]:
-        return authorise_vote(rnd, self.requester, f"grant {self.grant_id} ({self.entitlement})", actor, now, delegations, action)
+        return authorise_vote(
+            rnd, self.requester, f"grant {self.grant_id} ({self.entitlement})", actor, now, delegations, action
+        )
 
     # -- approval --------------------------------------------------------------
     def check_approve(self, actor: Principal, now: datetime, delegations: list[Delegation] = ()) -> None:
@@ -323,8 +345,13 @@ class Grant(BaseModel):
         rnd = self._round_for("approve")
         stage, who, via = self._authority(rnd, actor, now, list(delegations), "approve")
         vote = Vote(
-            approver=who.id, actor=actor.id, on_behalf_of=who.id if via else None,
-            delegation_id=via.delegation_id if via else None, stage=stage.name, at=now.isoformat(), comment=comment,
+            approver=who.id,
+            actor=actor.id,
+            on_behalf_of=who.id if via else None,
+            delegation_id=via.delegation_id if via else None,
+            stage=stage.name,
+            at=now.isoformat(),
+            comment=comment,
         )
         rnd.votes.append(vote)
         if rnd.complete:
@@ -358,15 +385,27 @@ class Grant(BaseModel):
     # -- extension ---------------------------------------------------------------
     def check_extend(self, inp: ExtendInput) -> None:
         if inp.actor.id != self.requester.id:
-            raise Refusal(RefusalKind.forbidden, "not_requester", f"only the requester ({self.requester.id}) can extend this grant")
+            raise Refusal(
+                RefusalKind.forbidden,
+                "not_requester",
+                f"only the requester ({self.requester.id}) can extend this grant",
+            )
         self._require_state("extend", GrantState.active)
         if self.extension and self.extension.status in ("pending", "approved"):
-            raise Refusal(RefusalKind.conflict, "extension_pending", f"grant {self.grant_id} already has an extension {self.extension.status}")
+            raise Refusal(
+                RefusalKind.conflict,
+                "extension_pending",
+                f"grant {self.grant_id} already has an extension {self.extension.status}",
+            )
         d = inp.decision
         if not d.allowed:
-            raise Refusal(RefusalKind.invalid, d.reason_codes[0].value if d.reason_codes else "policy", "; ".join(d.messages))
+            raise Refusal(
+                RefusalKind.invalid, d.reason_codes[0].value if d.reason_codes else "policy", "; ".join(d.messages)
+            )
         if int((d.new_total - d.extension).total_seconds()) != self.duration_seconds:
-            raise Refusal(RefusalKind.conflict, "stale_decision", "the grant changed while the extension was evaluated; try again")
+            raise Refusal(
+                RefusalKind.conflict, "stale_decision", "the grant changed while the extension was evaluated; try again"
+            )
 
     def request_extension(self, inp: ExtendInput, now: datetime) -> Extension:
         self.check_extend(inp)
@@ -374,12 +413,20 @@ class Grant(BaseModel):
         rnd = None
         if d.auto_rule is None:
             rnd = ApprovalRound(
-                purpose="extension", stages=d.stages, stage_order=d.stage_order, requested_at=now,
-                deadline=now + d.approval_timeout, escalation_groups=self.decision.escalation_groups,
+                purpose="extension",
+                stages=d.stages,
+                stage_order=d.stage_order,
+                requested_at=now,
+                deadline=now + d.approval_timeout,
+                escalation_groups=self.decision.escalation_groups,
             )
         self.extension = Extension(
-            extension_seconds=int(d.extension.total_seconds()), new_total_seconds=int(d.new_total.total_seconds()),
-            reason=inp.reason, requested_at=now, auto_rule=d.auto_rule, round=rnd,
+            extension_seconds=int(d.extension.total_seconds()),
+            new_total_seconds=int(d.new_total.total_seconds()),
+            reason=inp.reason,
+            requested_at=now,
+            auto_rule=d.auto_rule,
+            round=rnd,
             status="approved" if d.auto_rule else "pending",
         )
         return self.extension
@@ -389,7 +436,11 @@ class Grant(BaseModel):
         self._require_state(
             "revoke", GrantState.awaiting_approval, GrantState.approved, GrantState.issuing, GrantState.active
         )
-        if actor.id == self.requester.id or actor.in_any(self.decision.approver_groups) or actor.in_any(self.admin_groups):
+        if (
+            actor.id == self.requester.id
+            or actor.in_any(self.decision.approver_groups)
+            or actor.in_any(self.admin_groups)
+        ):
             return
         raise Refusal(
             RefusalKind.forbidden,
@@ -409,10 +460,13 @@ class Grant(BaseModel):
     def check_review(self, inp: ReviewInput) -> None:
         self._require_state("review", GrantState.pending_review)
         if inp.actor.id == self.requester.id:
-            raise Refusal(RefusalKind.forbidden, "self_review", f"{inp.actor.id} used this break-glass grant and cannot review it")
+            raise Refusal(
+                RefusalKind.forbidden, "self_review", f"{inp.actor.id} used this break-glass grant and cannot review it"
+            )
         if not inp.actor.in_any(self.reviewer_groups()):
             raise Refusal(
-                RefusalKind.forbidden, "not_a_reviewer",
+                RefusalKind.forbidden,
+                "not_a_reviewer",
                 f"{inp.actor.id} is in none of the reviewer groups for {self.entitlement}: {', '.join(self.reviewer_groups())}",
             )
         if inp.outcome == "not_justified" and not inp.notes.strip():
@@ -422,7 +476,9 @@ class Grant(BaseModel):
     def check_claim(self, actor: Principal, now: datetime) -> None:
         if actor.id != self.requester.id:
             raise Refusal(
-                RefusalKind.forbidden, "not_requester", f"only the requester ({self.requester.id}) can fetch the credential"
+                RefusalKind.forbidden,
+                "not_requester",
+                f"only the requester ({self.requester.id}) can fetch the credential",
             )
         self._require_state("fetch the credential of", GrantState.active)
         if self.credential_delivered:

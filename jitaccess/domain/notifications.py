@@ -150,8 +150,13 @@ def grant_links(grant_id: str, audience: Audience | str) -> dict[str, str]:
     """The API paths a message to `audience` offers: approvers get approve/deny,
     reviewers review, everyone the grant itself."""
     base = f"/v1/grants/{grant_id}"
-    paths = {"view": base, "approve": f"{base}/approve", "deny": f"{base}/deny",
-             "review": f"{base}/review", "events": f"{base}/events"}
+    paths = {
+        "view": base,
+        "approve": f"{base}/approve",
+        "deny": f"{base}/deny",
+        "review": f"{base}/review",
+        "events": f"{base}/events",
+    }
     return {name: paths[name] for name in _LINKS_BY_AUDIENCE[Audience(audience)]}
 
 
@@ -187,8 +192,19 @@ def webhook_body(n: Notification, public_url: str | None = None) -> dict[str, An
 
 # --- Slack incoming webhook ------------------------------------------------------------
 
-SUMMARY_ORDER = ("entitlement", "requester", "state", "reason", "ticket", "incident", "duration",
-                 "expires_at", "approvals", "approvers", "stage")
+SUMMARY_ORDER = (
+    "entitlement",
+    "requester",
+    "state",
+    "reason",
+    "ticket",
+    "incident",
+    "duration",
+    "expires_at",
+    "approvals",
+    "approvers",
+    "stage",
+)
 
 # Slack Block Kit limits (https://api.slack.com/reference/block-kit/blocks).
 _HEADER_MAX = 150
@@ -243,13 +259,15 @@ def slack_body(n: Notification, public_url: str | None = None) -> dict[str, Any]
     ]
 
     fields = [
-        {"type": "mrkdwn", "text": _cut(f"*{_label(k)}*\n{slack_escape(v)}", _FIELD_MAX)}
-        for k, v in summary_items(n)
+        {"type": "mrkdwn", "text": _cut(f"*{_label(k)}*\n{slack_escape(v)}", _FIELD_MAX)} for k, v in summary_items(n)
     ]
-    overflow = fields[_MAX_FIELDS - 1:] if len(fields) > _MAX_FIELDS else []
+    overflow = fields[_MAX_FIELDS - 1 :] if len(fields) > _MAX_FIELDS else []
     section: dict[str, Any] = {
         "type": "section",
-        "text": {"type": "mrkdwn", "text": _cut(f"*{title}*\nGrant `{slack_escape(n.grant_id)}` · {n.kind}", _TEXT_MAX)},
+        "text": {
+            "type": "mrkdwn",
+            "text": _cut(f"*{title}*\nGrant `{slack_escape(n.grant_id)}` · {n.kind}", _TEXT_MAX),
+        },
     }
     if fields:
         if overflow:

@@ -10,8 +10,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from jitaccess.domain.contracts import GrantOptions
 from jitaccess.domain.catalogue import ApprovalStage, Catalogue, OnboardingTemplate
+from jitaccess.domain.contracts import GrantOptions
 from jitaccess.domain.grant import ApprovalRound, Delegation, Refusal, RefusalKind, authorise_vote
 from jitaccess.domain.policy import Outcome, PolicyDecision
 from jitaccess.domain.principals import Principal
@@ -76,20 +76,28 @@ def evaluate_onboarding(catalogue: Catalogue, requester: Principal, req: Onboard
     if t is None:
         ids = ", ".join(x.id for x in catalogue.onboarding_templates) or "none"
         return OnboardingDecision(
-            allowed=False, policy_version=version, rule="catalogue", reason_codes=("template_not_in_catalogue",),
+            allowed=False,
+            policy_version=version,
+            rule="catalogue",
+            reason_codes=("template_not_in_catalogue",),
             messages=(f"unknown onboarding template {req.template!r}; valid ids: {ids}",),
         )
     env = req.workload.environment
     if env not in t.environments:
         return OnboardingDecision(
-            allowed=False, policy_version=version, rule=f"template:{t.id}", reason_codes=("environment_not_allowed",),
+            allowed=False,
+            policy_version=version,
+            rule=f"template:{t.id}",
+            reason_codes=("environment_not_allowed",),
             messages=(f"template {t.id} is for environments {', '.join(t.environments)}, not {env!r}",),
         )
     automation = requester.id in t.automation_principals
     pre_approved = automation and env in t.pre_approved_environments
     stages: tuple[ApprovalStage, ...] = ()
     if not pre_approved:
-        stages = (ApprovalStage(name="owning-team", approver_groups=(req.workload.owning_team,), owner_may_approve=True),)
+        stages = (
+            ApprovalStage(name="owning-team", approver_groups=(req.workload.owning_team,), owner_may_approve=True),
+        )
         if env in t.production_environments:
             stages += (ApprovalStage(name="security", approver_groups=t.security_groups),)
     rule = f"template:{t.id}/" + ("pre_approved" if pre_approved else "approval")
@@ -97,20 +105,39 @@ def evaluate_onboarding(catalogue: Catalogue, requester: Principal, req: Onboard
     for ent_id in t.entitlements:
         ent = catalogue.get(ent_id)
         assert ent is not None  # the catalogue validates template entitlements
-        children.append(ChildPlan(
-            entitlement=ent.id, provider=ent.provider.type, secret_bearing=ent.provider.type in SECRET_BEARING,
-            decision=PolicyDecision(
-                outcome=Outcome.allow, policy_version=version, rule=f"onboarding:{t.id}/{ent.id}",
-                inputs={"onboarding_template": t.id, "service": req.workload.service, "environment": env,
-                        "requester": requester.id},
-                duration=min(t.max_lifetime, ent.max_duration), auto_approved=True, auto_rule=f"onboarding:{t.id}",
-                entitlement=ent,
-            ),
-        ))
+        children.append(
+            ChildPlan(
+                entitlement=ent.id,
+                provider=ent.provider.type,
+                secret_bearing=ent.provider.type in SECRET_BEARING,
+                decision=PolicyDecision(
+                    outcome=Outcome.allow,
+                    policy_version=version,
+                    rule=f"onboarding:{t.id}/{ent.id}",
+                    inputs={
+                        "onboarding_template": t.id,
+                        "service": req.workload.service,
+                        "environment": env,
+                        "requester": requester.id,
+                    },
+                    duration=min(t.max_lifetime, ent.max_duration),
+                    auto_approved=True,
+                    auto_rule=f"onboarding:{t.id}",
+                    entitlement=ent,
+                ),
+            )
+        )
     return OnboardingDecision(
-        allowed=True, policy_version=version, rule=rule, pre_approved=pre_approved, stages=stages,
-        approval_timeout=t.approval_timeout, lifetime=t.max_lifetime, rotation_interval=t.rotation_interval,
-        rotation_overlap=t.rotation_overlap, children=children,
+        allowed=True,
+        policy_version=version,
+        rule=rule,
+        pre_approved=pre_approved,
+        stages=stages,
+        approval_timeout=t.approval_timeout,
+        lifetime=t.max_lifetime,
+        rotation_interval=t.rotation_interval,
+        rotation_overlap=t.rotation_overlap,
+        children=children,
     )
 
 
@@ -162,15 +189,24 @@ class Onboarding(BaseModel):
     def check_decide(self, actor: Principal, now: datetime, delegations: list[Delegation] = ()):
         """The stage the actor's decision counts for, as whom (self or a delegator); Refusal otherwise."""
         if self.state is not OnboardingState.awaiting_approval or self.approval is None:
-            raise Refusal(RefusalKind.conflict, "wrong_state", f"{self.onboarding_id} is {self.state.value}, not awaiting_approval")
-        return authorise_vote(self.approval, self.requester, self.onboarding_id, actor, now, list(delegations), "decide on")
+            raise Refusal(
+                RefusalKind.conflict,
+                "wrong_state",
+                f"{self.onboarding_id} is {self.state.value}, not awaiting_approval",
+            )
+        return authorise_vote(
+            self.approval, self.requester, self.onboarding_id, actor, now, list(delegations), "decide on"
+        )
 
     def check_offboard(self, actor: Principal, admin_groups: tuple[str, ...]) -> None:
         if self.state not in (OnboardingState.provisioning, OnboardingState.active):
-            raise Refusal(RefusalKind.conflict, "wrong_state", f"{self.onboarding_id} is {self.state.value}; nothing to offboard")
+            raise Refusal(
+                RefusalKind.conflict, "wrong_state", f"{self.onboarding_id} is {self.state.value}; nothing to offboard"
+            )
         if actor.id == self.requester.id or actor.in_any((self.workload.owning_team, *admin_groups)):
             return
         raise Refusal(
-            RefusalKind.forbidden, "not_allowed_to_offboard",
+            RefusalKind.forbidden,
+            "not_allowed_to_offboard",
             f"only the requesting automation, the owning team ({self.workload.owning_team}) or admins may offboard {self.workload.service}",
         )

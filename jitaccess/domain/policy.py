@@ -208,7 +208,11 @@ def evaluate(
 
     rule = ent.approval
     auto = "break-glass" if request.break_glass else match_auto_rule(rule, requester, duration, now)
-    rule_kind = "break_glass" if request.break_glass else ("auto_approve" if rule.auto_approve else (f"auto:{auto}" if auto else "approval"))
+    rule_kind = (
+        "break_glass"
+        if request.break_glass
+        else ("auto_approve" if rule.auto_approve else (f"auto:{auto}" if auto else "approval"))
+    )
     stages = rule.effective_stages
     common = dict(
         policy_version=version,
@@ -254,8 +258,12 @@ class ExtensionDecision(BaseModel):
 
 
 def evaluate_extension(
-    decision: PolicyDecision, requester: Principal, current_total: timedelta, extension: timedelta,
-    now: datetime | None = None, policy_version: str = "",
+    decision: PolicyDecision,
+    requester: Principal,
+    current_total: timedelta,
+    extension: timedelta,
+    now: datetime | None = None,
+    policy_version: str = "",
 ) -> ExtensionDecision:
     ent = decision.entitlement
     assert ent is not None
@@ -277,7 +285,14 @@ def evaluate_extension(
         )
     auto = None if codes else match_auto_rule(ent.approval, requester, new_total, now)
     return ExtensionDecision(
-        allowed=not codes, extension=extension, new_total=new_total, reason_codes=tuple(codes), messages=tuple(messages),
-        auto_rule=auto, stages=() if auto else ent.approval.effective_stages, stage_order=ent.approval.stage_order,
-        approval_timeout=ent.approval.timeout, policy_version=policy_version or decision.policy_version,
+        allowed=not codes,
+        extension=extension,
+        new_total=new_total,
+        reason_codes=tuple(codes),
+        messages=tuple(messages),
+        auto_rule=auto,
+        stages=() if auto else ent.approval.effective_stages,
+        stage_order=ent.approval.stage_order,
+        approval_timeout=ent.approval.timeout,
+        policy_version=policy_version or decision.policy_version,
     )

@@ -172,7 +172,8 @@ PROFILES: dict[str, MatchRule] = {
     "vault_token": MatchRule(compare=("policies", "requester")),
     "vault_approle": MatchRule(compare=("policies", "role_name", "requester")),
     "vault_database": MatchRule(
-        issued_key="token_accessor", compare=("role", "requester"),
+        issued_key="token_accessor",
+        compare=("role", "requester"),
         note="listed objects are the per-grant lease owner tokens, matched on the issued lease's token_accessor",
     ),
     "aws_iam_group": MatchRule(
@@ -249,10 +250,15 @@ def compare(snapshot: Snapshot) -> Comparison:
 
     for inv in sorted(snapshot.inventories, key=lambda i: i.provider):
         rule = rule_for(inv.provider)
-        summaries.append(ProviderSummary(
-            provider=inv.provider, listed=len(inv.listed), orphan_detection=rule.lists_per_grant and inv.error is None,
-            error=inv.error, note=rule.note,
-        ))
+        summaries.append(
+            ProviderSummary(
+                provider=inv.provider,
+                listed=len(inv.listed),
+                orphan_detection=rule.lists_per_grant and inv.error is None,
+                error=inv.error,
+                note=rule.note,
+            )
+        )
         if inv.error is not None:
             notes.append(f"{inv.provider}: listing failed ({inv.error}); no findings for this provider in this run")
             continue
@@ -292,23 +298,35 @@ def _target_side(
     """Objects at the target tagged with one grant ID: orphans, duplicates and mismatches."""
     out: list[Finding] = []
     if g is not None and g.uncertain:
-        notes.append(f"{gid}: state could not be established ({g.note or 'workflow unreachable'}); "
-                     f"{len(objs)} object(s) at {provider} left alone")
+        notes.append(
+            f"{gid}: state could not be established ({g.note or 'workflow unreachable'}); "
+            f"{len(objs)} object(s) at {provider} left alone"
+        )
         return out
     state = g.state if g is not None else None
     if not gid or not _holds(state):
         why = (
-            "tagged as managed by jitaccess but carries no grant ID" if not gid
-            else f"grant {gid} is unknown (no ledger record, no workflow)" if state is None
+            "tagged as managed by jitaccess but carries no grant ID"
+            if not gid
+            else f"grant {gid} is unknown (no ledger record, no workflow)"
+            if state is None
             else f"grant {gid} is {state}: it holds no access"
         )
         for obj in objs:
-            out.append(Finding(
-                kind=FindingKind.orphan, provider=provider, grant_id=gid, reference=obj.reference,
-                detail=f"access exists at {provider} but {why}", remedy=Remedy.revoke, grant_state=state,
-                observed=dict(obj.details), credential=obj,
-                issued_reference=g.credential.reference if g is not None and g.credential else None,
-            ))
+            out.append(
+                Finding(
+                    kind=FindingKind.orphan,
+                    provider=provider,
+                    grant_id=gid,
+                    reference=obj.reference,
+                    detail=f"access exists at {provider} but {why}",
+                    remedy=Remedy.revoke,
+                    grant_state=state,
+                    observed=dict(obj.details),
+                    credential=obj,
+                    issued_reference=g.credential.reference if g is not None and g.credential else None,
+                )
+            )
         return out
     assert g is not None
     if g.credential is None or state in _QUIET:
@@ -319,33 +337,54 @@ def _target_side(
         diffs = _differences(rule, approved, obj.details)
         if issued is not None and obj.reference == issued:
             if diffs:
-                out.append(Finding(
-                    kind=FindingKind.mismatch, provider=provider, grant_id=gid, reference=obj.reference,
-                    detail=f"the grant's credential differs from what was approved: {_describe(diffs)}",
-                    remedy=Remedy.alert, grant_state=state, issued_reference=g.credential.reference,
-                    expected={k: a for k, (a, _) in diffs.items()}, observed={k: o for k, (_, o) in diffs.items()},
-                    credential=obj,
-                ))
+                out.append(
+                    Finding(
+                        kind=FindingKind.mismatch,
+                        provider=provider,
+                        grant_id=gid,
+                        reference=obj.reference,
+                        detail=f"the grant's credential differs from what was approved: {_describe(diffs)}",
+                        remedy=Remedy.alert,
+                        grant_state=state,
+                        issued_reference=g.credential.reference,
+                        expected={k: a for k, (a, _) in diffs.items()},
+                        observed={k: o for k, (_, o) in diffs.items()},
+                        credential=obj,
+                    )
+                )
             continue
         # an object carrying a live grant's tag that the grant never issued
         if g.credential.provider != provider:
             diffs["provider"] = (g.credential.provider, provider)
-        common = dict(kind=FindingKind.mismatch, provider=provider, grant_id=gid, reference=obj.reference,
-                      remedy=Remedy.revoke, grant_state=state, issued_reference=g.credential.reference, credential=obj)
+        common = dict(
+            kind=FindingKind.mismatch,
+            provider=provider,
+            grant_id=gid,
+            reference=obj.reference,
+            remedy=Remedy.revoke,
+            grant_state=state,
+            issued_reference=g.credential.reference,
+            credential=obj,
+        )
         if diffs:
-            out.append(Finding(
-                **common,
-                detail=f"an object tagged with {gid} that the grant did not issue (issued: {g.credential.reference}) "
-                       f"carries other access: {_describe(diffs)}",
-                expected={k: a for k, (a, _) in diffs.items()}, observed={k: o for k, (_, o) in diffs.items()},
-            ))
+            out.append(
+                Finding(
+                    **common,
+                    detail=f"an object tagged with {gid} that the grant did not issue (issued: {g.credential.reference}) "
+                    f"carries other access: {_describe(diffs)}",
+                    expected={k: a for k, (a, _) in diffs.items()},
+                    observed={k: o for k, (_, o) in diffs.items()},
+                )
+            )
         else:
-            out.append(Finding(
-                **{**common, "kind": FindingKind.orphan},
-                detail=f"duplicate: an object tagged with {gid} that the grant did not issue "
-                       f"(issued: {g.credential.reference}); same access as approved",
-                observed=dict(obj.details),
-            ))
+            out.append(
+                Finding(
+                    **{**common, "kind": FindingKind.orphan},
+                    detail=f"duplicate: an object tagged with {gid} that the grant did not issue "
+                    f"(issued: {g.credential.reference}); same access as approved",
+                    observed=dict(obj.details),
+                )
+            )
     return out
 
 
@@ -366,9 +405,16 @@ def _drift(provider: str, rule: MatchRule, g: GrantRecord, inv: Inventory, found
         return None  # the read-back failed because the object differs: reported as a mismatch
     detail = "; ".join(x for x in (missing, f"read-back: {g.read_back}" if g.read_back else None) if x)
     return Finding(
-        kind=FindingKind.drift, provider=provider, grant_id=g.grant_id, reference=g.credential.reference,
-        detail=f"grant is active but its access is gone at {provider}: {detail}", remedy=Remedy.signal_grant,
-        grant_state=g.state, issued_reference=g.credential.reference, expected=_approved(g), credential=g.credential,
+        kind=FindingKind.drift,
+        provider=provider,
+        grant_id=g.grant_id,
+        reference=g.credential.reference,
+        detail=f"grant is active but its access is gone at {provider}: {detail}",
+        remedy=Remedy.signal_grant,
+        grant_state=g.state,
+        issued_reference=g.credential.reference,
+        expected=_approved(g),
+        credential=g.credential,
     )
 
 

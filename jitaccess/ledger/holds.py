@@ -11,22 +11,24 @@ transaction rolls back and the hold is exactly as before.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
-from typing import Iterator
+from datetime import UTC, datetime
 
 from sqlalchemy import Column, Connection, Integer, String, Table, delete, select, update
 
 from jitaccess.ledger.store import Ledger, metadata
 
 access_targets = Table(
-    "access_targets", metadata,
+    "access_targets",
+    metadata,
     Column("target_key", String(400), primary_key=True),
     Column("lock_version", Integer, nullable=False, default=0),
 )
 
 access_holds = Table(
-    "access_holds", metadata,
+    "access_holds",
+    metadata,
     Column("target_key", String(400), primary_key=True),
     Column("grant_id", String(160), primary_key=True),
     Column("acquired_at", String(40), nullable=False),
@@ -40,12 +42,16 @@ class TargetHolds:
         self._conn, self.key, self._ledger = conn, key, ledger
 
     def holders(self) -> list[str]:
-        q = select(access_holds.c.grant_id).where(access_holds.c.target_key == self.key).order_by(access_holds.c.grant_id)
+        q = (
+            select(access_holds.c.grant_id)
+            .where(access_holds.c.target_key == self.key)
+            .order_by(access_holds.c.grant_id)
+        )
         return [r[0] for r in self._conn.execute(q)]
 
     def add(self, grant_id: str) -> None:
         stmt = self._ledger.insert_stmt(access_holds).values(
-            target_key=self.key, grant_id=grant_id, acquired_at=datetime.now(timezone.utc).isoformat()
+            target_key=self.key, grant_id=grant_id, acquired_at=datetime.now(UTC).isoformat()
         )
         self._conn.execute(stmt.on_conflict_do_nothing())
 
@@ -64,10 +70,14 @@ class HoldStore:
     def locked(self, key: str) -> Iterator[TargetHolds]:
         engine = self._ledger.engine
         with engine.begin() as conn:
-            conn.execute(self._ledger.insert_stmt(access_targets).values(target_key=key, lock_version=0).on_conflict_do_nothing())
+            conn.execute(
+                self._ledger.insert_stmt(access_targets).values(target_key=key, lock_version=0).on_conflict_do_nothing()
+            )
         with engine.begin() as conn:
             conn.execute(
-                update(access_targets).where(access_targets.c.target_key == key).values(lock_version=access_targets.c.lock_version + 1)
+                update(access_targets)
+                .where(access_targets.c.target_key == key)
+                .values(lock_version=access_targets.c.lock_version + 1)
             )
             yield TargetHolds(conn, key, self._ledger)
 

@@ -8,12 +8,22 @@ forward (by event seq) so a late, stale write never rolls a grant's state back.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from sqlalchemy import (
-    Boolean, Column, Integer, MetaData, String, Table, Text, UniqueConstraint, create_engine, event, select,
+    Boolean,
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
@@ -26,7 +36,8 @@ from jitaccess.domain.principals import Actor, Principal
 metadata = MetaData()
 
 identity_events = Table(
-    "identity_events", metadata,
+    "identity_events",
+    metadata,
     Column("event_id", String(200), primary_key=True),
     Column("grant_id", String(160), nullable=False, index=True),
     Column("seq", Integer, nullable=False),
@@ -42,7 +53,8 @@ identity_events = Table(
 )
 
 grants = Table(
-    "grants", metadata,
+    "grants",
+    metadata,
     Column("grant_id", String(160), primary_key=True),
     Column("state", String(40), nullable=False, index=True),
     Column("entitlement", String(80), nullable=False),
@@ -57,7 +69,8 @@ grants = Table(
 
 
 delegations = Table(
-    "delegations", metadata,
+    "delegations",
+    metadata,
     Column("delegation_id", String(80), primary_key=True),
     Column("delegator", String(200), nullable=False),
     Column("delegator_principal", Text, nullable=False),  # JSON: the delegator's identity and groups when delegating
@@ -70,7 +83,8 @@ delegations = Table(
 # One row per ReconciliationWorkflow run: its report (findings + remediation) as JSON, for "last run"
 # queries. The run's evidence is its own hash chain in identity_events (chain ID reconciliation-<run_id>).
 reconciliation_runs = Table(
-    "reconciliation_runs", metadata,
+    "reconciliation_runs",
+    metadata,
     Column("run_id", String(160), primary_key=True),
     Column("chain_id", String(200), nullable=False),
     Column("dry_run", Boolean, nullable=False),
@@ -82,17 +96,31 @@ reconciliation_runs = Table(
 
 def _row(ev: IdentityEvent) -> dict:
     return {
-        "event_id": ev.event_id, "grant_id": ev.grant_id, "seq": ev.seq, "type": ev.type, "at": ev.at,
-        "actor_id": ev.actor.id, "actor_kind": ev.actor.kind.value, "actor_role": ev.actor.role.value,
-        "data": json.dumps(ev.data, sort_keys=True), "prev_hash": ev.prev_hash, "hash": ev.hash,
+        "event_id": ev.event_id,
+        "grant_id": ev.grant_id,
+        "seq": ev.seq,
+        "type": ev.type,
+        "at": ev.at,
+        "actor_id": ev.actor.id,
+        "actor_kind": ev.actor.kind.value,
+        "actor_role": ev.actor.role.value,
+        "data": json.dumps(ev.data, sort_keys=True),
+        "prev_hash": ev.prev_hash,
+        "hash": ev.hash,
     }
 
 
 def _event(r) -> IdentityEvent:
     return IdentityEvent(
-        event_id=r.event_id, grant_id=r.grant_id, seq=r.seq, type=r.type, at=r.at,
+        event_id=r.event_id,
+        grant_id=r.grant_id,
+        seq=r.seq,
+        type=r.type,
+        at=r.at,
         actor=Actor(id=r.actor_id, kind=r.actor_kind, role=r.actor_role),
-        data=json.loads(r.data), prev_hash=r.prev_hash, hash=r.hash,
+        data=json.loads(r.data),
+        prev_hash=r.prev_hash,
+        hash=r.hash,
     )
 
 
@@ -132,15 +160,25 @@ class Ledger:
                 inserted = max(res.rowcount or 0, 0)
             if summary:
                 at = rows[-1]["at"] if rows else summary.get("updated_at", "")
-                values = {**summary, "created_at": rows[0]["at"] if rows and rows[0]["seq"] == 1 else at, "updated_at": at}
+                values = {
+                    **summary,
+                    "created_at": rows[0]["at"] if rows and rows[0]["seq"] == 1 else at,
+                    "updated_at": at,
+                }
                 stmt = self._insert(grants).values(values)
                 update = {k: stmt.excluded[k] for k in ("state", "provider", "expires_at", "seq", "updated_at")}
-                conn.execute(stmt.on_conflict_do_update(index_elements=["grant_id"], set_=update, where=grants.c.seq <= stmt.excluded.seq))
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["grant_id"], set_=update, where=grants.c.seq <= stmt.excluded.seq
+                    )
+                )
         return inserted
 
     def events(self, grant_id: str) -> list[IdentityEvent]:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(identity_events).where(identity_events.c.grant_id == grant_id).order_by(identity_events.c.seq))
+            rows = conn.execute(
+                select(identity_events).where(identity_events.c.grant_id == grant_id).order_by(identity_events.c.seq)
+            )
             return [_event(r) for r in rows]
 
     def events_after(self, cursor: str = "", limit: int = 500) -> list[IdentityEvent]:
@@ -149,12 +187,19 @@ class Ledger:
             q = select(identity_events).order_by(identity_events.c.at, identity_events.c.event_id).limit(limit)
             if cursor:
                 at, eid = cursor.split("|", 1)
-                q = q.where((identity_events.c.at > at) | ((identity_events.c.at == at) & (identity_events.c.event_id > eid)))
+                q = q.where(
+                    (identity_events.c.at > at) | ((identity_events.c.at == at) & (identity_events.c.event_id > eid))
+                )
             return [_event(r) for r in conn.execute(q)]
 
     def grant_ids(self) -> list[str]:
         with self.engine.connect() as conn:
-            return [r[0] for r in conn.execute(select(identity_events.c.grant_id).distinct().order_by(identity_events.c.grant_id))]
+            return [
+                r[0]
+                for r in conn.execute(
+                    select(identity_events.c.grant_id).distinct().order_by(identity_events.c.grant_id)
+                )
+            ]
 
     def grants(
         self, state: str | None = None, requester: str | None = None, break_glass: bool | None = None, limit: int = 500
@@ -177,11 +222,17 @@ class Ledger:
     def add_delegation(self, d: Delegation, event: IdentityEvent) -> None:
         """Store a delegation and its evidence event (chain keyed by the delegation ID) in one transaction."""
         with self.engine.begin() as conn:
-            conn.execute(delegations.insert().values(
-                delegation_id=d.delegation_id, delegator=d.delegator.id,
-                delegator_principal=d.delegator.model_dump_json(), delegate=d.delegate,
-                starts_at=d.starts_at.isoformat(), ends_at=d.ends_at.isoformat(), reason=d.reason,
-            ))
+            conn.execute(
+                delegations.insert().values(
+                    delegation_id=d.delegation_id,
+                    delegator=d.delegator.id,
+                    delegator_principal=d.delegator.model_dump_json(),
+                    delegate=d.delegate,
+                    starts_at=d.starts_at.isoformat(),
+                    ends_at=d.ends_at.isoformat(),
+                    reason=d.reason,
+                )
+            )
             conn.execute(identity_events.insert().values(_row(event)))
 
     def delegations(self, delegate: str | None = None, delegator: str | None = None) -> list[Delegation]:
@@ -193,9 +244,12 @@ class Ledger:
         with self.engine.connect() as conn:
             return [
                 Delegation(
-                    delegation_id=r.delegation_id, delegator=Principal.model_validate_json(r.delegator_principal),
-                    delegate=r.delegate, starts_at=datetime.fromisoformat(r.starts_at),
-                    ends_at=datetime.fromisoformat(r.ends_at), reason=r.reason,
+                    delegation_id=r.delegation_id,
+                    delegator=Principal.model_validate_json(r.delegator_principal),
+                    delegate=r.delegate,
+                    starts_at=datetime.fromisoformat(r.starts_at),
+                    ends_at=datetime.fromisoformat(r.ends_at),
+                    reason=r.reason,
                 )
                 for r in conn.execute(q)
             ]
@@ -212,9 +266,11 @@ class Ledger:
         ids, found = sorted(set(grant_ids)), {}
         with self.engine.connect() as conn:
             for i in range(0, len(ids), 500):
-                q = (select(identity_events)
-                     .where(identity_events.c.type == type_, identity_events.c.grant_id.in_(ids[i:i + 500]))
-                     .order_by(identity_events.c.seq))
+                q = (
+                    select(identity_events)
+                    .where(identity_events.c.type == type_, identity_events.c.grant_id.in_(ids[i : i + 500]))
+                    .order_by(identity_events.c.seq)
+                )
                 for r in conn.execute(q):
                     found[r.grant_id] = _event(r)
         return found
@@ -222,15 +278,20 @@ class Ledger:
     def save_reconciliation_report(self, report: dict) -> None:
         """Store (or replace: idempotent per run) a reconciliation run's report."""
         values = {
-            "run_id": report["run_id"], "chain_id": report["chain_id"], "dry_run": bool(report["dry_run"]),
-            "started_at": report["started_at"], "completed_at": report.get("completed_at") or report["started_at"],
+            "run_id": report["run_id"],
+            "chain_id": report["chain_id"],
+            "dry_run": bool(report["dry_run"]),
+            "started_at": report["started_at"],
+            "completed_at": report.get("completed_at") or report["started_at"],
             "report": json.dumps(report, sort_keys=True),
         }
         stmt = self._insert(reconciliation_runs).values(values)
         with self.engine.begin() as conn:
-            conn.execute(stmt.on_conflict_do_update(
-                index_elements=["run_id"], set_={k: stmt.excluded[k] for k in ("completed_at", "report")}
-            ))
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["run_id"], set_={k: stmt.excluded[k] for k in ("completed_at", "report")}
+                )
+            )
 
     def last_reconciliation_report(self, *, include_dry_runs: bool = True) -> dict | None:
         """The most recently completed run's report (optionally only runs that remediated)."""
@@ -240,7 +301,6 @@ class Ledger:
         with self.engine.connect() as conn:
             r = conn.execute(q).first()
         return json.loads(r[0]) if r else None
-
 
     def verify(self, grant_id: str) -> ChainVerification:
         return verify_chain(grant_id, self.events(grant_id))

@@ -30,19 +30,22 @@ import logging
 import re
 import threading
 import time
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    ConnectionError as BotoConnectionError,
     EndpointConnectionError,
     NoCredentialsError,
     ParamValidationError,
     PartialCredentialsError,
+)
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
 )
 
 from jitaccess.domain.credentials import IssuedCredential, ProviderGrant, WrappedHandover
@@ -63,11 +66,30 @@ _ROLE_ARN = re.compile(r"^arn:aws[\w-]*:iam::(\d{12}):role/(?:[\w+=,.@/-]*/)?([\
 
 # error codes: worth retrying (throttling, transient, eventual consistency) / never worth it
 _RETRYABLE_CODES = {
-    "Throttling", "ThrottlingException", "ThrottledException", "RequestLimitExceeded", "TooManyRequestsException",
-    "RequestThrottled", "RequestThrottledException", "SlowDown", "PriorRequestNotComplete", "ServiceUnavailable",
-    "ServiceUnavailableException", "InternalFailure", "InternalError", "InternalServerError", "InternalServerException",
-    "ServiceFailure", "ConflictException", "ConcurrentModification", "ConcurrentModificationException",
-    "RequestTimeout", "RequestTimeoutException", "ExpiredToken", "ExpiredTokenException", "IDPCommunicationError",
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "SlowDown",
+    "PriorRequestNotComplete",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "InternalFailure",
+    "InternalError",
+    "InternalServerError",
+    "InternalServerException",
+    "ServiceFailure",
+    "ConflictException",
+    "ConcurrentModification",
+    "ConcurrentModificationException",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "IDPCommunicationError",
     "LimitExceeded",  # e.g. the role's inline-policy budget: frees up as revocation statements expire and are pruned
 }
 
@@ -122,7 +144,8 @@ class AwsClients:
         self.region, self.endpoint_url = region, endpoint_url
         self._creds = (access_key_id, secret_access_key, session_token)
         self._config = Config(
-            connect_timeout=connect_timeout, read_timeout=read_timeout,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
             retries={"mode": "standard", "max_attempts": max_attempts},
         )
         self._local = threading.local()
@@ -132,8 +155,11 @@ class AwsClients:
         secret = settings.aws_secret_access_key.get_secret_value() if settings.aws_secret_access_key else None
         token = settings.aws_session_token.get_secret_value() if settings.aws_session_token else None
         return cls(
-            region=settings.aws_region or "us-east-1", endpoint_url=settings.aws_endpoint_url,
-            access_key_id=settings.aws_access_key_id, secret_access_key=secret, session_token=token,
+            region=settings.aws_region or "us-east-1",
+            endpoint_url=settings.aws_endpoint_url,
+            access_key_id=settings.aws_access_key_id,
+            secret_access_key=secret,
+            session_token=token,
         )
 
     def client(self, service: str) -> Any:
@@ -141,7 +167,10 @@ class AwsClients:
         if cache is None:
             key_id, secret, token = self._creds
             self._local.session = boto3.session.Session(
-                aws_access_key_id=key_id, aws_secret_access_key=secret, aws_session_token=token, region_name=self.region,
+                aws_access_key_id=key_id,
+                aws_secret_access_key=secret,
+                aws_session_token=token,
+                region_name=self.region,
             )
             cache = self._local.clients = {}
         if service not in cache:
@@ -151,8 +180,10 @@ class AwsClients:
     def client_with_keys(self, service: str, access_key_id: str, secret_access_key: str, session_token: str) -> Any:
         """A throw-away client signed with minted keys (to prove them), never cached."""
         session = boto3.session.Session(
-            aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key,
-            aws_session_token=session_token, region_name=self.region,
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key,
+            aws_session_token=session_token,
+            region_name=self.region,
         )
         return session.client(service, endpoint_url=self.endpoint_url, config=self._config)
 
@@ -256,7 +287,8 @@ class IdentityCenterAssignmentProvider:
             what = f"instance {self._instance_arn}" if self._instance_arn else "exactly one Identity Center instance"
             raise ProviderError(
                 f"aws_identity_center needs {what}; found {len(found)} (set JITACCESS_AWS_SSO_INSTANCE_ARN "
-                "and JITACCESS_AWS_IDENTITY_STORE_ID)", retryable=False,
+                "and JITACCESS_AWS_IDENTITY_STORE_ID)",
+                retryable=False,
             )
         with self._lock:
             self._instance_arn, self._store_id = found[0]["InstanceArn"], found[0]["IdentityStoreId"]
@@ -272,16 +304,23 @@ class IdentityCenterAssignmentProvider:
                 ps = self._sso.describe_permission_set(InstanceArn=instance_arn, PermissionSetArn=ref)["PermissionSet"]
             except Exception as e:
                 if _is(e, "ResourceNotFoundException"):
-                    raise ProviderError(f"permission set {ref} does not exist in {instance_arn}", retryable=False) from e
+                    raise ProviderError(
+                        f"permission set {ref} does not exist in {instance_arn}", retryable=False
+                    ) from e
                 raise translate(e, "describe the permission set") from e
             found = (ps["PermissionSetArn"], ps.get("Name", ""))
         else:
             found = None
-            arns = _paginate(self._sso, "list_permission_sets", "PermissionSets", "list permission sets",
-                             InstanceArn=instance_arn)
+            arns = _paginate(
+                self._sso, "list_permission_sets", "PermissionSets", "list permission sets", InstanceArn=instance_arn
+            )
             for arn in arns:
-                ps = _call("describe a permission set", self._sso.describe_permission_set,
-                           InstanceArn=instance_arn, PermissionSetArn=arn)["PermissionSet"]
+                ps = _call(
+                    "describe a permission set",
+                    self._sso.describe_permission_set,
+                    InstanceArn=instance_arn,
+                    PermissionSetArn=arn,
+                )["PermissionSet"]
                 if ps.get("Name") == ref:
                     found = (arn, ref)
                     break
@@ -300,9 +339,7 @@ class IdentityCenterAssignmentProvider:
             )["UserId"]
         except Exception as e:
             if _is(e, "ResourceNotFoundException"):
-                raise ProviderError(
-                    f"no Identity Store user named {user_name!r} in {store_id}", retryable=False
-                ) from e
+                raise ProviderError(f"no Identity Store user named {user_name!r} in {store_id}", retryable=False) from e
             raise translate(e, "resolve the requester's Identity Store user") from e
 
     def _target(self, grant: ProviderGrant) -> IssuedCredential:
@@ -311,7 +348,9 @@ class IdentityCenterAssignmentProvider:
         account = grant.params.get("account_id")
         account = str(account) if isinstance(account, int) else account
         if not isinstance(account, str) or not _ACCOUNT_ID.match(account):
-            raise ProviderError(f"aws_identity_center needs params.account_id as 12 digits, got {account!r}", retryable=False)
+            raise ProviderError(
+                f"aws_identity_center needs params.account_id as 12 digits, got {account!r}", retryable=False
+            )
         instance_arn, store_id = self._instance()
         ps_arn, ps_name = self._permission_set(instance_arn, ps_ref)
         user_id = self._user_id(store_id, grant.principal)
@@ -321,9 +360,14 @@ class IdentityCenterAssignmentProvider:
             reference=f"{instance_arn}#{account}#{ps_arn}#USER:{user_id}",
             details={
                 "kind": "identity center account assignment",
-                "instance_arn": instance_arn, "identity_store_id": store_id, "account_id": account,
-                "permission_set_arn": ps_arn, "permission_set_name": ps_name,
-                "principal_type": "USER", "principal_id": user_id, "user_name": grant.principal,
+                "instance_arn": instance_arn,
+                "identity_store_id": store_id,
+                "account_id": account,
+                "permission_set_arn": ps_arn,
+                "permission_set_name": ps_name,
+                "principal_type": "USER",
+                "principal_id": user_id,
+                "user_name": grant.principal,
             },
         )
 
@@ -338,15 +382,24 @@ class IdentityCenterAssignmentProvider:
     def _assignment_args(self, cred: IssuedCredential) -> dict[str, str]:
         d = cred.details
         return {
-            "InstanceArn": d["instance_arn"], "TargetId": d["account_id"], "TargetType": "AWS_ACCOUNT",
-            "PermissionSetArn": d["permission_set_arn"], "PrincipalType": "USER", "PrincipalId": d["principal_id"],
+            "InstanceArn": d["instance_arn"],
+            "TargetId": d["account_id"],
+            "TargetType": "AWS_ACCOUNT",
+            "PermissionSetArn": d["permission_set_arn"],
+            "PrincipalType": "USER",
+            "PrincipalId": d["principal_id"],
         }
 
     def _assigned(self, cred: IssuedCredential) -> bool:
         d = cred.details
         found = _paginate(
-            self._sso, "list_account_assignments", "AccountAssignments", "list account assignments",
-            InstanceArn=d["instance_arn"], AccountId=d["account_id"], PermissionSetArn=d["permission_set_arn"],
+            self._sso,
+            "list_account_assignments",
+            "AccountAssignments",
+            "list account assignments",
+            InstanceArn=d["instance_arn"],
+            AccountId=d["account_id"],
+            PermissionSetArn=d["permission_set_arn"],
         )
         return any(a.get("PrincipalType") == "USER" and a.get("PrincipalId") == d["principal_id"] for a in found)
 
@@ -361,7 +414,9 @@ class IdentityCenterAssignmentProvider:
                 return status
             if state == "FAILED":
                 reason = status.get("FailureReason") or "no failure reason given"
-                raise ProviderError(f"account assignment {kind} FAILED (request {request_id}): {reason}", retryable=False)
+                raise ProviderError(
+                    f"account assignment {kind} FAILED (request {request_id}): {reason}", retryable=False
+                )
             if waited + delay > timeout or time.monotonic() + delay > deadline:
                 raise ProviderError(
                     f"account assignment {kind} still {state or 'unknown'} after {waited:.1f}s (request {request_id}); "
@@ -379,13 +434,18 @@ class IdentityCenterAssignmentProvider:
         if self._assigned(cred):
             # another grant holds it (or an earlier attempt of this one made it): creating again is a no-op
             return cred.model_copy(update={"details": {**cred.details, "already_assigned": True}}), None
-        resp = _call("create the account assignment", self._sso.create_account_assignment, **self._assignment_args(cred))
+        resp = _call(
+            "create the account assignment", self._sso.create_account_assignment, **self._assignment_args(cred)
+        )
         instance_arn = cred.details["instance_arn"]
         done = self._await(
-            resp["AccountAssignmentCreationStatus"], "creation",
+            resp["AccountAssignmentCreationStatus"],
+            "creation",
             lambda rid: _call(
-                "read the assignment creation status", self._sso.describe_account_assignment_creation_status,
-                InstanceArn=instance_arn, AccountAssignmentCreationRequestId=rid,
+                "read the assignment creation status",
+                self._sso.describe_account_assignment_creation_status,
+                InstanceArn=instance_arn,
+                AccountAssignmentCreationRequestId=rid,
             )["AccountAssignmentCreationStatus"],
         )
         return cred.model_copy(update={"details": {**cred.details, "creation_request_id": done.get("RequestId")}}), None
@@ -413,10 +473,13 @@ class IdentityCenterAssignmentProvider:
             raise translate(e, "delete the account assignment") from e
         instance_arn = cred.details["instance_arn"]
         self._await(
-            resp["AccountAssignmentDeletionStatus"], "deletion",
+            resp["AccountAssignmentDeletionStatus"],
+            "deletion",
             lambda rid: _call(
-                "read the assignment deletion status", self._sso.describe_account_assignment_deletion_status,
-                InstanceArn=instance_arn, AccountAssignmentDeletionRequestId=rid,
+                "read the assignment deletion status",
+                self._sso.describe_account_assignment_deletion_status,
+                InstanceArn=instance_arn,
+                AccountAssignmentDeletionRequestId=rid,
             )["AccountAssignmentDeletionStatus"],
         )
         return True
@@ -468,7 +531,8 @@ class IamGroupMembershipProvider:
         user = _aws_name(grant.principal, "IAM user name (the requester id)", 64)
         account = self._account_id()
         return IssuedCredential(
-            provider=self.name, grant_id=grant.grant_id,
+            provider=self.name,
+            grant_id=grant.grant_id,
             reference=f"{account}:group/{group}:member/{user}",
             details={"kind": "iam group membership", "account_id": account, "group": group, "user_name": user},
         )
@@ -502,7 +566,8 @@ class IamGroupMembershipProvider:
             if _is(e, "NoSuchEntity"):
                 raise ProviderError(
                     f"cannot add {cred.details['user_name']} to {cred.details['group']}: "
-                    f"{e.response['Error'].get('Message', 'no such IAM user or group')}", retryable=False,
+                    f"{e.response['Error'].get('Message', 'no such IAM user or group')}",
+                    retryable=False,
                 ) from e
             raise translate(e, "add the user to the group") from e
         return cred, None
@@ -512,7 +577,9 @@ class IamGroupMembershipProvider:
         member = self._member(cred)
         if member:
             return True, f"list_groups_for_user({user}): member of {group}"
-        return False, f"list_groups_for_user({user}): " + ("no such user" if member is None else f"not a member of {group}")
+        return False, f"list_groups_for_user({user}): " + (
+            "no such user" if member is None else f"not a member of {group}"
+        )
 
     def revoke(self, cred: IssuedCredential) -> bool:
         if not self._member(cred):
@@ -572,15 +639,15 @@ def revocation_policy_name(grant_id: str) -> str:
 
 
 def _iso(t: datetime) -> str:
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _parse_time(v: Any) -> datetime | None:
     if isinstance(v, datetime):
-        return v.astimezone(timezone.utc)
+        return v.astimezone(UTC)
     if isinstance(v, str):
         try:
-            return datetime.fromisoformat(v.replace("Z", "+00:00")).astimezone(timezone.utc)
+            return datetime.fromisoformat(v.replace("Z", "+00:00")).astimezone(UTC)
         except ValueError:
             return None
     return None
@@ -618,7 +685,7 @@ class StsRoleSessionProvider(PerGrantCredentials):
         wrapper: VaultWrapper | None,
         *,
         roles: Iterable[str] = (),
-        now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._clients = clients
         self._wrapper = wrapper
@@ -639,7 +706,11 @@ class StsRoleSessionProvider(PerGrantCredentials):
         assert m is not None
         policy = grant.params.get("session_policy")
         if policy is not None:
-            if not isinstance(policy, dict) or not isinstance(policy.get("Statement"), (list, dict)) or not policy["Statement"]:
+            if (
+                not isinstance(policy, dict)
+                or not isinstance(policy.get("Statement"), (list, dict))
+                or not policy["Statement"]
+            ):
                 raise ProviderError(
                     f"aws_sts_session params.session_policy must be an IAM policy document with a Statement, got {policy!r}",
                     retryable=False,
@@ -647,19 +718,22 @@ class StsRoleSessionProvider(PerGrantCredentials):
             for st in _as_list(policy["Statement"]):
                 if not isinstance(st, dict) or st.get("Effect") not in ("Allow", "Deny"):
                     raise ProviderError(
-                        f"aws_sts_session params.session_policy statement needs Effect Allow or Deny: {st!r}", retryable=False
+                        f"aws_sts_session params.session_policy statement needs Effect Allow or Deny: {st!r}",
+                        retryable=False,
                     )
             size = len(json.dumps(policy, separators=(",", ":")))
             if size > SESSION_POLICY_MAX_CHARS:
                 raise ProviderError(
                     f"aws_sts_session params.session_policy is {size} characters; AssumeRole accepts at most "
-                    f"{SESSION_POLICY_MAX_CHARS}", retryable=False,
+                    f"{SESSION_POLICY_MAX_CHARS}",
+                    retryable=False,
                 )
         max_s = grant.params.get("max_session_seconds", 3600)
         if isinstance(max_s, bool) or not isinstance(max_s, int) or not STS_MIN_SECONDS <= max_s <= STS_MAX_SECONDS:
             raise ProviderError(
                 f"aws_sts_session params.max_session_seconds must be an integer {STS_MIN_SECONDS}..{STS_MAX_SECONDS}, "
-                f"got {max_s!r}", retryable=False,
+                f"got {max_s!r}",
+                retryable=False,
             )
         return role_arn, m.group(1), m.group(2), policy, max_s
 
@@ -682,7 +756,9 @@ class StsRoleSessionProvider(PerGrantCredentials):
         role_arn, _account, role_name, policy, max_s = self._params(grant)
         source_identity = _aws_name(grant.principal, "SourceIdentity (the requester id)", 64, min_len=2)
         if self._wrapper is None:
-            raise ProviderError("aws_sts_session needs Vault to response-wrap the keys; none configured", retryable=False)
+            raise ProviderError(
+                "aws_sts_session needs Vault to response-wrap the keys; none configured", retryable=False
+            )
         with self._roles_lock:
             self._roles.add(role_arn)
         try:
@@ -694,9 +770,12 @@ class StsRoleSessionProvider(PerGrantCredentials):
         duration = self.duration_seconds(grant.ttl_seconds, max_s, int(role.get("MaxSessionDuration") or 3600))
         session = role_session_name(grant.grant_id)
         kwargs: dict[str, Any] = {
-            "RoleArn": role_arn, "RoleSessionName": session, "DurationSeconds": duration,
+            "RoleArn": role_arn,
+            "RoleSessionName": session,
+            "DurationSeconds": duration,
             "SourceIdentity": source_identity,
-            "Tags": [{"Key": "grant_id", "Value": grant.grant_id}], "TransitiveTagKeys": ["grant_id"],
+            "Tags": [{"Key": "grant_id", "Value": grant.grant_id}],
+            "TransitiveTagKeys": ["grant_id"],
         }
         if policy is not None:
             kwargs["Policy"] = json.dumps(policy, separators=(",", ":"))
@@ -735,10 +814,15 @@ class StsRoleSessionProvider(PerGrantCredentials):
             reference=user["Arn"],
             details={
                 "kind": "sts role session",
-                "role_arn": role_arn, "session_name": session, "assumed_role_id": user.get("AssumedRoleId"),
-                "source_identity": source_identity, "session_tags": {"grant_id": grant.grant_id},
-                "duration_seconds": duration, "issued_at": _iso(expires - timedelta(seconds=duration)),
-                "session_policy": policy, "verified_caller": ident.get("Arn"),
+                "role_arn": role_arn,
+                "session_name": session,
+                "assumed_role_id": user.get("AssumedRoleId"),
+                "source_identity": source_identity,
+                "session_tags": {"grant_id": grant.grant_id},
+                "duration_seconds": duration,
+                "issued_at": _iso(expires - timedelta(seconds=duration)),
+                "session_policy": policy,
+                "verified_caller": ident.get("Arn"),
             },
             expires_at=expires,
         )
@@ -747,7 +831,8 @@ class StsRoleSessionProvider(PerGrantCredentials):
     def extend(self, cred: IssuedCredential, ttl_seconds: int) -> IssuedCredential:
         raise ProviderError(
             "aws_sts_session: an STS session's expiration is fixed when it is issued and cannot be extended; "
-            "request a new grant", retryable=False,
+            "request a new grant",
+            retryable=False,
         )
 
     def expected_credential(self, grant: ProviderGrant) -> IssuedCredential | None:
@@ -762,11 +847,15 @@ class StsRoleSessionProvider(PerGrantCredentials):
             now = self._now()
             # any such session was issued before now, for at most max_session_seconds
             return IssuedCredential(
-                provider=self.name, grant_id=grant.grant_id,
+                provider=self.name,
+                grant_id=grant.grant_id,
                 reference=self._assumed_arn(role_arn, account, role_name, session),
                 details={
-                    "kind": "sts role session", "role_arn": role_arn, "session_name": session,
-                    "issued_at": _iso(now), "duration_seconds": max_s,
+                    "kind": "sts role session",
+                    "role_arn": role_arn,
+                    "session_name": session,
+                    "issued_at": _iso(now),
+                    "duration_seconds": max_s,
                     "note": "whatever an interrupted issue may have minted: issued before now, lives at most max_session_seconds",
                 },
                 expires_at=now + timedelta(seconds=max_s),
@@ -797,7 +886,11 @@ class StsRoleSessionProvider(PerGrantCredentials):
     def _statement_covers(st: dict, grant_id: str, issued_at: datetime | None, expires_at: datetime | None) -> bool:
         """Does this statement deny everything to the grant's session issued at `issued_at`
         for as long as it lives?"""
-        if st.get("Effect") != "Deny" or "*" not in _as_list(st.get("Action")) or "*" not in _as_list(st.get("Resource")):
+        if (
+            st.get("Effect") != "Deny"
+            or "*" not in _as_list(st.get("Action"))
+            or "*" not in _as_list(st.get("Resource"))
+        ):
             return False
         cond = st.get("Condition") or {}
         if grant_id not in _as_list((cond.get("StringEquals") or {}).get("aws:PrincipalTag/grant_id")):
@@ -887,7 +980,8 @@ class StsRoleSessionProvider(PerGrantCredentials):
         self._prune(role_name, keep=name)
         try:
             self._iam.put_role_policy(
-                RoleName=role_name, PolicyName=name,
+                RoleName=role_name,
+                PolicyName=name,
                 PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [statement]}, separators=(",", ":")),
             )
         except Exception as e:
@@ -962,16 +1056,21 @@ class StsRoleSessionProvider(PerGrantCredentials):
                         if not isinstance(gid, str) or (grant_id and gid != grant_id):
                             continue
                         until = _parse_time(dates.get("aws:CurrentTime"))
-                        found.append(IssuedCredential(
-                            provider=self.name, grant_id=gid,
-                            reference=self._assumed_arn(role_arn, account, role_name, role_session_name(gid)),
-                            details={
-                                "kind": "sts role session (revoked)", "role_arn": role_arn,
-                                "session_name": role_session_name(gid), "revocation_policy": name,
-                                "not_issued_after": dates.get("aws:TokenIssueTime"),
-                            },
-                            expires_at=until - CLOCK_SKEW if until else None,
-                        ))
+                        found.append(
+                            IssuedCredential(
+                                provider=self.name,
+                                grant_id=gid,
+                                reference=self._assumed_arn(role_arn, account, role_name, role_session_name(gid)),
+                                details={
+                                    "kind": "sts role session (revoked)",
+                                    "role_arn": role_arn,
+                                    "session_name": role_session_name(gid),
+                                    "revocation_policy": name,
+                                    "not_issued_after": dates.get("aws:TokenIssueTime"),
+                                },
+                                expires_at=until - CLOCK_SKEW if until else None,
+                            )
+                        )
         return found
 
 
@@ -1002,8 +1101,12 @@ def seed_dev_aws(
     Returns {account_id, region, endpoint, instance_arn, identity_store_id, permission_set_name,
     permission_set_arn, iam_group, role_arn}.
     """
-    kw = dict(endpoint_url=endpoint, region_name=region, aws_access_key_id=access_key_id,
-              aws_secret_access_key=secret_access_key)
+    kw = dict(
+        endpoint_url=endpoint,
+        region_name=region,
+        aws_access_key_id=access_key_id,
+        aws_secret_access_key=secret_access_key,
+    )
     sso, ids, iam, sts = (boto3.client(s, **kw) for s in ("sso-admin", "identitystore", "iam", "sts"))
     account = sts.get_caller_identity()["Account"]
 
@@ -1021,7 +1124,9 @@ def seed_dev_aws(
             break
     if ps_arn is None:
         ps_arn = sso.create_permission_set(
-            InstanceArn=instance_arn, Name=DEV_PERMISSION_SET, Description="Read-only access to the platform account",
+            InstanceArn=instance_arn,
+            Name=DEV_PERMISSION_SET,
+            Description="Read-only access to the platform account",
             SessionDuration="PT1H",
         )["PermissionSet"]["PermissionSetArn"]
         sso.attach_managed_policy_to_permission_set(
@@ -1038,8 +1143,11 @@ def seed_dev_aws(
             if _code(e) != "ResourceNotFoundException":
                 raise
             ids.create_user(
-                IdentityStoreId=store_id, UserName=user, DisplayName=user,
-                Name={"GivenName": user, "FamilyName": "dev"}, Emails=[{"Value": f"{user}@example.test", "Primary": True}],
+                IdentityStoreId=store_id,
+                UserName=user,
+                DisplayName=user,
+                Name={"GivenName": user, "FamilyName": "dev"},
+                Emails=[{"Value": f"{user}@example.test", "Primary": True}],
             )
         try:
             iam.create_user(UserName=user, Tags=[{"Key": "managed_by", "Value": "jitaccess-dev"}])
@@ -1056,15 +1164,19 @@ def seed_dev_aws(
 
     trust = {
         "Version": "2012-10-17",
-        "Statement": [{
-            "Effect": "Allow",
-            "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
-            "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"],
-        }],
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
+                "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"],
+            }
+        ],
     }
     try:
         role_arn = iam.create_role(
-            RoleName=DEV_ROLE, AssumeRolePolicyDocument=json.dumps(trust), MaxSessionDuration=3600,
+            RoleName=DEV_ROLE,
+            AssumeRolePolicyDocument=json.dumps(trust),
+            MaxSessionDuration=3600,
             Description="jitaccess dev: deploy role handed out as STS sessions",
         )["Role"]["Arn"]
         iam.attach_role_policy(RoleName=DEV_ROLE, PolicyArn=DEV_READONLY_POLICY)
@@ -1074,8 +1186,13 @@ def seed_dev_aws(
         role_arn = iam.get_role(RoleName=DEV_ROLE)["Role"]["Arn"]
 
     return {
-        "account_id": account, "region": region, "endpoint": endpoint,
-        "instance_arn": instance_arn, "identity_store_id": store_id,
-        "permission_set_name": DEV_PERMISSION_SET, "permission_set_arn": ps_arn,
-        "iam_group": DEV_IAM_GROUP, "role_arn": role_arn,
+        "account_id": account,
+        "region": region,
+        "endpoint": endpoint,
+        "instance_arn": instance_arn,
+        "identity_store_id": store_id,
+        "permission_set_name": DEV_PERMISSION_SET,
+        "permission_set_arn": ps_arn,
+        "iam_group": DEV_IAM_GROUP,
+        "role_arn": role_arn,
     }

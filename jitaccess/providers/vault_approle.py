@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import hvac
 from hvac import exceptions as hv
@@ -102,7 +102,8 @@ class VaultAppRoleSecretIdProvider(PerGrantCredentials):
         policies = grant.params.get("policies")
         if not isinstance(policies, list) or not policies or not all(isinstance(p, str) and p for p in policies):
             raise ProviderError(
-                f"vault_approle needs params.policies as a non-empty list of policy names, got {policies!r}", retryable=False
+                f"vault_approle needs params.policies as a non-empty list of policy names, got {policies!r}",
+                retryable=False,
             )
         return role, sorted(policies)
 
@@ -110,7 +111,9 @@ class VaultAppRoleSecretIdProvider(PerGrantCredentials):
 
     def _lookup(self, role: str, accessor: str) -> dict | None:
         try:
-            resp = self._vault.adapter.post(self._path(role, "/secret-id-accessor/lookup"), json={"secret_id_accessor": accessor})
+            resp = self._vault.adapter.post(
+                self._path(role, "/secret-id-accessor/lookup"), json={"secret_id_accessor": accessor}
+            )
         except Exception as e:
             if _secret_id_gone(e):
                 return None
@@ -129,7 +132,9 @@ class VaultAppRoleSecretIdProvider(PerGrantCredentials):
     def _login_tokens(self, cred: IssuedCredential) -> list[str] | None:
         """Accessors of live tokens minted by logging in with this grant's secret-ID
         (they carry its metadata); None when the token accessors may not be listed."""
-        tokens = tagged_tokens(self._vault, managed_by=MANAGED_BY, grant_id=cred.grant_id, role_name=cred.details.get("role_name"))
+        tokens = tagged_tokens(
+            self._vault, managed_by=MANAGED_BY, grant_id=cred.grant_id, role_name=cred.details.get("role_name")
+        )
         return None if tokens is None else [acc for acc, _ in tokens]
 
     def _residual(self) -> str:
@@ -150,7 +155,10 @@ class VaultAppRoleSecretIdProvider(PerGrantCredentials):
                 self.revoke(stale)
         try:
             self._vault.auth.approle.create_or_update_approle(
-                role, token_policies=policies, token_ttl=f"{self.token_ttl}s", token_max_ttl=f"{self.token_max_ttl}s",
+                role,
+                token_policies=policies,
+                token_ttl=f"{self.token_ttl}s",
+                token_max_ttl=f"{self.token_max_ttl}s",
                 token_type="service",  # batch tokens have no accessor: they could be neither found nor revoked
                 mount_point=self.mount,
             )
@@ -159,7 +167,7 @@ class VaultAppRoleSecretIdProvider(PerGrantCredentials):
             raise ProviderError(f"no AppRole auth method mounted at auth/{self.mount}/", retryable=False) from e
         except Exception as e:
             raise translate(e, f"write the AppRole {role!r}") from e
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         meta = {"grant_id": grant.grant_id, "requester": grant.principal, "managed_by": MANAGED_BY}
         try:
             resp = self._vault.adapter.post(
@@ -172,7 +180,8 @@ class VaultAppRoleSecretIdProvider(PerGrantCredentials):
             ttl = int(resp.get("secret_id_ttl") or 0)
             if ttl != grant.ttl_seconds:
                 raise ProviderError(
-                    f"OpenBao gave the secret-ID a TTL of {ttl}s instead of the grant's {grant.ttl_seconds}s", retryable=False
+                    f"OpenBao gave the secret-ID a TTL of {ttl}s instead of the grant's {grant.ttl_seconds}s",
+                    retryable=False,
                 )
             handover = self._wrapper.wrap({"role_id": role_id, "secret_id": resp["secret_id"]}, wrap_ttl)
         except BaseException:
@@ -186,8 +195,13 @@ class VaultAppRoleSecretIdProvider(PerGrantCredentials):
             grant_id=grant.grant_id,
             reference=accessor,
             details={
-                "kind": KIND, "mount": self.mount, "role_name": role, "policies": policies, "secret_id_ttl": ttl,
-                "token_ttl": self.token_ttl, "token_max_ttl": self.token_max_ttl,
+                "kind": KIND,
+                "mount": self.mount,
+                "role_name": role,
+                "policies": policies,
+                "secret_id_ttl": ttl,
+                "token_ttl": self.token_ttl,
+                "token_max_ttl": self.token_max_ttl,
             },
             expires_at=now + timedelta(seconds=ttl),
         )
@@ -202,19 +216,27 @@ class VaultAppRoleSecretIdProvider(PerGrantCredentials):
         if meta.get("grant_id") != cred.grant_id:
             return False, f"secret-ID metadata grant_id is {meta.get('grant_id')!r}, expected {cred.grant_id}"
         expires = _parse_time(data.get("expiration_time"))
-        if expires is not None and expires <= datetime.now(timezone.utc):
+        if expires is not None and expires <= datetime.now(UTC):
             return False, f"secret-ID expired at {expires.isoformat()}"
         policies = self._role_policies(role)
         if policies is None:
             return False, f"AppRole {role!r} no longer exists"
         if policies != sorted(cred.details.get("policies") or []):
-            return False, f"AppRole {role!r} carries policies {policies}, not the entitlement's {cred.details.get('policies')}"
+            return (
+                False,
+                f"AppRole {role!r} carries policies {policies}, not the entitlement's {cred.details.get('policies')}",
+            )
         until = expires.isoformat() if expires else "no expiry"
-        return True, f"secret-id-accessor/lookup on {role}: secret-ID live until {until}, grant_id matches, role policies={policies}"
+        return (
+            True,
+            f"secret-id-accessor/lookup on {role}: secret-ID live until {until}, grant_id matches, role policies={policies}",
+        )
 
     def _destroy(self, role: str, accessor: str) -> None:
         try:
-            self._vault.adapter.post(self._path(role, "/secret-id-accessor/destroy"), json={"secret_id_accessor": accessor})
+            self._vault.adapter.post(
+                self._path(role, "/secret-id-accessor/destroy"), json={"secret_id_accessor": accessor}
+            )
         except Exception as e:
             if _secret_id_gone(e):
                 return
@@ -273,9 +295,16 @@ class VaultAppRoleSecretIdProvider(PerGrantCredentials):
                 expires = _parse_time(data.get("expiration_time"))
                 found.append(
                     IssuedCredential(
-                        provider=self.name, grant_id=meta.get("grant_id", ""), reference=acc,
-                        details={"kind": KIND, "mount": self.mount, "role_name": role, "policies": policies,
-                                 "requester": meta.get("requester")},
+                        provider=self.name,
+                        grant_id=meta.get("grant_id", ""),
+                        reference=acc,
+                        details={
+                            "kind": KIND,
+                            "mount": self.mount,
+                            "role_name": role,
+                            "policies": policies,
+                            "requester": meta.get("requester"),
+                        },
                         expires_at=expires,
                     )
                 )
@@ -317,9 +346,14 @@ def seed_dev_approle(
             path="payments/config", secret={"endpoint": "https://payments.example.internal"}, mount_point="secret"
         )
         c.auth.approle.create_or_update_approle(
-            role_name, token_policies=[policy_name], token_ttl=f"{int(token_ttl.total_seconds())}s",
-            token_max_ttl=f"{int(token_max_ttl.total_seconds())}s", mount_point=mount,
+            role_name,
+            token_policies=[policy_name],
+            token_ttl=f"{int(token_ttl.total_seconds())}s",
+            token_max_ttl=f"{int(token_max_ttl.total_seconds())}s",
+            mount_point=mount,
         )
     finally:
         c.adapter.close()
-    return SeedResult(True, f"AppRole auth at auth/{mount}/; role {role_name!r} with policy {policy_name!r} (read secret/payments/*)")
+    return SeedResult(
+        True, f"AppRole auth at auth/{mount}/; role {role_name!r} with policy {policy_name!r} (read secret/payments/*)"
+    )

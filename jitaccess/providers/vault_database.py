@@ -56,7 +56,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import hvac
@@ -105,7 +105,9 @@ class PgRoles:
             with self._psycopg.connect(self._dsn, connect_timeout=self._timeout, autocommit=True) as conn:
                 return conn.execute(sql, args).fetchall()
         except self._psycopg.Error as e:
-            raise ProviderError(f"PostgreSQL (verification DSN) unreachable or failing: {e.__class__.__name__}: {e}") from e
+            raise ProviderError(
+                f"PostgreSQL (verification DSN) unreachable or failing: {e.__class__.__name__}: {e}"
+            ) from e
 
     def role(self, name: str) -> tuple[bool, datetime | None] | None:
         """(can_login, valid_until) for the role, or None when pg_roles has no such role."""
@@ -231,7 +233,7 @@ class VaultDatabaseCredentialsProvider(PerGrantCredentials):
             finally:
                 as_owner.adapter.close()
             lease_id = creds["lease_id"]
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             try:
                 renewed = self._vault.sys.renew_lease(lease_id, increment=grant.ttl_seconds)
             except Exception as e:
@@ -284,7 +286,9 @@ class VaultDatabaseCredentialsProvider(PerGrantCredentials):
             self._vault.auth.token.renew_accessor(accessor, increment=f"{ttl_seconds}s")
         except Exception as e:
             if _token_gone(e):
-                raise ProviderError("the lease's owner token no longer exists: the access has ended", retryable=False) from e
+                raise ProviderError(
+                    "the lease's owner token no longer exists: the access has ended", retryable=False
+                ) from e
             raise translate(e, "renew the lease owner token") from e
         token = self._lookup_token(accessor)
         got = int((token or {}).get("ttl") or 0)
@@ -293,12 +297,14 @@ class VaultDatabaseCredentialsProvider(PerGrantCredentials):
                 f"the owner token can live {got}s more, not {ttl_seconds}s (capped by the entitlement's max duration)",
                 retryable=False,
             )
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         try:
             lease_ttl = int(self._vault.sys.renew_lease(cred.reference, increment=ttl_seconds)["lease_duration"])
         except Exception as e:
             if _lease_gone(e):
-                raise ProviderError(f"lease {cred.reference} no longer exists: the access has ended", retryable=False) from e
+                raise ProviderError(
+                    f"lease {cred.reference} no longer exists: the access has ended", retryable=False
+                ) from e
             raise translate(e, "renew the database lease") from e
         if lease_ttl < ttl_seconds - TTL_SLACK_SECONDS:
             raise ProviderError(
@@ -307,7 +313,10 @@ class VaultDatabaseCredentialsProvider(PerGrantCredentials):
                 retryable=False,
             )
         return cred.model_copy(
-            update={"expires_at": now + timedelta(seconds=lease_ttl), "details": {**cred.details, "lease_ttl_seconds": lease_ttl}}
+            update={
+                "expires_at": now + timedelta(seconds=lease_ttl),
+                "details": {**cred.details, "lease_ttl_seconds": lease_ttl},
+            }
         )
 
     def verify_active(self, cred: IssuedCredential) -> tuple[bool, str]:
@@ -333,7 +342,7 @@ class VaultDatabaseCredentialsProvider(PerGrantCredentials):
         can_login, valid_until = row
         if not can_login:
             return False, f"{seen}; but pg_roles role {username!r} cannot log in"
-        if valid_until is not None and valid_until <= datetime.now(timezone.utc):
+        if valid_until is not None and valid_until <= datetime.now(UTC):
             return False, f"{seen}; but pg_roles role {username!r} expired at {valid_until.isoformat()}"
         until = valid_until.isoformat() if valid_until else "no expiry"
         return True, f"{seen}; pg_roles: role {username!r} exists, can log in, valid until {until}"
@@ -396,14 +405,21 @@ class VaultDatabaseCredentialsProvider(PerGrantCredentials):
         Vault cannot list leases by requester."""
         tokens = tagged_tokens(self._vault, managed_by=MANAGED_BY, grant_id=grant_id)
         if tokens is None:
-            raise ProviderError("vault refused to list token accessors (needs sudo on auth/token/accessors)", retryable=False)
+            raise ProviderError(
+                "vault refused to list token accessors (needs sudo on auth/token/accessors)", retryable=False
+            )
         return [
             IssuedCredential(
                 provider=self.name,
                 grant_id=data["meta"].get("grant_id", ""),
                 reference=acc,
-                details={"kind": OWNER_KIND, "mount": self.mount, "role": data["meta"].get("role"),
-                         "requester": data["meta"].get("requester"), "token_accessor": acc},
+                details={
+                    "kind": OWNER_KIND,
+                    "mount": self.mount,
+                    "role": data["meta"].get("role"),
+                    "requester": data["meta"].get("requester"),
+                    "token_accessor": acc,
+                },
             )
             for acc, data in tokens
         ]
@@ -467,7 +483,9 @@ def seed_dev_database(
         import psycopg
         from psycopg.conninfo import conninfo_to_dict
     except ImportError:
-        return SeedResult(False, "psycopg is not installed (pip install 'jitaccess[postgres]'): database engine not configured")
+        return SeedResult(
+            False, "psycopg is not installed (pip install 'jitaccess[postgres]'): database engine not configured"
+        )
     dsn = _plain_dsn(postgres_dsn)
     try:
         parts = conninfo_to_dict(dsn)
@@ -479,13 +497,17 @@ def seed_dev_database(
     try:
         with psycopg.connect(dsn, connect_timeout=3, autocommit=True) as conn:
             conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{DEV_SCHEMA}"')
-            conn.execute(f'CREATE TABLE IF NOT EXISTS "{DEV_SCHEMA}"."{DEV_TABLE}" (id int PRIMARY KEY, name text NOT NULL)')
+            conn.execute(
+                f'CREATE TABLE IF NOT EXISTS "{DEV_SCHEMA}"."{DEV_TABLE}" (id int PRIMARY KEY, name text NOT NULL)'
+            )
             conn.execute(
                 f'INSERT INTO "{DEV_SCHEMA}"."{DEV_TABLE}" VALUES (1, %s), (2, %s) ON CONFLICT DO NOTHING',
                 ("acme", "globex"),
             )
     except psycopg.Error as e:
-        return SeedResult(False, f"PostgreSQL is not reachable at {where}: {str(e).strip()}; database secrets engine not configured")
+        return SeedResult(
+            False, f"PostgreSQL is not reachable at {where}: {str(e).strip()}; database secrets engine not configured"
+        )
 
     c = hvac.Client(url=vault_addr, token=root_token)
     try:
@@ -528,6 +550,11 @@ def dev_role_info() -> dict[str, Any]:
 
 
 __all__ = [
-    "LEASE_KIND", "MANAGED_BY", "OWNER_KIND", "SeedResult", "VaultDatabaseCredentialsProvider", "seed_dev_database",
+    "LEASE_KIND",
+    "MANAGED_BY",
+    "OWNER_KIND",
+    "SeedResult",
+    "VaultDatabaseCredentialsProvider",
+    "seed_dev_database",
     "dev_role_info",
 ]

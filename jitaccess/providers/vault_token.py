@@ -8,7 +8,7 @@ grant's remaining time: a backstop that ends access even if the pipeline is dead
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import hvac
 import requests
@@ -24,8 +24,10 @@ def _gone(e: Exception) -> bool:
     # lookup/revoke of an unknown accessor answers 400 "invalid accessor"; a token that expires
     # between our lookup and revoke-accessor answers 400 "token not found" (InvalidRequest)
     msg = str(e).lower()
-    return isinstance(e, hv.InvalidRequest) and ("invalid accessor" in msg or "token not found" in msg) or isinstance(
-        e, hv.InvalidPath
+    return (
+        isinstance(e, hv.InvalidRequest)
+        and ("invalid accessor" in msg or "token not found" in msg)
+        or isinstance(e, hv.InvalidPath)
     )
 
 
@@ -103,7 +105,9 @@ class VaultTokenProvider(PerGrantCredentials):
     def _policies(grant: ProviderGrant) -> list[str]:
         policies = grant.params.get("policies")
         if not isinstance(policies, list) or not policies or not all(isinstance(p, str) for p in policies):
-            raise ProviderError(f"vault_token needs params.policies as a non-empty list of names, got {policies!r}", retryable=False)
+            raise ProviderError(
+                f"vault_token needs params.policies as a non-empty list of names, got {policies!r}", retryable=False
+            )
         return sorted(policies)
 
     def issue(
@@ -118,7 +122,7 @@ class VaultTokenProvider(PerGrantCredentials):
         # renewable only by us (renew-accessor, for an approved extension): without the default
         # policy the holder cannot renew-self, and explicit_max_ttl caps the cumulative duration
         max_ttl = f"{max(grant.max_ttl_seconds or grant.ttl_seconds, grant.ttl_seconds)}s"
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         try:
             resp = self._vault.auth.token.create(
                 policies=policies,
@@ -153,10 +157,14 @@ class VaultTokenProvider(PerGrantCredentials):
             raise ProviderError("token vanished while extending it", retryable=False)
         got = int(data.get("ttl") or 0)
         if got < ttl_seconds - 5:
-            raise ProviderError(f"vault granted {got}s, not {ttl_seconds}s (the token's explicit max TTL caps it)", retryable=False)
+            raise ProviderError(
+                f"vault granted {got}s, not {ttl_seconds}s (the token's explicit max TTL caps it)", retryable=False
+            )
         return cred.model_copy(
-            update={"expires_at": datetime.now(timezone.utc) + timedelta(seconds=got),
-                    "details": {**cred.details, "ttl_seconds": got}}
+            update={
+                "expires_at": datetime.now(UTC) + timedelta(seconds=got),
+                "details": {**cred.details, "ttl_seconds": got},
+            }
         )
 
     def _lookup(self, accessor: str) -> dict | None:
@@ -196,12 +204,19 @@ class VaultTokenProvider(PerGrantCredentials):
     def list_managed(self, grant_id: str | None = None) -> list[IssuedCredential]:
         tokens = tagged_tokens(self._vault, managed_by=MANAGED_BY, grant_id=grant_id)
         if tokens is None:
-            raise ProviderError("vault refused to list token accessors (needs sudo on auth/token/accessors)", retryable=False)
+            raise ProviderError(
+                "vault refused to list token accessors (needs sudo on auth/token/accessors)", retryable=False
+            )
         return [
             IssuedCredential(
-                provider=self.name, grant_id=data["meta"].get("grant_id", ""), reference=acc,
-                details={"policies": sorted(p for p in data.get("policies") or [] if p != "default"),
-                         "requester": data["meta"].get("requester"), "kind": "vault token accessor"},
+                provider=self.name,
+                grant_id=data["meta"].get("grant_id", ""),
+                reference=acc,
+                details={
+                    "policies": sorted(p for p in data.get("policies") or [] if p != "default"),
+                    "requester": data["meta"].get("requester"),
+                    "kind": "vault token accessor",
+                },
             )
             for acc, data in tokens
         ]
@@ -215,7 +230,7 @@ class VaultWrapper:
         self._clients = clients
 
     def wrap(self, payload: dict, ttl: timedelta) -> WrappedHandover:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         try:
             resp = self._clients.get().sys.wrap(payload=payload, ttl=f"{int(ttl.total_seconds())}s")
         except Exception as e:
@@ -229,4 +244,6 @@ def seed_dev_vault(addr: str, root_token: str, policies: dict[str, str]) -> None
     c = hvac.Client(url=addr, token=root_token)
     for name, body in policies.items():
         c.sys.create_or_update_acl_policy(name=name, policy=body)
-    c.secrets.kv.v2.create_or_update_secret(path="platform/demo", secret={"greeting": "hello from jitaccess"}, mount_point="secret")
+    c.secrets.kv.v2.create_or_update_secret(
+        path="platform/demo", secret={"greeting": "hello from jitaccess"}, mount_point="secret"
+    )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
@@ -50,7 +50,9 @@ class EncryptionCodec(PayloadCodec):
                 out.append(p)
                 continue
             if p.metadata.get("encryption-key-id") != self.key_id:
-                raise ValueError(f"payload encrypted with key {p.metadata.get('encryption-key-id')!r}, this worker has {self.key_id!r}")
+                raise ValueError(
+                    f"payload encrypted with key {p.metadata.get('encryption-key-id')!r}, this worker has {self.key_id!r}"
+                )
             plain = self._aead.decrypt(p.data[:12], p.data[12:], None)
             decoded = Payload()
             decoded.ParseFromString(plain)

@@ -9,8 +9,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import structlog
 from temporalio.client import (
-    Client, Schedule, ScheduleActionStartWorkflow, ScheduleAlreadyRunningError, ScheduleHandle, ScheduleIntervalSpec,
-    ScheduleOverlapPolicy, SchedulePolicy, ScheduleSpec, ScheduleUpdate,
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleHandle,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleUpdate,
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
@@ -25,10 +33,13 @@ from jitaccess.config.settings import ConfigError
 from jitaccess.domain.contracts import GrantOptions
 from jitaccess.domain.reconciliation import CHAIN_PREFIX, ReconcileInput
 from jitaccess.ledger import Ledger
-from jitaccess.providers.base import ProviderRegistry
 from jitaccess.providers.aws import (
-    AwsClients, IamGroupMembershipProvider, IdentityCenterAssignmentProvider, StsRoleSessionProvider,
+    AwsClients,
+    IamGroupMembershipProvider,
+    IdentityCenterAssignmentProvider,
+    StsRoleSessionProvider,
 )
+from jitaccess.providers.base import ProviderRegistry
 from jitaccess.providers.vault_approle import VaultAppRoleSecretIdProvider
 from jitaccess.providers.vault_database import VaultDatabaseCredentialsProvider
 from jitaccess.providers.vault_token import VaultClients, VaultTokenProvider, VaultWrapper
@@ -40,7 +51,9 @@ from jitaccess.workflows.reconciliation import ReconciliationWorkflow
 # Our workflow and domain modules are pure (no I/O, clock or randomness at import or call time),
 # so the sandbox may share them instead of re-importing them for every workflow run: the
 # re-import dominated worker CPU with hundreds of grants starting at once.
-WORKFLOW_RUNNER = SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules("jitaccess"))
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("jitaccess")
+)
 
 WORKFLOWS = [GrantWorkflow, ServiceOnboardingWorkflow, ReconciliationWorkflow]
 RECONCILIATION_SCHEDULE_ID = "jitaccess-reconciliation"
@@ -65,13 +78,16 @@ def data_converter(settings: Settings) -> DataConverter:
     """Pydantic models through the sandbox; payloads encrypted when a key is configured."""
     if settings.payload_key is None:
         return pydantic_data_converter
-    return dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(settings.payload_key.get_secret_value()))
+    return dataclasses.replace(
+        pydantic_data_converter, payload_codec=EncryptionCodec(settings.payload_key.get_secret_value())
+    )
 
 
 async def connect(settings: Settings) -> Client:
     if settings.payload_key is None:
         structlog.get_logger("jitaccess").warning(
-            "payload_encryption_off", hint="set JITACCESS_PAYLOAD_KEY so wrapping tokens are not stored in clear in Temporal"
+            "payload_encryption_off",
+            hint="set JITACCESS_PAYLOAD_KEY so wrapping tokens are not stored in clear in Temporal",
         )
     return await Client.connect(
         settings.temporal_address, namespace=settings.temporal_namespace, data_converter=data_converter(settings)
@@ -86,7 +102,9 @@ def build_providers(settings: Settings) -> ProviderRegistry:
         vault, mount=settings.vault_database_mount, verify_dsn=dsn.get_secret_value() if dsn else None
     )
     providers[VaultAppRoleSecretIdProvider.name] = VaultAppRoleSecretIdProvider(
-        vault, mount=settings.vault_approle_mount, token_ttl=settings.vault_approle_token_ttl,
+        vault,
+        mount=settings.vault_approle_mount,
+        token_ttl=settings.vault_approle_token_ttl,
         token_max_ttl=settings.vault_approle_token_max_ttl,
         revoke_login_tokens=settings.vault_approle_revoke_login_tokens,
     )
@@ -108,7 +126,13 @@ def _catalogue_params(settings: Settings, provider: str, key: str) -> list[str]:
         cat = load_catalogue(settings.catalogue_file)
     except ConfigError:
         return []
-    return sorted({str(e.provider.params[key]) for e in cat.entitlements if e.provider.type == provider and key in e.provider.params})
+    return sorted(
+        {
+            str(e.provider.params[key])
+            for e in cat.entitlements
+            if e.provider.type == provider and key in e.provider.params
+        }
+    )
 
 
 def grant_options(settings: Settings) -> GrantOptions:
@@ -147,8 +171,10 @@ def reconciliation_schedule(settings: Settings) -> Schedule:
     the grant task queue; a run still going when the next is due makes that one skip."""
     return Schedule(
         action=ScheduleActionStartWorkflow(
-            ReconciliationWorkflow.run, ReconcileInput(dry_run=False),
-            id=CHAIN_PREFIX.rstrip("-"), task_queue=settings.task_queue,
+            ReconciliationWorkflow.run,
+            ReconcileInput(dry_run=False),
+            id=CHAIN_PREFIX.rstrip("-"),
+            task_queue=settings.task_queue,
         ),
         spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=settings.reconcile_interval)]),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),

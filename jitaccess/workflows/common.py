@@ -3,8 +3,9 @@ failures into what callers and events need. Deterministic like the workflows the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -74,4 +75,3 @@ class EvidenceChain:
         await workflow.execute_local_activity(
             c.RECORD_EVENTS, batch, start_to_close_timeout=timedelta(seconds=10), retry_policy=retry
         )
-

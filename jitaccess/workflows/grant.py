@@ -18,12 +18,32 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from jitaccess.domain import contracts as c
-    from jitaccess.domain.credentials import IssuedCredential, IssueResult, ProviderGrant, RevocationResult, WrappedHandover
+    from jitaccess.domain.credentials import (
+        IssuedCredential,
+        IssueResult,
+        ProviderGrant,
+        RevocationResult,
+        WrappedHandover,
+    )
     from jitaccess.domain.grant import (
-        EXECUTOR, ActionInput, ApprovalRound, ExtendInput, Grant, GrantInput, GrantResume, Review, ReviewInput,
+        EXECUTOR,
+        ActionInput,
+        ApprovalRound,
+        ExtendInput,
+        Grant,
+        GrantInput,
+        GrantResume,
+        Review,
+        ReviewInput,
     )
     from jitaccess.domain.notifications import (
-        Audience, DeliveryRequest, DeliveryResult, Notification, NotificationKind, Severity, grant_links,
+        Audience,
+        DeliveryRequest,
+        DeliveryResult,
+        Notification,
+        NotificationKind,
+        Severity,
+        grant_links,
     )
     from jitaccess.domain.principals import SYSTEM_ACTOR, Actor, ActorRole, Principal
     from jitaccess.domain.reconciliation import Finding
@@ -79,11 +99,18 @@ class GrantWorkflow:
         if d.break_glass:
             g.move(S.approved)
             self._emit("grant.approved", SYSTEM_ACTOR, {"rule": d.rule, "break_glass": True, "incident": g.incident})
-            self._notify(NotificationKind.break_glass_alert, Audience.security, Severity.high,
-                         f"BREAK-GLASS: {g.requester.id} took {g.entitlement} ({g.incident})", [])
+            self._notify(
+                NotificationKind.break_glass_alert,
+                Audience.security,
+                Severity.high,
+                f"BREAK-GLASS: {g.requester.id} took {g.entitlement} ({g.incident})",
+                [],
+            )
         elif d.auto_approved:
             g.move(S.approved)
-            self._emit("grant.approved", SYSTEM_ACTOR, {"rule": d.rule, "auto_approved": True, "auto_rule": d.auto_rule})
+            self._emit(
+                "grant.approved", SYSTEM_ACTOR, {"rule": d.rule, "auto_approved": True, "auto_rule": d.auto_rule}
+            )
         else:
             g.move(S.awaiting_approval)
             rnd = g.open_approval(workflow.now())
@@ -98,20 +125,39 @@ class GrantWorkflow:
                     "deadline": rnd.deadline.isoformat(),
                 },
             )
-            self._notify_approvers(NotificationKind.approval_requested, f"{g.requester.id} requests {g.entitlement}", rnd)
+            self._notify_approvers(
+                NotificationKind.approval_requested, f"{g.requester.id} requests {g.entitlement}", rnd
+            )
             await self._flush()
             if not await self._await_round(rnd):
-                self._emit("approval.expired", SYSTEM_ACTOR, {"deadline": rnd.deadline.isoformat(), "votes": len(rnd.votes)})
-                self._notify(NotificationKind.denied, Audience.requester, Severity.info,
-                             f"Your request for {g.entitlement} expired without a decision", [g.requester.id])
+                self._emit(
+                    "approval.expired", SYSTEM_ACTOR, {"deadline": rnd.deadline.isoformat(), "votes": len(rnd.votes)}
+                )
+                self._notify(
+                    NotificationKind.denied,
+                    Audience.requester,
+                    Severity.info,
+                    f"Your request for {g.entitlement} expired without a decision",
+                    [g.requester.id],
+                )
                 return await self._end(S.approval_expired, "no decision before the approval deadline")
             if g.state is not S.approved:  # denied or cancelled by an update handler
                 if g.state is S.denied:
-                    self._notify(NotificationKind.denied, Audience.requester, Severity.info,
-                                 f"Your request for {g.entitlement} was denied", [g.requester.id])
+                    self._notify(
+                        NotificationKind.denied,
+                        Audience.requester,
+                        Severity.info,
+                        f"Your request for {g.entitlement} was denied",
+                        [g.requester.id],
+                    )
                 return await self._end(g.state, g.end_reason or g.state.value)
-            self._notify(NotificationKind.approved, Audience.requester, Severity.info,
-                         f"Your request for {g.entitlement} was approved", [g.requester.id])
+            self._notify(
+                NotificationKind.approved,
+                Audience.requester,
+                Severity.info,
+                f"Your request for {g.entitlement} was approved",
+                [g.requester.id],
+            )
 
         if self._revoke_request is not None:  # revoked between approval and issuance
             actor, reason = self._revoke_request
@@ -121,8 +167,13 @@ class GrantWorkflow:
         if not await self._issue():
             return await self._end(S.issue_failed, "issue failed; partial issues cleaned up and confirmed absent")
 
-        self._notify(NotificationKind.issued, Audience.requester, Severity.info,
-                     f"{g.entitlement} is active until {g.expires_at.isoformat() if g.expires_at else '?'}", [g.requester.id])
+        self._notify(
+            NotificationKind.issued,
+            Audience.requester,
+            Severity.info,
+            f"{g.entitlement} is active until {g.expires_at.isoformat() if g.expires_at else '?'}",
+            [g.requester.id],
+        )
         end_reason = await self._active_phase()
         g.end_reason = end_reason
         await self._revoke()
@@ -131,8 +182,13 @@ class GrantWorkflow:
     async def _after_revocation(self) -> Grant:
         g = self._grant
         end_reason = g.end_reason or "revoked"
-        self._notify(NotificationKind.revoked, Audience.requester, Severity.info,
-                     f"{g.entitlement} was revoked ({end_reason})", [g.requester.id])
+        self._notify(
+            NotificationKind.revoked,
+            Audience.requester,
+            Severity.info,
+            f"{g.entitlement} was revoked ({end_reason})",
+            [g.requester.id],
+        )
         if g.break_glass:
             await self._review_phase()
             return await self._end_reviewed()
@@ -147,7 +203,9 @@ class GrantWorkflow:
         """Loops that may run for weeks (revocation retries, an unreviewed break-glass grant) hand
         over to a fresh run before the history grows too long, carrying the state and the chain."""
         info = workflow.info()
-        if not (info.is_continue_as_new_suggested() or info.get_current_history_length() >= self._options.history_budget):
+        if not (
+            info.is_continue_as_new_suggested() or info.get_current_history_length() >= self._options.history_budget
+        ):
             return
         await self._flush()
         if self._notifying:
@@ -167,22 +225,32 @@ class GrantWorkflow:
             now = workflow.now()
             if now >= rnd.deadline:
                 return False
-            wake = min(t for t in (rnd.deadline, next_reminder, None if rnd.escalated else escalate_at) if t is not None)
+            wake = min(
+                t for t in (rnd.deadline, next_reminder, None if rnd.escalated else escalate_at) if t is not None
+            )
             try:
                 await workflow.wait_condition(lambda: g.pending_round() is not rnd, timeout=wake - now)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 now = workflow.now()
                 if escalate_at is not None and not rnd.escalated and now >= escalate_at:
                     rnd.escalated = True
-                    self._emit("approval.escalated", SYSTEM_ACTOR,
-                               {"escalation_groups": list(rnd.escalation_groups), "pending": rnd.pending()})
-                    self._notify(NotificationKind.approval_escalated, Audience.approvers, Severity.high,
-                                 f"Escalated: {g.requester.id}'s request for {g.entitlement} is still pending",
-                                 list(rnd.escalation_groups))
+                    self._emit(
+                        "approval.escalated",
+                        SYSTEM_ACTOR,
+                        {"escalation_groups": list(rnd.escalation_groups), "pending": rnd.pending()},
+                    )
+                    self._notify(
+                        NotificationKind.approval_escalated,
+                        Audience.approvers,
+                        Severity.high,
+                        f"Escalated: {g.requester.id}'s request for {g.entitlement} is still pending",
+                        list(rnd.escalation_groups),
+                    )
                 if next_reminder is not None and next_reminder <= now < rnd.deadline:
                     self._emit("approval.reminder", SYSTEM_ACTOR, {"pending": rnd.pending()})
-                    self._notify_approvers(NotificationKind.approval_reminder,
-                                           f"Reminder: {g.requester.id} requests {g.entitlement}", rnd)
+                    self._notify_approvers(
+                        NotificationKind.approval_reminder, f"Reminder: {g.requester.id} requests {g.entitlement}", rnd
+                    )
                     while next_reminder <= now:
                         next_reminder += d.reminder_every  # type: ignore[operator]
                 await self._flush()
@@ -208,7 +276,7 @@ class GrantWorkflow:
                     await workflow.wait_condition(
                         lambda: self._revoke_request is not None or self._wake, timeout=wake - now
                     )
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             if self._revoke_request is not None:
                 actor, reason = self._revoke_request
@@ -222,14 +290,23 @@ class GrantWorkflow:
             if ext is not None and ext.status == "pending" and ext.round is not None and now >= ext.round.deadline:
                 ext.status = "expired"
                 self._emit("extension.expired", SYSTEM_ACTOR, {"deadline": ext.round.deadline.isoformat()})
-                self._notify(NotificationKind.extended, Audience.requester, Severity.info,
-                             f"Your extension of {g.entitlement} expired undecided; the grant still ends at {g.expires_at.isoformat()}",
-                             [g.requester.id])
+                self._notify(
+                    NotificationKind.extended,
+                    Audience.requester,
+                    Severity.info,
+                    f"Your extension of {g.entitlement} expired undecided; the grant still ends at {g.expires_at.isoformat()}",
+                    [g.requester.id],
+                )
                 await self._flush()
             if not warned and lead is not None and g.expires_at - lead <= now < g.expires_at:
                 warned = True
-                self._notify(NotificationKind.expiry_warning, Audience.requester, Severity.info,
-                             f"{g.entitlement} expires at {g.expires_at.isoformat()}", [g.requester.id])
+                self._notify(
+                    NotificationKind.expiry_warning,
+                    Audience.requester,
+                    Severity.info,
+                    f"{g.entitlement} expires at {g.expires_at.isoformat()}",
+                    [g.requester.id],
+                )
             if now >= g.expires_at:
                 self._emit("grant.expired", SYSTEM_ACTOR, {"expires_at": g.expires_at.isoformat()})
                 return "expired"
@@ -251,9 +328,16 @@ class GrantWorkflow:
             )
         except ActivityError as e:
             ext.status = "failed"
-            self._emit("extension.failed", EXECUTOR, {"error": failure_message(e), "expires_at": g.expires_at.isoformat()})
-            self._notify(NotificationKind.extended, Audience.requester, Severity.info,
-                         f"Extending {g.entitlement} failed; it still ends at {g.expires_at.isoformat()}", [g.requester.id])
+            self._emit(
+                "extension.failed", EXECUTOR, {"error": failure_message(e), "expires_at": g.expires_at.isoformat()}
+            )
+            self._notify(
+                NotificationKind.extended,
+                Audience.requester,
+                Severity.info,
+                f"Extending {g.entitlement} failed; it still ends at {g.expires_at.isoformat()}",
+                [g.requester.id],
+            )
             await self._flush()
             return
         g.credential, g.expires_at = cred.model_copy(update={"shared_target": g.credential.shared_target}), new_expiry
@@ -272,8 +356,13 @@ class GrantWorkflow:
                 "auto_rule": ext.auto_rule,
             },
         )
-        self._notify(NotificationKind.extended, Audience.requester, Severity.info,
-                     f"{g.entitlement} extended until {new_expiry.isoformat()}", [g.requester.id])
+        self._notify(
+            NotificationKind.extended,
+            Audience.requester,
+            Severity.info,
+            f"{g.entitlement} extended until {new_expiry.isoformat()}",
+            [g.requester.id],
+        )
         await self._flush()
 
     async def _review_phase(self, resumed: bool = False) -> None:
@@ -286,10 +375,22 @@ class GrantWorkflow:
         if not resumed:
             g.move(S.pending_review)
             g.review_deadline = now + bg.review_deadline
-            self._emit("review.requested", SYSTEM_ACTOR,
-                       {"deadline": g.review_deadline.isoformat(), "reviewer_groups": list(bg.reviewer_groups), "incident": g.incident})
-            self._notify(NotificationKind.review_requested, Audience.reviewers, Severity.info,
-                         f"Review break-glass use of {g.entitlement} by {g.requester.id} ({g.incident})", list(bg.reviewer_groups))
+            self._emit(
+                "review.requested",
+                SYSTEM_ACTOR,
+                {
+                    "deadline": g.review_deadline.isoformat(),
+                    "reviewer_groups": list(bg.reviewer_groups),
+                    "incident": g.incident,
+                },
+            )
+            self._notify(
+                NotificationKind.review_requested,
+                Audience.reviewers,
+                Severity.info,
+                f"Review break-glass use of {g.entitlement} by {g.requester.id} ({g.incident})",
+                list(bg.reviewer_groups),
+            )
             await self._flush()
         assert g.review_deadline is not None
         every = bg.review_reminder_every
@@ -302,20 +403,31 @@ class GrantWorkflow:
                 await workflow.wait_condition(
                     lambda: g.state is not S.pending_review, timeout=(min(ticks) - now) if ticks else None
                 )
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 now = workflow.now()
                 if not g.review_escalated and now >= g.review_deadline:
                     g.review_escalated = True
-                    self._emit("review.overdue", SYSTEM_ACTOR,
-                               {"deadline": g.review_deadline.isoformat(), "escalation_groups": list(bg.escalation_groups)})
-                    self._notify(NotificationKind.review_overdue, Audience.reviewers, Severity.high,
-                                 f"OVERDUE review of break-glass use of {g.entitlement} by {g.requester.id}",
-                                 list(bg.reviewer_groups + bg.escalation_groups))
+                    self._emit(
+                        "review.overdue",
+                        SYSTEM_ACTOR,
+                        {"deadline": g.review_deadline.isoformat(), "escalation_groups": list(bg.escalation_groups)},
+                    )
+                    self._notify(
+                        NotificationKind.review_overdue,
+                        Audience.reviewers,
+                        Severity.high,
+                        f"OVERDUE review of break-glass use of {g.entitlement} by {g.requester.id}",
+                        list(bg.reviewer_groups + bg.escalation_groups),
+                    )
                 if next_reminder is not None and now >= next_reminder:
                     self._emit("review.reminder", SYSTEM_ACTOR, {"deadline": g.review_deadline.isoformat()})
-                    self._notify(NotificationKind.review_requested, Audience.reviewers, Severity.info,
-                                 f"Reminder: review break-glass use of {g.entitlement} by {g.requester.id}",
-                                 list(bg.reviewer_groups))
+                    self._notify(
+                        NotificationKind.review_requested,
+                        Audience.reviewers,
+                        Severity.info,
+                        f"Reminder: review break-glass use of {g.entitlement} by {g.requester.id}",
+                        list(bg.reviewer_groups),
+                    )
                     while next_reminder <= now:
                         next_reminder += every  # type: ignore[operator]
                 await self._flush()
@@ -393,7 +505,9 @@ class GrantWorkflow:
             self._provider_request(),
             result_type=RevocationResult,
             start_to_close_timeout=PROVIDER_CALL_TIMEOUT,
-            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=self._options.revocation_backoff_cap),
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(seconds=1), maximum_interval=self._options.revocation_backoff_cap
+            ),
         )
         g.credential, g.handover = None, None
         self._emit(
@@ -425,7 +539,11 @@ class GrantWorkflow:
                     self._emit(
                         "revocation.deferred",
                         EXECUTOR,
-                        {"held_by": res.deferred_to, "reference": g.credential.reference, "read_back": res.verification},
+                        {
+                            "held_by": res.deferred_to,
+                            "reference": g.credential.reference,
+                            "read_back": res.verification,
+                        },
                     )
                     g.move(S.revoked)
                     return
@@ -486,7 +604,9 @@ class GrantWorkflow:
             return
         g = self._grant
         update = c.ChildUpdate(
-            grant_id=g.grant_id, state=g.state.value, reference=g.credential.reference if g.credential else None,
+            grant_id=g.grant_id,
+            state=g.state.value,
+            reference=g.credential.reference if g.credential else None,
             expires_at=g.expires_at,
         )
         await workflow.get_external_workflow_handle(parent.workflow_id).signal(c.CHILD_UPDATE_SIGNAL, update)
@@ -512,13 +632,24 @@ class GrantWorkflow:
             return
         g = self._grant
         summary = {
-            "entitlement": g.entitlement, "requester": g.requester.id, "state": g.state.value, "reason": g.reason,
-            "ticket": g.ticket, "incident": g.incident, "duration": f"{g.duration_seconds}s",
+            "entitlement": g.entitlement,
+            "requester": g.requester.id,
+            "state": g.state.value,
+            "reason": g.reason,
+            "ticket": g.ticket,
+            "incident": g.incident,
+            "duration": f"{g.duration_seconds}s",
             "expires_at": g.expires_at.isoformat() if g.expires_at else None,
         }
         n = Notification(
-            grant_id=g.grant_id, kind=kind, audience=audience, severity=severity, recipients=recipients,
-            title=title, summary=summary, links=grant_links(g.grant_id, audience),
+            grant_id=g.grant_id,
+            kind=kind,
+            audience=audience,
+            severity=severity,
+            recipients=recipients,
+            title=title,
+            summary=summary,
+            links=grant_links(g.grant_id, audience),
         )
         self._notifications += 1
         for name in names:
@@ -550,7 +681,9 @@ class GrantWorkflow:
             if attempt < attempts:
                 await workflow.sleep(delay)
                 delay *= 2
-        self._emit("notification.abandoned", SYSTEM_ACTOR, {"notifier": notifier, "kind": n.kind.value, "attempts": attempts})
+        self._emit(
+            "notification.abandoned", SYSTEM_ACTOR, {"notifier": notifier, "kind": n.kind.value, "attempts": attempts}
+        )
         await self._flush()
 
     # -- evidence -------------------------------------------------------------------
@@ -577,9 +710,13 @@ class GrantWorkflow:
             "approval.granted",
             a.actor.as_actor(ActorRole.approver),
             {
-                "purpose": rnd.purpose, "stage": vote.stage, "comment": a.comment,
-                "on_behalf_of": vote.on_behalf_of, "delegation_id": vote.delegation_id,
-                "votes": len(rnd.votes), "pending": rnd.pending(),
+                "purpose": rnd.purpose,
+                "stage": vote.stage,
+                "comment": a.comment,
+                "on_behalf_of": vote.on_behalf_of,
+                "delegation_id": vote.delegation_id,
+                "votes": len(rnd.votes),
+                "pending": rnd.pending(),
             },
         )
         if rnd.complete and rnd.purpose == "grant":
@@ -592,7 +729,9 @@ class GrantWorkflow:
             self._emit("extension.approved", SYSTEM_ACTOR, {"approvers": [v.approver for v in rnd.votes]})
             self._wake = True
         elif rnd.open_stages():
-            self._notify_approvers(NotificationKind.approval_requested, f"{g.requester.id} requests {g.entitlement}", rnd)
+            self._notify_approvers(
+                NotificationKind.approval_requested, f"{g.requester.id} requests {g.entitlement}", rnd
+            )
         return g
 
     @approve.validator
@@ -607,8 +746,13 @@ class GrantWorkflow:
             self._emit("approval.denied", a.actor.as_actor(ActorRole.approver), {"reason": a.comment})
         else:
             self._emit("extension.refused", a.actor.as_actor(ActorRole.approver), {"reason": a.comment})
-            self._notify(NotificationKind.extended, Audience.requester, Severity.info,
-                         f"Your extension of {g.entitlement} was refused: {a.comment}", [g.requester.id])
+            self._notify(
+                NotificationKind.extended,
+                Audience.requester,
+                Severity.info,
+                f"Your extension of {g.entitlement} was refused: {a.comment}",
+                [g.requester.id],
+            )
             self._wake = True
         return g
 
@@ -625,16 +769,22 @@ class GrantWorkflow:
             "extension.requested",
             inp.actor.as_actor(ActorRole.requester),
             {
-                "extension_seconds": ext.extension_seconds, "total_seconds": ext.new_total_seconds, "reason": inp.reason,
-                "policy_version": d.policy_version, "auto_rule": d.auto_rule,
+                "extension_seconds": ext.extension_seconds,
+                "total_seconds": ext.new_total_seconds,
+                "reason": inp.reason,
+                "policy_version": d.policy_version,
+                "auto_rule": d.auto_rule,
                 "stages": [st.name for st in d.stages],
             },
         )
         if ext.status == "approved":
             self._emit("extension.approved", SYSTEM_ACTOR, {"auto_rule": d.auto_rule, "auto_approved": True})
         elif ext.round is not None:
-            self._notify_approvers(NotificationKind.approval_requested,
-                                   f"{g.requester.id} asks to extend {g.entitlement} by {ext.extension_seconds}s", ext.round)
+            self._notify_approvers(
+                NotificationKind.approval_requested,
+                f"{g.requester.id} asks to extend {g.entitlement} by {ext.extension_seconds}s",
+                ext.round,
+            )
         self._wake = True
         return g
 
@@ -657,8 +807,13 @@ class GrantWorkflow:
             self._emit(
                 "review.finding",
                 SYSTEM_ACTOR,
-                {"finding": "break-glass use not justified", "requester": g.requester.id, "incident": g.incident,
-                 "reviewer": inp.actor.id, "notes": inp.notes},
+                {
+                    "finding": "break-glass use not justified",
+                    "requester": g.requester.id,
+                    "incident": g.incident,
+                    "reviewer": inp.actor.id,
+                    "notes": inp.notes,
+                },
             )
         return g
 

@@ -8,7 +8,6 @@ workflow is ever terminated, every child still expires and is revoked on its own
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -19,7 +18,8 @@ with workflow.unsafe.imports_passed_through():
     from jitaccess.domain import contracts as c
     from jitaccess.domain.contracts import GrantOptions
     from jitaccess.domain.grant import ActionInput, ApprovalRound, GrantInput, Refusal, Vote
-    from jitaccess.domain.onboarding import ChildGrant, ChildPlan, Onboarding, OnboardingInput, OnboardingState as O
+    from jitaccess.domain.onboarding import ChildGrant, ChildPlan, Onboarding, OnboardingInput
+    from jitaccess.domain.onboarding import OnboardingState as O
     from jitaccess.domain.policy import AccessRequest
     from jitaccess.domain.principals import SYSTEM_ACTOR, Actor, ActorRole
     from jitaccess.workflows.common import EvidenceChain, refuse
@@ -34,7 +34,9 @@ class ServiceOnboardingWorkflow:
     @workflow.init
     def __init__(self, inp: OnboardingInput) -> None:
         self._o = Onboarding(
-            onboarding_id=inp.onboarding_id, requester=inp.requester, workload=inp.request.workload,
+            onboarding_id=inp.onboarding_id,
+            requester=inp.requester,
+            workload=inp.request.workload,
             template=inp.request.template,
         )
         self._inp = inp
@@ -45,25 +47,41 @@ class ServiceOnboardingWorkflow:
     async def run(self, inp: OnboardingInput) -> Onboarding:
         o, d = self._o, inp.decision
         self._emit(
-            "onboarding.requested", o.requester.as_actor(ActorRole.requester),
-            {"template": o.template, "workload": o.workload.model_dump(mode="json"), "reason": inp.request.reason,
-             "requester": o.requester.model_dump(mode="json"), "owner": o.workload.owning_team},
+            "onboarding.requested",
+            o.requester.as_actor(ActorRole.requester),
+            {
+                "template": o.template,
+                "workload": o.workload.model_dump(mode="json"),
+                "reason": inp.request.reason,
+                "requester": o.requester.model_dump(mode="json"),
+                "owner": o.workload.owning_team,
+            },
         )
         self._emit(
-            "policy.decided", SYSTEM_ACTOR,
-            {"rule": d.rule, "policy_version": d.policy_version, "pre_approved": d.pre_approved,
-             "stages": [s.model_dump(mode="json") for s in d.stages], "lifetime": d.lifetime.total_seconds(),
-             "entitlements": [p.entitlement for p in d.children]},
+            "policy.decided",
+            SYSTEM_ACTOR,
+            {
+                "rule": d.rule,
+                "policy_version": d.policy_version,
+                "pre_approved": d.pre_approved,
+                "stages": [s.model_dump(mode="json") for s in d.stages],
+                "lifetime": d.lifetime.total_seconds(),
+                "entitlements": [p.entitlement for p in d.children],
+            },
         )
         if not d.pre_approved:
             now = workflow.now()
             o.state = O.awaiting_approval
             o.approval = ApprovalRound(stages=d.stages, requested_at=now, deadline=now + d.approval_timeout)
-            self._emit("approval.requested", SYSTEM_ACTOR, {"pending": o.approval.pending(), "deadline": o.approval.deadline.isoformat()})
+            self._emit(
+                "approval.requested",
+                SYSTEM_ACTOR,
+                {"pending": o.approval.pending(), "deadline": o.approval.deadline.isoformat()},
+            )
             await self._flush()
             try:
                 await workflow.wait_condition(lambda: o.state is not O.awaiting_approval, timeout=d.approval_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._emit("approval.expired", SYSTEM_ACTOR, {})
                 return await self._end(O.approval_expired, "no decision before the approval deadline")
             if o.state is O.denied:
@@ -78,12 +96,21 @@ class ServiceOnboardingWorkflow:
         failed = [ch for ch in o.children if ch.state != "active"]
         if failed:
             # all or nothing: what was issued is revoked and confirmed before the onboarding ends
-            self._emit("onboarding.provisioning_failed", SYSTEM_ACTOR,
-                       {"failed": [{"grant_id": ch.grant_id, "entitlement": ch.entitlement, "state": ch.state} for ch in failed]})
+            self._emit(
+                "onboarding.provisioning_failed",
+                SYSTEM_ACTOR,
+                {
+                    "failed": [
+                        {"grant_id": ch.grant_id, "entitlement": ch.entitlement, "state": ch.state} for ch in failed
+                    ]
+                },
+            )
             await self._revoke_children("all-or-nothing: a sibling failed to issue")
             return await self._end(O.failed, "failed: " + ", ".join(f"{ch.entitlement} {ch.state}" for ch in failed))
         o.state = O.active
-        self._emit("onboarding.active", SYSTEM_ACTOR, {"children": self._children_view(), "ends_at": o.ends_at.isoformat()})
+        self._emit(
+            "onboarding.active", SYSTEM_ACTOR, {"children": self._children_view(), "ends_at": o.ends_at.isoformat()}
+        )
         await self._flush()
 
         while True:
@@ -93,7 +120,7 @@ class ServiceOnboardingWorkflow:
             if wake > now:
                 try:
                     await workflow.wait_condition(lambda: self._offboard is not None, timeout=wake - now)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             if self._offboard is not None or workflow.now() >= o.ends_at:
                 break
@@ -120,25 +147,40 @@ class ServiceOnboardingWorkflow:
         o.children.append(child)
         workload = {**o.workload.model_dump(mode="json"), "onboarding_id": o.onboarding_id, "generation": generation}
         request = AccessRequest(
-            entitlement=plan.entitlement, duration=duration,
-            reason=f"onboarding {o.workload.service} ({o.workload.environment})", workload=workload,
+            entitlement=plan.entitlement,
+            duration=duration,
+            reason=f"onboarding {o.workload.service} ({o.workload.environment})",
+            workload=workload,
         )
         await workflow.start_child_workflow(
             GrantWorkflow.run,
-            GrantInput(grant_id=grant_id, requester=o.requester, request=request,
-                       decision=plan.decision.model_copy(update={"duration": duration}),
-                       admin_groups=self._inp.admin_groups, options=self._inp.options),
-            id=grant_id, parent_close_policy=ParentClosePolicy.ABANDON,
+            GrantInput(
+                grant_id=grant_id,
+                requester=o.requester,
+                request=request,
+                decision=plan.decision.model_copy(update={"duration": duration}),
+                admin_groups=self._inp.admin_groups,
+                options=self._inp.options,
+            ),
+            id=grant_id,
+            parent_close_policy=ParentClosePolicy.ABANDON,
         )
-        self._emit("onboarding.child_started", SYSTEM_ACTOR,
-                   {"grant_id": grant_id, "entitlement": plan.entitlement, "generation": generation,
-                    "duration_seconds": int(duration.total_seconds())})
+        self._emit(
+            "onboarding.child_started",
+            SYSTEM_ACTOR,
+            {
+                "grant_id": grant_id,
+                "entitlement": plan.entitlement,
+                "generation": generation,
+                "duration_seconds": int(duration.total_seconds()),
+            },
+        )
         return child
 
     async def _await_children(self, done, timeout: timedelta | None = None) -> None:
         try:
             await workflow.wait_condition(lambda: all(done(ch) for ch in self._o.children), timeout=timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     async def _revoke_children(self, reason: str) -> None:
@@ -172,27 +214,55 @@ class ServiceOnboardingWorkflow:
         new = await self._start_child(plan, generation=old.generation + 1)
         await workflow.wait_condition(lambda: new.state not in ("requested", "issuing"), timeout=CHILD_ACTIVE_TIMEOUT)
         if new.state != "active":
-            self._emit("rotation.failed", SYSTEM_ACTOR, {"entitlement": plan.entitlement, "old_grant": old.grant_id,
-                                                         "new_grant": new.grant_id, "state": new.state})
+            self._emit(
+                "rotation.failed",
+                SYSTEM_ACTOR,
+                {
+                    "entitlement": plan.entitlement,
+                    "old_grant": old.grant_id,
+                    "new_grant": new.grant_id,
+                    "state": new.state,
+                },
+            )
             old.started_at = workflow.now()  # keep the old credential; try again next interval
             await self._flush()
             return
-        self._emit("rotation.issued", SYSTEM_ACTOR,
-                   {"entitlement": plan.entitlement, "old_grant": old.grant_id, "old_reference": old.reference,
-                    "new_grant": new.grant_id, "new_reference": new.reference, "overlap_seconds": overlap.total_seconds()})
+        self._emit(
+            "rotation.issued",
+            SYSTEM_ACTOR,
+            {
+                "entitlement": plan.entitlement,
+                "old_grant": old.grant_id,
+                "old_reference": old.reference,
+                "new_grant": new.grant_id,
+                "new_reference": new.reference,
+                "overlap_seconds": overlap.total_seconds(),
+            },
+        )
         await self._flush()
         await workflow.sleep(overlap)
         await workflow.get_external_workflow_handle(old.grant_id).signal(c.PARENT_REVOKE_SIGNAL, "rotated")
         await workflow.wait_condition(lambda: old.state in ENDED)
         o.rotations += 1
-        self._emit("rotation.completed", SYSTEM_ACTOR,
-                   {"entitlement": plan.entitlement, "old_grant": old.grant_id, "old_reference": old.reference,
-                    "old_state": old.state, "new_grant": new.grant_id, "new_reference": new.reference})
+        self._emit(
+            "rotation.completed",
+            SYSTEM_ACTOR,
+            {
+                "entitlement": plan.entitlement,
+                "old_grant": old.grant_id,
+                "old_reference": old.reference,
+                "old_state": old.state,
+                "new_grant": new.grant_id,
+                "new_reference": new.reference,
+            },
+        )
         await self._flush()
 
     def _children_view(self) -> list[dict[str, Any]]:
-        return [{"grant_id": ch.grant_id, "entitlement": ch.entitlement, "state": ch.state, "reference": ch.reference}
-                for ch in self._o.children]
+        return [
+            {"grant_id": ch.grant_id, "entitlement": ch.entitlement, "state": ch.state, "reference": ch.reference}
+            for ch in self._o.children
+        ]
 
     @workflow.signal(name=c.CHILD_UPDATE_SIGNAL)
     def child_update(self, u: c.ChildUpdate) -> None:
@@ -202,8 +272,11 @@ class ServiceOnboardingWorkflow:
                     ch.started_at = workflow.now()
                 ch.state, ch.reference, ch.expires_at = u.state, u.reference or ch.reference, u.expires_at
                 if u.state in ENDED:
-                    self._emit("onboarding.child_ended", SYSTEM_ACTOR, {"grant_id": u.grant_id, "state": u.state,
-                                                                         "reference": ch.reference})
+                    self._emit(
+                        "onboarding.child_ended",
+                        SYSTEM_ACTOR,
+                        {"grant_id": u.grant_id, "state": u.state, "reference": ch.reference},
+                    )
 
     # -- decisions ----------------------------------------------------------------------
     @workflow.query
@@ -215,12 +288,27 @@ class ServiceOnboardingWorkflow:
         o = self._o
         assert o.approval is not None
         stage, who, via = o.check_decide(a.actor, workflow.now(), a.delegations)
-        o.approval.votes.append(Vote(approver=who.id, actor=a.actor.id, on_behalf_of=who.id if via else None,
-                                     delegation_id=via.delegation_id if via else None, stage=stage.name,
-                                     at=workflow.now().isoformat(), comment=a.comment))
-        self._emit("approval.granted", a.actor.as_actor(ActorRole.approver),
-                   {"stage": stage.name, "comment": a.comment, "on_behalf_of": who.id if via else None,
-                    "pending": o.approval.pending()})
+        o.approval.votes.append(
+            Vote(
+                approver=who.id,
+                actor=a.actor.id,
+                on_behalf_of=who.id if via else None,
+                delegation_id=via.delegation_id if via else None,
+                stage=stage.name,
+                at=workflow.now().isoformat(),
+                comment=a.comment,
+            )
+        )
+        self._emit(
+            "approval.granted",
+            a.actor.as_actor(ActorRole.approver),
+            {
+                "stage": stage.name,
+                "comment": a.comment,
+                "on_behalf_of": who.id if via else None,
+                "pending": o.approval.pending(),
+            },
+        )
         if o.approval.complete:
             o.state = O.provisioning
             self._emit("onboarding.approved", SYSTEM_ACTOR, {"approvers": [v.approver for v in o.approval.votes]})

@@ -37,13 +37,20 @@ with workflow.unsafe.imports_passed_through():
     from jitaccess.domain import contracts as c
     from jitaccess.domain.credentials import RevocationResult
     from jitaccess.domain.events import format_at
-    from jitaccess.workflows.common import EvidenceChain, failure_message
     from jitaccess.domain.grant import EXECUTOR
     from jitaccess.domain.principals import SYSTEM_ACTOR, Actor, ActorKind, ActorRole
     from jitaccess.domain.reconciliation import (
-        CHAIN_PREFIX, Comparison, Finding, FindingKind, ReconcileInput, ReconciliationReport, Remediation, Remedy,
+        CHAIN_PREFIX,
+        Comparison,
+        Finding,
+        FindingKind,
+        ReconcileInput,
+        ReconciliationReport,
+        Remediation,
+        Remedy,
         chain_id,
     )
+    from jitaccess.workflows.common import EvidenceChain, failure_message
 
 SCAN_TIMEOUT = timedelta(minutes=10)
 REVOKE_TIMEOUT = timedelta(seconds=60)
@@ -60,17 +67,27 @@ class ReconciliationWorkflow:
         run_id = inp.run_id or wid.removeprefix(CHAIN_PREFIX)
         self._chain = EvidenceChain(chain_id(run_id))
         report = ReconciliationReport(
-            run_id=run_id, chain_id=self._chain.key, dry_run=inp.dry_run, requested_by=inp.requested_by,
+            run_id=run_id,
+            chain_id=self._chain.key,
+            dry_run=inp.dry_run,
+            requested_by=inp.requested_by,
             started_at=format_at(workflow.now()),
         )
         who = (
             Actor(id=inp.requested_by, kind=ActorKind(inp.requested_by_kind or "human"), role=ActorRole.requester)
-            if inp.requested_by else SYSTEM_ACTOR
+            if inp.requested_by
+            else SYSTEM_ACTOR
         )
-        self._emit("reconciliation.started", who, {
-            "run_id": run_id, "workflow_id": wid, "dry_run": inp.dry_run,
-            "trigger": "request" if inp.requested_by else "schedule",
-        })
+        self._emit(
+            "reconciliation.started",
+            who,
+            {
+                "run_id": run_id,
+                "workflow_id": wid,
+                "dry_run": inp.dry_run,
+                "trigger": "request" if inp.requested_by else "schedule",
+            },
+        )
         await self._flush()
 
         try:
@@ -94,20 +111,33 @@ class ReconciliationWorkflow:
     async def _handle(self, f: Finding, dry_run: bool) -> Finding:
         if dry_run:
             done = f.model_copy(update={"remediation": Remediation(action="none", detail="dry run: reported only")})
-            kind = {FindingKind.orphan: "orphan_detected", FindingKind.drift: "drift_detected",
-                    FindingKind.mismatch: "mismatch_detected"}[f.kind]
+            kind = {
+                FindingKind.orphan: "orphan_detected",
+                FindingKind.drift: "drift_detected",
+                FindingKind.mismatch: "mismatch_detected",
+            }[f.kind]
             self._emit(f"reconciliation.{kind}", SYSTEM_ACTOR, {**done.evidence(), "dry_run": True})
             return done
         if f.remedy is Remedy.revoke:
             return await self._revoke(f)
         if f.remedy is Remedy.signal_grant:
             return await self._signal_drift(f)
-        done = f.model_copy(update={"remediation": Remediation(
-            action="alerted", detail="recorded and alerted; not revoked (it is the grant's approved credential)")})
-        self._emit("reconciliation.mismatch_detected", SYSTEM_ACTOR, {
-            **done.evidence(), "severity": "high",
-            "alert": f"access at {f.provider} for {f.grant_id} differs from what was approved",
-        })
+        done = f.model_copy(
+            update={
+                "remediation": Remediation(
+                    action="alerted", detail="recorded and alerted; not revoked (it is the grant's approved credential)"
+                )
+            }
+        )
+        self._emit(
+            "reconciliation.mismatch_detected",
+            SYSTEM_ACTOR,
+            {
+                **done.evidence(),
+                "severity": "high",
+                "alert": f"access at {f.provider} for {f.grant_id} differs from what was approved",
+            },
+        )
         return done
 
     async def _revoke(self, f: Finding) -> Finding:
@@ -121,8 +151,10 @@ class ReconciliationWorkflow:
                 retry_policy=RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1)),
             )
             rem = Remediation(
-                action="revoked" if res.confirmed else "revoke_failed", confirmed=res.confirmed,
-                already_gone=res.already_gone, detail=res.verification,
+                action="revoked" if res.confirmed else "revoke_failed",
+                confirmed=res.confirmed,
+                already_gone=res.already_gone,
+                detail=res.verification,
             )
         except ActivityError as e:
             rem = Remediation(action="revoke_failed", confirmed=False, detail=failure_message(e))
@@ -141,20 +173,31 @@ class ReconciliationWorkflow:
     async def _signal_drift(self, f: Finding) -> Finding:
         try:
             await workflow.get_external_workflow_handle(f.grant_id).signal(c.REPORT_DRIFT_SIGNAL, f)
-            rem = Remediation(action="signalled", detail=f"{f.grant_id}'s workflow told; it records the drift on its "
-                              "own chain while the grant is active (once)")
+            rem = Remediation(
+                action="signalled",
+                detail=f"{f.grant_id}'s workflow told; it records the drift on its "
+                "own chain while the grant is active (once)",
+            )
         except FailureError as e:
-            rem = Remediation(action="signal_failed", detail=f"the grant's workflow could not be signalled: {failure_message(e)}")
+            rem = Remediation(
+                action="signal_failed", detail=f"the grant's workflow could not be signalled: {failure_message(e)}"
+            )
         done = f.model_copy(update={"remediation": rem})
         self._emit("reconciliation.drift_detected", SYSTEM_ACTOR, done.evidence())
         return done
 
     async def _finish(self, report: ReconciliationReport) -> ReconciliationReport:
         report.counts = report.count()
-        self._emit("reconciliation.completed", SYSTEM_ACTOR, {
-            "counts": report.counts, "dry_run": report.dry_run, "error": report.error,
-            "providers": [p.model_dump(mode="json") for p in report.providers],
-        })
+        self._emit(
+            "reconciliation.completed",
+            SYSTEM_ACTOR,
+            {
+                "counts": report.counts,
+                "dry_run": report.dry_run,
+                "error": report.error,
+                "providers": [p.model_dump(mode="json") for p in report.providers],
+            },
+        )
         await self._flush()
         assert self._chain is not None
         report.completed_at = self._chain.events[-1].at
@@ -163,7 +206,9 @@ class ReconciliationWorkflow:
             c.RECONCILE_STORE_REPORT,
             report,
             start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=30)),
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=30)
+            ),
         )
         return report
 

@@ -50,7 +50,9 @@ class Api:
 async def serve_api(settings):
     async with running_worker(settings) as (client, ledger):
         port = free_port()
-        server = uvicorn.Server(uvicorn.Config(create_app(settings, client), host="127.0.0.1", port=port, log_level="warning"))
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(settings, client), host="127.0.0.1", port=port, log_level="warning")
+        )
         task = asyncio.create_task(server.serve())
         while not server.started:
             await asyncio.sleep(0.05)

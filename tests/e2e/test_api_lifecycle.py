@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC
 
 import hvac
 import pytest
@@ -40,8 +41,16 @@ async def test_request_approve_unwrap_use_expire_and_prove(api, openbao):
     assert ev["verification"]["ok"] is True
     types = [e["type"] for e in ev["events"]]
     assert types == [
-        "grant.requested", "policy.decided", "approval.requested", "approval.granted", "grant.approved",
-        "credential.issued", "fulfilment.verified", "credential.delivered", "grant.expired", "revocation.confirmed",
+        "grant.requested",
+        "policy.decided",
+        "approval.requested",
+        "approval.granted",
+        "grant.approved",
+        "credential.issued",
+        "fulfilment.verified",
+        "credential.delivered",
+        "grant.expired",
+        "revocation.confirmed",
     ]
     roles = {e["type"]: (e["actor"]["id"], e["actor"]["role"]) for e in ev["events"]}
     assert roles["grant.requested"] == ("alice", "requester")
@@ -109,7 +118,10 @@ async def test_same_request_id_returns_one_grant(api):
     [
         ({"duration": "a while"}, "ISO 8601"),
         ({"duration": "PT9H"}, "exceeds the maximum for secrets-admin"),
-        ({"entitlement": "root-everything"}, "valid ids: secrets-readonly, secrets-admin, secrets-prod-write, db-readonly"),
+        (
+            {"entitlement": "root-everything"},
+            "valid ids: secrets-readonly, secrets-admin, secrets-prod-write, db-readonly",
+        ),
         ({"reason": ""}, "a reason is required"),
         ({"surprise": 1}, "surprise"),
     ],
@@ -152,14 +164,24 @@ async def test_ineligible_requester_is_denied_with_evidence(api):
 
 
 async def test_grant_whose_history_is_gone_is_served_from_the_ledger(api):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from jitaccess.domain.events import make_event
     from jitaccess.domain.principals import SYSTEM_ACTOR
 
     gid = "grant-archived-only"
-    ev = make_event(gid, None, "grant.requested", datetime.now(timezone.utc), SYSTEM_ACTOR, {})
-    api.ledger.append([ev], {"grant_id": gid, "state": "revoked", "entitlement": "secrets-readonly",
-                             "requester": "alice", "provider": "vault_token", "expires_at": None, "seq": 1})
+    ev = make_event(gid, None, "grant.requested", datetime.now(UTC), SYSTEM_ACTOR, {})
+    api.ledger.append(
+        [ev],
+        {
+            "grant_id": gid,
+            "state": "revoked",
+            "entitlement": "secrets-readonly",
+            "requester": "alice",
+            "provider": "vault_token",
+            "expires_at": None,
+            "seq": 1,
+        },
+    )
     r = await api.call("alice", "GET", f"/v1/grants/{gid}")
     assert r.status_code == 200 and r.json()["source"] == "ledger" and r.json()["state"] == "revoked", r.text

@@ -9,9 +9,17 @@ import hvac
 
 from jitaccess.providers.vault_approle import seed_dev_approle
 
-BODY = {"template": "batch-job", "reason": "new nightly job", "workload": {
-    "service": "nightly-report", "owning_team": "platform-leads", "environment": "staging",
-    "repository": "git@example.com:data/nightly.git", "dependencies": ["vault"]}}
+BODY = {
+    "template": "batch-job",
+    "reason": "new nightly job",
+    "workload": {
+        "service": "nightly-report",
+        "owning_team": "platform-leads",
+        "environment": "staging",
+        "repository": "git@example.com:data/nightly.git",
+        "dependencies": ["vault"],
+    },
+}
 
 
 async def wait_onboarding(api, oid, state, timeout=30):

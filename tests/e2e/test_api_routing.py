@@ -9,7 +9,12 @@ import hvac
 
 
 async def test_multi_stage_approval_with_a_delegate(api):
-    r = await api.call("alice", "POST", "/v1/grants", json={"entitlement": "secrets-prod-write", "duration": "PT20M", "reason": "hotfix"})
+    r = await api.call(
+        "alice",
+        "POST",
+        "/v1/grants",
+        json={"entitlement": "secrets-prod-write", "duration": "PT20M", "reason": "hotfix"},
+    )
     assert r.status_code == 202, r.text
     gid = r.json()["grant_id"]
     g = await api.wait_state("alice", gid, "awaiting_approval")
@@ -18,10 +23,16 @@ async def test_multi_stage_approval_with_a_delegate(api):
     # carol (security) delegates to erin, who has no approval authority of her own
     r = await api.call("erin", "POST", f"/v1/grants/{gid}/approve", json={})
     assert r.status_code == 403 and r.json()["error"] == "not_an_approver"
-    r = await api.call("carol", "POST", "/v1/delegations", json={"delegate": "erin", "duration": "PT1H", "reason": "on leave"})
+    r = await api.call(
+        "carol", "POST", "/v1/delegations", json={"delegate": "erin", "duration": "PT1H", "reason": "on leave"}
+    )
     assert r.status_code == 201, r.text
     bad = await api.call("carol", "POST", "/v1/delegations", json={"delegate": "carol", "reason": "x"})
-    assert bad.status_code == 422 and "ends_at or duration" in bad.json()["message"] and "yourself" in bad.json()["message"]
+    assert (
+        bad.status_code == 422
+        and "ends_at or duration" in bad.json()["message"]
+        and "yourself" in bad.json()["message"]
+    )
 
     r = await api.call("erin", "POST", f"/v1/grants/{gid}/approve", json={"comment": "for carol"})
     assert r.status_code == 200, r.text
@@ -36,7 +47,9 @@ async def test_multi_stage_approval_with_a_delegate(api):
     assert ev["verification"]["ok"]
     granted = [e for e in ev["events"] if e["type"] == "approval.granted"]
     assert [(e["actor"]["id"], e["data"]["stage"], e["data"]["on_behalf_of"]) for e in granted] == [
-        ("erin", "security", "carol"), ("frank", "owning-team", None)]
+        ("erin", "security", "carol"),
+        ("frank", "owning-team", None),
+    ]
     # the delegation itself is evidence, on its own chain
     verify = (await api.call("bob", "GET", "/v1/evidence/verify")).json()
     assert verify["ok"] and any(r["grant_id"].startswith("delegation-") for r in verify["results"])
@@ -55,10 +68,13 @@ async def test_break_glass_to_review(api, openbao):
     wrapped = (await api.call("alice", "GET", f"/v1/grants/{gid}/credential")).json()["wrapping_token"]
     token = hvac.Client(url=openbao.address, token=wrapped).sys.unwrap()["auth"]["client_token"]
     hvac.Client(url=openbao.address, token=token).secrets.kv.v2.create_or_update_secret(
-        path="platform/incident", secret={"fixed": "yes"}, mount_point="secret")
+        path="platform/incident", secret={"fixed": "yes"}, mount_point="secret"
+    )
 
     await api.wait_state("alice", gid, "pending_review", timeout=30)
-    listed = (await api.call("bob", "GET", "/v1/grants", params={"break_glass": "true", "state": "pending_review"})).json()
+    listed = (
+        await api.call("bob", "GET", "/v1/grants", params={"break_glass": "true", "state": "pending_review"})
+    ).json()
     assert [g["grant_id"] for g in listed["grants"]] == [gid]
     assert (await api.call("bob", "GET", "/v1/grants", params={"break_glass": "false"})).json()["count"] == 0
 
@@ -66,19 +82,31 @@ async def test_break_glass_to_review(api, openbao):
     assert r.status_code == 403 and r.json()["error"] == "self_review"
     r = await api.call("bob", "POST", f"/v1/grants/{gid}/review", json={"outcome": "not_justified"})
     assert r.status_code == 422 and r.json()["error"] == "notes_required"
-    r = await api.call("bob", "POST", f"/v1/grants/{gid}/review", json={"outcome": "justified", "notes": "INC-77 confirmed"})
+    r = await api.call(
+        "bob", "POST", f"/v1/grants/{gid}/review", json={"outcome": "justified", "notes": "INC-77 confirmed"}
+    )
     assert r.status_code == 200 and r.json()["state"] == "reviewed", r.text
     await api.wait_state("bob", gid, "reviewed")
 
     ev = (await api.call("bob", "GET", f"/v1/grants/{gid}/evidence")).json()
     assert ev["verification"]["ok"]
     types = [e["type"] for e in ev["events"]]
-    assert types[:3] == ["grant.requested", "policy.decided", "grant.approved"] and types[-2:] == ["review.requested", "review.completed"]
+    assert types[:3] == ["grant.requested", "policy.decided", "grant.approved"] and types[-2:] == [
+        "review.requested",
+        "review.completed",
+    ]
     assert ev["events"][2]["data"]["break_glass"] is True and ev["events"][2]["data"]["incident"] == "INC-77"
 
 
 async def test_extension_through_the_api(api):
-    gid = (await api.call("alice", "POST", "/v1/grants", json={"entitlement": "secrets-readonly", "duration": "PT10M", "reason": "debug"})).json()["grant_id"]
+    gid = (
+        await api.call(
+            "alice",
+            "POST",
+            "/v1/grants",
+            json={"entitlement": "secrets-readonly", "duration": "PT10M", "reason": "debug"},
+        )
+    ).json()["grant_id"]
     g = await api.wait_state("alice", gid, "active")
     r = await api.call("alice", "POST", f"/v1/grants/{gid}/extend", json={"duration": "PT8H", "reason": "more"})
     assert r.status_code == 422 and r.json()["error"] == "duration_exceeds_max" and "at most" in r.json()["message"]

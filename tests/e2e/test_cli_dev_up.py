@@ -19,8 +19,14 @@ pytestmark = pytest.mark.slow
 
 
 def _cli(tmp: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    r = subprocess.run([binary("jitaccess"), *args], cwd=tmp, capture_output=True, text=True, timeout=60,
-                       env={**os.environ, "COLUMNS": "200"})
+    r = subprocess.run(
+        [binary("jitaccess"), *args],
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     if check:
         assert r.returncode == 0, f"{args}: {r.stdout}\n{r.stderr}"
     return r
@@ -28,8 +34,14 @@ def _cli(tmp: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
 
 def test_dev_up_then_cli_request_approve_credential_revoke_verify(tmp_path):
     log = open(tmp_path / "dev-up.log", "w")
-    proc = subprocess.Popen([binary("jitaccess"), "dev", "up", "--random-ports"], cwd=tmp_path, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, "COLUMNS": "200"})
+    proc = subprocess.Popen(
+        [binary("jitaccess"), "dev", "up", "--random-ports"],
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     dev_json = tmp_path / ".jitaccess" / "dev.json"
     try:
         deadline = time.monotonic() + 90
@@ -41,7 +53,9 @@ def test_dev_up_then_cli_request_approve_credential_revoke_verify(tmp_path):
         assert set(dev) >= {"api_url", "temporal_address", "vault_addr", "vault_root_token", "ledger_url", "users"}
         assert set(dev["users"]) >= {"alice", "bob", "carol", "dave"}
 
-        gid = _cli(tmp_path, "--as", "alice", "request", "secrets-admin", "--duration", "PT10M", "--reason", "rotate").stdout.split()[0]
+        gid = _cli(
+            tmp_path, "--as", "alice", "request", "secrets-admin", "--duration", "PT10M", "--reason", "rotate"
+        ).stdout.split()[0]
         assert gid.startswith("grant-")
         bad = _cli(tmp_path, "--as", "dave", "approve", gid, check=False)
         assert bad.returncode == 2 and "not_an_approver" in bad.stderr
@@ -51,7 +65,9 @@ def test_dev_up_then_cli_request_approve_credential_revoke_verify(tmp_path):
                 break
             time.sleep(0.1)
         token = _cli(tmp_path, "--as", "alice", "credential", gid).stdout.strip()
-        mine = hvac.Client(url=dev["vault_addr"], token=token)  # no default policy: it can only do what the entitlement says
+        mine = hvac.Client(
+            url=dev["vault_addr"], token=token
+        )  # no default policy: it can only do what the entitlement says
         mine.secrets.kv.v2.create_or_update_secret(path="platform/cli", secret={"v": "1"}, mount_point="secret")
         _cli(tmp_path, "--as", "alice", "revoke", gid, "--reason", "done")
         for _ in range(100):
@@ -59,7 +75,9 @@ def test_dev_up_then_cli_request_approve_credential_revoke_verify(tmp_path):
                 break
             time.sleep(0.1)
         with pytest.raises(hvac.exceptions.Forbidden):
-            mine.secrets.kv.v2.read_secret_version(path="platform/cli", mount_point="secret", raise_on_deleted_version=True)
+            mine.secrets.kv.v2.read_secret_version(
+                path="platform/cli", mount_point="secret", raise_on_deleted_version=True
+            )
         verify = _cli(tmp_path, "--as", "carol", "evidence", "verify", "--all")
         assert "1 of 1 chains verify" in verify.stdout
         assert "revocation.confirmed" in (tmp_path / "dev-up.log").read_text()  # the event stream

@@ -11,7 +11,12 @@ from jitaccess.workflows.common import EVIDENCE_BY_ACTIVITY
 
 
 async def test_history_payloads_are_encrypted_and_hold_no_wrapping_token(api, settings):
-    r = await api.call("alice", "POST", "/v1/grants", json={"entitlement": "secrets-admin", "duration": 60, "reason": "very-distinctive-reason"})
+    r = await api.call(
+        "alice",
+        "POST",
+        "/v1/grants",
+        json={"entitlement": "secrets-admin", "duration": 60, "reason": "very-distinctive-reason"},
+    )
     gid = r.json()["grant_id"]
     await api.wait_state("alice", gid, "awaiting_approval")
     assert (await api.call("bob", "POST", f"/v1/grants/{gid}/approve", json={})).status_code == 200
@@ -24,11 +29,14 @@ async def test_history_payloads_are_encrypted_and_hold_no_wrapping_token(api, se
     history = await raw.get_workflow_handle(gid).fetch_history()
     blob = history.to_json()
     assert wrapping not in blob and "very-distinctive-reason" not in blob
-    plain = [(ev.event_type, p.data) for ev in history.events for p in _payloads(ev) if p.metadata["encoding"] != ENCODING]
+    plain = [
+        (ev.event_type, p.data) for ev in history.events for p in _payloads(ev) if p.metadata["encoding"] != ENCODING
+    ]
     # the only clear payloads are the SDK's own metadata: local-activity markers (seq, activity type,
     # times) and the patch marker / TemporalChangeVersion search attribute naming a workflow.patched() id
     assert all(
-        (t == EventType.EVENT_TYPE_MARKER_RECORDED and b'"activity_type":"record_events"' in d) or EVIDENCE_BY_ACTIVITY.encode() in d
+        (t == EventType.EVENT_TYPE_MARKER_RECORDED and b'"activity_type":"record_events"' in d)
+        or EVIDENCE_BY_ACTIVITY.encode() in d
         for t, d in plain
     ), plain
     assert sum(1 for ev in history.events for p in _payloads(ev) if p.metadata["encoding"] == ENCODING) > 5
@@ -40,7 +48,6 @@ async def test_history_payloads_are_encrypted_and_hold_no_wrapping_token(api, se
 def _payloads(event):
     """Every Payload message anywhere in a history event."""
     from google.protobuf.message import Message
-
     from temporalio.api.common.v1 import Payload
 
     stack = [event]

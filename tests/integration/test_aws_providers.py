@@ -25,7 +25,7 @@ import json
 import logging
 import threading
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import hvac
@@ -35,8 +35,15 @@ from botocore.exceptions import ClientError
 from jitaccess.devstack import free_port
 from jitaccess.domain.credentials import IssuedCredential, ProviderGrant
 from jitaccess.providers.aws import (
-    CLOCK_SKEW, REVOCATION_POLICY_PREFIX, AwsClients, IamGroupMembershipProvider, IdentityCenterAssignmentProvider,
-    StsRoleSessionProvider, revocation_policy_name, role_session_name, seed_dev_aws,
+    CLOCK_SKEW,
+    REVOCATION_POLICY_PREFIX,
+    AwsClients,
+    IamGroupMembershipProvider,
+    IdentityCenterAssignmentProvider,
+    StsRoleSessionProvider,
+    revocation_policy_name,
+    role_session_name,
+    seed_dev_aws,
 )
 from jitaccess.providers.base import ProviderError
 from jitaccess.providers.vault_token import VaultClients, VaultWrapper
@@ -63,20 +70,31 @@ def clients(moto) -> AwsClients:
 
 def admin(moto, service: str):
     """A separate boto3 client acting 'by hand' (an administrator, or the test reading AWS back)."""
-    return boto3.client(service, endpoint_url=moto.address, region_name=REGION,
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    return boto3.client(
+        service,
+        endpoint_url=moto.address,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 def gid() -> str:
     return f"grant-{uuid.uuid4()}"
 
 
-def pgrant(provider: str, params: dict, principal: str = "alice", ttl: int = 600, grant_id: str | None = None) -> ProviderGrant:
-    return ProviderGrant(grant_id=grant_id or gid(), provider=provider, params=params, principal=principal, ttl_seconds=ttl)
+def pgrant(
+    provider: str, params: dict, principal: str = "alice", ttl: int = 600, grant_id: str | None = None
+) -> ProviderGrant:
+    return ProviderGrant(
+        grant_id=grant_id or gid(), provider=provider, params=params, principal=principal, ttl_seconds=ttl
+    )
 
 
 def client_error(code: str, message: str = "", status: int = 400, op: str = "Operation") -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}, op)
+    return ClientError(
+        {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}, op
+    )
 
 
 class Scripted:
@@ -144,19 +162,32 @@ def status(state: str, request_id: str = "req-1", reason: str | None = None) -> 
 
 def test_seed_dev_aws(moto, seed):
     assert set(seed) == {
-        "account_id", "region", "endpoint", "instance_arn", "identity_store_id", "permission_set_name",
-        "permission_set_arn", "iam_group", "role_arn",
+        "account_id",
+        "region",
+        "endpoint",
+        "instance_arn",
+        "identity_store_id",
+        "permission_set_name",
+        "permission_set_arn",
+        "iam_group",
+        "role_arn",
     }
     sso, ids, iam = admin(moto, "sso-admin"), admin(moto, "identitystore"), admin(moto, "iam")
     # moto pre-creates the instance (seed_dev_aws did not create it): it is the only one
     assert [i["InstanceArn"] for i in sso.list_instances()["Instances"]] == [seed["instance_arn"]]
     ps = sso.describe_permission_set(InstanceArn=seed["instance_arn"], PermissionSetArn=seed["permission_set_arn"])
     assert ps["PermissionSet"]["Name"] == "PlatformReadOnly"
-    assert [p["Name"] for p in sso.list_managed_policies_in_permission_set(
-        InstanceArn=seed["instance_arn"], PermissionSetArn=seed["permission_set_arn"])["AttachedManagedPolicies"]] == ["ReadOnlyAccess"]
+    assert [
+        p["Name"]
+        for p in sso.list_managed_policies_in_permission_set(
+            InstanceArn=seed["instance_arn"], PermissionSetArn=seed["permission_set_arn"]
+        )["AttachedManagedPolicies"]
+    ] == ["ReadOnlyAccess"]
     for user in DEV_USERS:
-        ids.get_user_id(IdentityStoreId=seed["identity_store_id"],
-                        AlternateIdentifier={"UniqueAttribute": {"AttributePath": "userName", "AttributeValue": user}})
+        ids.get_user_id(
+            IdentityStoreId=seed["identity_store_id"],
+            AlternateIdentifier={"UniqueAttribute": {"AttributePath": "userName", "AttributeValue": user}},
+        )
         iam.get_user(UserName=user)
     assert iam.get_group(GroupName="platform-oncall")["Group"]["GroupName"] == seed["iam_group"]
     role = iam.get_role(RoleName="jit-platform-deploy")["Role"]
@@ -178,7 +209,10 @@ def new_sso_user(moto, seed) -> tuple[str, str]:
     """A fresh Identity Store user (so tests never share an assignment)."""
     name = f"u-{uuid.uuid4().hex[:10]}"
     uid = admin(moto, "identitystore").create_user(
-        IdentityStoreId=seed["identity_store_id"], UserName=name, DisplayName=name, Name={"GivenName": name, "FamilyName": "t"}
+        IdentityStoreId=seed["identity_store_id"],
+        UserName=name,
+        DisplayName=name,
+        Name={"GivenName": name, "FamilyName": "t"},
     )["UserId"]
     return name, uid
 
@@ -191,7 +225,9 @@ def assignments(moto, seed, user_id: str) -> list[dict]:
 
 
 def idc_grant(seed, user: str, permission_set: str = "PlatformReadOnly") -> ProviderGrant:
-    return pgrant("aws_identity_center", {"permission_set": permission_set, "account_id": seed["account_id"]}, principal=user)
+    return pgrant(
+        "aws_identity_center", {"permission_set": permission_set, "account_id": seed["account_id"]}, principal=user
+    )
 
 
 def test_identity_center_full_cycle(moto, seed, idc):
@@ -202,12 +238,22 @@ def test_identity_center_full_cycle(moto, seed, idc):
     assert cred.provider == "aws_identity_center" and cred.grant_id == grant.grant_id
     d = cred.details
     assert (d["instance_arn"], d["account_id"], d["permission_set_arn"], d["permission_set_name"]) == (
-        seed["instance_arn"], seed["account_id"], seed["permission_set_arn"], "PlatformReadOnly")
+        seed["instance_arn"],
+        seed["account_id"],
+        seed["permission_set_arn"],
+        "PlatformReadOnly",
+    )
     assert (d["principal_type"], d["principal_id"], d["user_name"]) == ("USER", uid, user)
     assert d["creation_request_id"]
     assert cred.reference == f"{seed['instance_arn']}#{seed['account_id']}#{seed['permission_set_arn']}#USER:{uid}"
-    assert assignments(moto, seed, uid) == [{"AccountId": seed["account_id"], "PermissionSetArn": seed["permission_set_arn"],
-                                             "PrincipalType": "USER", "PrincipalId": uid}]
+    assert assignments(moto, seed, uid) == [
+        {
+            "AccountId": seed["account_id"],
+            "PermissionSetArn": seed["permission_set_arn"],
+            "PrincipalType": "USER",
+            "PrincipalId": uid,
+        }
+    ]
 
     # deterministic: the hold key and the clean-up reference are known before issuing
     assert idc.shared_target(grant) == f"aws_identity_center:{cred.reference}"
@@ -254,8 +300,12 @@ def test_identity_center_removed_by_hand(moto, seed, idc):
     user, uid = new_sso_user(moto, seed)
     cred, _ = idc.issue(idc_grant(seed, user), wrap_ttl=WRAP_TTL)
     admin(moto, "sso-admin").delete_account_assignment(
-        InstanceArn=seed["instance_arn"], TargetId=seed["account_id"], TargetType="AWS_ACCOUNT",
-        PermissionSetArn=seed["permission_set_arn"], PrincipalType="USER", PrincipalId=uid,
+        InstanceArn=seed["instance_arn"],
+        TargetId=seed["account_id"],
+        TargetType="AWS_ACCOUNT",
+        PermissionSetArn=seed["permission_set_arn"],
+        PrincipalType="USER",
+        PrincipalId=uid,
     )
     assert idc.verify_active(cred)[0] is False
     assert idc.revoke(cred) is False
@@ -264,7 +314,9 @@ def test_identity_center_removed_by_hand(moto, seed, idc):
 
 
 def test_identity_center_configured_instance(moto, seed, clients):
-    p = IdentityCenterAssignmentProvider(clients, instance_arn=seed["instance_arn"], identity_store_id=seed["identity_store_id"])
+    p = IdentityCenterAssignmentProvider(
+        clients, instance_arn=seed["instance_arn"], identity_store_id=seed["identity_store_id"]
+    )
     user, _ = new_sso_user(moto, seed)
     cred, _ = p.issue(idc_grant(seed, user), wrap_ttl=WRAP_TTL)
     assert p.verify_active(cred)[0] and p.revoke(cred)
@@ -277,7 +329,11 @@ def test_identity_center_configured_instance(moto, seed, clients):
 @pytest.mark.parametrize(
     "params, principal, match",
     [
-        ({"permission_set": "PlatformReadOnly", "account_id": "123456789012"}, "nobody-here", "no Identity Store user named 'nobody-here'"),
+        (
+            {"permission_set": "PlatformReadOnly", "account_id": "123456789012"},
+            "nobody-here",
+            "no Identity Store user named 'nobody-here'",
+        ),
         ({"permission_set": "NoSuchSet", "account_id": "123456789012"}, "alice", "no permission set named 'NoSuchSet'"),
         ({"permission_set": "PlatformReadOnly", "account_id": "12345"}, "alice", "account_id as 12 digits"),
         ({"account_id": "123456789012"}, "alice", "params.permission_set"),
@@ -299,7 +355,11 @@ def test_identity_center_bad_input_not_retryable(seed, idc, params, principal, m
 
 def in_progress(real, **kw):
     resp = real(**kw)
-    key = "AccountAssignmentCreationStatus" if "AccountAssignmentCreationStatus" in resp else "AccountAssignmentDeletionStatus"
+    key = (
+        "AccountAssignmentCreationStatus"
+        if "AccountAssignmentCreationStatus" in resp
+        else "AccountAssignmentDeletionStatus"
+    )
     return {key: {**resp[key], "Status": "IN_PROGRESS"}}
 
 
@@ -315,7 +375,9 @@ def test_identity_center_polls_creation_until_succeeded(moto, seed, clients):
         ],
     )
     sleep = RecordingSleep()
-    p = IdentityCenterAssignmentProvider(StubClients(clients, **{"sso-admin": sso}), poll_initial=0.5, poll_max=4, sleep=sleep)
+    p = IdentityCenterAssignmentProvider(
+        StubClients(clients, **{"sso-admin": sso}), poll_initial=0.5, poll_max=4, sleep=sleep
+    )
     cred, _ = p.issue(idc_grant(seed, user), wrap_ttl=WRAP_TTL)
     polls = [c for c in sso.calls if c[0] == "describe_account_assignment_creation_status"]
     assert len(polls) == 3
@@ -349,11 +411,15 @@ def test_identity_center_still_in_progress_at_the_bound_is_retryable(moto, seed,
     sso = Scripted(
         clients.client("sso-admin"),
         create_account_assignment=[{"AccountAssignmentCreationStatus": status("IN_PROGRESS", "req-slow")}],
-        describe_account_assignment_creation_status=[{"AccountAssignmentCreationStatus": status("IN_PROGRESS", "req-slow")}] * 50,
+        describe_account_assignment_creation_status=[
+            {"AccountAssignmentCreationStatus": status("IN_PROGRESS", "req-slow")}
+        ]
+        * 50,
     )
     sleep = RecordingSleep()
-    p = IdentityCenterAssignmentProvider(StubClients(clients, **{"sso-admin": sso}), poll_timeout=10, poll_initial=0.5,
-                                         poll_max=4, sleep=sleep)
+    p = IdentityCenterAssignmentProvider(
+        StubClients(clients, **{"sso-admin": sso}), poll_timeout=10, poll_initial=0.5, poll_max=4, sleep=sleep
+    )
     with pytest.raises(ProviderError, match="still IN_PROGRESS .*req-slow.*will retry") as ei:
         p.issue(idc_grant(seed, user), wrap_ttl=WRAP_TTL)
     assert ei.value.retryable is True
@@ -422,11 +488,22 @@ def test_identity_center_throttled_lookup_propagates_from_shared_target(moto, se
 
 
 def test_unreachable_aws_is_retryable(seed):
-    down = AwsClients(region=REGION, endpoint_url=f"http://127.0.0.1:{free_port()}", access_key_id="x",
-                      secret_access_key="y", connect_timeout=1, read_timeout=1, max_attempts=1)
+    down = AwsClients(
+        region=REGION,
+        endpoint_url=f"http://127.0.0.1:{free_port()}",
+        access_key_id="x",
+        secret_access_key="y",
+        connect_timeout=1,
+        read_timeout=1,
+        max_attempts=1,
+    )
     for provider, grant in [
-        (IdentityCenterAssignmentProvider(down, instance_arn="arn:aws:sso:::instance/ssoins-x", identity_store_id="d-x"),
-         pgrant("aws_identity_center", {"permission_set": "P", "account_id": "123456789012"})),
+        (
+            IdentityCenterAssignmentProvider(
+                down, instance_arn="arn:aws:sso:::instance/ssoins-x", identity_store_id="d-x"
+            ),
+            pgrant("aws_identity_center", {"permission_set": "P", "account_id": "123456789012"}),
+        ),
         (IamGroupMembershipProvider(down), pgrant("aws_iam_group", {"group": "g"})),
     ]:
         with pytest.raises(ProviderError, match="unreachable") as ei:
@@ -458,8 +535,12 @@ def test_iam_group_full_cycle(moto, seed, grp, iam_group):
     cred, handover = grp.issue(grant, wrap_ttl=WRAP_TTL)
     assert handover is None
     assert cred.reference == f"{seed['account_id']}:group/{iam_group}:member/dave"
-    assert cred.details == {"kind": "iam group membership", "account_id": seed["account_id"], "group": iam_group,
-                            "user_name": "dave"}
+    assert cred.details == {
+        "kind": "iam group membership",
+        "account_id": seed["account_id"],
+        "group": iam_group,
+        "user_name": "dave",
+    }
     assert iam_group in groups_of(moto, "dave")
     assert grp.shared_target(grant) == f"aws_iam_group:{cred.reference}"
     assert grp.expected_credential(grant) == cred
@@ -524,8 +605,11 @@ def test_iam_group_bad_input_not_retryable(seed, grp, params, principal, match):
 
 
 def test_iam_group_throttled_is_retryable(seed, clients, iam_group):
-    iam = Scripted(clients.client("iam"), add_user_to_group=[client_error("Throttling", "Rate exceeded")],
-                   remove_user_from_group=[client_error("ServiceFailure", "try later", status=500)])
+    iam = Scripted(
+        clients.client("iam"),
+        add_user_to_group=[client_error("Throttling", "Rate exceeded")],
+        remove_user_from_group=[client_error("ServiceFailure", "try later", status=500)],
+    )
     p = IamGroupMembershipProvider(StubClients(clients, iam=iam))
     grant = pgrant("aws_iam_group", {"group": iam_group}, principal="dave")
     with pytest.raises(ProviderError, match="Throttling") as ei:
@@ -550,11 +634,19 @@ def wrapper(openbao) -> VaultWrapper:
 def role(moto, seed) -> str:
     """A role of its own per test (revocation documents live on the role)."""
     name = f"jit-test-{uuid.uuid4().hex[:8]}"
-    trust = {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{seed['account_id']}:root"},
-        "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"]}]}
-    return admin(moto, "iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust),
-                                          MaxSessionDuration=3600)["Role"]["Arn"]
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{seed['account_id']}:root"},
+                "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"],
+            }
+        ],
+    }
+    return admin(moto, "iam").create_role(
+        RoleName=name, AssumeRolePolicyDocument=json.dumps(trust), MaxSessionDuration=3600
+    )["Role"]["Arn"]
 
 
 class Clock:
@@ -562,7 +654,7 @@ class Clock:
         self.offset = timedelta(0)
 
     def __call__(self) -> datetime:
-        return datetime.now(timezone.utc) + self.offset
+        return datetime.now(UTC) + self.offset
 
 
 @pytest.fixture
@@ -575,7 +667,10 @@ def sts(clients, wrapper, clock) -> StsRoleSessionProvider:
     return StsRoleSessionProvider(clients, wrapper, now=clock)
 
 
-SESSION_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}
+SESSION_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}],
+}
 
 
 def sts_grant(role_arn: str, ttl: int = 1800, **params) -> ProviderGrant:
@@ -588,15 +683,16 @@ def unwrap(openbao, token: str) -> dict:
 
 
 def revocation_doc(moto, role_arn: str, grant_id: str) -> dict:
-    return admin(moto, "iam").get_role_policy(RoleName=role_arn.split("/")[-1], PolicyName=revocation_policy_name(grant_id))[
-        "PolicyDocument"]
+    return admin(moto, "iam").get_role_policy(
+        RoleName=role_arn.split("/")[-1], PolicyName=revocation_policy_name(grant_id)
+    )["PolicyDocument"]
 
 
 def test_sts_full_cycle(moto, openbao, seed, sts, role):
     grant = sts_grant(role, ttl=1800, session_policy=SESSION_POLICY)
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     cred, handover = sts.issue(grant, wrap_ttl=WRAP_TTL)
-    after = datetime.now(timezone.utc)
+    after = datetime.now(UTC)
 
     session = role_session_name(grant.grant_id)
     assert cred.reference == f"arn:aws:sts::{seed['account_id']}:assumed-role/{role.split('/')[-1]}/{session}"
@@ -617,10 +713,14 @@ def test_sts_full_cycle(moto, openbao, seed, sts, role):
     assert keys["expiration"] == cred.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")
     with pytest.raises(hvac.exceptions.VaultError):
         unwrap(openbao, handover.wrapping_token)
-    as_requester = boto3.client("sts", endpoint_url=moto.address, region_name=keys["region"],
-                                aws_access_key_id=keys["aws_access_key_id"],
-                                aws_secret_access_key=keys["aws_secret_access_key"],
-                                aws_session_token=keys["aws_session_token"])
+    as_requester = boto3.client(
+        "sts",
+        endpoint_url=moto.address,
+        region_name=keys["region"],
+        aws_access_key_id=keys["aws_access_key_id"],
+        aws_secret_access_key=keys["aws_secret_access_key"],
+        aws_session_token=keys["aws_session_token"],
+    )
     assert as_requester.get_caller_identity()["Arn"] == cred.reference
 
     ok, seen = sts.verify_active(cred)
@@ -634,7 +734,7 @@ def test_sts_full_cycle(moto, openbao, seed, sts, role):
     assert st["Condition"]["StringEquals"] == {"aws:PrincipalTag/grant_id": grant.grant_id}
     cutoff = datetime.fromisoformat(st["Condition"]["DateLessThan"]["aws:TokenIssueTime"].replace("Z", "+00:00"))
     until = datetime.fromisoformat(st["Condition"]["DateLessThan"]["aws:CurrentTime"].replace("Z", "+00:00"))
-    assert datetime.fromisoformat(d["issued_at"].replace("Z", "+00:00")) < cutoff <= datetime.now(timezone.utc) + CLOCK_SKEW
+    assert datetime.fromisoformat(d["issued_at"].replace("Z", "+00:00")) < cutoff <= datetime.now(UTC) + CLOCK_SKEW
     assert until >= cred.expires_at
     gone, seen = sts.verify_revoked(cred)
     assert gone and revocation_policy_name(grant.grant_id) in seen
@@ -683,13 +783,18 @@ def test_sts_duration(role, sts, ttl, max_session, expected):
     issued = datetime.fromisoformat(cred.details["issued_at"].replace("Z", "+00:00"))
     assert abs((cred.expires_at - issued).total_seconds() - expected) < 1
     # a grant shorter than STS's 900 s minimum: the residual window outlives the grant, and says so
-    assert cred.expires_at >= datetime.now(timezone.utc) + timedelta(seconds=expected - 30)
+    assert cred.expires_at >= datetime.now(UTC) + timedelta(seconds=expected - 30)
 
 
 def test_sts_duration_capped_by_the_role(moto, sts, seed):
     name = f"jit-short-{uuid.uuid4().hex[:6]}"
-    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]}
-    arn = admin(moto, "iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust), MaxSessionDuration=3600)["Role"]["Arn"]
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}],
+    }
+    arn = admin(moto, "iam").create_role(
+        RoleName=name, AssumeRolePolicyDocument=json.dumps(trust), MaxSessionDuration=3600
+    )["Role"]["Arn"]
     assert StsRoleSessionProvider.duration_seconds(7200, 43200, 3600) == 3600
     cred, _ = sts.issue(sts_grant(arn, ttl=7200, max_session_seconds=43200), wrap_ttl=WRAP_TTL)
     assert cred.details["duration_seconds"] == 3600
@@ -739,7 +844,9 @@ def test_sts_keys_that_do_not_authenticate_are_never_handed_over(clients, role):
         p.issue(sts_grant(role), wrap_ttl=WRAP_TTL)
     assert ei.value.retryable is True and wrap.wrapped == []
 
-    rejected = Scripted(clients.client("sts"), get_caller_identity=[client_error("InvalidClientTokenId", "invalid token", 403)])
+    rejected = Scripted(
+        clients.client("sts"), get_caller_identity=[client_error("InvalidClientTokenId", "invalid token", 403)]
+    )
     p = StsRoleSessionProvider(StubClients(clients, **{"sts:keys": rejected}), wrap)
     with pytest.raises(ProviderError, match="InvalidClientTokenId"):
         p.issue(sts_grant(role), wrap_ttl=WRAP_TTL)
@@ -770,17 +877,36 @@ def test_sts_assume_role_errors(clients, wrapper, role, error, retryable):
         ({"role_arn": "not-an-arn"}, "params.role_arn"),
         ({"role_arn": "arn:aws:iam::123456789012:role/x", "session_policy": "s3:*"}, "session_policy"),
         ({"role_arn": "arn:aws:iam::123456789012:role/x", "session_policy": {"Statement": []}}, "session_policy"),
-        ({"role_arn": "arn:aws:iam::123456789012:role/x", "session_policy": {"Statement": [{"Action": "*"}]}}, "Effect"),
-        ({"role_arn": "arn:aws:iam::123456789012:role/x",
-          "session_policy": {"Version": "2012-10-17", "Statement": [
-              {"Effect": "Allow", "Action": f"s3:GetObject{i}", "Resource": "*"} for i in range(60)]}},
-         "at most 2048"),
+        (
+            {"role_arn": "arn:aws:iam::123456789012:role/x", "session_policy": {"Statement": [{"Action": "*"}]}},
+            "Effect",
+        ),
+        (
+            {
+                "role_arn": "arn:aws:iam::123456789012:role/x",
+                "session_policy": {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {"Effect": "Allow", "Action": f"s3:GetObject{i}", "Resource": "*"} for i in range(60)
+                    ],
+                },
+            },
+            "at most 2048",
+        ),
         ({"role_arn": "arn:aws:iam::123456789012:role/x", "max_session_seconds": 100}, "max_session_seconds"),
         ({"role_arn": "arn:aws:iam::123456789012:role/x", "max_session_seconds": 50000}, "max_session_seconds"),
         ({"role_arn": "arn:aws:iam::123456789012:role/does-not-exist"}, "does not exist"),
     ],
-    ids=["bad-arn", "policy-not-dict", "policy-empty", "policy-no-effect", "policy-too-large", "max-too-small",
-         "max-too-large", "no-such-role"],
+    ids=[
+        "bad-arn",
+        "policy-not-dict",
+        "policy-empty",
+        "policy-no-effect",
+        "policy-too-large",
+        "max-too-small",
+        "max-too-large",
+        "no-such-role",
+    ],
 )
 def test_sts_bad_params_not_retryable(seed, sts, params, match):
     # moto would accept every one of these (it validates neither session policies nor roles)

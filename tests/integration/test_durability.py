@@ -19,7 +19,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import hvac
@@ -58,7 +58,11 @@ def start_worker(settings: Settings, log: Path) -> subprocess.Popen:
     with open(log, "ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "jitaccess.workers.main"],
-            cwd=REPO, env=worker_env(settings), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=REPO,
+            env=worker_env(settings),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own process group, so it is stopped with everything it started
         )
 
@@ -99,9 +103,14 @@ async def wait_active(handle: WorkflowHandle, proc: subprocess.Popen, log: Path,
 async def test_grant_expires_and_is_revoked_across_a_killed_worker(settings, tmp_path):
     cat = load_catalogue(settings.catalogue_file)
     alice = load_users(settings.users_file)["alice"].principal("alice")
-    req = AccessRequest(entitlement="secrets-readonly", duration=timedelta(seconds=GRANT_SECONDS), reason="durability test")
+    req = AccessRequest(
+        entitlement="secrets-readonly", duration=timedelta(seconds=GRANT_SECONDS), reason="durability test"
+    )
     inp = GrantInput(
-        grant_id=f"grant-{uuid.uuid4()}", requester=alice, request=req, decision=evaluate(cat, alice, req),
+        grant_id=f"grant-{uuid.uuid4()}",
+        requester=alice,
+        request=req,
+        decision=evaluate(cat, alice, req),
         admin_groups=settings.admin_groups,
     )
     first_log, second_log = tmp_path / "worker-1.log", tmp_path / "worker-2.log"
@@ -117,7 +126,7 @@ async def test_grant_expires_and_is_revoked_across_a_killed_worker(settings, tmp
         os.killpg(procs[0].pid, signal.SIGKILL)
         assert procs[0].wait(10) == -signal.SIGKILL
 
-        remaining = (active.expires_at - datetime.now(timezone.utc)).total_seconds()
+        remaining = (active.expires_at - datetime.now(UTC)).total_seconds()
         await asyncio.sleep(max(remaining, 0) + 2)  # expiry passes with no worker alive
         # nothing finishes the grant without a worker
         assert (await handle.describe()).status is WorkflowExecutionStatus.RUNNING
@@ -144,8 +153,13 @@ async def test_grant_expires_and_is_revoked_across_a_killed_worker(settings, tmp
         ledger.close()
     kinds = [e.type for e in events]
     assert kinds == [
-        "grant.requested", "policy.decided", "grant.approved", "credential.issued",
-        "fulfilment.verified", "grant.expired", "revocation.confirmed",
+        "grant.requested",
+        "policy.decided",
+        "grant.approved",
+        "credential.issued",
+        "fulfilment.verified",
+        "grant.expired",
+        "revocation.confirmed",
     ]
     assert not [k for k, n in Counter(kinds).items() if n > 1]  # nothing recorded twice
     assert len({e.event_id for e in events}) == len(events) and [e.seq for e in events] == list(range(1, 8))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
@@ -13,7 +13,7 @@ from jitaccess.domain.principals import SYSTEM_ACTOR, Actor, ActorKind, ActorRol
 from jitaccess.ledger import Ledger
 
 PG_HOST, PG_PORT, PG_ADMIN_DB = "127.0.0.1", 5432, "test"
-T0 = datetime(2025, 3, 1, 12, 0, 0, 1, tzinfo=timezone.utc)
+T0 = datetime(2025, 3, 1, 12, 0, 0, 1, tzinfo=UTC)
 ALICE = Actor(id="alice", kind=ActorKind.human, role=ActorRole.requester)
 WORKER = Actor(id="jitaccess-worker", kind=ActorKind.service, role=ActorRole.executor)
 
@@ -23,7 +23,9 @@ def pg_database():
     """A throwaway PostgreSQL database for this session; skip when PostgreSQL is not running."""
     psycopg = pytest.importorskip("psycopg", reason="psycopg is needed for the PostgreSQL ledger tests")
     try:
-        admin = psycopg.connect(host=PG_HOST, port=PG_PORT, user="postgres", dbname=PG_ADMIN_DB, autocommit=True, connect_timeout=3)
+        admin = psycopg.connect(
+            host=PG_HOST, port=PG_PORT, user="postgres", dbname=PG_ADMIN_DB, autocommit=True, connect_timeout=3
+        )
     except psycopg.OperationalError as e:
         pytest.skip(f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT} (db {PG_ADMIN_DB!r}, user postgres): {e}")
     name = "jitaccess_test_" + secrets.token_hex(6)
@@ -54,8 +56,15 @@ def ledger(request, tmp_path):
 def chain(grant_id: str, n: int = 5, start: datetime = T0, data_extra: dict | None = None) -> list[IdentityEvent]:
     out: list[IdentityEvent] = []
     prev = None
-    types = ["grant.requested", "policy.decided", "credential.issued", "fulfilment.verified", "grant.expired",
-             "revocation.confirmed", "review.completed"]
+    types = [
+        "grant.requested",
+        "policy.decided",
+        "credential.issued",
+        "fulfilment.verified",
+        "grant.expired",
+        "revocation.confirmed",
+        "review.completed",
+    ]
     for i in range(n):
         data = {
             "i": i,
@@ -64,14 +73,23 @@ def chain(grant_id: str, n: int = 5, start: datetime = T0, data_extra: dict | No
             **(data_extra or {}),
         }
         actor = ALICE if i == 0 else (SYSTEM_ACTOR if i == 1 else WORKER)
-        prev = make_event(grant_id, prev, types[i % len(types)], start + timedelta(seconds=i, microseconds=i), actor, data)
+        prev = make_event(
+            grant_id, prev, types[i % len(types)], start + timedelta(seconds=i, microseconds=i), actor, data
+        )
         out.append(prev)
     return out
 
 
 def summary(grant_id: str, state: str, seq: int, requester: str = "alice", **kw) -> dict:
-    return {"grant_id": grant_id, "state": state, "entitlement": "secrets-readonly", "requester": requester,
-            "provider": "vault_token", "expires_at": kw.get("expires_at"), "seq": seq}
+    return {
+        "grant_id": grant_id,
+        "state": state,
+        "entitlement": "secrets-readonly",
+        "requester": requester,
+        "provider": "vault_token",
+        "expires_at": kw.get("expires_at"),
+        "seq": seq,
+    }
 
 
 def test_sqlite_creates_parent_dir(tmp_path):

@@ -29,7 +29,10 @@ GID = "grant-01JNOTIFY"
 @pytest.fixture
 def notification() -> Notification:
     return Notification(
-        grant_id=GID, kind="approval_requested", audience=Audience.approvers, recipients=["security"],
+        grant_id=GID,
+        kind="approval_requested",
+        audience=Audience.approvers,
+        recipients=["security"],
         title="alice requests secrets-admin",
         summary={"entitlement": "secrets-admin", "requester": "alice", "reason": "rotate key", "ticket": "CHG-7"},
         links=grant_links(GID, Audience.approvers),
@@ -50,9 +53,15 @@ def run(acts: NotificationActivities, req: DeliveryRequest) -> DeliveryResult:
 def test_first_deliveries_fail_then_succeed_with_the_formatted_body(receiver, notification):
     acts = NotificationActivities([NotifierConfig(name="hook", url=receiver.url + "/hook")], public_url=PUBLIC)
 
-    results = [run(acts, DeliveryRequest(notifier="hook", notification=notification, attempt=i,
-                                         delivery_id=f"{GID}:approval_requested:hook"))
-               for i in (1, 2, 3)]
+    results = [
+        run(
+            acts,
+            DeliveryRequest(
+                notifier="hook", notification=notification, attempt=i, delivery_id=f"{GID}:approval_requested:hook"
+            ),
+        )
+        for i in (1, 2, 3)
+    ]
 
     for r, attempt in zip(results[:2], (1, 2)):
         assert r == DeliveryResult(notifier="hook", ok=False, status_code=503, error=r.error, attempt=attempt)
@@ -92,7 +101,8 @@ def test_slow_notifier_times_out(notification):
 def test_slack_format_is_posted(notification):
     with HttpReceiver() as rx:
         acts = NotificationActivities(
-            [NotifierConfig(name="sec-slack", format="slack", url=rx.url + "/services/T0/B0/x")], public_url=PUBLIC)
+            [NotifierConfig(name="sec-slack", format="slack", url=rx.url + "/services/T0/B0/x")], public_url=PUBLIC
+        )
         r = run(acts, DeliveryRequest(notifier="sec-slack", notification=notification))
         assert r.ok and r.status_code == 200
         (got,) = rx.wait_for(1)
@@ -114,11 +124,18 @@ def test_unknown_notifier_is_a_non_retryable_error(notification):
 def test_built_from_settings_and_routes(receiver):
     s = Settings(
         public_url=PUBLIC,
-        notifiers=[{"name": "sec", "format": "slack", "url": receiver.url, "audiences": ["approvers", "security"]},
-                   {"name": "req", "url": receiver.url, "audiences": ["requester"]}],
+        notifiers=[
+            {"name": "sec", "format": "slack", "url": receiver.url, "audiences": ["approvers", "security"]},
+            {"name": "req", "url": receiver.url, "audiences": ["requester"]},
+        ],
     )
     acts = NotificationActivities.from_settings(s)
     assert acts.public_url == PUBLIC
     assert [a.__name__ for a in acts.all()] == ["deliver_notification"]
     # what the worker puts in every grant's GrantOptions.notifiers
-    assert route_table(s.notifiers) == {"approvers": ["sec"], "requester": ["req"], "security": ["sec"], "reviewers": []}
+    assert route_table(s.notifiers) == {
+        "approvers": ["sec"],
+        "requester": ["req"],
+        "security": ["sec"],
+        "reviewers": [],
+    }

@@ -35,8 +35,13 @@ def aws_seed(moto) -> dict[str, str]:
 
 @pytest.fixture
 def iam(moto):
-    return boto3.client("iam", endpoint_url=moto.address, region_name=REGION,
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    return boto3.client(
+        "iam",
+        endpoint_url=moto.address,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 @pytest.fixture
@@ -54,16 +59,22 @@ def provider(moto, aws_seed) -> IamGroupMembershipProvider:
 
 
 def catalogue(group: str) -> Catalogue:
-    return Catalogue.model_validate({"entitlements": [{
-        "id": ENTITLEMENT,
-        "description": "Join the on-call IAM group",
-        "provider": {"type": "aws_iam_group", "params": {"group": group}},
-        "default_duration": "PT10M",
-        "max_duration": "PT1H",
-        "requester_groups": ["platform"],
-        "approval": {"auto_approve": True},
-        "reason_required": True,
-    }]})
+    return Catalogue.model_validate(
+        {
+            "entitlements": [
+                {
+                    "id": ENTITLEMENT,
+                    "description": "Join the on-call IAM group",
+                    "provider": {"type": "aws_iam_group", "params": {"group": group}},
+                    "default_duration": "PT10M",
+                    "max_duration": "PT1H",
+                    "requester_groups": ["platform"],
+                    "approval": {"auto_approve": True},
+                    "reason_required": True,
+                }
+            ]
+        }
+    )
 
 
 def member(iam, user: str, group: str) -> bool:
@@ -94,8 +105,11 @@ async def test_revoking_one_grant_keeps_the_access_the_other_holds(settings, iam
     alice = principal(settings, "alice")
     a = grant_input(settings, "alice", ENTITLEMENT, timedelta(minutes=10), catalogue=cat)
     b = grant_input(settings, "alice", ENTITLEMENT, timedelta(seconds=12), catalogue=cat)
-    key = provider.shared_target(ProviderGrant(grant_id=a.grant_id, provider="aws_iam_group", params={"group": group},
-                                               principal="alice", ttl_seconds=600))
+    key = provider.shared_target(
+        ProviderGrant(
+            grant_id=a.grant_id, provider="aws_iam_group", params={"group": group}, principal="alice", ttl_seconds=600
+        )
+    )
     assert not member(iam, "alice", group)
 
     async with running_worker(settings, providers=ProviderRegistry({provider.name: provider})) as (client, ledger):
@@ -106,7 +120,10 @@ async def test_revoking_one_grant_keeps_the_access_the_other_holds(settings, iam
         assert member(iam, "alice", group)
         assert gb.credential.shared_target == key
         assert HoldStore(ledger).holders(key) == sorted([a.grant_id, b.grant_id])
-        assert f"shared with active grant(s) {a.grant_id}" in one(ledger.events(b.grant_id), "fulfilment.verified").data["read_back"]
+        assert (
+            f"shared with active grant(s) {a.grant_id}"
+            in one(ledger.events(b.grant_id), "fulfilment.verified").data["read_back"]
+        )
 
         # A ends early: B still holds the membership, so it stays
         await ha.execute_update(GrantWorkflow.revoke, ActionInput(actor=alice, comment="done with A"))

@@ -12,11 +12,13 @@ from jitaccess.domain.contracts import GrantOptions
 from jitaccess.domain.grant import ActionInput
 from jitaccess.domain.states import GrantState
 from jitaccess.workflows.grant import GrantWorkflow
+from tests.conftest import running_worker
 from tests.tcp_proxy import TcpProxy
 from tests.workflows.support import grant_input, principal, token_is_dead, types, vault_provider, vault_root, wait_state
-from tests.conftest import running_worker
 
-FAST = GrantOptions(issue_timeout=timedelta(seconds=4), revocation_backoff_cap=timedelta(seconds=1), revocation_failing_after=2)
+FAST = GrantOptions(
+    issue_timeout=timedelta(seconds=4), revocation_backoff_cap=timedelta(seconds=1), revocation_failing_after=2
+)
 
 
 @pytest.fixture
@@ -42,7 +44,9 @@ async def test_provider_down_at_end_is_revocation_failing_then_confirmed_when_ba
         g = await wait_state(handle, GrantState.active)
         proxy.cut()
         if end == "early_revoke":
-            await handle.execute_update(GrantWorkflow.revoke, ActionInput(actor=principal(settings, "alice"), comment="done"))
+            await handle.execute_update(
+                GrantWorkflow.revoke, ActionInput(actor=principal(settings, "alice"), comment="done")
+            )
         await wait_state(handle, GrantState.revocation_failing, timeout=30)
         # at expiry the token's own TTL (the backstop) has ended it even though the pipeline cannot reach
         # Vault; on an early revoke it is still live, and nothing pretends otherwise
@@ -89,7 +93,9 @@ async def test_access_removed_by_hand_is_recorded_as_already_gone(settings):
         handle = await client.start_workflow(GrantWorkflow.run, inp, id=inp.grant_id, task_queue=settings.task_queue)
         g = await wait_state(handle, GrantState.active)
         vault_root(settings).auth.token.revoke_accessor(g.credential.reference)  # someone removes it by hand
-        await handle.execute_update(GrantWorkflow.revoke, ActionInput(actor=principal(settings, "alice"), comment="done"))
+        await handle.execute_update(
+            GrantWorkflow.revoke, ActionInput(actor=principal(settings, "alice"), comment="done")
+        )
         result = await handle.result()
     assert result.state is GrantState.revoked
     confirmed = ledger.events(inp.grant_id)[-1]

@@ -30,7 +30,8 @@ async def reconcile(client, settings, *, dry_run: bool = False, by: str | None =
     run_id = uuid.uuid4().hex[:12]
     inp = ReconcileInput(dry_run=dry_run, run_id=run_id, requested_by=by)
     return await asyncio.wait_for(
-        client.execute_workflow(ReconciliationWorkflow.run, inp, id=chain_id(run_id), task_queue=settings.task_queue), 90
+        client.execute_workflow(ReconciliationWorkflow.run, inp, id=chain_id(run_id), task_queue=settings.task_queue),
+        90,
     )
 
 
@@ -59,18 +60,23 @@ async def wait_for_event(ledger, grant_id: str, type_: str, timeout: float = 15)
 def tagged_token(settings, grant_id: str, policies: list[str], requester: str) -> str:
     """A token that looks like ours, made by hand with the root token: returns its accessor."""
     auth = vault_root(settings).auth.token.create(
-        policies=policies, no_default_policy=True, ttl="10m",
+        policies=policies,
+        no_default_policy=True,
+        ttl="10m",
         meta={"grant_id": grant_id, "managed_by": "jitaccess", "requester": requester},
     )["auth"]
     return auth["accessor"]
 
 
 async def revoke_grant(handle, settings) -> None:
-    await handle.execute_update(GrantWorkflow.revoke, ActionInput(actor=principal(settings, "alice"), comment="test done"))
+    await handle.execute_update(
+        GrantWorkflow.revoke, ActionInput(actor=principal(settings, "alice"), comment="test done")
+    )
     assert (await finish(handle)).state is GrantState.revoked
 
 
 # -- (a) drift --------------------------------------------------------------------------------
+
 
 async def test_token_revoked_by_hand_is_drift_recorded_on_the_grants_own_chain(settings):
     inp = grant_input(settings, "alice", "secrets-readonly", timedelta(minutes=5))
@@ -122,8 +128,12 @@ async def test_token_revoked_by_hand_is_drift_recorded_on_the_grants_own_chain(s
 
 async def test_database_user_dropped_by_hand_is_drift(settings, vault_postgres):
     psycopg = pytest.importorskip("psycopg")
-    s = settings.model_copy(update={"postgres_verify_dsn": SecretStr(vault_postgres["dsn"]),
-                                    "vault_database_mount": vault_postgres["mount"]})
+    s = settings.model_copy(
+        update={
+            "postgres_verify_dsn": SecretStr(vault_postgres["dsn"]),
+            "vault_database_mount": vault_postgres["mount"],
+        }
+    )
     inp = grant_input(s, "alice", "db-readonly", timedelta(minutes=10))
     async with running_worker(s) as (client, ledger):
         handle = await client.start_workflow(GrantWorkflow.run, inp, id=inp.grant_id, task_queue=s.task_queue)
@@ -145,6 +155,7 @@ async def test_database_user_dropped_by_hand_is_drift(settings, vault_postgres):
 
 
 # -- (b) orphan -------------------------------------------------------------------------------
+
 
 async def test_tagged_token_without_a_grant_is_an_orphan_revoked_and_confirmed(settings):
     accessor = tagged_token(settings, "grant-ghost", ["jit-platform-read"], "mallory")
@@ -182,7 +193,12 @@ async def test_token_of_an_ended_grant_is_an_orphan(settings):
         leftover = tagged_token(settings, inp.grant_id, ["jit-platform-read"], "alice")
         report = await reconcile(client, settings)
         [f] = about(report, inp.grant_id)
-        assert (f.kind.value, f.reference, f.grant_state, f.remediation.action) == ("orphan", leftover, "revoked", "revoked")
+        assert (f.kind.value, f.reference, f.grant_state, f.remediation.action) == (
+            "orphan",
+            leftover,
+            "revoked",
+            "revoked",
+        )
         assert token_is_dead(settings, leftover)
 
 
@@ -228,6 +244,7 @@ async def test_a_ledger_that_lags_its_workflow_never_turns_live_access_into_an_o
 
 # -- (c) mismatch -----------------------------------------------------------------------------
 
+
 async def test_extra_token_with_extra_policies_on_a_live_grants_tag_is_a_mismatch_and_revoked(settings):
     """Decision: an object carrying a live grant's tag that the grant never issued, with more access
     than approved, is a MISMATCH; it is revoked (it is not approved access) while the grant's own
@@ -263,6 +280,7 @@ async def test_extra_token_with_extra_policies_on_a_live_grants_tag_is_a_mismatc
 
 # -- (d) the schedule, and the API ------------------------------------------------------------
 
+
 async def test_schedule_is_created_idempotently_and_a_triggered_run_stores_its_report(settings):
     async with running_worker(settings) as (client, ledger):
         # its own schedule ID: the suite shares one Temporal server, and a worker started by another
@@ -278,7 +296,9 @@ async def test_schedule_is_created_idempotently_and_a_triggered_run_stores_its_r
             assert desc.schedule.action.task_queue == settings.task_queue
 
             faster = settings.model_copy(update={"reconcile_interval": timedelta(minutes=5)})
-            await ensure_reconciliation_schedule(client, faster, schedule_id=sid)  # a changed interval is applied in place
+            await ensure_reconciliation_schedule(
+                client, faster, schedule_id=sid
+            )  # a changed interval is applied in place
             assert [i.every for i in (await handle.describe()).schedule.spec.intervals] == [timedelta(minutes=5)]
 
             accessor = tagged_token(settings, "grant-ghost", ["jit-platform-read"], "mallory")

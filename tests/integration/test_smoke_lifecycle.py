@@ -1,7 +1,6 @@
 import uuid
 from datetime import timedelta
 
-
 from jitaccess.config import load_catalogue, load_users
 from jitaccess.domain.grant import GrantInput
 from jitaccess.domain.policy import AccessRequest, evaluate
@@ -20,7 +19,12 @@ async def test_auto_approved_grant_runs_to_confirmed_revocation(settings):
         assert result.state is GrantState.revoked
         events = ledger.events(inp.grant_id)
         assert [e.type for e in events] == [
-            "grant.requested", "policy.decided", "grant.approved", "credential.issued",
-            "fulfilment.verified", "grant.expired", "revocation.confirmed",
+            "grant.requested",
+            "policy.decided",
+            "grant.approved",
+            "credential.issued",
+            "fulfilment.verified",
+            "grant.expired",
+            "revocation.confirmed",
         ]
         assert ledger.verify(inp.grant_id).ok

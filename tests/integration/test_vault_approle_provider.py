@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import hvac
 import pytest
@@ -49,8 +49,13 @@ def make_grant(ttl: int = 600, role: object = ROLE, policies: object = (POLICY,)
         params["role_name"] = role
     if policies is not None:
         params["policies"] = list(policies) if isinstance(policies, tuple) else policies
-    return ProviderGrant(grant_id=f"grant-{uuid.uuid4().hex[:26]}", provider="vault_approle", params=params,
-                         principal=principal, ttl_seconds=ttl)
+    return ProviderGrant(
+        grant_id=f"grant-{uuid.uuid4().hex[:26]}",
+        provider="vault_approle",
+        params=params,
+        principal=principal,
+        ttl_seconds=ttl,
+    )
 
 
 def unwrap(openbao, wrapping_token: str) -> dict:
@@ -65,20 +70,21 @@ def login(openbao, creds: dict, mount: str = "approle") -> dict:
 
 def read_config(openbao, token: str) -> dict:
     c = hvac.Client(url=openbao.address, token=token)
-    return c.secrets.kv.v2.read_secret_version(path="payments/config", mount_point="secret",
-                                               raise_on_deleted_version=True)["data"]["data"]
+    return c.secrets.kv.v2.read_secret_version(
+        path="payments/config", mount_point="secret", raise_on_deleted_version=True
+    )["data"]["data"]
 
 
 def test_full_lifecycle(approle, root, provider):
     openbao = approle
     grant = make_grant(ttl=600)
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     cred, handover = provider.issue(grant, wrap_ttl=WRAP_TTL)
 
     assert cred.provider == "vault_approle" and cred.grant_id == grant.grant_id
     assert cred.details["kind"] == KIND and cred.details["role_name"] == ROLE and cred.details["policies"] == [POLICY]
     assert cred.details["secret_id_ttl"] == 600
-    assert before + timedelta(seconds=599) <= cred.expires_at <= datetime.now(timezone.utc) + timedelta(seconds=601)
+    assert before + timedelta(seconds=599) <= cred.expires_at <= datetime.now(UTC) + timedelta(seconds=601)
 
     # hand-over: {role_id, secret_id}, once; the secret-ID is nowhere in the credential
     creds = unwrap(openbao, handover.wrapping_token)
@@ -91,8 +97,12 @@ def test_full_lifecycle(approle, root, provider):
     # the service logs in and gets a token with the entitlement's policy, bounded lifetime, tagged
     auth = login(openbao, creds)
     assert POLICY in auth["policies"] and auth["lease_duration"] == 900
-    assert auth["metadata"] == {"grant_id": grant.grant_id, "requester": "payments-deployer",
-                                "managed_by": MANAGED_BY, "role_name": ROLE}
+    assert auth["metadata"] == {
+        "grant_id": grant.grant_id,
+        "requester": "payments-deployer",
+        "managed_by": MANAGED_BY,
+        "role_name": ROLE,
+    }
     assert read_config(openbao, auth["client_token"]) == {"endpoint": "https://payments.example.internal"}
     role = root.auth.approle.read_role(ROLE)["data"]
     assert role["token_policies"] == [POLICY] and role["token_ttl"] == 900 and role["token_max_ttl"] == 3600
@@ -108,7 +118,9 @@ def test_full_lifecycle(approle, root, provider):
     assert "grant_id matches" in seen
 
     managed = provider.list_managed(grant.grant_id)
-    assert [(m.reference, m.details["role_name"], m.details["policies"]) for m in managed] == [(cred.reference, ROLE, [POLICY])]
+    assert [(m.reference, m.details["role_name"], m.details["policies"]) for m in managed] == [
+        (cred.reference, ROLE, [POLICY])
+    ]
     assert cred.reference in {m.reference for m in provider.list_managed()}
 
     # revoke: the secret-ID is destroyed and the token it already minted is swept
@@ -170,7 +182,11 @@ def test_issue_creates_and_updates_the_service_role(approle, root, provider):
     cred, handover = provider.issue(make_grant(role=role, policies=("jit-platform-read",)), wrap_ttl=WRAP_TTL)
     try:
         data = root.auth.approle.read_role(role)["data"]
-        assert data["token_policies"] == ["jit-platform-read"] and data["token_ttl"] == 900 and data["token_max_ttl"] == 3600
+        assert (
+            data["token_policies"] == ["jit-platform-read"]
+            and data["token_ttl"] == 900
+            and data["token_max_ttl"] == 3600
+        )
         auth = login(approle, unwrap(approle, handover.wrapping_token))
         assert "jit-platform-read" in auth["policies"]
         # someone widens the role by hand: verify_active notices
@@ -208,7 +224,7 @@ def test_secret_id_ttl_is_the_grants(root, provider):
         info = root.auth.approle.read_secret_id_accessor(ROLE, cred.reference)["data"]
         assert info["secret_id_ttl"] == 30
         expires = datetime.fromisoformat(info["expiration_time"][:26] + "+00:00")
-        assert 0 < (expires - datetime.now(timezone.utc)).total_seconds() <= 30
+        assert 0 < (expires - datetime.now(UTC)).total_seconds() <= 30
     finally:
         provider.revoke(cred)
 
@@ -245,8 +261,10 @@ def test_list_managed_ignores_unmanaged_and_other_grants(approle, root, provider
     c1, h1 = provider.issue(g1, wrap_ttl=WRAP_TTL)
     c2, _ = provider.issue(g2, wrap_ttl=WRAP_TTL)
     # a secret-ID claiming the grant but not created by us is not ours to manage
-    foreign = root.adapter.post(f"/v1/auth/approle/role/{ROLE}/secret-id",
-                                json={"metadata": json.dumps({"grant_id": g1.grant_id}), "ttl": "60s"})["data"]
+    foreign = root.adapter.post(
+        f"/v1/auth/approle/role/{ROLE}/secret-id",
+        json={"metadata": json.dumps({"grant_id": g1.grant_id}), "ttl": "60s"},
+    )["data"]
     try:
         assert [m.reference for m in provider.list_managed(g1.grant_id)] == [c1.reference]
         assert [m.reference for m in provider.list_managed(g2.grant_id)] == [c2.reference]
@@ -267,8 +285,17 @@ def test_list_managed_ignores_unmanaged_and_other_grants(approle, root, provider
 
 @pytest.mark.parametrize(
     "role,policies",
-    [(None, (POLICY,)), ("", (POLICY,)), ("a/b", (POLICY,)), (7, (POLICY,)),
-     (ROLE, None), (ROLE, []), (ROLE, POLICY), (ROLE, [1]), (ROLE, ["ok", ""])],
+    [
+        (None, (POLICY,)),
+        ("", (POLICY,)),
+        ("a/b", (POLICY,)),
+        (7, (POLICY,)),
+        (ROLE, None),
+        (ROLE, []),
+        (ROLE, POLICY),
+        (ROLE, [1]),
+        (ROLE, ["ok", ""]),
+    ],
     ids=repr,
 )
 def test_bad_params_not_retryable(provider, role, policies):
@@ -299,8 +326,12 @@ def test_unreachable_vault_is_retryable():
     with pytest.raises(ProviderError, match="unreachable") as ei:
         down.issue(make_grant(), wrap_ttl=WRAP_TTL)
     assert ei.value.retryable is True
-    cred = IssuedCredential(provider="vault_approle", grant_id="grant-x", reference="acc",
-                            details={"kind": KIND, "role_name": ROLE, "policies": [POLICY]})
+    cred = IssuedCredential(
+        provider="vault_approle",
+        grant_id="grant-x",
+        reference="acc",
+        details={"kind": KIND, "role_name": ROLE, "policies": [POLICY]},
+    )
     for call in (down.verify_active, down.verify_revoked, down.revoke):
         with pytest.raises(ProviderError) as ei:
             call(cred)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import hvac
 import pytest
@@ -46,7 +46,8 @@ def pg(vault_postgres):
 def provider(openbao, vault_postgres) -> VaultDatabaseCredentialsProvider:
     return VaultDatabaseCredentialsProvider(
         VaultClients(openbao.address, openbao.extra["root_token"], timeout=5),
-        mount=vault_postgres["mount"], verify_dsn=vault_postgres["dsn"],
+        mount=vault_postgres["mount"],
+        verify_dsn=vault_postgres["dsn"],
     )
 
 
@@ -57,10 +58,16 @@ def lease_only(openbao, vault_postgres) -> VaultDatabaseCredentialsProvider:
     )
 
 
-def make_grant(ttl: int = 600, role: object = ROLE, principal: str = "alice", max_ttl: int | None = None) -> ProviderGrant:
+def make_grant(
+    ttl: int = 600, role: object = ROLE, principal: str = "alice", max_ttl: int | None = None
+) -> ProviderGrant:
     return ProviderGrant(
-        grant_id=f"grant-{uuid.uuid4().hex[:26]}", provider="vault_database",
-        params={} if role is None else {"role": role}, principal=principal, ttl_seconds=ttl, max_ttl_seconds=max_ttl,
+        grant_id=f"grant-{uuid.uuid4().hex[:26]}",
+        provider="vault_database",
+        params={} if role is None else {"role": role},
+        principal=principal,
+        ttl_seconds=ttl,
+        max_ttl_seconds=max_ttl,
     )
 
 
@@ -70,8 +77,9 @@ def unwrap(openbao, wrapping_token: str) -> dict:
 
 
 def connect_as(vault_postgres, creds: dict):
-    return psycopg.connect(vault_postgres["dsn"], user=creds["username"], password=creds["password"],
-                           autocommit=True, connect_timeout=3)
+    return psycopg.connect(
+        vault_postgres["dsn"], user=creds["username"], password=creds["password"], autocommit=True, connect_timeout=3
+    )
 
 
 def pg_role(pg, name: str):
@@ -79,12 +87,14 @@ def pg_role(pg, name: str):
 
 
 def roles_for(pg, grant_id: str) -> list[str]:
-    return [r[0] for r in pg.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (f"%{grant_id}%",)).fetchall()]
+    return [
+        r[0] for r in pg.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE %s", (f"%{grant_id}%",)).fetchall()
+    ]
 
 
 def test_full_lifecycle(openbao, root, pg, vault_postgres, provider):
     grant = make_grant(ttl=600)
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     cred, handover = provider.issue(grant, wrap_ttl=WRAP_TTL)
 
     # a non-secret reference: the lease ID; details name role, user, connection and owner token
@@ -95,7 +105,7 @@ def test_full_lifecycle(openbao, root, pg, vault_postgres, provider):
     username = cred.details["username"]
     # the user name names the role and the grant (username_template with the owner token's display name)
     assert username.startswith("jit-platform-readon") and grant.grant_id in username
-    assert before + timedelta(seconds=594) <= cred.expires_at <= datetime.now(timezone.utc) + timedelta(seconds=601)
+    assert before + timedelta(seconds=594) <= cred.expires_at <= datetime.now(UTC) + timedelta(seconds=601)
     assert handover.wrapping_token not in repr(handover)
 
     # hand-over: {username, password}, unwraps exactly once; the password is nowhere in the credential
@@ -164,7 +174,7 @@ def test_lease_ttl_follows_the_grant(root, pg, provider):
         assert 7190 <= root.sys.read_lease(long.reference)["data"]["ttl"] <= 7200
         assert root.auth.token.lookup_accessor(short.details["token_accessor"])["data"]["explicit_max_ttl"] == 40
         _, until = pg_role(pg, long.details["username"])
-        assert abs((until - datetime.now(timezone.utc)).total_seconds() - 7200) < 30
+        assert abs((until - datetime.now(UTC)).total_seconds() - 7200) < 30
     finally:
         assert provider.revoke(short) and provider.revoke(long)
 
@@ -180,7 +190,7 @@ def test_extend_moves_lease_token_and_valid_until(root, pg, provider):
         assert 1790 <= root.sys.read_lease(cred.reference)["data"]["ttl"] <= 1800
         assert 1790 <= root.auth.token.lookup_accessor(cred.details["token_accessor"])["data"]["ttl"] <= 1800
         _, until = pg_role(pg, cred.details["username"])
-        assert abs((until - datetime.now(timezone.utc)).total_seconds() - 1800) < 30
+        assert abs((until - datetime.now(UTC)).total_seconds() - 1800) < 30
         assert provider.verify_active(longer)[0] is True
         # past the entitlement's max (the owner token's explicit max TTL): refused, not retried
         with pytest.raises(ProviderError, match="capped") as ei:
@@ -347,7 +357,9 @@ def test_unreachable_vault_is_retryable():
         down.issue(make_grant(), wrap_ttl=WRAP_TTL)
     assert ei.value.retryable is True
     cred = IssuedCredential(
-        provider="vault_database", grant_id="grant-x", reference=f"database/creds/{ROLE}/abc",
+        provider="vault_database",
+        grant_id="grant-x",
+        reference=f"database/creds/{ROLE}/abc",
         details={"kind": LEASE_KIND, "role": ROLE, "username": "u", "token_accessor": "acc"},
     )
     for call in (down.verify_active, down.verify_revoked, down.revoke, down.list_managed):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import hvac
 import pytest
@@ -31,7 +31,11 @@ def provider(openbao) -> VaultTokenProvider:
 def make_grant(ttl: int = 600, policies: object = (READ_POLICY,), principal: str = "alice") -> ProviderGrant:
     params = {"policies": list(policies) if isinstance(policies, tuple) else policies}
     return ProviderGrant(
-        grant_id=f"g-{uuid.uuid4().hex[:12]}", provider="vault_token", params=params, principal=principal, ttl_seconds=ttl
+        grant_id=f"g-{uuid.uuid4().hex[:12]}",
+        provider="vault_token",
+        params=params,
+        principal=principal,
+        ttl_seconds=ttl,
     )
 
 
@@ -46,22 +50,22 @@ def client(openbao, token: str) -> hvac.Client:
 
 
 def read_demo(c: hvac.Client) -> dict:
-    return c.secrets.kv.v2.read_secret_version(path="platform/demo", mount_point="secret", raise_on_deleted_version=True)[
-        "data"
-    ]["data"]
+    return c.secrets.kv.v2.read_secret_version(
+        path="platform/demo", mount_point="secret", raise_on_deleted_version=True
+    )["data"]["data"]
 
 
 def test_full_lifecycle(openbao, root, provider):
     grant = make_grant(ttl=600)
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     cred, handover = provider.issue(grant, wrap_ttl=WRAP_TTL)
 
     # the credential is a non-secret reference: the accessor of the wrapped token
     assert cred.provider == "vault_token" and cred.grant_id == grant.grant_id
     assert cred.reference and cred.reference != handover.wrapping_token
     assert cred.details["policies"] == [READ_POLICY] and cred.details["ttl_seconds"] == 600
-    assert before + timedelta(seconds=599) <= cred.expires_at <= datetime.now(timezone.utc) + timedelta(seconds=601)
-    assert before + WRAP_TTL - timedelta(seconds=2) <= handover.expires_at <= datetime.now(timezone.utc) + WRAP_TTL
+    assert before + timedelta(seconds=599) <= cred.expires_at <= datetime.now(UTC) + timedelta(seconds=601)
+    assert before + WRAP_TTL - timedelta(seconds=2) <= handover.expires_at <= datetime.now(UTC) + WRAP_TTL
     assert handover.wrapping_token not in repr(handover)
 
     # hand-over: unwraps exactly once
@@ -204,8 +208,9 @@ def test_admin_policy_can_write(openbao, provider):
     try:
         user = client(openbao, unwrap(openbao, h.wrapping_token))
         user.secrets.kv.v2.create_or_update_secret(path="platform/jit-test", secret={"x": "y"}, mount_point="secret")
-        assert user.secrets.kv.v2.read_secret_version(path="platform/jit-test", mount_point="secret",
-                                                      raise_on_deleted_version=True)["data"]["data"] == {"x": "y"}
+        assert user.secrets.kv.v2.read_secret_version(
+            path="platform/jit-test", mount_point="secret", raise_on_deleted_version=True
+        )["data"]["data"] == {"x": "y"}
         with pytest.raises(hv.Forbidden):  # outside its path
             user.secrets.kv.v2.read_secret_version(path="other/x", mount_point="secret", raise_on_deleted_version=True)
     finally:
@@ -215,8 +220,11 @@ def test_admin_policy_can_write(openbao, provider):
 @pytest.mark.parametrize("policies", [None, [], "jit-platform-read", [1], ["ok", 2]], ids=str)
 def test_bad_params_not_retryable(provider, policies):
     grant = ProviderGrant(
-        grant_id=f"g-{uuid.uuid4().hex[:8]}", provider="vault_token",
-        params={} if policies is None else {"policies": policies}, principal="alice", ttl_seconds=60,
+        grant_id=f"g-{uuid.uuid4().hex[:8]}",
+        provider="vault_token",
+        params={} if policies is None else {"policies": policies},
+        principal="alice",
+        ttl_seconds=60,
     )
     with pytest.raises(ProviderError, match="params.policies") as ei:
         provider.issue(grant, wrap_ttl=WRAP_TTL)
@@ -238,7 +246,9 @@ def test_unreachable_vault_is_retryable():
     with pytest.raises(ProviderError, match="unreachable") as ei:
         down.issue(make_grant(), wrap_ttl=WRAP_TTL)
     assert ei.value.retryable is True
-    cred = IssuedCredential(provider="vault_token", grant_id="g-x", reference="acc", details={"policies": [READ_POLICY]})
+    cred = IssuedCredential(
+        provider="vault_token", grant_id="g-x", reference="acc", details={"policies": [READ_POLICY]}
+    )
     for call in (down.verify_active, down.verify_revoked, down.revoke):
         with pytest.raises(ProviderError) as ei:
             call(cred)

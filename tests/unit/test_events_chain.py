@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -18,7 +18,7 @@ from jitaccess.domain.events import (
 )
 from jitaccess.domain.principals import SYSTEM_ACTOR, Actor, ActorKind, ActorRole
 
-T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
+T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 ALICE = Actor(id="alice", kind=ActorKind.human, role=ActorRole.requester)
 BOB = Actor(id="bob", kind=ActorKind.human, role=ActorRole.approver)
 WORKER = Actor(id="jitaccess-worker", kind=ActorKind.service, role=ActorRole.executor)
@@ -203,5 +203,7 @@ def test_make_event_defaults_and_copies_data():
 
 
 def test_format_at():
-    assert format_at(datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc)) == "2025-01-02T03:04:05.000000Z"
-    assert format_at(datetime(2025, 1, 2, 5, 4, 5, tzinfo=timezone(timedelta(hours=2)))) == "2025-01-02T03:04:05.000000Z"
+    assert format_at(datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)) == "2025-01-02T03:04:05.000000Z"
+    assert (
+        format_at(datetime(2025, 1, 2, 5, 4, 5, tzinfo=timezone(timedelta(hours=2)))) == "2025-01-02T03:04:05.000000Z"
+    )

@@ -34,8 +34,15 @@ def approval_requested(**over) -> Notification:
         audience=Audience.approvers,
         recipients=["security"],
         title="alice requests secrets-admin",
-        summary={"entitlement": "secrets-admin", "requester": "alice", "state": "awaiting_approval",
-                 "reason": "rotate key", "ticket": "CHG-7", "expires_at": None, "duration": "PT30M"},
+        summary={
+            "entitlement": "secrets-admin",
+            "requester": "alice",
+            "state": "awaiting_approval",
+            "reason": "rotate key",
+            "ticket": "CHG-7",
+            "expires_at": None,
+            "duration": "PT30M",
+        },
         links=grant_links(GID, Audience.approvers),
     )
     fields.update(over)
@@ -55,9 +62,13 @@ def texts(obj) -> list[str]:
 
 # --- model ------------------------------------------------------------------------------
 
+
 def test_grant_links_per_audience():
     assert grant_links(GID, "approvers") == {
-        "approve": f"/v1/grants/{GID}/approve", "deny": f"/v1/grants/{GID}/deny", "view": f"/v1/grants/{GID}"}
+        "approve": f"/v1/grants/{GID}/approve",
+        "deny": f"/v1/grants/{GID}/deny",
+        "view": f"/v1/grants/{GID}",
+    }
     assert grant_links(GID, Audience.reviewers) == {"review": f"/v1/grants/{GID}/review", "view": f"/v1/grants/{GID}"}
     assert set(grant_links(GID, Audience.requester)) == {"view"}
 
@@ -81,11 +92,18 @@ def test_delivery_result_event():
     bad = DeliveryResult(notifier="hook", ok=False, status_code=503, error="HTTP 503", attempt=2)
     assert ok.event_type == "notification.sent" and bad.event_type == "notification.failed"
     assert bad.event_data(approval_requested()) == {
-        "notifier": "hook", "attempt": 2, "status_code": 503, "error": "HTTP 503",
-        "kind": "approval_requested", "audience": "approvers", "severity": "info"}
+        "notifier": "hook",
+        "attempt": 2,
+        "status_code": 503,
+        "error": "HTTP 503",
+        "kind": "approval_requested",
+        "audience": "approvers",
+        "severity": "info",
+    }
 
 
 # --- generic webhook --------------------------------------------------------------------
+
 
 def test_webhook_body_is_exactly_the_notification_with_absolute_links():
     n = approval_requested()
@@ -120,6 +138,7 @@ def test_webhook_marks_high_severity():
 
 # --- Slack ------------------------------------------------------------------------------
 
+
 def test_slack_body_has_text_and_blocks_with_summary():
     body = slack_body(approval_requested(), PUBLIC)
     assert set(body) == {"text", "blocks"}
@@ -130,8 +149,14 @@ def test_slack_body_has_text_and_blocks_with_summary():
     assert header["text"] == {"type": "plain_text", "text": "alice requests secrets-admin", "emoji": True}
     fields = [f["text"] for f in section["fields"]]
     # shown in a fixed order; a None value (expires_at) is left out
-    assert fields == ["*Entitlement*\nsecrets-admin", "*Requester*\nalice", "*State*\nawaiting_approval",
-                      "*Reason*\nrotate key", "*Ticket*\nCHG-7", "*Duration*\nPT30M"]
+    assert fields == [
+        "*Entitlement*\nsecrets-admin",
+        "*Requester*\nalice",
+        "*State*\nawaiting_approval",
+        "*Reason*\nrotate key",
+        "*Ticket*\nCHG-7",
+        "*Duration*\nPT30M",
+    ]
     assert "security" in body["blocks"][-1]["elements"][0]["text"]
 
 
@@ -152,15 +177,25 @@ def test_slack_without_public_url_shows_paths_not_buttons():
 
 
 def test_slack_requester_message_has_no_approve_link():
-    n = approval_requested(kind="approved", audience="requester", recipients=["alice"],
-                           title="secrets-admin approved", links=grant_links(GID, "requester"))
+    n = approval_requested(
+        kind="approved",
+        audience="requester",
+        recipients=["alice"],
+        title="secrets-admin approved",
+        links=grant_links(GID, "requester"),
+    )
     dumped = json.dumps(slack_body(n, PUBLIC))
     assert "/approve" not in dumped and "/deny" not in dumped
 
 
 def test_slack_high_severity_is_visibly_marked():
-    n = approval_requested(kind="break_glass_alert", audience="security", severity=Severity.high,
-                           title="BREAK-GLASS: alice took secrets-admin", summary={"incident": "INC-9"})
+    n = approval_requested(
+        kind="break_glass_alert",
+        audience="security",
+        severity=Severity.high,
+        title="BREAK-GLASS: alice took secrets-admin",
+        summary={"incident": "INC-9"},
+    )
     body = slack_body(n, PUBLIC)
     assert body["text"].startswith("[HIGH] ")
     assert body["blocks"][0]["text"]["text"].startswith(HIGH_MARK)
@@ -174,7 +209,11 @@ def test_slack_escapes_user_text():
     body = slack_body(n, PUBLIC)
     mrkdwn = [body["text"]] + _mrkdwn(body["blocks"])  # Slack parses links/mentions in these
     assert mrkdwn and not any("<!channel>" in t or "<https://evil" in t for t in mrkdwn)
-    assert body["blocks"][0]["text"] == {"type": "plain_text", "text": "<!channel> please", "emoji": True}  # shown literally
+    assert body["blocks"][0]["text"] == {
+        "type": "plain_text",
+        "text": "<!channel> please",
+        "emoji": True,
+    }  # shown literally
     assert "&lt;!channel&gt;" in body["text"]
     assert body["blocks"][1]["fields"][0]["text"] == "*Reason*\na &lt;https://evil|click&gt; &amp; b"
 
@@ -201,10 +240,43 @@ def test_slack_respects_block_kit_limits():
 # --- both formats use only what they are given ------------------------------------------
 
 _FORMAT_VOCABULARY = {  # words the formatters add themselves
-    "jitaccess", "notification", "type", "version", "grant", "to", "high", "severity", "rotating", "light",
-    "https", "jit", "example", "com", "v1", "grants", "plain", "text", "mrkdwn", "header", "section",
-    "actions", "context", "button", "primary", "danger", "yes", "no", "1",
-    "blocks", "emoji", "fields", "elements", "url", "action", "id", "style",  # Slack's own keys
+    "jitaccess",
+    "notification",
+    "type",
+    "version",
+    "grant",
+    "to",
+    "high",
+    "severity",
+    "rotating",
+    "light",
+    "https",
+    "jit",
+    "example",
+    "com",
+    "v1",
+    "grants",
+    "plain",
+    "text",
+    "mrkdwn",
+    "header",
+    "section",
+    "actions",
+    "context",
+    "button",
+    "primary",
+    "danger",
+    "yes",
+    "no",
+    "1",
+    "blocks",
+    "emoji",
+    "fields",
+    "elements",
+    "url",
+    "action",
+    "id",
+    "style",  # Slack's own keys
 }
 
 
@@ -216,9 +288,13 @@ def _words(s: str) -> set[str]:
 @pytest.mark.parametrize("audience", list(Audience))
 def test_formatters_use_only_the_notification_and_public_url(fmt, audience):
     n = Notification(
-        grant_id="grant-zq1", kind="expiry_warning", audience=audience, severity="high", recipients=["usr7"],
-        title="Expiring soon", summary={"entitlement": "ent9", "expires_at": "2030-01-01T00:00:00Z", "approvals": 2,
-                                        "break_glass": True},
+        grant_id="grant-zq1",
+        kind="expiry_warning",
+        audience=audience,
+        severity="high",
+        recipients=["usr7"],
+        title="Expiring soon",
+        summary={"entitlement": "ent9", "expires_at": "2030-01-01T00:00:00Z", "approvals": 2, "break_glass": True},
         links=grant_links("grant-zq1", audience),
     )
     body = format_body(fmt, n, PUBLIC)
@@ -243,12 +319,22 @@ def test_unknown_format_is_an_error():
 
 # --- configuration and routing ----------------------------------------------------------
 
+
 def test_notifiers_from_env_json(monkeypatch):
-    monkeypatch.setenv("JITACCESS_NOTIFIERS", json.dumps([
-        {"name": "sec-slack", "format": "slack", "url": "https://hooks.slack.example/T/B/x",
-         "audiences": ["approvers", "security"]},
-        {"name": "audit", "url": "http://127.0.0.1:9/hook", "timeout": 2},
-    ]))
+    monkeypatch.setenv(
+        "JITACCESS_NOTIFIERS",
+        json.dumps(
+            [
+                {
+                    "name": "sec-slack",
+                    "format": "slack",
+                    "url": "https://hooks.slack.example/T/B/x",
+                    "audiences": ["approvers", "security"],
+                },
+                {"name": "audit", "url": "http://127.0.0.1:9/hook", "timeout": 2},
+            ]
+        ),
+    )
     monkeypatch.setenv("JITACCESS_PUBLIC_URL", "https://jit.example.com")
     s = Settings()
     assert s.public_url == "https://jit.example.com"
@@ -257,8 +343,12 @@ def test_notifiers_from_env_json(monkeypatch):
     assert audit.format == "webhook" and audit.audiences == list(Audience) and audit.timeout == 2
     assert notifier_routes(s.notifiers, "approvers") == ["sec-slack", "audit"]
     assert notifier_routes(s.notifiers, Audience.requester) == ["audit"]
-    assert route_table(s.notifiers) == {"approvers": ["sec-slack", "audit"], "requester": ["audit"],
-                                        "security": ["sec-slack", "audit"], "reviewers": ["audit"]}
+    assert route_table(s.notifiers) == {
+        "approvers": ["sec-slack", "audit"],
+        "requester": ["audit"],
+        "security": ["sec-slack", "audit"],
+        "reviewers": ["audit"],
+    }
 
 
 def test_notifier_config_is_validated():

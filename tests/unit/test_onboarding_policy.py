@@ -7,23 +7,48 @@ from jitaccess.domain.principals import ActorKind, Principal
 
 BOT = Principal(id="deploy-bot", kind=ActorKind.service, groups=("platform",), owner="frank")
 ALICE = Principal(id="alice", groups=("platform",))
-CAT = Catalogue.model_validate({
-    "entitlements": [
-        {"id": "kv", "description": "d", "provider": {"type": "vault_token", "params": {"policies": ["p"]}},
-         "default_duration": "PT1H", "max_duration": "PT8H", "requester_groups": ["platform"], "approval": {"auto_approve": True}},
-        {"id": "grp", "description": "d", "provider": {"type": "aws_iam_group", "params": {"group": "g"}},
-         "default_duration": "PT1H", "max_duration": "PT8H", "requester_groups": ["platform"], "approval": {"auto_approve": True}},
-    ],
-    "onboarding_templates": [
-        {"id": "svc", "description": "d", "entitlements": ["kv", "grp"], "environments": ["staging", "production"],
-         "automation_principals": ["deploy-bot"], "pre_approved_environments": ["staging"], "max_lifetime": "P30D"},
-    ],
-})
+CAT = Catalogue.model_validate(
+    {
+        "entitlements": [
+            {
+                "id": "kv",
+                "description": "d",
+                "provider": {"type": "vault_token", "params": {"policies": ["p"]}},
+                "default_duration": "PT1H",
+                "max_duration": "PT8H",
+                "requester_groups": ["platform"],
+                "approval": {"auto_approve": True},
+            },
+            {
+                "id": "grp",
+                "description": "d",
+                "provider": {"type": "aws_iam_group", "params": {"group": "g"}},
+                "default_duration": "PT1H",
+                "max_duration": "PT8H",
+                "requester_groups": ["platform"],
+                "approval": {"auto_approve": True},
+            },
+        ],
+        "onboarding_templates": [
+            {
+                "id": "svc",
+                "description": "d",
+                "entitlements": ["kv", "grp"],
+                "environments": ["staging", "production"],
+                "automation_principals": ["deploy-bot"],
+                "pre_approved_environments": ["staging"],
+                "max_lifetime": "P30D",
+            },
+        ],
+    }
+)
 
 
 def req(template="svc", env="staging") -> OnboardingRequest:
-    return OnboardingRequest(template=template, workload=WorkloadContext(
-        service="pay", owning_team="pay-leads", environment=env, repository="r"))
+    return OnboardingRequest(
+        template=template,
+        workload=WorkloadContext(service="pay", owning_team="pay-leads", environment=env, repository="r"),
+    )
 
 
 def test_pre_approved_for_the_automation_in_an_allowed_environment():

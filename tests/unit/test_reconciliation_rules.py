@@ -4,30 +4,56 @@ from __future__ import annotations
 
 from jitaccess.domain.credentials import IssuedCredential
 from jitaccess.domain.reconciliation import (
-    FindingKind, GrantRecord, Inventory, ReconciliationReport, Remediation, Remedy, Snapshot, candidates, chain_id,
+    FindingKind,
+    GrantRecord,
+    Inventory,
+    ReconciliationReport,
+    Remediation,
+    Remedy,
+    Snapshot,
+    candidates,
+    chain_id,
     compare,
 )
 
 
 def token(gid: str, acc: str, policies=("jit-platform-read",), requester="alice") -> IssuedCredential:
-    return IssuedCredential(provider="vault_token", grant_id=gid, reference=acc,
-                            details={"policies": list(policies), "requester": requester, "kind": "vault token accessor"})
+    return IssuedCredential(
+        provider="vault_token",
+        grant_id=gid,
+        reference=acc,
+        details={"policies": list(policies), "requester": requester, "kind": "vault token accessor"},
+    )
 
 
 def issued(gid: str, acc: str, policies=("jit-platform-read",)) -> IssuedCredential:
-    return IssuedCredential(provider="vault_token", grant_id=gid, reference=acc,
-                            details={"policies": list(policies), "ttl_seconds": 900, "kind": "vault token accessor"})
+    return IssuedCredential(
+        provider="vault_token",
+        grant_id=gid,
+        reference=acc,
+        details={"policies": list(policies), "ttl_seconds": 900, "kind": "vault token accessor"},
+    )
 
 
-def active(gid: str, acc: str, *, read_back_ok=True, policies=("jit-platform-read",), provider_cred=None) -> GrantRecord:
-    return GrantRecord(grant_id=gid, state="active", provider="vault_token", requester="alice",
-                       credential=provider_cred or issued(gid, acc, policies), read_back_ok=read_back_ok,
-                       read_back="lookup-accessor: token live" if read_back_ok else "lookup-accessor: invalid accessor")
+def active(
+    gid: str, acc: str, *, read_back_ok=True, policies=("jit-platform-read",), provider_cred=None
+) -> GrantRecord:
+    return GrantRecord(
+        grant_id=gid,
+        state="active",
+        provider="vault_token",
+        requester="alice",
+        credential=provider_cred or issued(gid, acc, policies),
+        read_back_ok=read_back_ok,
+        read_back="lookup-accessor: token live" if read_back_ok else "lookup-accessor: invalid accessor",
+    )
 
 
 def snap(listed, grants, provider="vault_token", error=None, extra_inventories=()) -> Snapshot:
-    return Snapshot(inventories=[Inventory(provider=provider, listed=listed, error=error), *extra_inventories],
-                    grants={g.grant_id: g for g in grants})
+    return Snapshot(
+        inventories=[Inventory(provider=provider, listed=listed, error=error), *extra_inventories],
+        grants={g.grant_id: g for g in grants},
+    )
 
 
 def kinds(c):
@@ -49,7 +75,9 @@ def test_token_of_unknown_grant_is_an_orphan_to_revoke():
 
 
 def test_token_of_an_ended_grant_is_an_orphan():
-    ended = GrantRecord(grant_id="grant-old", state="revoked", provider="vault_token", credential=issued("grant-old", "acc-o"))
+    ended = GrantRecord(
+        grant_id="grant-old", state="revoked", provider="vault_token", credential=issued("grant-old", "acc-o")
+    )
     [f] = compare(snap([token("grant-old", "acc-o")], [ended])).findings
     assert f.kind is FindingKind.orphan and "revoked" in f.detail and f.issued_reference == "acc-o"
 
@@ -66,8 +94,13 @@ def test_a_closed_or_terminated_workflow_holds_no_access():
 
 def test_grants_being_issued_or_revoked_are_left_alone():
     for state in ("issuing", "revoking", "revocation_failing"):
-        g = GrantRecord(grant_id="grant-b", state=state, provider="vault_token", credential=issued("grant-b", "acc-b"),
-                        read_back_ok=False)
+        g = GrantRecord(
+            grant_id="grant-b",
+            state=state,
+            provider="vault_token",
+            credential=issued("grant-b", "acc-b"),
+            read_back_ok=False,
+        )
         assert compare(snap([token("grant-b", "acc-b"), token("grant-b", "acc-other")], [g])).findings == [], state
         # issuing with no credential recorded yet: the token is the one being issued
         g2 = GrantRecord(grant_id="grant-b", state=state)
@@ -94,29 +127,56 @@ def test_drift_from_the_listing_alone_without_a_read_back():
 
 def test_drift_from_the_read_back_even_when_the_object_is_listed():
     # e.g. vault_database: the owner token lives but the lease / database user was removed by hand
-    cred = IssuedCredential(provider="vault_database", grant_id="grant-db", reference="database/creds/r/lease1",
-                            details={"kind": "database lease", "role": "r", "token_accessor": "owner-acc"})
-    owner = IssuedCredential(provider="vault_database", grant_id="grant-db", reference="owner-acc",
-                             details={"kind": "owner token", "role": "r", "requester": "alice"})
-    g = GrantRecord(grant_id="grant-db", state="active", requester="alice", credential=cred, read_back_ok=False,
-                    read_back="pg_roles has no role")
+    cred = IssuedCredential(
+        provider="vault_database",
+        grant_id="grant-db",
+        reference="database/creds/r/lease1",
+        details={"kind": "database lease", "role": "r", "token_accessor": "owner-acc"},
+    )
+    owner = IssuedCredential(
+        provider="vault_database",
+        grant_id="grant-db",
+        reference="owner-acc",
+        details={"kind": "owner token", "role": "r", "requester": "alice"},
+    )
+    g = GrantRecord(
+        grant_id="grant-db",
+        state="active",
+        requester="alice",
+        credential=cred,
+        read_back_ok=False,
+        read_back="pg_roles has no role",
+    )
     [f] = compare(snap([owner], [g], provider="vault_database")).findings
     assert f.kind is FindingKind.drift and "pg_roles" in f.detail and f.reference == "database/creds/r/lease1"
 
 
 def test_vault_database_matches_the_owner_token_by_the_issued_token_accessor():
-    cred = IssuedCredential(provider="vault_database", grant_id="grant-db", reference="database/creds/r/lease1",
-                            details={"kind": "database lease", "role": "r", "token_accessor": "owner-acc"})
-    owner = IssuedCredential(provider="vault_database", grant_id="grant-db", reference="owner-acc",
-                             details={"kind": "owner token", "role": "r", "requester": "alice"})
+    cred = IssuedCredential(
+        provider="vault_database",
+        grant_id="grant-db",
+        reference="database/creds/r/lease1",
+        details={"kind": "database lease", "role": "r", "token_accessor": "owner-acc"},
+    )
+    owner = IssuedCredential(
+        provider="vault_database",
+        grant_id="grant-db",
+        reference="owner-acc",
+        details={"kind": "owner token", "role": "r", "requester": "alice"},
+    )
     g = GrantRecord(grant_id="grant-db", state="active", requester="alice", credential=cred, read_back_ok=True)
     assert compare(snap([owner], [g], provider="vault_database")).findings == []
     # the owner token gone: drift, although the lease reference never appears in a listing
-    assert kinds(compare(snap([], [g], provider="vault_database"))) == [("drift", "grant-db", "database/creds/r/lease1")]
+    assert kinds(compare(snap([], [g], provider="vault_database"))) == [
+        ("drift", "grant-db", "database/creds/r/lease1")
+    ]
 
 
 def test_extra_token_with_extra_policies_for_an_active_grant_is_a_mismatch_to_revoke():
-    listed = [token("grant-a", "acc-a"), token("grant-a", "acc-evil", policies=("jit-platform-read", "jit-platform-admin"))]
+    listed = [
+        token("grant-a", "acc-a"),
+        token("grant-a", "acc-evil", policies=("jit-platform-read", "jit-platform-admin")),
+    ]
     c = compare(snap(listed, [active("grant-a", "acc-a")]))
     [f] = c.findings
     assert (f.kind, f.remedy, f.reference) == (FindingKind.mismatch, Remedy.revoke, "acc-evil")
@@ -141,23 +201,40 @@ def test_extra_token_naming_another_requester_is_a_mismatch():
 
 def test_the_issued_credential_itself_differing_is_a_mismatch_alert_not_a_revoke_nor_drift():
     # e.g. an AppRole whose token_policies were widened by hand: every secret-ID of it now grants more
-    cred = IssuedCredential(provider="vault_approle", grant_id="grant-s", reference="sid-acc",
-                            details={"kind": "approle", "role_name": "payments-api", "policies": ["jit-payments-read"]})
+    cred = IssuedCredential(
+        provider="vault_approle",
+        grant_id="grant-s",
+        reference="sid-acc",
+        details={"kind": "approle", "role_name": "payments-api", "policies": ["jit-payments-read"]},
+    )
     seen = cred.model_copy(update={"details": {**cred.details, "policies": ["jit-payments-read", "root-ish"]}})
-    g = GrantRecord(grant_id="grant-s", state="active", credential=cred, read_back_ok=False,
-                    read_back="the role's policies differ")
+    g = GrantRecord(
+        grant_id="grant-s", state="active", credential=cred, read_back_ok=False, read_back="the role's policies differ"
+    )
     [f] = compare(snap([seen], [g], provider="vault_approle")).findings
     assert (f.kind, f.remedy, f.reference) == (FindingKind.mismatch, Remedy.alert, "sid-acc")
 
 
 def test_a_token_tagged_with_a_grant_of_another_provider_is_not_its_credential():
-    db = IssuedCredential(provider="vault_database", grant_id="grant-db", reference="lease", details={"token_accessor": "o"})
+    db = IssuedCredential(
+        provider="vault_database", grant_id="grant-db", reference="lease", details={"token_accessor": "o"}
+    )
     g = GrantRecord(grant_id="grant-db", state="active", credential=db, read_back_ok=True)
     owner = IssuedCredential(provider="vault_database", grant_id="grant-db", reference="o", details={})
-    c = compare(snap([token("grant-db", "acc-tok")], [g],
-                     extra_inventories=[Inventory(provider="vault_database", listed=[owner])]))
+    c = compare(
+        snap(
+            [token("grant-db", "acc-tok")],
+            [g],
+            extra_inventories=[Inventory(provider="vault_database", listed=[owner])],
+        )
+    )
     [f] = c.findings
-    assert (f.kind, f.provider, f.reference, f.remedy) == (FindingKind.mismatch, "vault_token", "acc-tok", Remedy.revoke)
+    assert (f.kind, f.provider, f.reference, f.remedy) == (
+        FindingKind.mismatch,
+        "vault_token",
+        "acc-tok",
+        Remedy.revoke,
+    )
     assert f.observed["provider"] == "vault_token"
 
 
@@ -169,19 +246,29 @@ def test_a_failed_listing_yields_no_findings_for_that_provider():
 
 
 def test_shared_target_providers_are_skipped_for_orphans_but_checked_for_drift():
-    member = IssuedCredential(provider="aws_iam_group", grant_id="grant-i", reference="1:group/g:member/alice",
-                              details={"group": "g", "user_name": "alice"})
+    member = IssuedCredential(
+        provider="aws_iam_group",
+        grant_id="grant-i",
+        reference="1:group/g:member/alice",
+        details={"group": "g", "user_name": "alice"},
+    )
     ok = GrantRecord(grant_id="grant-i", state="active", credential=member, read_back_ok=True)
     # list_managed of shared targets is empty: no drift from "not listed", no orphans
     c = compare(snap([], [ok], provider="aws_iam_group"))
     assert c.findings == [] and c.providers[0].orphan_detection is False and "shared target" in c.providers[0].note
     gone = ok.model_copy(update={"read_back_ok": False, "read_back": "not a member of g"})
-    assert kinds(compare(snap([], [gone], provider="aws_iam_group"))) == [("drift", "grant-i", "1:group/g:member/alice")]
+    assert kinds(compare(snap([], [gone], provider="aws_iam_group"))) == [
+        ("drift", "grant-i", "1:group/g:member/alice")
+    ]
 
 
 def test_sts_revocation_documents_are_not_orphans():
-    doc = IssuedCredential(provider="aws_sts_session", grant_id="grant-old", reference="arn:aws:sts::1:assumed-role/r/grant-old",
-                           details={"kind": "sts role session (revoked)"})
+    doc = IssuedCredential(
+        provider="aws_sts_session",
+        grant_id="grant-old",
+        reference="arn:aws:sts::1:assumed-role/r/grant-old",
+        details={"kind": "sts role session (revoked)"},
+    )
     assert compare(snap([doc], [], provider="aws_sts_session")).findings == []
 
 
@@ -195,7 +282,11 @@ def test_findings_are_sorted_and_candidates_name_their_grants():
     listed = [token("grant-z", "acc-z"), token("grant-a", "acc-a"), token("grant-a", "acc-a2", policies=("x",))]
     grants = [active("grant-a", "acc-a"), active("grant-d", "acc-d", read_back_ok=False)]
     c = compare(snap(listed, grants))
-    assert kinds(c) == [("orphan", "grant-z", "acc-z"), ("drift", "grant-d", "acc-d"), ("mismatch", "grant-a", "acc-a2")]
+    assert kinds(c) == [
+        ("orphan", "grant-z", "acc-z"),
+        ("drift", "grant-d", "acc-d"),
+        ("mismatch", "grant-a", "acc-a2"),
+    ]
     assert candidates(c) == ["grant-a", "grant-d", "grant-z"]
     assert compare(snap(list(reversed(listed)), list(reversed(grants)))) == c  # deterministic
 

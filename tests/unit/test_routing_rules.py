@@ -4,7 +4,7 @@ extensions and post-hoc review."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -14,8 +14,8 @@ from jitaccess.domain.policy import AccessRequest, ReasonCode, evaluate, evaluat
 from jitaccess.domain.principals import ActorKind, Principal
 from jitaccess.domain.states import GrantState as S
 
-MON_10_BERLIN = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)  # 10:00 in Berlin, a Monday
-SAT_10_BERLIN = datetime(2026, 11, 28, 9, 0, tzinfo=timezone.utc)
+MON_10_BERLIN = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # 10:00 in Berlin, a Monday
+SAT_10_BERLIN = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 
 ALICE = Principal(id="alice", groups=("platform", "oncall"))
 DAVE = Principal(id="dave", groups=("platform",))
@@ -30,27 +30,72 @@ BOT = Principal(id="deploy-bot", kind=ActorKind.service, groups=("platform",), o
 
 def catalogue(order: str = "sequential") -> Catalogue:
     vault = {"type": "vault_token", "params": {"policies": ["p"]}}
-    return Catalogue.model_validate({"entitlements": [
-        {"id": "prod-write", "description": "d", "provider": vault, "default_duration": "PT30M", "max_duration": "PT1H",
-         "requester_groups": ["platform"],
-         "approval": {"stages": [
-             {"name": "owning-team", "approver_groups": ["platform-leads"], "owner_may_approve": True},
-             {"name": "security", "approver_groups": ["security"]}],
-             "stage_order": order, "timeout": "PT8H", "escalate_after": "PT2H", "escalation_groups": ["security-leads"],
-             "auto_rules": [{"name": "short-business-hours", "requester_groups": ["platform"], "max_duration": "PT15M",
-                             "business_hours": {"timezone": "Europe/Berlin", "start": "09:00", "end": "17:00"}}]},
-         "break_glass": {"groups": ["oncall"], "max_duration": "PT1H", "reviewer_groups": ["security"],
-                         "escalation_groups": ["security-leads"]}},
-        {"id": "no-bg", "description": "d", "provider": vault, "default_duration": "PT30M", "max_duration": "PT1H",
-         "requester_groups": ["platform"], "approval": {"auto_approve": True}, "extendable": False},
-    ]})
+    return Catalogue.model_validate(
+        {
+            "entitlements": [
+                {
+                    "id": "prod-write",
+                    "description": "d",
+                    "provider": vault,
+                    "default_duration": "PT30M",
+                    "max_duration": "PT1H",
+                    "requester_groups": ["platform"],
+                    "approval": {
+                        "stages": [
+                            {"name": "owning-team", "approver_groups": ["platform-leads"], "owner_may_approve": True},
+                            {"name": "security", "approver_groups": ["security"]},
+                        ],
+                        "stage_order": order,
+                        "timeout": "PT8H",
+                        "escalate_after": "PT2H",
+                        "escalation_groups": ["security-leads"],
+                        "auto_rules": [
+                            {
+                                "name": "short-business-hours",
+                                "requester_groups": ["platform"],
+                                "max_duration": "PT15M",
+                                "business_hours": {"timezone": "Europe/Berlin", "start": "09:00", "end": "17:00"},
+                            }
+                        ],
+                    },
+                    "break_glass": {
+                        "groups": ["oncall"],
+                        "max_duration": "PT1H",
+                        "reviewer_groups": ["security"],
+                        "escalation_groups": ["security-leads"],
+                    },
+                },
+                {
+                    "id": "no-bg",
+                    "description": "d",
+                    "provider": vault,
+                    "default_duration": "PT30M",
+                    "max_duration": "PT1H",
+                    "requester_groups": ["platform"],
+                    "approval": {"auto_approve": True},
+                    "extendable": False,
+                },
+            ]
+        }
+    )
 
 
 def grant(requester: Principal = ALICE, order: str = "sequential", duration="PT45M", **req) -> Grant:
-    d = evaluate(catalogue(order), requester, AccessRequest(entitlement=req.pop("entitlement", "prod-write"),
-                 duration=timedelta(minutes=int(duration[2:-1])), reason="r", **req), MON_10_BERLIN)
+    d = evaluate(
+        catalogue(order),
+        requester,
+        AccessRequest(
+            entitlement=req.pop("entitlement", "prod-write"),
+            duration=timedelta(minutes=int(duration[2:-1])),
+            reason="r",
+            **req,
+        ),
+        MON_10_BERLIN,
+    )
     assert d.allowed, d.messages
-    g = Grant.from_input(GrantInput(grant_id="g-1", requester=requester, request=AccessRequest(entitlement="prod-write"), decision=d))
+    g = Grant.from_input(
+        GrantInput(grant_id="g-1", requester=requester, request=AccessRequest(entitlement="prod-write"), decision=d)
+    )
     g.move(S.policy_evaluated)
     if not (d.auto_approved or d.break_glass):
         g.move(S.awaiting_approval)
@@ -85,9 +130,13 @@ def test_sequential_stages_take_votes_in_order():
     assert r.rule == "not_an_approver" and "owning-team: platform-leads" in r.message
     g.approve(FRANK, MON_10_BERLIN, "team ok")
     assert g.state is S.awaiting_approval and g.approval.pending() == [
-        {"stage": "security", "groups": ["security"], "have": 0, "need": 1}]
+        {"stage": "security", "groups": ["security"], "have": 0, "need": 1}
+    ]
     g.approve(BOB, MON_10_BERLIN, "sec ok")
-    assert g.state is S.approved and [(v.approver, v.stage) for v in g.approvals] == [("frank", "owning-team"), ("bob", "security")]
+    assert g.state is S.approved and [(v.approver, v.stage) for v in g.approvals] == [
+        ("frank", "owning-team"),
+        ("bob", "security"),
+    ]
 
 
 @pytest.mark.parametrize("first, second", [(FRANK, BOB), (BOB, FRANK)])
@@ -136,8 +185,13 @@ def test_escalation_lets_the_escalation_group_approve():
 
 # -- delegation -------------------------------------------------------------------------------
 def delegation(start_h: int, end_h: int) -> Delegation:
-    return Delegation(delegation_id="delegation-1", delegator=BOB, delegate="erin",
-                      starts_at=MON_10_BERLIN + timedelta(hours=start_h), ends_at=MON_10_BERLIN + timedelta(hours=end_h))
+    return Delegation(
+        delegation_id="delegation-1",
+        delegator=BOB,
+        delegate="erin",
+        starts_at=MON_10_BERLIN + timedelta(hours=start_h),
+        ends_at=MON_10_BERLIN + timedelta(hours=end_h),
+    )
 
 
 def test_delegate_approves_on_behalf_inside_the_window():

@@ -11,7 +11,7 @@ Helpers shared by these tests are in tests/workflows/support.py.
 
 from __future__ import annotations
 
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter

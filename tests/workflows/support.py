@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from typing import AsyncIterator
 
 import hvac
 from temporalio.api.enums.v1 import EventType
@@ -88,7 +88,7 @@ async def finish(handle: WorkflowHandle, timeout: float = 60) -> Grant:
     retry forever by design, so a broken activity would otherwise never let the workflow end)."""
     try:
         return await asyncio.wait_for(handle.result(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise AssertionError(f"{handle.id} did not finish within {timeout:.0f}s") from None
 
 
@@ -155,13 +155,25 @@ async def wait_state(handle: WorkflowHandle, *states: GrantState, timeout: float
 
 
 FULL_LIFECYCLE = [
-    "grant.requested", "policy.decided", "approval.requested", "approval.granted", "grant.approved",
-    "credential.issued", "fulfilment.verified", "credential.delivered", "grant.expired", "revocation.confirmed",
+    "grant.requested",
+    "policy.decided",
+    "approval.requested",
+    "approval.granted",
+    "grant.approved",
+    "credential.issued",
+    "fulfilment.verified",
+    "credential.delivered",
+    "grant.expired",
+    "revocation.confirmed",
 ]
 
 
 async def full_lifecycle(
-    client: Client, settings: Settings, ledger: Ledger, *, grant_id: str | None = None,
+    client: Client,
+    settings: Settings,
+    ledger: Ledger,
+    *,
+    grant_id: str | None = None,
     duration: timedelta = timedelta(seconds=4),
 ) -> tuple[WorkflowHandle, Grant]:
     """secrets-admin end to end through a running worker: alice requests, bob approves (update),

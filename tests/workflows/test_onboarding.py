@@ -12,7 +12,13 @@ from temporalio.client import WorkflowUpdateFailedError
 
 from jitaccess.config import load_catalogue
 from jitaccess.domain.grant import ActionInput
-from jitaccess.domain.onboarding import OnboardingInput, OnboardingRequest, WorkloadContext, evaluate_onboarding, onboarding_id
+from jitaccess.domain.onboarding import (
+    OnboardingInput,
+    OnboardingRequest,
+    WorkloadContext,
+    evaluate_onboarding,
+    onboarding_id,
+)
 from jitaccess.providers.vault_approle import seed_dev_approle
 from jitaccess.workflows.grant import GrantWorkflow
 from jitaccess.workflows.onboarding import ServiceOnboardingWorkflow
@@ -21,19 +27,58 @@ from tests.workflows.support import principal, token_is_dead, types
 
 SERVICE_CATALOGUE = {
     "entitlements": [
-        {"id": "svc-kv-read", "description": "KV read token", "provider": {"type": "vault_token", "params": {"policies": ["jit-platform-read"]}},
-         "default_duration": "PT1H", "max_duration": "P30D", "requester_groups": ["platform"], "approval": {"auto_approve": True}},
-        {"id": "svc-secret-id", "description": "AppRole secret-ID", "provider": {"type": "vault_approle", "params": {"role_name": "payments-api", "policies": ["jit-payments-read"]}},
-         "default_duration": "PT1H", "max_duration": "P1D", "requester_groups": ["platform"], "approval": {"approver_groups": ["security"]}},
-        {"id": "svc-broken", "description": "a misconfigured entitlement: no policies", "provider": {"type": "vault_token", "params": {}},
-         "default_duration": "PT1H", "max_duration": "P1D", "requester_groups": ["platform"], "approval": {"auto_approve": True}},
+        {
+            "id": "svc-kv-read",
+            "description": "KV read token",
+            "provider": {"type": "vault_token", "params": {"policies": ["jit-platform-read"]}},
+            "default_duration": "PT1H",
+            "max_duration": "P30D",
+            "requester_groups": ["platform"],
+            "approval": {"auto_approve": True},
+        },
+        {
+            "id": "svc-secret-id",
+            "description": "AppRole secret-ID",
+            "provider": {
+                "type": "vault_approle",
+                "params": {"role_name": "payments-api", "policies": ["jit-payments-read"]},
+            },
+            "default_duration": "PT1H",
+            "max_duration": "P1D",
+            "requester_groups": ["platform"],
+            "approval": {"approver_groups": ["security"]},
+        },
+        {
+            "id": "svc-broken",
+            "description": "a misconfigured entitlement: no policies",
+            "provider": {"type": "vault_token", "params": {}},
+            "default_duration": "PT1H",
+            "max_duration": "P1D",
+            "requester_groups": ["platform"],
+            "approval": {"auto_approve": True},
+        },
     ],
     "onboarding_templates": [
-        {"id": "payments-api", "description": "payments-api", "entitlements": ["svc-kv-read", "svc-secret-id"],
-         "environments": ["staging", "production"], "automation_principals": ["deploy-bot"], "pre_approved_environments": ["staging"],
-         "max_lifetime": "PT1H", "rotation_interval": "PT4S", "rotation_overlap": "PT1S"},
-        {"id": "broken", "description": "one child cannot issue", "entitlements": ["svc-kv-read", "svc-broken"],
-         "environments": ["staging"], "automation_principals": ["deploy-bot"], "pre_approved_environments": ["staging"], "max_lifetime": "PT1H"},
+        {
+            "id": "payments-api",
+            "description": "payments-api",
+            "entitlements": ["svc-kv-read", "svc-secret-id"],
+            "environments": ["staging", "production"],
+            "automation_principals": ["deploy-bot"],
+            "pre_approved_environments": ["staging"],
+            "max_lifetime": "PT1H",
+            "rotation_interval": "PT4S",
+            "rotation_overlap": "PT1S",
+        },
+        {
+            "id": "broken",
+            "description": "one child cannot issue",
+            "entitlements": ["svc-kv-read", "svc-broken"],
+            "environments": ["staging"],
+            "automation_principals": ["deploy-bot"],
+            "pre_approved_environments": ["staging"],
+            "max_lifetime": "PT1H",
+        },
     ],
 }
 
@@ -48,13 +93,26 @@ def svc_settings(settings, tmp_path, openbao):
 
 def make_input(settings, requester: str, template: str, env: str = "staging") -> OnboardingInput:
     who = principal(settings, requester)
-    req = OnboardingRequest(template=template, reason="new service", workload=WorkloadContext(
-        service="payments-api", owning_team="platform-leads", environment=env, repository="git@example.com:pay/api.git",
-        dependencies=("postgres", "vault")))
+    req = OnboardingRequest(
+        template=template,
+        reason="new service",
+        workload=WorkloadContext(
+            service="payments-api",
+            owning_team="platform-leads",
+            environment=env,
+            repository="git@example.com:pay/api.git",
+            dependencies=("postgres", "vault"),
+        ),
+    )
     decision = evaluate_onboarding(load_catalogue(settings.catalogue_file), who, req)
     assert decision.allowed, decision.messages
-    return OnboardingInput(onboarding_id=onboarding_id(req.workload), requester=who, request=req, decision=decision,
-                           admin_groups=settings.admin_groups)
+    return OnboardingInput(
+        onboarding_id=onboarding_id(req.workload),
+        requester=who,
+        request=req,
+        decision=decision,
+        admin_groups=settings.admin_groups,
+    )
 
 
 async def wait_for(handle, predicate, timeout: float = 30):
@@ -71,7 +129,9 @@ async def test_pre_approved_onboarding_rotates_and_offboards(svc_settings):
     inp = make_input(s, "deploy-bot", "payments-api")
     assert inp.decision.pre_approved and inp.decision.rule == "template:payments-api/pre_approved"
     async with running_worker(s) as (client, ledger):
-        handle = await client.start_workflow(ServiceOnboardingWorkflow.run, inp, id=inp.onboarding_id, task_queue=s.task_queue)
+        handle = await client.start_workflow(
+            ServiceOnboardingWorkflow.run, inp, id=inp.onboarding_id, task_queue=s.task_queue
+        )
         o = await wait_for(handle, lambda o: o.state.value == "active")
         first = {ch.entitlement: ch for ch in o.children}
         assert set(first) == {"svc-kv-read", "svc-secret-id"}
@@ -83,16 +143,25 @@ async def test_pre_approved_onboarding_rotates_and_offboards(svc_settings):
         assert set(creds) >= {"role_id", "secret_id"}
 
         o = await wait_for(handle, lambda o: o.rotations >= 2, timeout=40)  # both secret-bearing children rotated
-        await handle.execute_update(ServiceOnboardingWorkflow.offboard, ActionInput(actor=principal(s, "frank"), comment="service retired"))
+        await handle.execute_update(
+            ServiceOnboardingWorkflow.offboard, ActionInput(actor=principal(s, "frank"), comment="service retired")
+        )
         result = await asyncio.wait_for(handle.result(), 60)
     assert result.state.value == "offboarded"
     assert all(ch.state == "revoked" for ch in result.children)
     evs = ledger.events(inp.onboarding_id)
     assert ledger.verify(inp.onboarding_id).ok
-    assert evs[0].type == "onboarding.requested" and evs[0].actor.id == "deploy-bot" and evs[0].actor.kind.value == "service"
+    assert (
+        evs[0].type == "onboarding.requested"
+        and evs[0].actor.id == "deploy-bot"
+        and evs[0].actor.kind.value == "service"
+    )
     assert evs[0].data["owner"] == "platform-leads" and evs[0].data["workload"]["repository"].endswith("api.git")
     rotated = [e for e in evs if e.type == "rotation.completed"]
-    assert rotated and all(e.data["old_reference"] and e.data["new_reference"] and e.data["old_reference"] != e.data["new_reference"] for e in rotated)
+    assert rotated and all(
+        e.data["old_reference"] and e.data["new_reference"] and e.data["old_reference"] != e.data["new_reference"]
+        for e in rotated
+    )
     assert all(e.data["old_state"] == "revoked" for e in rotated)
     kv = [e for e in rotated if e.data["entitlement"] == "svc-kv-read"][0]
     assert token_is_dead(s, kv.data["old_reference"])  # the rotated-out credential is confirmed gone
@@ -108,7 +177,9 @@ async def test_all_or_nothing_revokes_what_was_issued(svc_settings):
     inp = make_input(s, "deploy-bot", "broken")
     async with running_worker(s) as (client, ledger):
         result = await asyncio.wait_for(
-            client.execute_workflow(ServiceOnboardingWorkflow.run, inp, id=inp.onboarding_id, task_queue=s.task_queue), 90)
+            client.execute_workflow(ServiceOnboardingWorkflow.run, inp, id=inp.onboarding_id, task_queue=s.task_queue),
+            90,
+        )
     assert result.state.value == "failed" and "svc-broken issue_failed" in result.end_reason
     states = {ch.entitlement: ch.state for ch in result.children}
     assert states == {"svc-kv-read": "revoked", "svc-broken": "issue_failed"}
@@ -122,7 +193,9 @@ async def test_production_needs_the_owning_team_and_security(svc_settings):
     inp = make_input(s, "deploy-bot", "payments-api", env="production")
     assert not inp.decision.pre_approved and [st.name for st in inp.decision.stages] == ["owning-team", "security"]
     async with running_worker(s) as (client, ledger):
-        handle = await client.start_workflow(ServiceOnboardingWorkflow.run, inp, id=inp.onboarding_id, task_queue=s.task_queue)
+        handle = await client.start_workflow(
+            ServiceOnboardingWorkflow.run, inp, id=inp.onboarding_id, task_queue=s.task_queue
+        )
         await wait_for(handle, lambda o: o.state.value == "awaiting_approval")
         with pytest.raises(WorkflowUpdateFailedError) as e:  # frank (owner of deploy-bot) is not in security
             await handle.execute_update(ServiceOnboardingWorkflow.approve, ActionInput(actor=principal(s, "dave")))
@@ -130,7 +203,9 @@ async def test_production_needs_the_owning_team_and_security(svc_settings):
         await handle.execute_update(ServiceOnboardingWorkflow.approve, ActionInput(actor=principal(s, "frank")))
         await handle.execute_update(ServiceOnboardingWorkflow.approve, ActionInput(actor=principal(s, "bob")))
         await wait_for(handle, lambda o: o.state.value == "active")
-        await handle.execute_update(ServiceOnboardingWorkflow.offboard, ActionInput(actor=principal(s, "deploy-bot"), comment="done"))
+        await handle.execute_update(
+            ServiceOnboardingWorkflow.offboard, ActionInput(actor=principal(s, "deploy-bot"), comment="done")
+        )
         result = await asyncio.wait_for(handle.result(), 60)
     assert result.state.value == "offboarded"
     granted = [e for e in ledger.events(inp.onboarding_id) if e.type == "approval.granted"]

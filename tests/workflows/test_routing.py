@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
@@ -38,11 +38,16 @@ def notifying(settings, receiver):
 def make_input(settings, requester: str, entitlement: str, duration: timedelta, **req) -> GrantInput:
     who = principal(settings, requester)
     request = AccessRequest(entitlement=entitlement, duration=duration, reason="routing test", **req)
-    decision = evaluate(load_catalogue(settings.catalogue_file), who, request, datetime.now(timezone.utc))
+    decision = evaluate(load_catalogue(settings.catalogue_file), who, request, datetime.now(UTC))
     assert decision.allowed, decision.messages
-    return GrantInput(grant_id=f"grant-{uuid.uuid4()}", requester=who, request=request, decision=decision,
-                      admin_groups=settings.admin_groups,
-                      options=GrantOptions(notifiers=route_table(settings.notifiers)))
+    return GrantInput(
+        grant_id=f"grant-{uuid.uuid4()}",
+        requester=who,
+        request=request,
+        decision=decision,
+        admin_groups=settings.admin_groups,
+        options=GrantOptions(notifiers=route_table(settings.notifiers)),
+    )
 
 
 def kinds(receiver) -> list[str]:
@@ -54,7 +59,9 @@ async def test_reminders_then_escalation_then_approval_timeout(time_env, setting
     settings = notifying(settings, receiver)
     inp = make_input(settings, "alice", "secrets-admin", timedelta(minutes=30))  # remind 1h, escalate 2h, expire 4h
     async with worker_on(time_env.client, settings) as ledger:
-        result = await time_env.client.execute_workflow(GrantWorkflow.run, inp, id=inp.grant_id, task_queue=settings.task_queue)
+        result = await time_env.client.execute_workflow(
+            GrantWorkflow.run, inp, id=inp.grant_id, task_queue=settings.task_queue
+        )
     assert result.state is GrantState.approval_expired
     evs = [e for e in ledger.events(inp.grant_id) if not e.type.startswith("notification.")]
     t0 = at(evs[2])
@@ -69,8 +76,16 @@ async def test_reminders_then_escalation_then_approval_timeout(time_env, setting
     ]
     assert evs[4].data["escalation_groups"] == ["security-leads"]
     # deliveries run concurrently (the escalation and a reminder fall due together): compare as a multiset
-    assert sorted(kinds(receiver)) == sorted(["approval_requested", "approval_reminder", "approval_escalated",
-                                              "approval_reminder", "approval_reminder", "denied"])
+    assert sorted(kinds(receiver)) == sorted(
+        [
+            "approval_requested",
+            "approval_reminder",
+            "approval_escalated",
+            "approval_reminder",
+            "approval_reminder",
+            "denied",
+        ]
+    )
     escalated = next(r.body for r in receiver.delivered if r.body["kind"] == "approval_escalated")
     assert escalated["severity"] == "high" and escalated["recipients"] == ["security-leads"]
     sent = [e for e in ledger.events(inp.grant_id) if e.type == "notification.sent"]
@@ -82,7 +97,9 @@ async def test_break_glass_is_issued_at_once_alerted_and_an_overdue_review_escal
     settings = notifying(settings, receiver)
     inp = make_input(settings, "alice", "secrets-admin", timedelta(minutes=30), break_glass=True, incident="INC-42")
     async with worker_on(time_env.client, settings) as ledger:
-        handle = await time_env.client.start_workflow(GrantWorkflow.run, inp, id=inp.grant_id, task_queue=settings.task_queue)
+        handle = await time_env.client.start_workflow(
+            GrantWorkflow.run, inp, id=inp.grant_id, task_queue=settings.task_queue
+        )
         await time_env.sleep(timedelta(minutes=31))  # expiry passes
         await time_env.sleep(timedelta(days=1, minutes=1))  # the review deadline passes
         g = await handle.query(GrantWorkflow.status)
@@ -90,8 +107,16 @@ async def test_break_glass_is_issued_at_once_alerted_and_an_overdue_review_escal
     assert g.state is GrantState.pending_review and g.review_escalated
     evs = ledger.events(inp.grant_id)
     main = [e.type for e in evs if not e.type.startswith("notification.")]
-    assert main[:8] == ["grant.requested", "policy.decided", "grant.approved", "credential.issued",
-                        "fulfilment.verified", "grant.expired", "revocation.confirmed", "review.requested"]
+    assert main[:8] == [
+        "grant.requested",
+        "policy.decided",
+        "grant.approved",
+        "credential.issued",
+        "fulfilment.verified",
+        "grant.expired",
+        "revocation.confirmed",
+        "review.requested",
+    ]
     assert "approval.requested" not in main  # no approval wait
     assert main.count("review.reminder") == 6 and "review.overdue" in main  # every 4 h (4..24 h); overdue at 24 h
     assert token_is_dead(settings, g.credential.reference)
@@ -110,7 +135,9 @@ async def test_a_notifier_that_stays_down_never_blocks_the_grant(time_env, setti
         settings = notifying(settings, down)
         inp = make_input(settings, "alice", "secrets-readonly", timedelta(minutes=5))
         async with worker_on(time_env.client, settings) as ledger:
-            result = await time_env.client.execute_workflow(GrantWorkflow.run, inp, id=inp.grant_id, task_queue=settings.task_queue)
+            result = await time_env.client.execute_workflow(
+                GrantWorkflow.run, inp, id=inp.grant_id, task_queue=settings.task_queue
+            )
     assert result.state is GrantState.revoked
     evs = ledger.events(inp.grant_id)
     failed = [e for e in evs if e.type == "notification.failed"]
@@ -122,7 +149,8 @@ async def test_a_notifier_that_stays_down_never_blocks_the_grant(time_env, setti
 # -- dev server: decisions through updates -----------------------------------------------------
 async def vote(handle, settings, who: str, comment: str = "", delegations=()):
     return await handle.execute_update(
-        GrantWorkflow.approve, ActionInput(actor=principal(settings, who), comment=comment, delegations=list(delegations))
+        GrantWorkflow.approve,
+        ActionInput(actor=principal(settings, who), comment=comment, delegations=list(delegations)),
     )
 
 
@@ -139,7 +167,9 @@ async def test_two_stage_approval_in_either_order(settings, order):
         assert e.value.cause.details[1] == "self_approval"
         g = await vote(handle, settings, order[1])
         await wait_state(handle, GrantState.active)
-        await handle.execute_update(GrantWorkflow.revoke, ActionInput(actor=principal(settings, "alice"), comment="done"))
+        await handle.execute_update(
+            GrantWorkflow.revoke, ActionInput(actor=principal(settings, "alice"), comment="done")
+        )
         await handle.result()
     granted = [e for e in ledger.events(inp.grant_id) if e.type == "approval.granted"]
     stage_of = {"frank": "owning-team", "bob": "security"}
@@ -147,10 +177,22 @@ async def test_two_stage_approval_in_either_order(settings, order):
 
 
 async def test_delegation_counts_inside_its_window_only(settings):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     bob = principal(settings, "bob")
-    inside = Delegation(delegation_id="delegation-in", delegator=bob, delegate="erin", starts_at=now - timedelta(minutes=1), ends_at=now + timedelta(hours=1))
-    lapsed = inside.model_copy(update={"delegation_id": "delegation-old", "starts_at": now - timedelta(days=2), "ends_at": now - timedelta(days=1)})
+    inside = Delegation(
+        delegation_id="delegation-in",
+        delegator=bob,
+        delegate="erin",
+        starts_at=now - timedelta(minutes=1),
+        ends_at=now + timedelta(hours=1),
+    )
+    lapsed = inside.model_copy(
+        update={
+            "delegation_id": "delegation-old",
+            "starts_at": now - timedelta(days=2),
+            "ends_at": now - timedelta(days=1),
+        }
+    )
     async with running_worker(settings) as (client, ledger):
         inp = make_input(settings, "alice", "secrets-admin", timedelta(minutes=20))
         handle = await client.start_workflow(GrantWorkflow.run, inp, id=inp.grant_id, task_queue=settings.task_queue)
@@ -161,10 +203,16 @@ async def test_delegation_counts_inside_its_window_only(settings):
         g = await vote(handle, settings, "erin", "covering for bob", [inside])
         assert g.state is GrantState.approved
         await wait_state(handle, GrantState.active)
-        await handle.execute_update(GrantWorkflow.revoke, ActionInput(actor=principal(settings, "alice"), comment="done"))
+        await handle.execute_update(
+            GrantWorkflow.revoke, ActionInput(actor=principal(settings, "alice"), comment="done")
+        )
         await handle.result()
     granted = next(e for e in ledger.events(inp.grant_id) if e.type == "approval.granted")
-    assert granted.actor.id == "erin" and granted.data["on_behalf_of"] == "bob" and granted.data["delegation_id"] == "delegation-in"
+    assert (
+        granted.actor.id == "erin"
+        and granted.data["on_behalf_of"] == "bob"
+        and granted.data["delegation_id"] == "delegation-in"
+    )
 
 
 async def test_extension_auto_approved_moves_expiry_and_the_vault_backstop(settings):
@@ -178,7 +226,9 @@ async def test_extension_auto_approved_moves_expiry_and_the_vault_backstop(setti
             await handle.execute_update(GrantWorkflow.extend, ExtendInput(actor=alice, reason="x", decision=too_much))
         assert list(e.value.cause.details[:2]) == ["invalid", "duration_exceeds_max"]
         d = evaluate_extension(g.decision, alice, g.duration, timedelta(minutes=20))
-        await handle.execute_update(GrantWorkflow.extend, ExtendInput(actor=alice, reason="still debugging", decision=d))
+        await handle.execute_update(
+            GrantWorkflow.extend, ExtendInput(actor=alice, reason="still debugging", decision=d)
+        )
         for _ in range(100):
             g2 = await handle.query(GrantWorkflow.status)
             if g2.extensions_applied:
@@ -190,7 +240,10 @@ async def test_extension_auto_approved_moves_expiry_and_the_vault_backstop(setti
         await handle.execute_update(GrantWorkflow.revoke, ActionInput(actor=alice, comment="done"))
         await handle.result()
     assert [t for t in types(ledger.events(inp.grant_id)) if t.startswith("extension.")] == [
-        "extension.requested", "extension.approved", "extension.applied"]
+        "extension.requested",
+        "extension.approved",
+        "extension.applied",
+    ]
 
 
 async def test_extension_refused_leaves_the_expiry_untouched(settings):
@@ -210,7 +263,9 @@ async def test_extension_refused_leaves_the_expiry_untouched(settings):
         await handle.execute_update(GrantWorkflow.revoke, ActionInput(actor=alice, comment="done"))
         await handle.result()
     assert [t for t in types(ledger.events(inp.grant_id)) if t.startswith("extension.")] == [
-        "extension.requested", "extension.refused"]
+        "extension.requested",
+        "extension.refused",
+    ]
 
 
 async def test_break_glass_grant_to_review_with_a_finding(settings):
@@ -219,7 +274,9 @@ async def test_break_glass_grant_to_review_with_a_finding(settings):
         handle = await client.start_workflow(GrantWorkflow.run, inp, id=inp.grant_id, task_queue=settings.task_queue)
         await wait_state(handle, GrantState.pending_review, timeout=30)
         with pytest.raises(WorkflowUpdateFailedError) as e:
-            await handle.execute_update(GrantWorkflow.review, ReviewInput(actor=principal(settings, "alice"), outcome="justified"))
+            await handle.execute_update(
+                GrantWorkflow.review, ReviewInput(actor=principal(settings, "alice"), outcome="justified")
+            )
         assert e.value.cause.details[1] == "self_review"
         await handle.execute_update(
             GrantWorkflow.review,

@@ -20,7 +20,15 @@ from jitaccess.providers.base import ProviderError, ProviderRegistry
 from jitaccess.providers.vault_token import VaultTokenProvider
 from jitaccess.workflows.grant import GrantWorkflow
 from tests.workflows.support import (
-    Delegating, at, finish, grant_input, one, token_is_dead, types, vault_provider, worker_on,
+    Delegating,
+    at,
+    finish,
+    grant_input,
+    one,
+    token_is_dead,
+    types,
+    vault_provider,
+    worker_on,
 )
 
 
@@ -79,7 +87,9 @@ class ReadBackDisagrees(Delegating):
 
 async def _run(env: WorkflowEnvironment, settings, inp, **worker_kw):
     async with worker_on(env.client, settings, **worker_kw) as ledger:
-        handle = await env.client.start_workflow(GrantWorkflow.run, inp, id=inp.grant_id, task_queue=settings.task_queue)
+        handle = await env.client.start_workflow(
+            GrantWorkflow.run, inp, id=inp.grant_id, task_queue=settings.task_queue
+        )
         result = await finish(handle)
         events = ledger.events(inp.grant_id)
         verification = ledger.verify(inp.grant_id)
@@ -121,8 +131,13 @@ async def test_four_hour_grant_expires_and_revocation_is_confirmed(time_env, set
 
     assert result.state is GrantState.revoked and result.end_reason == "expired"
     assert types(events) == [
-        "grant.requested", "policy.decided", "grant.approved", "credential.issued",
-        "fulfilment.verified", "grant.expired", "revocation.confirmed",
+        "grant.requested",
+        "policy.decided",
+        "grant.approved",
+        "credential.issued",
+        "fulfilment.verified",
+        "grant.expired",
+        "revocation.confirmed",
     ]
     issued, verified = one(events, "credential.issued"), one(events, "fulfilment.verified")
     expired, confirmed = one(events, "grant.expired"), one(events, "revocation.confirmed")
@@ -155,10 +170,13 @@ async def test_revocation_is_retried_through_a_provider_outage(time_env, setting
 
     assert result.state is GrantState.revoked and result.revocation_attempts == 5
     assert flaky.revoke_calls == 5
-    tail = types(events)[types(events).index("grant.expired"):]
+    tail = types(events)[types(events).index("grant.expired") :]
     assert tail == [
         "grant.expired",
-        "revocation.retrying", "revocation.retrying", "revocation.retrying", "revocation.failing",
+        "revocation.retrying",
+        "revocation.retrying",
+        "revocation.retrying",
+        "revocation.failing",
         "revocation.retrying",
         "revocation.confirmed",
     ]
@@ -183,7 +201,11 @@ async def test_issue_failure_with_a_partial_issue_is_cleaned_up(time_env, settin
     # every attempt really creates a token in Vault and then "loses" the reply
     failing = IssueAlwaysFails(vault_provider(settings), create_first=True)
     inp = grant_input(
-        settings, "alice", "secrets-readonly", timedelta(minutes=15), options=GrantOptions(issue_timeout=timedelta(seconds=30))
+        settings,
+        "alice",
+        "secrets-readonly",
+        timedelta(minutes=15),
+        options=GrantOptions(issue_timeout=timedelta(seconds=30)),
     )
 
     result, events, verification, summary = await _run(
@@ -205,7 +227,11 @@ async def test_issue_failure_with_a_partial_issue_is_cleaned_up(time_env, settin
 async def test_issue_failure_before_anything_was_created(time_env, settings):
     failing = IssueAlwaysFails(vault_provider(settings), create_first=False)
     inp = grant_input(
-        settings, "alice", "secrets-readonly", timedelta(minutes=15), options=GrantOptions(issue_timeout=timedelta(seconds=30))
+        settings,
+        "alice",
+        "secrets-readonly",
+        timedelta(minutes=15),
+        options=GrantOptions(issue_timeout=timedelta(seconds=30)),
     )
 
     result, events, verification, _ = await _run(
@@ -246,12 +272,21 @@ async def test_a_long_revocation_outage_continues_as_new_and_keeps_one_chain(tim
     """Revocation never gives up; past the history budget the grant continues as new, carrying its
     state and the end of its chain, so weeks of retries never hit Temporal's history limits."""
     flaky = FlakyRevoke(vault_provider(settings), failures=12)
-    inp = grant_input(settings, "alice", "secrets-readonly", timedelta(minutes=15),
-                      options=GrantOptions(history_budget=60, revocation_backoff_cap=timedelta(seconds=30)))
+    inp = grant_input(
+        settings,
+        "alice",
+        "secrets-readonly",
+        timedelta(minutes=15),
+        options=GrantOptions(history_budget=60, revocation_backoff_cap=timedelta(seconds=30)),
+    )
     async with worker_on(time_env.client, settings, providers=ProviderRegistry({"vault_token": flaky})) as ledger:
-        handle = await time_env.client.start_workflow(GrantWorkflow.run, inp, id=inp.grant_id, task_queue=settings.task_queue)
+        handle = await time_env.client.start_workflow(
+            GrantWorkflow.run, inp, id=inp.grant_id, task_queue=settings.task_queue
+        )
         result = await finish(handle)  # follows the continue-as-new chain of runs to the end
-        first_run = await time_env.client.get_workflow_handle(inp.grant_id, run_id=handle.first_execution_run_id).fetch_history()
+        first_run = await time_env.client.get_workflow_handle(
+            inp.grant_id, run_id=handle.first_execution_run_id
+        ).fetch_history()
         events, verification = ledger.events(inp.grant_id), ledger.verify(inp.grant_id)
 
     assert first_run.events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW

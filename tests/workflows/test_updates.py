@@ -28,13 +28,32 @@ from jitaccess.providers.base import ProviderRegistry
 from jitaccess.workflows.grant import GrantWorkflow
 from tests.conftest import running_worker
 from tests.workflows.support import (
-    Delegating, finish, grant_input, one, principal, settled_history, token_is_dead, types, vault_provider, vault_root, wait_state,
+    Delegating,
+    finish,
+    grant_input,
+    one,
+    principal,
+    settled_history,
+    token_is_dead,
+    types,
+    vault_provider,
+    vault_root,
+    wait_state,
 )
 
 UPDATE_EVENTS = {
-    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ADMITTED: ("workflow_execution_update_admitted_event_attributes", "request"),
-    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: ("workflow_execution_update_accepted_event_attributes", "accepted_request"),
-    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_REJECTED: ("workflow_execution_update_rejected_event_attributes", "rejected_request"),
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ADMITTED: (
+        "workflow_execution_update_admitted_event_attributes",
+        "request",
+    ),
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: (
+        "workflow_execution_update_accepted_event_attributes",
+        "accepted_request",
+    ),
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_REJECTED: (
+        "workflow_execution_update_rejected_event_attributes",
+        "rejected_request",
+    ),
 }
 
 
@@ -79,12 +98,18 @@ async def test_self_approval_is_refused_and_never_enters_history(settings):
         await wait_state(handle, GrantState.awaiting_approval)
         before = await settled_history(handle)
 
-        msg = await refused(handle, GrantWorkflow.approve, alice, kind="forbidden", rule="self_approval", update_id="self-approve")
+        msg = await refused(
+            handle, GrantWorkflow.approve, alice, kind="forbidden", rule="self_approval", update_id="self-approve"
+        )
         assert "separation of duties" in msg
         await refused(handle, GrantWorkflow.deny, alice, kind="forbidden", rule="self_approval", update_id="self-deny")
-        msg = await refused(handle, GrantWorkflow.approve, dave, kind="forbidden", rule="not_an_approver", update_id="dave-approve")
+        msg = await refused(
+            handle, GrantWorkflow.approve, dave, kind="forbidden", rule="not_an_approver", update_id="dave-approve"
+        )
         assert "security" in msg
-        await refused(handle, GrantWorkflow.claim_credential, alice, kind="conflict", rule="wrong_state", update_id="early-claim")
+        await refused(
+            handle, GrantWorkflow.claim_credential, alice, kind="conflict", rule="wrong_state", update_id="early-claim"
+        )
 
         # a refused update leaves history exactly as it was: no update event, no new event at all
         after = await settled_history(handle)
@@ -94,7 +119,9 @@ async def test_self_approval_is_refused_and_never_enters_history(settings):
         assert g.state is GrantState.awaiting_approval and g.approvals == []
 
         # a permitted decision does enter history
-        denied = await handle.execute_update(GrantWorkflow.deny, ActionInput(actor=bob, comment="not today"), id="bob-deny")
+        denied = await handle.execute_update(
+            GrantWorkflow.deny, ActionInput(actor=bob, comment="not today"), id="bob-deny"
+        )
         assert denied.state is GrantState.denied
         result = await finish(handle)
         assert result.state is GrantState.denied and result.decided_by == "bob"
@@ -115,7 +142,9 @@ async def test_self_approval_is_refused_and_never_enters_history(settings):
 
 async def test_two_approvers_claim_once_and_early_revoke(settings):
     alice, bob, carol = (principal(settings, n) for n in ("alice", "bob", "carol"))
-    inp = grant_input(settings, "alice", "secrets-admin-2p", timedelta(minutes=30), catalogue=two_person_catalogue(settings))
+    inp = grant_input(
+        settings, "alice", "secrets-admin-2p", timedelta(minutes=30), catalogue=two_person_catalogue(settings)
+    )
     assert inp.decision.min_approvals == 2
     async with running_worker(settings) as (client, ledger):
         handle = await client.start_workflow(GrantWorkflow.run, inp, id=inp.grant_id, task_queue=settings.task_queue)
@@ -123,7 +152,9 @@ async def test_two_approvers_claim_once_and_early_revoke(settings):
 
         g = await handle.execute_update(GrantWorkflow.approve, ActionInput(actor=bob, comment="ok by me"))
         assert g.state is GrantState.awaiting_approval and [v.approver for v in g.approvals] == ["bob"]
-        msg = await refused(handle, GrantWorkflow.approve, bob, kind="conflict", rule="duplicate_vote", update_id="bob-again")
+        msg = await refused(
+            handle, GrantWorkflow.approve, bob, kind="conflict", rule="duplicate_vote", update_id="bob-again"
+        )
         assert "already approved" in msg
         assert "bob-again" not in update_ids(await handle.fetch_history())
 
@@ -148,7 +179,9 @@ async def test_two_approvers_claim_once_and_early_revoke(settings):
         with pytest.raises(hvac.exceptions.InvalidRequest):
             root.sys.unwrap(token=handover.wrapping_token)
         user = hvac.Client(url=settings.vault_addr, token=unwrapped["client_token"])
-        secret = user.secrets.kv.v2.read_secret_version(path="platform/demo", mount_point="secret", raise_on_deleted_version=True)
+        secret = user.secrets.kv.v2.read_secret_version(
+            path="platform/demo", mount_point="secret", raise_on_deleted_version=True
+        )
         assert secret["data"]["data"] == {"greeting": "hello from jitaccess"}
 
         # the requester ends it early
@@ -159,27 +192,43 @@ async def test_two_approvers_claim_once_and_early_revoke(settings):
 
         events = ledger.events(inp.grant_id)
         assert types(events) == [
-            "grant.requested", "policy.decided", "approval.requested",
-            "approval.granted", "approval.granted", "grant.approved",
-            "credential.issued", "fulfilment.verified", "credential.delivered",
-            "grant.revoke_requested", "revocation.confirmed",
+            "grant.requested",
+            "policy.decided",
+            "approval.requested",
+            "approval.granted",
+            "approval.granted",
+            "grant.approved",
+            "credential.issued",
+            "fulfilment.verified",
+            "credential.delivered",
+            "grant.revoke_requested",
+            "revocation.confirmed",
         ]
         votes = [e for e in events if e.type == "approval.granted"]
-        assert [(e.actor.id, e.actor.role, e.data["votes"]) for e in votes] == [("bob", "approver", 1), ("carol", "approver", 2)]
+        assert [(e.actor.id, e.actor.role, e.data["votes"]) for e in votes] == [
+            ("bob", "approver", 1),
+            ("carol", "approver", 2),
+        ]
         assert votes[0].data["pending"] and not votes[1].data["pending"]  # one more vote was needed, then none
         assert one(events, "grant.approved").data["approvers"] == ["bob", "carol"]
         delivered = one(events, "credential.delivered")
         assert delivered.actor.id == "alice" and delivered.actor.role == "requester"
         assert handover.wrapping_token not in "".join(e.model_dump_json() for e in events)  # never in the evidence
         req = one(events, "grant.revoke_requested")
-        assert req.actor.id == "alice" and req.actor.role == "requester" and req.data == {"reason": "done", "authority": "requester"}
+        assert (
+            req.actor.id == "alice"
+            and req.actor.role == "requester"
+            and req.data == {"reason": "done", "authority": "requester"}
+        )
         assert one(events, "revocation.confirmed").data["reference"] == unwrapped["accessor"]
         assert ledger.verify(inp.grant_id).ok
         assert ledger.grant(inp.grant_id)["state"] == "revoked"
 
     assert token_is_dead(settings, unwrapped["accessor"])
     with pytest.raises(hvac.exceptions.Forbidden):
-        user.secrets.kv.v2.read_secret_version(path="platform/demo", mount_point="secret", raise_on_deleted_version=True)
+        user.secrets.kv.v2.read_secret_version(
+            path="platform/demo", mount_point="secret", raise_on_deleted_version=True
+        )
 
 
 class GatedRevoke(Delegating):
@@ -207,22 +256,30 @@ async def test_decisions_after_revoke_are_conflicts(settings):
         await wait_state(handle, GrantState.active)
 
         await refused(handle, GrantWorkflow.revoke, dave, kind="forbidden", rule="not_allowed_to_revoke")
-        g = await handle.execute_update(GrantWorkflow.revoke, ActionInput(actor=erin, comment="incident 42"))  # an admin
+        g = await handle.execute_update(
+            GrantWorkflow.revoke, ActionInput(actor=erin, comment="incident 42")
+        )  # an admin
         assert g.state is GrantState.active  # the request is recorded; the run loop revokes
         assert await asyncio.to_thread(gated.entered.wait, 20)
         try:
             await wait_state(handle, GrantState.revoking)
-            msg = await refused(handle, GrantWorkflow.approve, carol, kind="conflict", rule="wrong_state", update_id="late-approve")
+            msg = await refused(
+                handle, GrantWorkflow.approve, carol, kind="conflict", rule="wrong_state", update_id="late-approve"
+            )
             assert "it is revoking" in msg
             await refused(handle, GrantWorkflow.deny, carol, kind="conflict", rule="wrong_state")
-            await refused(handle, GrantWorkflow.revoke, alice, kind="conflict", rule="wrong_state", update_id="second-revoke")
+            await refused(
+                handle, GrantWorkflow.revoke, alice, kind="conflict", rule="wrong_state", update_id="second-revoke"
+            )
             await refused(handle, GrantWorkflow.claim_credential, alice, kind="conflict", rule="wrong_state")
         finally:
             gated.gate.set()
         result = await finish(handle)
         assert result.state is GrantState.revoked and result.end_reason == "revoked early by erin: incident 42"
         ids = update_ids(await handle.fetch_history())
-        assert "late-approve" not in ids and "second-revoke" not in ids and len(ids) == 2  # bob's approve, erin's revoke
+        assert (
+            "late-approve" not in ids and "second-revoke" not in ids and len(ids) == 2
+        )  # bob's approve, erin's revoke
 
         events = ledger.events(inp.grant_id)
         assert types(events)[-2:] == ["grant.revoke_requested", "revocation.confirmed"]
@@ -246,6 +303,10 @@ async def test_cancel_while_awaiting_approval_issues_nothing(settings):
             await handle.execute_update(GrantWorkflow.approve, ActionInput(actor=bob))
         events = ledger.events(inp.grant_id)
         assert types(events) == ["grant.requested", "policy.decided", "approval.requested", "grant.cancelled"]
-        assert one(events, "grant.cancelled").data == {"reason": "no longer needed", "before": "approval", "authority": "requester"}
+        assert one(events, "grant.cancelled").data == {
+            "reason": "no longer needed",
+            "before": "approval",
+            "authority": "requester",
+        }
         assert ledger.verify(inp.grant_id).ok
         assert vault_provider(settings).list_managed(inp.grant_id) == []
