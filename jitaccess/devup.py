@@ -9,7 +9,9 @@ events until Ctrl-C, then stops everything it started.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import secrets
 import signal
 from pathlib import Path
@@ -18,17 +20,23 @@ import uvicorn
 import yaml
 from rich.console import Console
 from rich.panel import Panel
+from rich.text import Text
 
 from jitaccess.api import create_app
 from jitaccess.config import Settings
 from jitaccess.config.settings import EXAMPLES
 from jitaccess.devstack import Server, free_port, port_open, start_moto, start_openbao, start_temporal
+from jitaccess.domain.commands import new_private_key_text
 from jitaccess.domain.events import IdentityEvent
 from jitaccess.ledger import Ledger
+from jitaccess.ledger.evidence_log import load_checkpoint_key, public_key_of
+from jitaccess.ledger.migrate import upgrade as upgrade_ledger
 from jitaccess.providers.aws import seed_dev_aws
 from jitaccess.providers.vault_approle import seed_dev_approle
 from jitaccess.providers.vault_database import seed_dev_database
 from jitaccess.providers.vault_token import seed_dev_vault
+from jitaccess.textsafe import printable
+from jitaccess.workers.checkpointing import ensure_checkpoint_schedule
 from jitaccess.workers.codec import new_key
 from jitaccess.workers.common import build_worker, configure_logging, connect, ensure_reconciliation_schedule
 
@@ -60,17 +68,47 @@ def _port(preferred: int, random_ports: bool) -> int:
     return free_port() if random_ports or port_open("127.0.0.1", preferred) else preferred
 
 
+# -- the workdir holds tokens, keys and the ledger: only its owner may read anything in it ----------
+def private_dir(path: Path) -> Path:
+    """`path` as a 0700 directory, with every file already in it (from an earlier run) made 0600."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)
+    for p in path.rglob("*"):
+        with contextlib.suppress(FileNotFoundError):  # a server's temporary file may come and go
+            if p.is_dir() and not p.is_symlink():
+                p.chmod(0o700)
+            elif p.is_file() and not p.is_symlink():
+                p.chmod(0o600)
+    return path
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file that is 0600 from its creation on (never briefly world-readable)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def open_private_append(path: Path):
+    """A line-buffered text stream appending to a 0600 file (the SIEM feed, events.jsonl)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "a", buffering=1)
+
+
 def _write_users(workdir: Path) -> dict[str, str]:
     raw = yaml.safe_load((EXAMPLES / "users.yaml").read_text())
     for entry in raw["users"].values():
         entry["token"] = "dev-" + secrets.token_urlsafe(18)
-    path = workdir / "users.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    path.chmod(0o600)
+    write_private(workdir / "users.yaml", yaml.safe_dump(raw))
     return {name: e["token"] for name, e in raw["users"].items()}
 
 
-def format_event(ev: IdentityEvent) -> str:
+def format_event(ev: IdentityEvent) -> Text:
+    """One line of the event stream. Every value is shown as data: Rich markup in a reason is not
+    interpreted (a Text, not a markup string), and control characters (NUL, ANSI escapes, CR/LF)
+    are shown escaped, so a reason can neither stop the stream nor forge a line of it."""
     colour = {"requester": "cyan", "approver": "magenta", "executor": "green", "system": "yellow"}.get(
         ev.actor.role.value, "white"
     )
@@ -86,9 +124,19 @@ def format_event(ev: IdentityEvent) -> str:
         "problem",
     )
     detail = ", ".join(f"{k}={ev.data[k]}" for k in keys if ev.data.get(k) not in (None, "", []))
-    return (
-        f"[dim]{ev.at[11:23]}[/dim] [bold]{ev.grant_id}[/bold] #{ev.seq} [bold]{ev.type}[/bold] "
-        f"[{colour}]{ev.actor.id}({ev.actor.role.value})[/{colour}] {detail} [dim]{ev.hash[:10]}[/dim]"
+    p = printable
+    return Text.assemble(
+        (p(ev.at[11:23]), "dim"),
+        " ",
+        (p(ev.grant_id), "bold"),
+        f" #{ev.seq} ",
+        (p(ev.type), "bold"),
+        " ",
+        (f"{p(ev.actor.id)}({p(ev.actor.role.value)})", colour),
+        " ",
+        p(detail),
+        " ",
+        (p(ev.hash[:10]), "dim"),
     )
 
 
@@ -96,7 +144,10 @@ async def _tail(ledger: Ledger, stop: asyncio.Event) -> None:
     cursor = ""
     while not stop.is_set():
         for ev in await asyncio.to_thread(ledger.events_after, cursor):
-            console.print(format_event(ev), highlight=False)
+            try:
+                console.print(format_event(ev), highlight=False, soft_wrap=True)
+            except Exception as e:  # one odd event must not end the stream
+                console.print(Text(f"{printable(ev.event_id)} (not shown: {e.__class__.__name__})", "red"))
             cursor = f"{ev.at}|{ev.event_id}"
         try:
             await asyncio.wait_for(stop.wait(), 0.5)
@@ -104,10 +155,35 @@ async def _tail(ledger: Ledger, stop: asyncio.Event) -> None:
             pass
 
 
+def dev_checkpoint_key(path: Path) -> None:
+    """The dev checkpoint key (made once, 0600) and its public half beside it, for `evidence verify`."""
+    key = load_checkpoint_key(path, create=True)
+    path.with_suffix(".pub").write_text(public_key_of(key) + "\n")
+
+
+def dev_keys(workdir: Path) -> dict[str, str]:
+    """The dev stack's keys, made once and kept (0600) in `keys.json`, so a restarted stack still
+    decrypts the payloads of the grants in flight and verifies their signed commands."""
+    path = workdir / "keys.json"
+    keys: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    made = {
+        "payload_key": new_key,
+        "command_signing_key": new_private_key_text,
+        "worker_signing_key": new_private_key_text,
+    }
+    missing = {name: make() for name, make in made.items() if name not in keys}
+    if missing:
+        keys.update(missing)
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(keys, indent=2))
+    path.chmod(0o600)
+    return keys
+
+
 async def dev_up(workdir: Path, random_ports: bool = False) -> None:
-    workdir = workdir.resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    configure_logging(stream=(workdir / "events.jsonl").open("a", buffering=1))  # the SIEM feed, as a file
+    workdir = private_dir(workdir.resolve())  # 0700; and everything created below is 0600 / 0700:
+    os.umask(0o077)  # ledger, Temporal's SQLite (+ WAL), server logs, keys — ours and our servers'
+    configure_logging(stream=open_private_append(workdir / "events.jsonl"))  # the SIEM feed, as a file
     servers: list[Server] = []
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -143,14 +219,18 @@ async def dev_up(workdir: Path, random_ports: bool = False) -> None:
             )
             postgres_dsn = postgres_dsn if db else None
         api_port = _port(8000, random_ports)
+        keys = dev_keys(workdir)
+        payload_key = keys["payload_key"]
         settings = Settings(
+            command_signing_key=keys["command_signing_key"],
+            worker_signing_key=keys["worker_signing_key"],
             temporal_address=temporal.address,
             vault_addr=bao.address,
             vault_token=root,
             ledger_url=f"sqlite:///{workdir / 'ledger.db'}",
             users_file=workdir / "users.yaml",
             api_port=api_port,
-            payload_key=new_key(),
+            payload_key=payload_key,
             aws_endpoint_url=moto.address,
             aws_region=AWS_REGION,
             aws_access_key_id="testing",
@@ -158,9 +238,14 @@ async def dev_up(workdir: Path, random_ports: bool = False) -> None:
             aws_sso_instance_arn=aws["instance_arn"],
             aws_identity_store_id=aws["identity_store_id"],
             postgres_verify_dsn=postgres_dsn,
+            checkpoint_key_file=workdir / "checkpoint.key",  # signs checkpoints over the ledger (0600)
+            checkpoint_dir=workdir / "checkpoints",
         )
+        dev_checkpoint_key(workdir / "checkpoint.key")
+        upgrade_ledger(settings.ledger_url)  # the schema first (jitaccess db upgrade): worker and API only check it
         client = await connect(settings)
         await ensure_reconciliation_schedule(client, settings)
+        await ensure_checkpoint_schedule(client, settings)
         worker, ledger = build_worker(client, settings)
         server = uvicorn.Server(
             uvicorn.Config(create_app(settings, client), host="127.0.0.1", port=api_port, log_level="warning")
@@ -173,15 +258,15 @@ async def dev_up(workdir: Path, random_ports: bool = False) -> None:
             "vault_addr": bao.address,
             "vault_root_token": root,
             "ledger_url": settings.ledger_url,
-            "payload_key": settings.payload_key.get_secret_value(),  # to read histories from other terminals
+            "checkpoint_public_key_file": str(workdir / "checkpoint.pub"),  # for `evidence verify --public-key`
+            "payload_key": payload_key,  # to read histories from other terminals
             "aws_endpoint": moto.address,
             "aws_region": AWS_REGION,
             "postgres_dsn": postgres_dsn,
             "users": tokens,
         }
         dev_json = workdir / "dev.json"
-        dev_json.write_text(json.dumps(dev, indent=2))
-        dev_json.chmod(0o600)
+        write_private(dev_json, json.dumps(dev, indent=2))
 
         async with worker:
             api_task = asyncio.create_task(server.serve())
@@ -214,7 +299,7 @@ def _banner(dev: dict, dev_json: Path) -> None:
             f"Ledger    {dev['ledger_url']}\n"
             f"Stack     {dev_json}\n\n"
             "Dev users (bearer tokens): alice, dave request; bob, carol approve and review; frank leads the\n"
-            f"owning team; grace is the escalation group; erin is admin; deploy-bot is a service:\n{users}\n\n"
+            f"owning team; grace is the escalation group; erin is admin; ivan audits; deploy-bot is a service:\n{users}\n\n"
             "Try, in another terminal:\n"
             "  jitaccess request secrets-readonly --duration PT2M --reason 'debug INC-1' --as alice\n"
             "  jitaccess request secrets-admin --duration PT10M --reason 'rotate key' --as alice   "

@@ -14,9 +14,12 @@ import hvac
 import pytest
 import yaml
 
-from jitaccess.config import Settings
+from jitaccess.config import Settings, load_users
 from jitaccess.config.settings import EXAMPLES
+from jitaccess.dev.identity import DevIdentity, seed_dev_identity
 from jitaccess.devstack import start_moto, start_openbao, start_temporal
+from jitaccess.domain.commands import new_private_key_text
+from jitaccess.ledger.migrate import upgrade as upgrade_ledger
 from jitaccess.providers.vault_token import seed_dev_vault
 from jitaccess.workers.codec import new_key
 from jitaccess.workers.common import build_worker, connect
@@ -34,14 +37,40 @@ def temporal_server(stack_dir):
     srv.stop()
 
 
+# The identity provider seeded in each OpenBao the suite started, by its address: the API and the
+# e2e fixture sign users in against it (jitaccess.dev.identity, as `jitaccess dev up` does).
+IDPS: dict[str, DevIdentity] = {}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cli_config_dir(tmp_path_factory):
+    """CLI processes the suite starts cache their sign-ins here, never in the real ~/.config."""
+    path = tmp_path_factory.mktemp("cli-config")
+    old = os.environ.get("JITACCESS_CONFIG_DIR")
+    os.environ["JITACCESS_CONFIG_DIR"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("JITACCESS_CONFIG_DIR", None)
+    else:
+        os.environ["JITACCESS_CONFIG_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def openbao(stack_dir):
     root = "test-root-" + secrets.token_hex(8)
     srv = start_openbao(stack_dir, root_token=root)
     srv.extra["root_token"] = root
     seed_dev_vault(srv.address, root, yaml.safe_load((EXAMPLES / "vault_policies.yaml").read_text()))
+    IDPS[srv.address] = seed_dev_identity(srv.address, root, load_users(EXAMPLES / "users.yaml"))
     yield srv
+    IDPS.pop(srv.address, None)
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def dev_idp(openbao) -> DevIdentity:
+    """The session OpenBao as the identity provider: the dev users (users.yaml) sign in to it."""
+    return IDPS[openbao.address]
 
 
 @pytest.fixture(scope="session")
@@ -97,30 +126,58 @@ def vault_postgres(openbao):
 
 @pytest.fixture
 def users_file(tmp_path) -> Path:
+    """The directory (users and groups, no credentials), a copy a test may change."""
     raw = yaml.safe_load((EXAMPLES / "users.yaml").read_text())
-    for entry in raw["users"].values():
-        entry["token"] = "t-" + secrets.token_hex(12)
     path = tmp_path / "users.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
 
 
+# The suite lets grants expire in seconds: the example catalogue with `min_duration: PT1S` on every
+# entitlement but this one, which keeps the 60 s default minimum so the minimum itself is tested.
+KEEPS_DEFAULT_MIN = "secrets-prod-write"
+
+
+@pytest.fixture(scope="session")
+def catalogue_file(tmp_path_factory) -> Path:
+    raw = yaml.safe_load((EXAMPLES / "catalogue.yaml").read_text())
+    for ent in raw["entitlements"]:
+        if ent["id"] != KEEPS_DEFAULT_MIN:
+            ent["min_duration"] = "PT1S"
+    path = tmp_path_factory.mktemp("catalogue") / "catalogue.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.fixture(scope="session")
+def command_keys() -> dict[str, str]:
+    """The session's Ed25519 keys: the API's (signs commands) and the workers' (signs signals).
+    One pair per session: a worker process trusts one key set (jitaccess.workflows.trust)."""
+    return {"command_signing_key": new_private_key_text(), "worker_signing_key": new_private_key_text()}
+
+
 @pytest.fixture
-def settings(tmp_path, temporal_server, openbao, users_file) -> Settings:
+def settings(tmp_path, temporal_server, openbao, dev_idp, users_file, catalogue_file, command_keys) -> Settings:
+    upgrade_ledger(f"sqlite:///{tmp_path}/ledger.db")  # as `jitaccess db upgrade` (workers only check the schema)
     return Settings(
+        **command_keys,
+        catalogue_file=catalogue_file,
         temporal_address=temporal_server.address,
         vault_addr=openbao.address,
         vault_token=openbao.extra["root_token"],
         ledger_url=f"sqlite:///{tmp_path}/ledger.db",
         task_queue=f"test-{uuid.uuid4().hex[:8]}",
         users_file=users_file,
+        oidc_issuers=dev_idp.issuers,
         payload_key=new_key(),
     )
 
 
 @contextlib.asynccontextmanager
 async def running_worker(settings: Settings, client=None, **kw):
-    """A grant worker in this event loop; yields (client, ledger)."""
+    """A grant worker in this event loop; yields (client, ledger). The ledger's schema is
+    brought up to date first (idempotent), as `jitaccess db upgrade` does before workers start."""
+    upgrade_ledger(settings.ledger_url)
     client = client or await connect(settings)
     worker, ledger = build_worker(client, settings, **kw)
     async with worker:

@@ -12,14 +12,19 @@ removes the access only when no other grant still holds it.
 from __future__ import annotations
 
 from contextlib import nullcontext
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from jitaccess.domain import contracts as c
+from jitaccess.domain.catalogue import Catalogue
+from jitaccess.domain.commands import CommandVerifier
 from jitaccess.domain.credentials import IssuedCredential, IssueResult, ProviderGrant, RevocationResult
+from jitaccess.domain.grant import IssueRequest
+from jitaccess.domain.issuance import authorise_issue
+from jitaccess.domain.refusals import Refusal
 from jitaccess.ledger import Ledger
 from jitaccess.ledger.holds import HoldStore
 from jitaccess.providers.base import Provider, ProviderError, ProviderRegistry
@@ -36,8 +41,17 @@ class _NotConfirmed(Exception):
 
 
 class GrantActivities:
-    def __init__(self, providers: ProviderRegistry, ledger: Ledger, wrap_ttl: timedelta) -> None:
+    def __init__(
+        self,
+        providers: ProviderRegistry,
+        ledger: Ledger,
+        wrap_ttl: timedelta,
+        catalogue: Catalogue,
+        verifier: CommandVerifier,
+    ) -> None:
         self.providers = providers
+        self.catalogue = catalogue
+        self.verifier = verifier
         self.ledger = ledger
         self.holds = HoldStore(ledger)
         self.wrap_ttl = wrap_ttl
@@ -52,7 +66,12 @@ class GrantActivities:
         ]
 
     @activity.defn(name=c.ISSUE_CREDENTIAL)
-    def issue_credential(self, grant: ProviderGrant) -> IssueResult:
+    def issue_credential(self, req: IssueRequest) -> IssueResult:
+        try:
+            grant = authorise_issue(req, self.catalogue, self.verifier)
+        except Refusal as r:
+            siem.warning("issue_refused", grant_id=req.grant.grant_id, rule=r.rule, message=r.message)
+            raise ApplicationError(r.message, r.rule, type=c.ISSUE_REFUSED, non_retryable=True) from None
         try:
             provider = self.providers.get(grant.provider)
             key = provider.shared_target(grant)
@@ -107,7 +126,10 @@ class GrantActivities:
             provider = self.providers.get(req.credential.provider)
             if req.credential.shared_target:
                 return req.credential  # identity-based access has no provider-side TTL to move
-            return provider.extend(req.credential, req.ttl_seconds)
+            ttl = req.ttl_at(datetime.now(UTC))  # counted now, so the backstop never outlives the new expiry
+            if ttl < 1:
+                raise ProviderError("the grant expired before its extension could be applied", retryable=False)
+            return provider.extend(req.credential, ttl)
         except ProviderError as e:
             raise _app_error(e) from e
 

@@ -1,14 +1,13 @@
 """The HTTP API. Every call is authenticated; decisions go to the grant's workflow
 as updates, whose validators answer with the rule that refused them."""
 
-import hmac
 import uuid
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict
 from temporalio.client import (
     Client,
@@ -22,13 +21,25 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 from ulid import ULID
 
-from jitaccess.api import errors
-from jitaccess.api.errors import ApiError
+from jitaccess.api import auth, errors
+from jitaccess.api.errors import ApiError, responses
 from jitaccess.api.models import CommentBody, DelegationBody, ExtendBody, GrantRequestBody, ReasonBody, ReviewBody
 from jitaccess.config import Settings, load_catalogue, load_users
 from jitaccess.domain import contracts as c
-from jitaccess.domain.events import make_event
-from jitaccess.domain.grant import ActionInput, Delegation, ExtendInput, Grant, GrantInput, ReviewInput
+from jitaccess.domain.access import (
+    ReadFacts,
+    Viewer,
+    chain_facts,
+    grant_facts,
+    may_read,
+    may_verify_all,
+    onboarding_facts,
+    sees_everything,
+    viewer_for,
+)
+from jitaccess.domain.delegation import check_delegator, current_delegations, delegation_window
+from jitaccess.domain.events import IdentityEvent, make_event
+from jitaccess.domain.grant import ActionInput, Delegation, ExtendInput, Grant, GrantInput, Refusal, ReviewInput
 from jitaccess.domain.onboarding import OnboardingInput, OnboardingRequest, evaluate_onboarding, onboarding_id
 from jitaccess.domain.policy import AccessRequest, evaluate, evaluate_extension
 from jitaccess.domain.principals import ActorRole, Principal
@@ -42,8 +53,6 @@ from jitaccess.workflows.reconciliation import ReconciliationWorkflow
 
 REQUEST_ID_NAMESPACE = uuid.UUID("6f1c7a52-3f0e-4a8e-9a55-0d1f3c2b9e11")
 REFUSAL_STATUS = {"forbidden": 403, "conflict": 409, "gone": 410, "invalid": 422}
-MAX_DELEGATION = timedelta(days=30)
-bearer = HTTPBearer(auto_error=False)
 
 
 class ReconcileRunBody(BaseModel):
@@ -82,7 +91,6 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     settings = settings or Settings()
     catalogue = load_catalogue(settings.catalogue_file)
     users = load_users(settings.users_file)
-    tokens = {u.token.get_secret_value(): name for name, u in users.items()}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -91,7 +99,9 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         yield
         app.state.ledger.close()
 
-    app = FastAPI(
+    # FastAPIOffline: FastAPI with /docs (Swagger UI) and /redoc served from assets vendored in the
+    # fastapi-offline package (FastAPI's self-hosting recipe), so the docs work with no CDN
+    app = FastAPIOffline(
         title="jitaccess",
         version="0.1.0",
         description="Just-in-time access: request, approve, issue, expire, and prove revocation.",
@@ -99,17 +109,10 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     )
     errors.install(app)
 
-    # -- authentication ---------------------------------------------------------------
-    def principal(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
-        if creds is None:
-            raise ApiError(401, "unauthenticated", "missing bearer token: send 'Authorization: Bearer <token>'")
-        presented = creds.credentials.encode()
-        for token, name in tokens.items():
-            if hmac.compare_digest(token.encode(), presented):
-                return users[name].principal(name)
-        raise ApiError(401, "unauthenticated", "bearer token not recognised")
-
-    Me = Annotated[Principal, Depends(principal)]
+    # -- authentication: OIDC bearer JWTs (jitaccess.api.auth); `users` is only a directory -------
+    auth.install(app)
+    app.state.authenticator = authenticate = auth.authenticator_for(settings, users)
+    Me = Annotated[Principal, Depends(authenticate)]
 
     def tc(request: Request) -> Client:
         return request.app.state.client
@@ -117,13 +120,64 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     def ledger(request: Request) -> Ledger:
         return request.app.state.ledger
 
+    def expect_id(kind: str, wid: str) -> None:
+        """A grant route takes only grant IDs, an onboarding route only onboarding IDs: anything
+        else (the other kind, a delegation or reconciliation chain, junk) is 404 before any call."""
+        if not wid.startswith(f"{kind}-") or len(wid) > 200 or not wid.isprintable():
+            raise ApiError(404, "not_found", f"no {kind} {wid[:80]!r}: {kind} IDs look like {kind}-...")
+
     async def status_of(handle: WorkflowHandle, query=GrantWorkflow.status) -> Any:
         try:
             return await handle.query(query)
         except RPCError as e:
-            if e.status == RPCStatusCode.NOT_FOUND:
-                raise ApiError(404, "not_found", f"no grant {handle.id}") from None
+            if e.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):  # none, or not an ID at all
+                raise ApiError(404, "not_found", f"no grant {handle.id[:80]}") from None
             raise
+
+    # -- read scope (jitaccess.domain.access): an object the caller may not read does not exist ------
+    def hidden(oid: str) -> ApiError:
+        """What a caller who may not read `oid` gets: exactly the answer for no such object."""
+        return ApiError(404, "not_found", f"no grant {oid[:80]}")
+
+    def viewer(request: Request, me: Principal) -> Viewer:
+        """The caller with the approval authority lent to them now (delegators as they are now)."""
+        made = ledger(request).delegations(delegate=me.id)
+        if users:  # the directory knows everyone: a delegator counts with their current groups
+            made = current_delegations(made, lambda uid: users[uid].principal(uid) if uid in users else None)
+        return viewer_for(
+            me,
+            admin_groups=settings.admin_groups,
+            auditor_groups=settings.auditor_groups,
+            delegations=made,
+            now=datetime.now(UTC),
+        )
+
+    def row_facts(row: dict[str, Any]) -> ReadFacts:
+        """A ledger row's read facts; a row written before facts were recorded: its requester only."""
+        if row.get("scope"):
+            return ReadFacts.model_validate(row["scope"])
+        return ReadFacts(object_id=row["grant_id"], requester=row["requester"], break_glass=bool(row["break_glass"]))
+
+    def public_row(row: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in row.items() if k != "scope"}
+
+    async def chain_readable(request: Request, v: Viewer, chain: str) -> list[IdentityEvent]:
+        """The chain's events if `v` may read it; 404 (as for an unknown grant) otherwise."""
+        lg = ledger(request)
+        evs = lg.events(chain)
+        row = lg.grant(chain)
+        if row is not None and row.get("scope"):
+            facts = row_facts(row)
+        elif evs:  # an onboarding, delegation or reconciliation chain (or an old row): facts from the chain
+            recon = chain.startswith("reconciliation-")
+            facts = chain_facts(chain, evs, settings.reconciliation_groups if recon else ())
+        elif chain.startswith("grant-"):  # a grant whose first events are not stored yet
+            facts = grant_facts(await status_of(tc(request).get_workflow_handle(chain)))
+        else:
+            facts = None
+        if facts is None or not may_read(v, facts):
+            raise hidden(chain)
+        return evs
 
     async def update(
         request: Request,
@@ -163,7 +217,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     async def healthz(request: Request) -> dict[str, Any]:
         return {"status": "ok", "policy_version": catalogue.version, "task_queue": settings.task_queue}
 
-    @app.get("/v1/catalog", tags=["catalogue"])
+    @app.get("/v1/catalog", tags=["catalogue"], responses=responses(401))
     async def catalog(me: Me) -> dict[str, Any]:
         return {
             "policy_version": catalogue.version,
@@ -173,7 +227,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
             ],
         }
 
-    @app.post("/v1/grants", status_code=202, tags=["grants"])
+    @app.post("/v1/grants", status_code=202, tags=["grants"], responses=responses(401, 403, 409, 422))
     async def request_grant(body: GrantRequestBody, me: Me, request: Request, response: Response) -> dict[str, Any]:
         req = AccessRequest(**body.model_dump())
         decision = evaluate(catalogue, me, req, datetime.now(UTC))
@@ -246,7 +300,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         response.headers["Location"] = f"/v1/grants/{grant_id}"
         return {"grant_id": grant_id, "state": g.state.value, "grant": grant_view(g)}
 
-    @app.get("/v1/grants", tags=["grants"])
+    @app.get("/v1/grants", tags=["grants"], responses=responses(401, 403, 422))
     async def list_grants(
         me: Me,
         request: Request,
@@ -255,68 +309,87 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         break_glass: Annotated[bool | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     ) -> dict[str, Any]:
+        v = viewer(request, me)
         rows = ledger(request).grants(
-            state=state.value if state else None, requester=requester, break_glass=break_glass, limit=limit
+            state=state.value if state else None,
+            requester=requester,
+            break_glass=break_glass,
+            limit=limit,
+            visible=None if sees_everything(v) else lambda row: may_read(v, row_facts(row)),
         )
-        return {"grants": rows, "count": len(rows)}
+        return {"grants": [public_row(r) for r in rows], "count": len(rows)}
 
-    @app.get("/v1/grants/{grant_id}", tags=["grants"])
+    @app.get("/v1/grants/{grant_id}", tags=["grants"], responses=responses(401, 403, 404, 422))
     async def get_grant(grant_id: str, me: Me, request: Request) -> dict[str, Any]:
+        expect_id("grant", grant_id)
+        v = viewer(request, me)
         try:
-            return grant_view(await status_of(tc(request).get_workflow_handle(grant_id)))
+            g: Grant = await status_of(tc(request).get_workflow_handle(grant_id))
         except ApiError as e:
             # Temporal history retention is short; the ledger is the archive
             row = ledger(request).grant(grant_id) if e.status == 404 else None
             if row is None:
                 raise
-            return {**row, "source": "ledger", "note": "workflow history no longer retained; summary from the ledger"}
+            if not may_read(v, row_facts(row)):
+                raise hidden(grant_id) from None
+            return {
+                **public_row(row),
+                "source": "ledger",
+                "note": "workflow history no longer retained; summary from the ledger",
+            }
+        if not may_read(v, grant_facts(g)):
+            raise hidden(grant_id)
+        return grant_view(g)
 
     def decision_by(request: Request, me: Principal, comment: str) -> ActionInput:
         """An approver's decision, with the delegations made to them (the workflow checks their windows)."""
-        return ActionInput(actor=me, comment=comment, delegations=ledger(request).delegations(delegate=me.id))
+        delegations = ledger(request).delegations(delegate=me.id)
+        if users:  # each delegator as configured now: one who lost the approver groups no longer counts
+            delegations = current_delegations(
+                delegations, lambda uid: users[uid].principal(uid) if uid in users else None
+            )
+        return ActionInput(actor=me, comment=comment, delegations=delegations)
 
-    @app.post("/v1/grants/{grant_id}/approve", tags=["decisions"])
+    @app.post("/v1/grants/{grant_id}/approve", tags=["decisions"], responses=responses(401, 403, 404, 409, 422))
     async def approve(grant_id: str, me: Me, request: Request, body: CommentBody | None = None) -> dict[str, Any]:
+        expect_id("grant", grant_id)
         arg = decision_by(request, me, (body or CommentBody()).comment)
         return grant_view(await update(request, grant_id, GrantWorkflow.approve, me, arg=arg))
 
-    @app.post("/v1/grants/{grant_id}/deny", tags=["decisions"])
+    @app.post("/v1/grants/{grant_id}/deny", tags=["decisions"], responses=responses(401, 403, 404, 409, 422))
     async def deny(grant_id: str, body: ReasonBody, me: Me, request: Request) -> dict[str, Any]:
+        expect_id("grant", grant_id)
         arg = decision_by(request, me, body.reason)
         return grant_view(await update(request, grant_id, GrantWorkflow.deny, me, arg=arg))
 
-    @app.post("/v1/grants/{grant_id}/extend", tags=["decisions"])
+    @app.post("/v1/grants/{grant_id}/extend", tags=["decisions"], responses=responses(401, 403, 404, 409, 422))
     async def extend(grant_id: str, body: ExtendBody, me: Me, request: Request) -> dict[str, Any]:
+        expect_id("grant", grant_id)
         g = await status_of(tc(request).get_workflow_handle(grant_id))
         if body.duration is None:
             raise ApiError(422, "invalid_request", "duration: give how much longer, ISO 8601 like PT30M or seconds")
+        if g.decision.entitlement is None:
+            raise ApiError(409, "wrong_state", f"grant {grant_id} was never allowed; there is nothing to extend")
         d = evaluate_extension(g.decision, me, g.duration, body.duration, datetime.now(UTC), catalogue.version)
         arg = ExtendInput(actor=me, reason=body.reason, decision=d)
         return grant_view(await update(request, grant_id, GrantWorkflow.extend, me, arg=arg))
 
-    @app.post("/v1/grants/{grant_id}/review", tags=["decisions"])
+    @app.post("/v1/grants/{grant_id}/review", tags=["decisions"], responses=responses(401, 403, 404, 409, 422))
     async def review(grant_id: str, body: ReviewBody, me: Me, request: Request) -> dict[str, Any]:
+        expect_id("grant", grant_id)
         arg = ReviewInput(actor=me, outcome=body.outcome, notes=body.notes)
         return grant_view(await update(request, grant_id, GrantWorkflow.review, me, arg=arg))
 
-    @app.post("/v1/delegations", status_code=201, tags=["decisions"])
+    @app.post("/v1/delegations", status_code=201, tags=["decisions"], responses=responses(401, 403, 422))
     async def delegate(body: DelegationBody, me: Me, request: Request) -> dict[str, Any]:
         now = datetime.now(UTC)
-        starts = body.starts_at or now
-        ends = body.ends_at or (starts + body.duration if body.duration else None)
-        problems = []
-        if ends is None:
-            problems.append("give ends_at or duration for the delegation window")
-        elif ends <= starts:
-            problems.append("the window must end after it starts")
-        elif ends - starts > MAX_DELEGATION:
-            problems.append(f"a delegation window may last at most {MAX_DELEGATION.days} days")
-        if body.delegate == me.id:
-            problems.append("you cannot delegate to yourself")
-        if users and body.delegate not in users:
-            problems.append(f"unknown delegate {body.delegate!r}")
-        if problems:
-            raise ApiError(422, "invalid_request", "; ".join(problems))
+        try:
+            check_delegator(catalogue, me)
+            starts, ends = delegation_window(
+                now, body.starts_at, body.ends_at, body.duration, me.id, body.delegate, known_users=users.keys()
+            )
+        except Refusal as e:
+            raise ApiError(REFUSAL_STATUS[e.kind.value], e.rule, e.message) from None
         d = Delegation(
             delegation_id=f"delegation-{str(ULID()).lower()}",
             delegator=me,
@@ -337,6 +410,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
                 "ends_at": ends.isoformat(),
                 "reason": d.reason,
                 "delegator_groups": list(me.groups),
+                "auth_context": me.auth_context.model_dump(mode="json") if me.auth_context else None,
             },
         )
         ledger(request).add_delegation(d, ev)
@@ -359,15 +433,26 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
                 return handle, oid
         raise ApiError(409, "too_many_runs", f"{base} has been onboarded 99 times; use a new service name")
 
-    @app.post("/v1/onboardings", status_code=202, tags=["onboarding"])
+    @app.post("/v1/onboardings", status_code=202, tags=["onboarding"], responses=responses(401, 403, 409, 422))
     async def onboard(body: OnboardingRequest, me: Me, request: Request) -> dict[str, Any]:
-        d = evaluate_onboarding(catalogue, me, body)
-        if not d.allowed:
-            raise ApiError(422, "invalid_request", "; ".join(d.messages), reason_codes=list(d.reason_codes))
+        # a service principal may name its declared owner's team: resolve the owner from the directory
+        owner = users[me.owner].principal(me.owner) if me.owner and me.owner in users else None
+        d = evaluate_onboarding(catalogue, me, body, datetime.now(UTC), owner)
+        if not d.allowed:  # malformed: 422; refused by a rule: 403 naming the (first) rule
+            status, error = (422, "invalid_request") if d.is_input_error else (403, d.reason_codes[0])
+            raise ApiError(status, error, "; ".join(d.messages), reason_codes=list(d.reason_codes), rule=d.rule)
         client = tc(request)
         running, oid = await current_onboarding(client, onboarding_id(body.workload))
         if running is not None:  # a retried request: the same onboarding, not a second one
             handle = running
+            theirs = onboarding_facts(await status_of(handle, ServiceOnboardingWorkflow.status))
+            if not may_read(viewer(request, me), theirs):
+                raise ApiError(
+                    409,
+                    "already_onboarding",
+                    f"{body.workload.service} ({body.workload.environment}) is being onboarded by someone else; "
+                    "ask its owning team",
+                )
         else:
             inp = OnboardingInput(
                 onboarding_id=oid,
@@ -388,29 +473,35 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         o = await status_of(handle, ServiceOnboardingWorkflow.status)
         return {"onboarding_id": oid, "state": o.state.value, "onboarding": o.model_dump(mode="json")}
 
-    @app.get("/v1/onboardings/{oid}", tags=["onboarding"])
+    @app.get("/v1/onboardings/{oid}", tags=["onboarding"], responses=responses(401, 403, 404, 422))
     async def get_onboarding(oid: str, me: Me, request: Request) -> dict[str, Any]:
+        expect_id("onboarding", oid)
         o = await status_of(tc(request).get_workflow_handle(oid), ServiceOnboardingWorkflow.status)
+        if not may_read(viewer(request, me), onboarding_facts(o)):
+            raise hidden(oid)  # as for an unknown onboarding
         return o.model_dump(mode="json")
 
-    @app.post("/v1/onboardings/{oid}/approve", tags=["onboarding"])
+    @app.post("/v1/onboardings/{oid}/approve", tags=["onboarding"], responses=responses(401, 403, 404, 409, 422))
     async def approve_onboarding(oid: str, me: Me, request: Request, body: CommentBody | None = None) -> dict[str, Any]:
+        expect_id("onboarding", oid)
         arg = decision_by(request, me, (body or CommentBody()).comment)
         o = await update(
             request, oid, ServiceOnboardingWorkflow.approve, me, arg=arg, query=ServiceOnboardingWorkflow.status
         )
         return o.model_dump(mode="json")
 
-    @app.post("/v1/onboardings/{oid}/deny", tags=["onboarding"])
+    @app.post("/v1/onboardings/{oid}/deny", tags=["onboarding"], responses=responses(401, 403, 404, 409, 422))
     async def deny_onboarding(oid: str, body: ReasonBody, me: Me, request: Request) -> dict[str, Any]:
+        expect_id("onboarding", oid)
         arg = decision_by(request, me, body.reason)
         o = await update(
             request, oid, ServiceOnboardingWorkflow.deny, me, arg=arg, query=ServiceOnboardingWorkflow.status
         )
         return o.model_dump(mode="json")
 
-    @app.post("/v1/onboardings/{oid}/offboard", tags=["onboarding"])
+    @app.post("/v1/onboardings/{oid}/offboard", tags=["onboarding"], responses=responses(401, 403, 404, 409, 422))
     async def offboard(oid: str, body: ReasonBody, me: Me, request: Request) -> dict[str, Any]:
+        expect_id("onboarding", oid)
         running, _ = await current_onboarding(tc(request), oid)
         oid = running.id if running is not None else oid
         o = await update(
@@ -418,7 +509,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         )
         return o.model_dump(mode="json")
 
-    @app.get("/v1/delegations", tags=["decisions"])
+    @app.get("/v1/delegations", tags=["decisions"], responses=responses(401))
     async def list_delegations(me: Me, request: Request) -> dict[str, Any]:
         lg = ledger(request)
         return {
@@ -426,12 +517,14 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
             "from_me": [d.model_dump(mode="json") for d in lg.delegations(delegator=me.id)],
         }
 
-    @app.post("/v1/grants/{grant_id}/revoke", tags=["decisions"])
+    @app.post("/v1/grants/{grant_id}/revoke", tags=["decisions"], responses=responses(401, 403, 404, 409, 422))
     async def revoke(grant_id: str, body: ReasonBody, me: Me, request: Request) -> dict[str, Any]:
+        expect_id("grant", grant_id)
         return grant_view(await update(request, grant_id, GrantWorkflow.revoke, me, body.reason))
 
-    @app.get("/v1/grants/{grant_id}/credential", tags=["grants"])
+    @app.get("/v1/grants/{grant_id}/credential", tags=["grants"], responses=responses(401, 403, 404, 409, 410, 422))
     async def credential(grant_id: str, me: Me, request: Request, response: Response) -> dict[str, Any]:
+        expect_id("grant", grant_id)
         h = await update(request, grant_id, GrantWorkflow.claim_credential, me, "")
         response.headers["Cache-Control"] = "no-store"
         return {
@@ -442,17 +535,15 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
             "how": "single use: unwrap it yourself (`vault unwrap` / `bao unwrap` / `jitaccess credential`)",
         }
 
-    @app.get("/v1/grants/{grant_id}/events", tags=["evidence"])
+    @app.get("/v1/grants/{grant_id}/events", tags=["evidence"], responses=responses(401, 403, 404, 422))
     async def events(grant_id: str, me: Me, request: Request) -> dict[str, Any]:
-        evs = ledger(request).events(grant_id)
-        if not evs:
-            await status_of(tc(request).get_workflow_handle(grant_id))  # 404 if no such grant
+        evs = await chain_readable(request, viewer(request, me), grant_id)  # 404 if none or not theirs
         return {"grant_id": grant_id, "events": [e.model_dump(mode="json") for e in evs]}
 
-    @app.get("/v1/grants/{grant_id}/evidence", tags=["evidence"])
+    @app.get("/v1/grants/{grant_id}/evidence", tags=["evidence"], responses=responses(401, 403, 404, 422))
     async def evidence(grant_id: str, me: Me, request: Request) -> dict[str, Any]:
         lg = ledger(request)
-        evs = lg.events(grant_id)
+        evs = await chain_readable(request, viewer(request, me), grant_id)  # 404 if none or not theirs
         if not evs:
             raise ApiError(404, "not_found", f"no evidence recorded for {grant_id}")
         return {
@@ -471,7 +562,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
                 f"reconciliation is for members of {', '.join(allowed)}; {me.id} is in none of them",
             )
 
-    @app.post("/v1/reconciliation/runs", tags=["reconciliation"])
+    @app.post("/v1/reconciliation/runs", tags=["reconciliation"], responses=responses(401, 403, 422, 500))
     async def run_reconciliation(me: Me, request: Request, body: ReconcileRunBody | None = None) -> dict[str, Any]:
         """Run reconciliation now (admins / security) and return its report."""
         may_reconcile(me)
@@ -496,17 +587,27 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
             ) from None
         return report.model_dump(mode="json")
 
-    @app.get("/v1/reconciliation/last", tags=["reconciliation"])
+    @app.get("/v1/reconciliation/last", tags=["reconciliation"], responses=responses(401, 403, 404))
     async def last_reconciliation(me: Me, request: Request) -> dict[str, Any]:
         """The last completed run's report: findings and what was done about each."""
-        may_reconcile(me)
+        if not viewer(request, me).auditor:
+            may_reconcile(me)
         report = ledger(request).last_reconciliation_report()
         if report is None:
             raise ApiError(404, "not_found", "no reconciliation run has completed yet")
         return report
 
-    @app.get("/v1/evidence/verify", tags=["evidence"])
+    @app.get("/v1/evidence/verify", tags=["evidence"], responses=responses(401, 403))
     async def verify_all(me: Me, request: Request) -> dict[str, Any]:
+        """Verify every chain in the ledger (auditors and admins)."""
+        if not may_verify_all(viewer(request, me)):
+            raise ApiError(
+                403,
+                "not_auditor",
+                f"verifying every chain is for auditors ({', '.join(settings.auditor_groups)}) and admins "
+                f"({', '.join(settings.admin_groups)}); {me.id} is neither: verify one grant at "
+                "/v1/grants/{id}/evidence",
+            )
         results = [v.model_dump(mode="json") for v in ledger(request).verify_all()]
         broken = [r for r in results if not r["ok"]]
         return {"ok": not broken, "grants": len(results), "broken": broken, "results": results}

@@ -7,7 +7,34 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class ErrorBody(BaseModel):
+    """Every error: a stable code, a message saying what was wrong and what is allowed, and
+    sometimes more fields (grant_id, reason_codes, valid_entitlements, problems, state, ...)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    error: str = Field(description="stable code, e.g. not_found, self_approval, invalid_request")
+    message: str = Field(description="what was wrong and what is allowed, in words")
+
+
+_WHAT = {
+    401: "no or unrecognised bearer token (`unauthenticated`)",
+    403: "not allowed; `error` names the rule (self_approval, not_an_approver, not_requester, policy_denied, ...)",
+    404: "no such grant, onboarding or record (`not_found`)",
+    409: "wrong state or a conflicting request (wrong_state, duplicate_vote, already_delivered, request_id_reused)",
+    410: "the thing asked for no longer exists (the wrapping token expired)",
+    422: "bad input (`invalid_request`): the message names each field and what is allowed",
+    500: "the operation failed on the server side; the message says which run",
+}
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI `responses=` for a route's possible errors, each with the error model."""
+    return {s: {"model": ErrorBody, "description": _WHAT[s]} for s in statuses}
 
 
 class ApiError(Exception):
@@ -36,4 +63,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, e: StarletteHTTPException) -> JSONResponse:
+        if e.status_code == 400:  # FastAPI: a body that is not JSON at all; bad input like any other: 422
+            return JSONResponse(
+                _body("invalid_request", f"body: {e.detail}; send JSON (UTF-8) matching the documented schema"),
+                status_code=422,
+            )
         return JSONResponse(_body("http_error", str(e.detail)), status_code=e.status_code)

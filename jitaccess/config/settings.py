@@ -10,6 +10,8 @@ import yaml
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from jitaccess.config.oidc import OidcIssuer
+from jitaccess.domain.access import DEFAULT_AUDITOR_GROUPS
 from jitaccess.domain.catalogue import Catalogue
 from jitaccess.domain.notifications import Audience
 from jitaccess.domain.principals import ActorKind, Principal
@@ -22,7 +24,10 @@ class ConfigError(Exception):
 
 
 class UserEntry(BaseModel):
-    token: SecretStr
+    """A directory entry (users.yaml): the dev stack's seed of users and groups for its identity
+    provider, and the API's lookup of people who are not the caller (a delegator's current groups,
+    a workload's owner). Nobody signs in with it: the API takes identities from OIDC tokens only."""
+
     groups: tuple[str, ...] = ()
     kind: ActorKind = ActorKind.human
     owner: str | None = None
@@ -58,8 +63,23 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     task_queue: str = "jitaccess-grants"
 
-    # AES-256-GCM key (urlsafe base64, 32 bytes) for Temporal payloads; generate: jitaccess.workers.codec.new_key()
+    # AES-256-GCM keys (urlsafe base64, 32 bytes each) for Temporal payloads (jitaccess.workers.codec):
+    # payload_keys is a comma-separated ring — the first encrypts, any decrypts (`jitaccess keys
+    # rotate`); payload_key alone is a ring of one (and, beside payload_keys, decrypt-only).
+    payload_keys: SecretStr | None = None
     payload_key: SecretStr | None = None
+
+    # Signed commands (DESIGN.md, "Trust model"). The API signs every command that changes a grant
+    # or an onboarding with its private key; workers verify with the API public keys they trust, and
+    # sign what workflows send each other with the worker key. Keys are urlsafe base64 of 32 raw
+    # Ed25519 bytes (`jitaccess keys new-signing-key`); lists are JSON in env ('["key1","key2"]').
+    # Rotation: add the new public key to every worker, switch the API, and keep the old public key
+    # listed (verify-only) while workflows that used it may still run or replay.
+    command_signing_key: SecretStr | None = None  # the API's; never given to workers in production
+    command_public_keys: list[str] = []  # API public keys a worker trusts
+    worker_signing_key: SecretStr | None = None  # the workers' (shared by the worker fleet)
+    worker_public_keys: list[str] = []  # further worker keys to trust (the own key always is)
+    command_max_age: timedelta = Field(default=timedelta(minutes=5), gt=timedelta(0))  # clock skew + latency
 
     vault_addr: str = "http://127.0.0.1:8200"
     vault_token: SecretStr = SecretStr("")
@@ -89,7 +109,15 @@ class Settings(BaseSettings):
 
     ledger_url: str = "sqlite:///.jitaccess/ledger.db"
     catalogue_file: Path = EXAMPLES / "catalogue.yaml"
-    users_file: Path | None = None  # dev/static bearer tokens; production fronts the API with OIDC
+    users_file: Path | None = None  # directory (users and groups, no credentials): see UserEntry
+    # Sign-in (jitaccess.api.auth): the OIDC issuers whose bearer JWTs the API accepts (JSON list of
+    # jitaccess.config.oidc.OidcIssuer), the clock skew allowed on exp/nbf/iat, how long an issuer's
+    # keys (JWKS) are trusted without asking it again, and how often an unknown `kid` may make the
+    # API ask (a rotated key is picked up at once; a flood of made-up kids is not an amplifier).
+    oidc_issuers: list[OidcIssuer] = []
+    oidc_clock_skew: timedelta = Field(default=timedelta(seconds=60), ge=timedelta(0), le=timedelta(minutes=5))
+    oidc_jwks_ttl: timedelta = Field(default=timedelta(minutes=10), gt=timedelta(0), le=timedelta(days=1))
+    oidc_jwks_min_refresh: timedelta = Field(default=timedelta(seconds=5), ge=timedelta(0))
     admin_groups: tuple[str, ...] = ("jitaccess-admins",)
 
     # reconciliation (ReconciliationWorkflow): how often the Temporal Schedule runs it (ISO 8601 in
@@ -97,6 +125,17 @@ class Settings(BaseSettings):
     # demand and read its reports (API /v1/reconciliation/*)
     reconcile_interval: timedelta = Field(default=timedelta(minutes=15), ge=timedelta(minutes=1))
     reconciliation_groups: tuple[str, ...] = ("security",)
+    # who reads every grant, onboarding and chain and may verify them all (GET /v1/evidence/verify),
+    # besides admin_groups; everyone else reads what their role covers (jitaccess.domain.access)
+    auditor_groups: tuple[str, ...] = DEFAULT_AUDITOR_GROUPS
+
+    # signed checkpoints over the ledger's global log (jitaccess.ledger.evidence_log): the Ed25519
+    # key file (never readable by the ledger's database users), the directory each checkpoint is
+    # also written to, and how often the worker's Schedule makes one (the longest an event can go
+    # uncovered by a signed checkpoint). Without a key file, no schedule is created.
+    checkpoint_key_file: Path | None = None
+    checkpoint_dir: Path | None = None
+    checkpoint_interval: timedelta = Field(default=timedelta(minutes=5), ge=timedelta(seconds=10))
 
     # The single-use wrapping token is the only credential material in history: keep it short-lived.
     wrap_ttl: timedelta = Field(default=timedelta(minutes=5), le=timedelta(minutes=5), gt=timedelta(0))
@@ -108,9 +147,28 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     max_concurrent_activities: int = 64
+    # Worker recovery after a crash (see README, Configuration). A workflow task (e.g. a fired
+    # expiry timer) goes first to the sticky queue of the worker that ran the workflow last; if that
+    # worker is dead, Temporal waits this long before handing the task to any worker. Short = a
+    # dead worker delays an expiry by at most this; the cost is a full history replay on another
+    # worker whenever the sticky one is merely slow to poll (more than this).
+    sticky_schedule_to_start_timeout: timedelta = Field(default=timedelta(seconds=2), gt=timedelta(0))
+    workflow_task_pollers: int = Field(default=10, ge=2)  # concurrent long-polls (sticky + normal queue)
+    activity_task_pollers: int = Field(default=10, ge=1)
+    # On SIGTERM: stop polling, give running activities this long to finish (a revoke mid-call
+    # completes instead of waiting out its start-to-close timeout on another worker), then cancel.
+    graceful_shutdown_timeout: timedelta = Field(default=timedelta(seconds=10), ge=timedelta(0))
 
     notifiers: list[NotifierConfig] = []
     public_url: str | None = None  # base URL for links in notifications (approve/deny), e.g. https://jit.example.com
+
+    def payload_key_ring(self) -> list[str]:
+        """The payload keys in ring order (first encrypts); [] when encryption is off."""
+        raw = self.payload_keys.get_secret_value() if self.payload_keys else ""
+        ring = list(dict.fromkeys(k.strip() for k in raw.split(",") if k.strip()))
+        if self.payload_key is not None and self.payload_key.get_secret_value() not in ring:
+            ring.append(self.payload_key.get_secret_value())
+        return ring
 
     @field_validator("notifiers")
     @classmethod
@@ -143,7 +201,9 @@ def load_users(path: Path | None) -> dict[str, UserEntry]:
         return {}
     raw = _read_yaml(path, "users")
     if not isinstance(raw, dict) or not isinstance(raw.get("users"), dict):
-        raise ConfigError(f"users file {path} must have a top-level 'users:' mapping of name -> {{token, groups}}")
+        raise ConfigError(
+            f"users file {path} must have a top-level 'users:' mapping of name -> {{groups, kind, owner}}"
+        )
     try:
         return {name: UserEntry.model_validate(entry) for name, entry in raw["users"].items()}
     except ValidationError as e:

@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from jitaccess.domain.stepup import ApproverAuth
+
 
 class ApprovalStage(BaseModel):
     """One stage of an approval rule: `min_approvals` distinct approvers from `approver_groups`."""
@@ -131,6 +133,11 @@ class ProviderSpec(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+# The shortest grant an entitlement allows unless it says otherwise (`min_duration`): shorter
+# grants cannot be issued, verified and handed over before they expire.
+DEFAULT_MIN_DURATION = timedelta(seconds=60)
+
+
 class Entitlement(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -139,11 +146,15 @@ class Entitlement(BaseModel):
     provider: ProviderSpec
     default_duration: timedelta
     max_duration: timedelta
+    min_duration: timedelta = DEFAULT_MIN_DURATION
     requester_groups: tuple[str, ...] = Field(min_length=1)
     approval: ApprovalRule
     reason_required: bool = True
     break_glass: BreakGlass | None = None
     extendable: bool = True
+    # Step-up for approvers (jitaccess.domain.stepup): e.g. {max_age: PT15M, amr: [mfa]}. Left out of
+    # the serialised form when absent, so the policy version of a catalogue without it is unchanged.
+    approver_auth: ApproverAuth | None = Field(default=None, exclude_if=lambda v: v is None)
 
     @model_validator(mode="after")
     def _durations(self) -> Entitlement:
@@ -151,6 +162,12 @@ class Entitlement(BaseModel):
             raise ValueError(f"{self.id}: durations must be positive")
         if self.default_duration > self.max_duration:
             raise ValueError(f"{self.id}: default_duration exceeds max_duration")
+        if self.min_duration < timedelta(seconds=1) or self.min_duration % timedelta(seconds=1):
+            raise ValueError(f"{self.id}: min_duration must be a whole number of seconds, at least 1")
+        if self.min_duration > self.default_duration:
+            raise ValueError(f"{self.id}: min_duration exceeds default_duration")
+        if self.break_glass and self.break_glass.max_duration < self.min_duration:
+            raise ValueError(f"{self.id}: break_glass.max_duration is below min_duration")
         if self.break_glass and self.break_glass.max_duration <= timedelta(0):
             raise ValueError(f"{self.id}: break_glass.max_duration must be positive")
         return self
@@ -165,9 +182,13 @@ class OnboardingTemplate(BaseModel):
     description: str
     entitlements: tuple[str, ...] = Field(min_length=1)
     environments: tuple[str, ...] = Field(min_length=1)
-    # pre-approved environments for the onboarding automation; anything else needs the owning team
-    # (and security for production)
+    # Who may request it: its automation principals (by id) and members of `requester_groups`;
+    # anyone else is refused (`template_requester_not_eligible`). Neither listed: nobody.
+    # Pre-approved environments apply to the automation principals only; anything else needs the
+    # owning team (and security for production) — and always every stage a child entitlement's
+    # own approval rule requires of this requester (see domain.onboarding.evaluate_onboarding).
     automation_principals: tuple[str, ...] = ()
+    requester_groups: tuple[str, ...] = ()
     pre_approved_environments: tuple[str, ...] = ()
     production_environments: tuple[str, ...] = ("production",)
     security_groups: tuple[str, ...] = ("security",)
@@ -217,6 +238,20 @@ class Catalogue(BaseModel):
 
     def get(self, entitlement_id: str) -> Entitlement | None:
         return next((e for e in self.entitlements if e.id == entitlement_id), None)
+
+    @property
+    def approving_groups(self) -> tuple[str, ...]:
+        """Every group that can decide on something: approval stages' approver groups, approval
+        escalation groups, and onboarding templates' security groups (a template's owning-team
+        stage is the workload's team, named per request, so it is not listed here)."""
+        groups: list[str] = []
+        for e in self.entitlements:
+            for st in e.approval.effective_stages:
+                groups += st.approver_groups
+            groups += e.approval.escalation_groups
+        for t in self.onboarding_templates:
+            groups += t.security_groups
+        return tuple(dict.fromkeys(groups))
 
     @property
     def ids(self) -> list[str]:

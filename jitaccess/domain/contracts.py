@@ -6,10 +6,12 @@ domain), and the worker registers implementations under the same names.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel, Field
 
+from jitaccess.domain.commands import CommandAuth
 from jitaccess.domain.credentials import IssuedCredential
 from jitaccess.domain.events import IdentityEvent
 
@@ -27,6 +29,7 @@ REPORT_DRIFT_SIGNAL = "report_drift"  # GrantWorkflow signal: reconciliation fou
 
 PROVIDER_ERROR = "ProviderError"  # ApplicationError type for a provider failure
 REFUSAL = "Refusal"  # ApplicationError type for a rule refusing an update
+ISSUE_REFUSED = "IssueRefused"  # ApplicationError type: the issuer could not prove the grant (details: [rule])
 
 
 CHILD_UPDATE_SIGNAL = "child_update"  # GrantWorkflow -> its parent (ServiceOnboardingWorkflow)
@@ -40,11 +43,27 @@ class ChildUpdate(BaseModel):
     state: str
     reference: str | None = None
     expires_at: datetime | None = None
+    auth: CommandAuth | None = None  # signed by the child's worker (verified by the parent)
+
+
+class ParentRevoke(BaseModel):
+    """An onboarding ending one of its child grants (offboarding, rotation, all-or-nothing)."""
+
+    reason: str
+    auth: CommandAuth | None = None  # signed by the parent's worker (verified by the child)
 
 
 class ExtendRequest(BaseModel):
     credential: IssuedCredential
     ttl_seconds: int  # new remaining lifetime from now
+    # the new expiry: the activity sets the TTL to the time left until it at the moment of the call
+    # (rounded down, never more than ttl_seconds); None from workflows started before this field
+    expires_at: datetime | None = None
+
+    def ttl_at(self, now: datetime) -> int:
+        if self.expires_at is None:
+            return self.ttl_seconds
+        return min(self.ttl_seconds, math.floor((self.expires_at - now).total_seconds()))
 
 
 class EventBatch(BaseModel):

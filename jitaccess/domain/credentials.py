@@ -5,7 +5,8 @@ workflow history."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import math
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,6 +23,27 @@ class ProviderGrant(BaseModel):
     principal: str
     ttl_seconds: int = Field(ge=1)
     max_ttl_seconds: int | None = None  # the cumulative cap extensions may reach (entitlement max)
+    # The grant's window, fixed by the workflow before it issues (None in workflows started before
+    # this existed). A provider sets its own TTL from `expires_at` at the moment of its call
+    # (ttl_at), so its backstop never ends later than the grant, however late the call runs.
+    issued_at: datetime | None = None
+    expires_at: datetime | None = None
+
+    def ttl_at(self, now: datetime) -> int:
+        """Whole seconds from `now` to the grant's expiry, rounded down, never more than
+        `ttl_seconds` (the duration the issuer checked); `ttl_seconds` without a fixed expiry.
+        Zero or less: the grant's expiry has passed."""
+        if self.expires_at is None:
+            return self.ttl_seconds
+        return min(self.ttl_seconds, math.floor((self.expires_at - now).total_seconds()))
+
+    def max_ttl_at(self, now: datetime) -> int | None:
+        """The cumulative cap (`max_ttl_seconds` counted from `issued_at`) as seconds from `now`,
+        rounded down; None when there is no cap."""
+        if self.max_ttl_seconds is None or self.issued_at is None:
+            return self.max_ttl_seconds
+        left = (self.issued_at + timedelta(seconds=self.max_ttl_seconds) - now).total_seconds()
+        return min(self.max_ttl_seconds, math.floor(left))
 
 
 class IssuedCredential(BaseModel):

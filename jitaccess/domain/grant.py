@@ -7,39 +7,27 @@ history) before applying it. Pure: no clock, no I/O — callers pass `now`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from jitaccess.domain.access import grant_facts
 from jitaccess.domain.catalogue import ApprovalStage
+from jitaccess.domain.commands import CommandAuth
 from jitaccess.domain.contracts import GrantOptions
-from jitaccess.domain.credentials import IssuedCredential, WrappedHandover
+from jitaccess.domain.credentials import IssuedCredential, ProviderGrant, WrappedHandover
 from jitaccess.domain.events import IdentityEvent
 from jitaccess.domain.policy import AccessRequest, ExtensionDecision, PolicyDecision
 from jitaccess.domain.principals import Actor, ActorKind, ActorRole, Principal
 from jitaccess.domain.reconciliation import Finding
+from jitaccess.domain.refusals import Refusal as Refusal
+from jitaccess.domain.refusals import RefusalKind as RefusalKind
 from jitaccess.domain.states import GrantState, check_transition
+from jitaccess.domain.stepup import ApproverAuth, require_step_up
 
 EXECUTOR = Actor(id="jitaccess-worker", kind=ActorKind.service, role=ActorRole.executor)
-
-
-class RefusalKind(StrEnum):
-    forbidden = "forbidden"  # the actor may not do this (HTTP 403)
-    conflict = "conflict"  # not in this state / already done (HTTP 409)
-    gone = "gone"  # the thing asked for no longer exists (HTTP 410)
-    invalid = "invalid"  # the request breaks policy limits (HTTP 422)
-
-
-class Refusal(Exception):
-    """An action the rules refuse; `rule` is a stable code, `message` says why in words."""
-
-    def __init__(self, kind: RefusalKind, rule: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.rule = rule
-        self.message = message
 
 
 class Delegation(BaseModel):
@@ -66,6 +54,7 @@ class GrantInput(BaseModel):
     admin_groups: tuple[str, ...] = ()
     options: GrantOptions = GrantOptions()
     resume: GrantResume | None = None  # set when the workflow continues as new
+    auth: CommandAuth | None = None  # the API's (or, for an onboarding's child, a worker's) signature
 
 
 class ActionInput(BaseModel):
@@ -74,18 +63,31 @@ class ActionInput(BaseModel):
     actor: Principal
     comment: str = ""
     delegations: list[Delegation] = Field(default_factory=list)  # delegations *to* the actor (from the API)
+    auth: CommandAuth | None = None  # signed by the API that authenticated `actor`
 
 
 class ExtendInput(BaseModel):
     actor: Principal
     reason: str
     decision: ExtensionDecision
+    auth: CommandAuth | None = None
 
 
 class ReviewInput(BaseModel):
     actor: Principal
     outcome: Literal["justified", "not_justified"]
     notes: str = ""
+    auth: CommandAuth | None = None
+
+
+class IssueRequest(BaseModel):
+    """What the issue activity gets: the workflow's view of the issue plus the signed evidence it
+    rests on. The activity re-checks all of it and takes the provider and its params from the
+    worker's own catalogue, never from here (a forged workflow task cannot issue anything)."""
+
+    grant: ProviderGrant
+    request: GrantInput  # as the API (or, for an onboarding's child, a worker) signed it
+    approvals: list[ActionInput] = Field(default_factory=list)  # the signed votes the rule needs
 
 
 class Vote(BaseModel):
@@ -109,6 +111,8 @@ class ApprovalRound(BaseModel):
     deadline: datetime
     escalated: bool = False
     escalation_groups: tuple[str, ...] = ()
+    # what an approver's sign-in must show (the entitlement's `approver_auth`); absent: any sign-in
+    approver_auth: ApproverAuth | None = Field(default=None, exclude_if=lambda v: v is None)
 
     def votes_in(self, stage: str) -> list[Vote]:
         return [v for v in self.votes if v.stage == stage]
@@ -151,7 +155,8 @@ def authorise_vote(
 ) -> tuple[ApprovalStage, Principal, Delegation | None]:
     """Which open stage of `rnd` this actor's decision counts for, and as whom (self or a delegator).
     Separation of duties: never the requester; an approver counts once across stages; a non-human
-    requester's owner counts only in stages that allow it. Raises Refusal naming the rule."""
+    requester's owner counts only in stages that allow it; an approval on a round that requires
+    step-up needs the actor's sign-in to show it (a deny never does). Raises Refusal naming the rule."""
     if actor.id == requester.id:
         raise Refusal(
             RefusalKind.forbidden,
@@ -184,6 +189,8 @@ def authorise_vote(
                     )
                 )
                 continue
+            if rnd.approver_auth is not None and action == "approve":
+                require_step_up(rnd.approver_auth, actor, now, subject)
             return st, who, via
     if problems:
         rule, msg = problems[0]
@@ -299,8 +306,14 @@ class Grant(BaseModel):
             requested_at=now,
             deadline=now + d.approval_timeout,
             escalation_groups=d.escalation_groups,
+            approver_auth=self.approver_auth,
         )
         return self.approval
+
+    @property
+    def approver_auth(self) -> ApproverAuth | None:
+        """The step-up the entitlement (as decided and signed) asks of approvers."""
+        return self.decision.entitlement.approver_auth if self.decision.entitlement else None
 
     def pending_round(self) -> ApprovalRound | None:
         if self.state is GrantState.awaiting_approval:
@@ -337,10 +350,10 @@ class Grant(BaseModel):
         )
 
     # -- approval --------------------------------------------------------------
-    def check_approve(self, actor: Principal, now: datetime, delegations: list[Delegation] = ()) -> None:
+    def check_approve(self, actor: Principal, now: datetime, delegations: Sequence[Delegation] = ()) -> None:
         self._authority(self._round_for("approve"), actor, now, list(delegations), "approve")
 
-    def approve(self, actor: Principal, now: datetime, comment: str, delegations: list[Delegation] = ()) -> Vote:
+    def approve(self, actor: Principal, now: datetime, comment: str, delegations: Sequence[Delegation] = ()) -> Vote:
         """Record one vote in the pending round; the caller checks `round.complete`."""
         rnd = self._round_for("approve")
         stage, who, via = self._authority(rnd, actor, now, list(delegations), "approve")
@@ -364,10 +377,10 @@ class Grant(BaseModel):
                 self.extension.decided_by = ",".join(v.approver for v in rnd.votes)
         return vote
 
-    def check_deny(self, actor: Principal, now: datetime, delegations: list[Delegation] = ()) -> None:
+    def check_deny(self, actor: Principal, now: datetime, delegations: Sequence[Delegation] = ()) -> None:
         self._authority(self._round_for("deny"), actor, now, list(delegations), "deny")
 
-    def deny(self, actor: Principal, reason: str, now: datetime, delegations: list[Delegation] = ()) -> str:
+    def deny(self, actor: Principal, reason: str, now: datetime, delegations: Sequence[Delegation] = ()) -> str:
         """A deny ends the round: the grant is denied, or the extension refused. Returns the round's purpose."""
         rnd = self._round_for("deny")
         self._authority(rnd, actor, now, list(delegations), "deny")
@@ -419,6 +432,7 @@ class Grant(BaseModel):
                 requested_at=now,
                 deadline=now + d.approval_timeout,
                 escalation_groups=self.decision.escalation_groups,
+                approver_auth=self.approver_auth,
             )
         self.extension = Extension(
             extension_seconds=int(d.extension.total_seconds()),
@@ -497,7 +511,7 @@ class Grant(BaseModel):
             )
 
     def summary(self) -> dict[str, object]:
-        """The row the ledger keeps per grant (a projection for listing)."""
+        """The row the ledger keeps per grant (a projection for listing, with its read facts)."""
         return {
             "grant_id": self.grant_id,
             "state": self.state.value,
@@ -506,6 +520,7 @@ class Grant(BaseModel):
             "provider": self.provider,
             "break_glass": self.break_glass,
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "scope": grant_facts(self).model_dump(mode="json"),
             "seq": self.events,
         }
 

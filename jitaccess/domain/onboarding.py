@@ -5,18 +5,32 @@ Pure: the onboarding policy, the per-child decisions and the onboarding aggregat
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from jitaccess.domain.catalogue import ApprovalStage, Catalogue, OnboardingTemplate
+from jitaccess.domain.commands import CommandAuth
 from jitaccess.domain.contracts import GrantOptions
 from jitaccess.domain.grant import ApprovalRound, Delegation, Refusal, RefusalKind, authorise_vote
-from jitaccess.domain.policy import Outcome, PolicyDecision
-from jitaccess.domain.principals import Principal
+from jitaccess.domain.policy import AccessRequest, Outcome, PolicyDecision, ReasonCode, evaluate
+from jitaccess.domain.principals import ActorKind, Principal
+from jitaccess.domain.stepup import ApproverAuth
 
 SECRET_BEARING = frozenset({"vault_token", "vault_database", "vault_approle", "aws_sts_session"})
+
+# Reason codes of a refused onboarding. The first two mean the request itself is malformed (the API
+# answers 422); the others are policy refusals naming the rule (403), like a child entitlement's
+# own `requester_not_eligible`.
+TEMPLATE_NOT_IN_CATALOGUE = "template_not_in_catalogue"
+ENVIRONMENT_NOT_ALLOWED = "environment_not_allowed"
+TEMPLATE_REQUESTER_NOT_ELIGIBLE = "template_requester_not_eligible"
+OWNING_TEAM_NOT_YOURS = "owning_team_not_yours"
+INPUT_ERRORS = frozenset({TEMPLATE_NOT_IN_CATALOGUE, ENVIRONMENT_NOT_ALLOWED})
 
 
 class WorkloadContext(BaseModel):
@@ -24,19 +38,20 @@ class WorkloadContext(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    service: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,40}$")
-    owning_team: str = Field(min_length=1, description="the human group accountable for the service")
-    environment: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,30}$")
+    # size limits on every free-text field: the API answers 422 naming the field and the limit
+    service: str = Field(max_length=41, pattern=r"^[a-z0-9][a-z0-9-]{1,40}$")
+    owning_team: str = Field(min_length=1, max_length=200, description="the human group accountable for the service")
+    environment: str = Field(max_length=31, pattern=r"^[a-z0-9][a-z0-9-]{1,30}$")
     repository: str = Field(min_length=1, max_length=300)
-    dependencies: tuple[str, ...] = ()
+    dependencies: tuple[Annotated[str, Field(min_length=1, max_length=200)], ...] = Field(default=(), max_length=50)
 
 
 class OnboardingRequest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    template: str
+    template: str = Field(min_length=1, max_length=64)
     workload: WorkloadContext
-    reason: str = ""
+    reason: str = Field(default="", max_length=2000)
 
 
 class ChildPlan(BaseModel):
@@ -59,10 +74,16 @@ class OnboardingDecision(BaseModel):
     rotation_interval: timedelta | None = None
     rotation_overlap: timedelta = timedelta(minutes=5)
     children: list[ChildPlan] = Field(default_factory=list)
+    inputs: dict[str, object] = Field(default_factory=dict)  # what the decision saw (evidence)
+    # evidence: each approval stage -> the rules that required it ("template:T/owning-team",
+    # "entitlement:E/<stage>"); a stage several rules asked for holds the strictest of them
+    stage_sources: dict[str, list[str]] = Field(default_factory=dict)
+    # step-up for approvers: the strictest `approver_auth` of the children whose own rule needs approval
+    approver_auth: ApproverAuth | None = Field(default=None, exclude_if=lambda v: v is None)
 
     @property
     def is_input_error(self) -> bool:
-        return not self.allowed and bool(self.reason_codes)
+        return not self.allowed and bool(self.reason_codes) and all(c in INPUT_ERRORS for c in self.reason_codes)
 
 
 def onboarding_id(workload: WorkloadContext) -> str:
@@ -70,7 +91,70 @@ def onboarding_id(workload: WorkloadContext) -> str:
     return f"onboarding-{workload.service}-{workload.environment}"
 
 
-def evaluate_onboarding(catalogue: Catalogue, requester: Principal, req: OnboardingRequest) -> OnboardingDecision:
+def declared_owner(requester: Principal, owner: Principal | None) -> Principal | None:
+    """`owner` if it is the owner a non-human requester declares; a human has no owner to lean on."""
+    if owner is None or requester.kind is ActorKind.human or requester.owner != owner.id:
+        return None
+    return owner
+
+
+def owning_teams(requester: Principal, owner: Principal | None = None) -> tuple[str, ...]:
+    """The teams a requester may name as a workload's owning team: a human's own groups; a service
+    principal's own groups and, if it declares an owner, that owner's groups (`owner` is the owner
+    as the caller resolved it from the directory; any other principal counts for nothing)."""
+    who = declared_owner(requester, owner)
+    return tuple(dict.fromkeys(requester.groups + (who.groups if who else ())))
+
+
+def _stage_name(base: str, used: set[str]) -> str:
+    root = re.sub(r"[^a-z0-9_-]", "-", base.lower())[:40]
+    name, n = root, 1
+    while name in used:
+        n += 1
+        name = f"{root[: 39 - len(str(n))]}-{n}"
+    return name
+
+
+def _add_stage(
+    stages: list[ApprovalStage], sources: dict[str, list[str]], st: ApprovalStage, name: str, source: str
+) -> str:
+    """Add a child entitlement's stage to the round, the stricter way: a stage with the same approver
+    groups is one stage (the higher min_approvals; the owner counts only if both allow it), any other
+    is a stage of its own. Returns the name of the stage it landed in."""
+    for i, have in enumerate(stages):
+        if set(have.approver_groups) == set(st.approver_groups):
+            stages[i] = ApprovalStage(
+                name=have.name,
+                approver_groups=have.approver_groups,
+                min_approvals=max(have.min_approvals, st.min_approvals),
+                owner_may_approve=have.owner_may_approve and st.owner_may_approve,
+            )
+            sources[have.name].append(source)
+            return have.name
+    name = _stage_name(name, {s.name for s in stages})
+    stages.append(st.model_copy(update={"name": name}))
+    sources[name] = [source]
+    return name
+
+
+def evaluate_onboarding(
+    catalogue: Catalogue,
+    requester: Principal,
+    req: OnboardingRequest,
+    now: datetime | None = None,
+    owner: Principal | None = None,
+) -> OnboardingDecision:
+    """The onboarding policy. The template bounds what may be asked; the catalogue's own rules still
+    hold for every child, so an onboarding never reaches what a direct request could not:
+    - only the template's automation principals and members of its `requester_groups` may use it;
+    - the owning team must be the requester's (see `owning_teams`): it becomes an approval stage;
+    - each child entitlement is evaluated as a direct request by this requester (`evaluate`, at `now`):
+      not eligible -> refused (`requester_not_eligible`); unless its own rule auto-approves this
+      requester, its stages join the round (same approver groups -> one stage, the stricter one);
+    - pre-approved only if the template pre-approves (automation principal, pre-approved environment)
+      AND every child's own rule auto-approves; otherwise the template's owning-team stage (and
+      security for production) unless the template pre-approves, plus the children's stages.
+    `owner` is the requester's declared owner as resolved by the caller (for a service principal)."""
     version = catalogue.version
     t: OnboardingTemplate | None = catalogue.template(req.template)
     if t is None:
@@ -79,32 +163,102 @@ def evaluate_onboarding(catalogue: Catalogue, requester: Principal, req: Onboard
             allowed=False,
             policy_version=version,
             rule="catalogue",
-            reason_codes=("template_not_in_catalogue",),
+            reason_codes=(TEMPLATE_NOT_IN_CATALOGUE,),
             messages=(f"unknown onboarding template {req.template!r}; valid ids: {ids}",),
         )
-    env = req.workload.environment
+    w = req.workload
+    env = w.environment
     if env not in t.environments:
         return OnboardingDecision(
             allowed=False,
             policy_version=version,
             rule=f"template:{t.id}",
-            reason_codes=("environment_not_allowed",),
+            reason_codes=(ENVIRONMENT_NOT_ALLOWED,),
             messages=(f"template {t.id} is for environments {', '.join(t.environments)}, not {env!r}",),
         )
     automation = requester.id in t.automation_principals
-    pre_approved = automation and env in t.pre_approved_environments
-    stages: tuple[ApprovalStage, ...] = ()
-    if not pre_approved:
-        stages = (
-            ApprovalStage(name="owning-team", approver_groups=(req.workload.owning_team,), owner_may_approve=True),
+    the_owner = declared_owner(requester, owner)
+    teams = owning_teams(requester, owner)
+    inputs: dict[str, object] = {
+        "template": t.id,
+        "requester": requester.id,
+        "requester_kind": requester.kind.value,
+        "requester_groups": list(requester.groups),
+        "requester_owner": requester.owner,
+        "owner_groups": list(the_owner.groups) if the_owner else None,
+        "automation_principal": automation,
+        "owning_team": w.owning_team,
+        "service": w.service,
+        "environment": env,
+        "evaluated_at": now.isoformat() if now else None,
+    }
+    refusals: list[tuple[str, str, str]] = []  # (reason code, rule, message)
+    if not (automation or requester.in_any(t.requester_groups)):
+        who = [f"its automation principals ({', '.join(t.automation_principals)})"] if t.automation_principals else []
+        who += [f"members of {', '.join(t.requester_groups)}"] if t.requester_groups else []
+        refusals.append(
+            (
+                TEMPLATE_REQUESTER_NOT_ELIGIBLE,
+                f"template:{t.id}/requesters",
+                f"{requester.id} may not request onboarding template {t.id}; it is for "
+                + (" and ".join(who) or "nobody (it lists no requesters)"),
+            )
         )
+    if w.owning_team not in teams:
+        whose = "its own groups or its owner's" if requester.kind is not ActorKind.human else "the requester's groups"
+        refusals.append(
+            (
+                OWNING_TEAM_NOT_YOURS,
+                f"template:{t.id}/owning_team",
+                f"{requester.id} may not name {w.owning_team!r} as the owning team: it must be one of {whose} "
+                f"({', '.join(teams) or 'none'})",
+            )
+        )
+
+    template_pre_approves = automation and env in t.pre_approved_environments
+    stages: list[ApprovalStage] = []
+    sources: dict[str, list[str]] = {}
+    if not template_pre_approves:
+        stages.append(ApprovalStage(name="owning-team", approver_groups=(w.owning_team,), owner_may_approve=True))
+        sources["owning-team"] = [f"template:{t.id}/owning-team"]
         if env in t.production_environments:
-            stages += (ApprovalStage(name="security", approver_groups=t.security_groups),)
-    rule = f"template:{t.id}/" + ("pre_approved" if pre_approved else "approval")
-    children = []
+            stages.append(ApprovalStage(name="security", approver_groups=t.security_groups))
+            sources["security"] = [f"template:{t.id}/security"]
+    timeout = t.approval_timeout
+    step_up: ApproverAuth | None = None
+    children: list[ChildPlan] = []
     for ent_id in t.entitlements:
         ent = catalogue.get(ent_id)
         assert ent is not None  # the catalogue validates template entitlements
+        # the child as a direct request by this requester: the same eligibility and approval rule
+        direct = evaluate(
+            catalogue,
+            requester,
+            AccessRequest(
+                entitlement=ent.id,
+                duration=min(t.max_lifetime, ent.max_duration),
+                reason=req.reason.strip() or f"onboarding {w.service} ({env})",
+            ),
+            now,
+        )
+        if not direct.allowed:
+            for code, message in zip(direct.reason_codes, direct.messages, strict=True):
+                rule = (
+                    f"entitlement:{ent.id}/requester_groups"
+                    if code is ReasonCode.requester_not_eligible
+                    else direct.rule
+                )
+                refusals.append((code.value, rule, message))
+            continue
+        contributed: list[str] = []
+        if not direct.auto_approved:
+            for st in direct.stages:
+                contributed.append(
+                    _add_stage(stages, sources, st, f"{ent.id}-{st.name}", f"entitlement:{ent.id}/{st.name}")
+                )
+            timeout = min(timeout, direct.approval_timeout)
+            if ent.approver_auth is not None:
+                step_up = ent.approver_auth.stricter(step_up)
         children.append(
             ChildPlan(
                 entitlement=ent.id,
@@ -116,28 +270,45 @@ def evaluate_onboarding(catalogue: Catalogue, requester: Principal, req: Onboard
                     rule=f"onboarding:{t.id}/{ent.id}",
                     inputs={
                         "onboarding_template": t.id,
-                        "service": req.workload.service,
+                        "service": w.service,
                         "environment": env,
                         "requester": requester.id,
+                        # the entitlement's own rule for this requester, and the onboarding's
+                        # approval stages it contributed (none: its own rule auto-approves)
+                        "entitlement_rule": direct.rule,
+                        "onboarding_stages": contributed,
                     },
-                    duration=min(t.max_lifetime, ent.max_duration),
+                    duration=direct.duration,
                     auto_approved=True,
                     auto_rule=f"onboarding:{t.id}",
                     entitlement=ent,
                 ),
             )
         )
+    if refusals:
+        return OnboardingDecision(
+            allowed=False,
+            policy_version=version,
+            rule=refusals[0][1],
+            reason_codes=tuple(code for code, _, _ in refusals),
+            messages=tuple(message for _, _, message in refusals),
+            inputs=inputs,
+        )
+    pre_approved = template_pre_approves and not stages
     return OnboardingDecision(
         allowed=True,
         policy_version=version,
-        rule=rule,
+        rule=f"template:{t.id}/" + ("pre_approved" if pre_approved else "approval"),
         pre_approved=pre_approved,
-        stages=stages,
-        approval_timeout=t.approval_timeout,
+        stages=tuple(stages),
+        approval_timeout=timeout,
         lifetime=t.max_lifetime,
         rotation_interval=t.rotation_interval,
         rotation_overlap=t.rotation_overlap,
         children=children,
+        inputs=inputs,
+        stage_sources=sources,
+        approver_auth=None if pre_approved else step_up,
     )
 
 
@@ -170,6 +341,7 @@ class OnboardingInput(BaseModel):
     decision: OnboardingDecision
     admin_groups: tuple[str, ...] = ()
     options: GrantOptions = GrantOptions()
+    auth: CommandAuth | None = None  # signed by the API that authenticated the requester
 
 
 class Onboarding(BaseModel):
@@ -186,17 +358,18 @@ class Onboarding(BaseModel):
     events: int = 0
     last_hash: str | None = None
 
-    def check_decide(self, actor: Principal, now: datetime, delegations: list[Delegation] = ()):
-        """The stage the actor's decision counts for, as whom (self or a delegator); Refusal otherwise."""
+    def check_decide(
+        self, actor: Principal, now: datetime, delegations: Sequence[Delegation] = (), action: str = "decide on"
+    ) -> tuple[ApprovalStage, Principal, Delegation | None]:
+        """The stage the actor's decision counts for, as whom (self or a delegator); Refusal otherwise.
+        `action` "approve" also applies the round's step-up requirement."""
         if self.state is not OnboardingState.awaiting_approval or self.approval is None:
             raise Refusal(
                 RefusalKind.conflict,
                 "wrong_state",
                 f"{self.onboarding_id} is {self.state.value}, not awaiting_approval",
             )
-        return authorise_vote(
-            self.approval, self.requester, self.onboarding_id, actor, now, list(delegations), "decide on"
-        )
+        return authorise_vote(self.approval, self.requester, self.onboarding_id, actor, now, list(delegations), action)
 
     def check_offboard(self, actor: Principal, admin_groups: tuple[str, ...]) -> None:
         if self.state not in (OnboardingState.provisioning, OnboardingState.active):

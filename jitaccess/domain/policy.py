@@ -20,6 +20,7 @@ class ReasonCode(StrEnum):
     requester_not_eligible = "requester_not_eligible"
     duration_exceeds_max = "duration_exceeds_max"
     duration_not_positive = "duration_not_positive"
+    duration_below_min = "duration_below_min"
     reason_required = "reason_required"
     break_glass_not_allowed = "break_glass_not_allowed"
     not_break_glass_eligible = "not_break_glass_eligible"
@@ -34,6 +35,7 @@ INPUT_ERRORS = frozenset(
         ReasonCode.not_in_catalogue,
         ReasonCode.duration_exceeds_max,
         ReasonCode.duration_not_positive,
+        ReasonCode.duration_below_min,
         ReasonCode.reason_required,
         ReasonCode.break_glass_not_allowed,
         ReasonCode.incident_required,
@@ -132,6 +134,10 @@ def _fmt(td: timedelta) -> str:
     return f"{secs}s ({h}h{m:02d}m{s:02d}s)"
 
 
+def _range(lo: timedelta, hi: timedelta) -> str:
+    return f"{int(lo.total_seconds())} to {int(hi.total_seconds())} seconds (ISO 8601 like PT15M, or seconds)"
+
+
 def match_auto_rule(rule: ApprovalRule, requester: Principal, duration: timedelta, now: datetime | None) -> str | None:
     """The first auto-approval rule whose every condition holds, by name ('always' if unconditional)."""
     if rule.auto_approve:
@@ -186,7 +192,13 @@ def evaluate(
     duration = request.duration if request.duration is not None else min(ent.default_duration, max_duration)
     if duration <= timedelta(0):
         codes.append(ReasonCode.duration_not_positive)
-        messages.append("duration must be positive")
+        messages.append(f"duration must be positive; allowed for {ent.id}: {_range(ent.min_duration, max_duration)}")
+    elif duration < ent.min_duration:
+        codes.append(ReasonCode.duration_below_min)
+        messages.append(
+            f"duration {_fmt(duration)} is below the minimum for {ent.id}: {_fmt(ent.min_duration)}; "
+            f"allowed: {_range(ent.min_duration, max_duration)}"
+        )
     elif duration > max_duration:
         codes.append(ReasonCode.duration_exceeds_max)
         what = "break-glass maximum" if bg else "maximum"
@@ -277,6 +289,16 @@ def evaluate_extension(
     if extension <= timedelta(0):
         codes.append(ReasonCode.duration_not_positive)
         messages.append("extension must be positive")
+    elif extension < ent.min_duration:
+        codes.append(ReasonCode.duration_below_min)
+        messages.append(
+            f"extending by {_fmt(extension)} is below the minimum for {ent.id}: {_fmt(ent.min_duration)}; "
+            + (
+                f"allowed: {_range(ent.min_duration, cap - current_total)}"
+                if cap - current_total >= ent.min_duration
+                else "no extension of at least the minimum fits under the maximum; request a new grant"
+            )
+        )
     elif new_total > cap:
         codes.append(ReasonCode.duration_exceeds_max)
         messages.append(

@@ -56,6 +56,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from jitaccess.domain.commands import CommandAuth
 from jitaccess.domain.credentials import IssuedCredential
 from jitaccess.domain.states import HOLDS_ACCESS, GrantState
 
@@ -112,6 +113,13 @@ class Finding(BaseModel):
         if self.remediation is not None:
             data["remediation"] = self.remediation.model_dump(mode="json")
         return data
+
+
+class DriftReport(BaseModel):
+    """Reconciliation telling a grant's workflow that its access is gone at the target."""
+
+    finding: Finding
+    auth: CommandAuth | None = None  # signed by the reconciling worker (verified by the grant)
 
 
 class GrantRecord(BaseModel):
@@ -278,13 +286,13 @@ def compare(snapshot: Snapshot) -> Comparison:
             notes.append(f"{gid}: state could not be established ({g.note or 'workflow unreachable'}); not judged")
             continue
         provider = g.credential.provider
-        inv = inventories.get(provider)
-        if inv is None:
+        held = inventories.get(provider)
+        if held is None:
             notes.append(f"{gid}: provider {provider} is not configured on this worker; not checked")
             continue
-        if inv.error is not None:
+        if held.error is not None:
             continue
-        f = _drift(provider, rule_for(provider), g, inv, findings)
+        f = _drift(provider, rule_for(provider), g, held, findings)
         if f is not None:
             findings.append(f)
 

@@ -29,7 +29,7 @@ TRANSITIONS: dict[GrantState, frozenset[GrantState]] = {
     S.policy_evaluated: frozenset({S.denied, S.awaiting_approval, S.approved}),
     S.awaiting_approval: frozenset({S.approved, S.denied, S.approval_expired, S.cancelled}),
     S.approved: frozenset({S.issuing, S.cancelled}),
-    S.issuing: frozenset({S.active, S.issue_failed}),
+    S.issuing: frozenset({S.active, S.issue_failed, S.denied}),  # denied: the issuer's last check refused
     S.active: frozenset({S.revoking}),
     S.revoking: frozenset({S.revoked, S.revocation_failing}),
     S.revocation_failing: frozenset({S.revoked}),

@@ -63,8 +63,7 @@ class TargetHolds:
 
 class HoldStore:
     def __init__(self, ledger: Ledger) -> None:
-        self._ledger = ledger
-        metadata.create_all(ledger.engine, tables=[access_targets, access_holds])
+        self._ledger = ledger  # its tables come from the ledger's migrations (jitaccess.ledger.migrate)
 
     @contextmanager
     def locked(self, key: str) -> Iterator[TargetHolds]:

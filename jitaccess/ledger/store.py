@@ -8,11 +8,12 @@ forward (by event seq) so a late, stale write never rolls a grant's state back.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     Column,
     Integer,
@@ -27,11 +28,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from jitaccess.domain.events import ChainVerification, IdentityEvent, verify_chain
 from jitaccess.domain.grant import Delegation
 from jitaccess.domain.principals import Actor, Principal
+from jitaccess.ledger import migrate
 
 metadata = MetaData()
 
@@ -62,6 +63,8 @@ grants = Table(
     Column("provider", String(40)),
     Column("break_glass", Boolean, nullable=False, default=False),
     Column("expires_at", String(40)),
+    # the read facts (jitaccess.domain.access.ReadFacts, from Grant.summary()): who may see this grant
+    Column("scope", JSON),
     Column("seq", Integer, nullable=False),
     Column("created_at", String(40), nullable=False),
     Column("updated_at", String(40), nullable=False),
@@ -125,23 +128,35 @@ def _event(r) -> IdentityEvent:
 
 
 class Ledger:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, upgrade: bool = False) -> None:
+        """Open the ledger at `url`; its schema must be current (LedgerSchemaError otherwise: run
+        `jitaccess db upgrade`). `upgrade=True` runs that upgrade first (dev stack, tests, bench)."""
+        if upgrade:
+            migrate.upgrade(url)
         self.url = url
         if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_engine(url, pool_pre_ping=True, future=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        self._insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(self.engine.dialect.name)
-        if self._insert is None:
+        inserts: dict[str, Callable[[Table], sqlite.Insert | postgresql.Insert]] = {
+            "sqlite": sqlite.insert,
+            "postgresql": postgresql.insert,
+        }
+        insert = inserts.get(self.engine.dialect.name)
+        if insert is None:
             raise ValueError(f"ledger supports sqlite and postgresql URLs, not {self.engine.dialect.name}")
+        self._insert = insert
+        # the schema is made by `jitaccess db upgrade` (Alembic, jitaccess.ledger.migrate), never here:
+        # processes starting together used to race on CREATE TABLE ("table ... already exists").
+        # A ledger from before grants.scope existed gets the column in revision 0001.
         try:
-            metadata.create_all(self.engine)
-        except (IntegrityError, ProgrammingError):
-            # another process (worker vs API starting together) created the tables first
-            metadata.create_all(self.engine)
+            migrate.check(self.engine)
+        except BaseException:
+            self.engine.dispose()
+            raise
 
-    def insert_stmt(self, table: Table):
+    def insert_stmt(self, table: Table) -> sqlite.Insert | postgresql.Insert:
         """The dialect's INSERT (with on_conflict_* support)."""
         return self._insert(table)
 
@@ -166,7 +181,9 @@ class Ledger:
                     "updated_at": at,
                 }
                 stmt = self._insert(grants).values(values)
-                update = {k: stmt.excluded[k] for k in ("state", "provider", "expires_at", "seq", "updated_at")}
+                keys = ["state", "provider", "expires_at", "seq", "updated_at"]
+                keys += ["scope"] if "scope" in summary else []  # a summary without facts keeps the stored ones
+                update = {k: stmt.excluded[k] for k in keys}
                 conn.execute(
                     stmt.on_conflict_do_update(
                         index_elements=["grant_id"], set_=update, where=grants.c.seq <= stmt.excluded.seq
@@ -202,17 +219,34 @@ class Ledger:
             ]
 
     def grants(
-        self, state: str | None = None, requester: str | None = None, break_glass: bool | None = None, limit: int = 500
+        self,
+        state: str | None = None,
+        requester: str | None = None,
+        break_glass: bool | None = None,
+        limit: int = 500,
+        visible: Callable[[dict], bool] | None = None,
     ) -> list[dict]:
-        q = select(grants).order_by(grants.c.created_at.desc()).limit(limit)
+        """Grant summaries, newest first; with `visible`, the first `limit` rows it accepts (the
+        caller's read scope, judged on each row's `scope` facts)."""
+        q = select(grants).order_by(grants.c.created_at.desc(), grants.c.grant_id)
         if break_glass is not None:
             q = q.where(grants.c.break_glass == break_glass)
         if state:
             q = q.where(grants.c.state == state)
         if requester:
             q = q.where(grants.c.requester == requester)
+        if visible is None:
+            with self.engine.connect() as conn:
+                return [dict(r._mapping) for r in conn.execute(q.limit(limit))]
+        out: list[dict] = []
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(q)]
+            for r in conn.execution_options(yield_per=500).execute(q):
+                row = dict(r._mapping)
+                if visible(row):
+                    out.append(row)
+                    if len(out) >= limit:
+                        break
+        return out
 
     def grant(self, grant_id: str) -> dict | None:
         with self.engine.connect() as conn:

@@ -27,12 +27,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 import boto3
 from botocore.config import Config
@@ -49,7 +50,7 @@ from botocore.exceptions import (
 )
 
 from jitaccess.domain.credentials import IssuedCredential, ProviderGrant, WrappedHandover
-from jitaccess.providers.base import PerGrantCredentials, ProviderError
+from jitaccess.providers.base import PerGrantCredentials, ProviderError, remaining_ttl
 from jitaccess.providers.vault_token import VaultWrapper
 
 # botocore logs raw response bodies (AssumeRole's carries the secret key) and signed request
@@ -98,7 +99,7 @@ def _code(e: ClientError) -> str:
     return str(e.response.get("Error", {}).get("Code", ""))
 
 
-def _is(e: Exception, *codes: str) -> bool:
+def _is(e: Exception, *codes: str) -> TypeGuard[ClientError]:
     return isinstance(e, ClientError) and _code(e) in codes
 
 
@@ -308,7 +309,7 @@ class IdentityCenterAssignmentProvider:
                         f"permission set {ref} does not exist in {instance_arn}", retryable=False
                     ) from e
                 raise translate(e, "describe the permission set") from e
-            found = (ps["PermissionSetArn"], ps.get("Name", ""))
+            found: tuple[str, str] | None = (ps["PermissionSetArn"], ps.get("Name", ""))
         else:
             found = None
             arns = _paginate(
@@ -324,8 +325,8 @@ class IdentityCenterAssignmentProvider:
                 if ps.get("Name") == ref:
                     found = (arn, ref)
                     break
-            if found is None:
-                raise ProviderError(f"no permission set named {ref!r} in {instance_arn}", retryable=False)
+        if found is None:
+            raise ProviderError(f"no permission set named {ref!r} in {instance_arn}", retryable=False)
         with self._lock:
             self._ps_cache[(instance_arn, ref)] = found
         return found
@@ -547,7 +548,7 @@ class IamGroupMembershipProvider:
     def _member(self, cred: IssuedCredential) -> bool | None:
         """Is the user in the group? None when the user itself does not exist."""
         try:
-            groups = []
+            groups: list[dict[str, Any]] = []
             for page in self._iam.get_paginator("list_groups_for_user").paginate(UserName=cred.details["user_name"]):
                 groups.extend(page.get("Groups") or [])
         except Exception as e:
@@ -767,7 +768,10 @@ class StsRoleSessionProvider(PerGrantCredentials):
             if _is(e, "NoSuchEntity"):
                 raise ProviderError(f"role {role_arn} does not exist", retryable=False) from e
             raise translate(e, "read the role") from e
-        duration = self.duration_seconds(grant.ttl_seconds, max_s, int(role.get("MaxSessionDuration") or 3600))
+        # the grant's remaining time at this call (rounded down); STS's 900 s minimum may force a
+        # later end, recorded below as the residual window
+        remaining = remaining_ttl(grant, self._now())
+        duration = self.duration_seconds(remaining, max_s, int(role.get("MaxSessionDuration") or 3600))
         session = role_session_name(grant.grant_id)
         kwargs: dict[str, Any] = {
             "RoleArn": role_arn,
@@ -808,6 +812,10 @@ class StsRoleSessionProvider(PerGrantCredentials):
             wrap_ttl,
         )
         del keys, resp
+        # keys valid after the grant's expiry: revocation denies them, but they only stop existing then
+        residual = (
+            max(0, math.ceil((expires - grant.expires_at).total_seconds())) if grant.expires_at is not None else None
+        )
         cred = IssuedCredential(
             provider=self.name,
             grant_id=grant.grant_id,
@@ -823,6 +831,7 @@ class StsRoleSessionProvider(PerGrantCredentials):
                 "issued_at": _iso(expires - timedelta(seconds=duration)),
                 "session_policy": policy,
                 "verified_caller": ident.get("Arn"),
+                "residual_seconds": residual,  # STS expiry past the grant's (the 900 s minimum), if any
             },
             expires_at=expires,
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from jitaccess.domain.credentials import IssuedCredential, ProviderGrant, WrappedHandover
@@ -14,6 +14,31 @@ class ProviderError(Exception):
     def __init__(self, message: str, *, retryable: bool = True) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+
+# A provider call that sets a TTL from the grant's expiry (ProviderGrant.ttl_at) and then takes
+# longer than this may have had its TTL started late by the target (e.g. an OpenBao that was
+# paused): the provider pulls the TTL in again, or discards the credential and retries.
+SLOW_CALL = timedelta(milliseconds=500)
+
+
+def remaining_ttl(grant: ProviderGrant, now: datetime) -> int:
+    """The TTL a provider sets at `now`: the grant's remaining whole seconds (rounded down).
+    ProviderError (not retryable) when the grant's expiry has already passed."""
+    ttl = grant.ttl_at(now)
+    if ttl < 1:
+        raise ProviderError(
+            f"grant {grant.grant_id} expired at {grant.expires_at.isoformat() if grant.expires_at else '?'} "
+            "before its credential could be issued",
+            retryable=False,
+        )
+    return ttl
+
+
+def ends_late(grant: ProviderGrant, ttl_seconds: int, call_ended: datetime) -> bool:
+    """Could a TTL of `ttl_seconds`, started by the target at the latest when the call returned,
+    outlive the grant's expiry by more than SLOW_CALL?"""
+    return grant.expires_at is not None and call_ended + timedelta(seconds=ttl_seconds) > grant.expires_at + SLOW_CALL
 
 
 class Provider(Protocol):

@@ -36,7 +36,7 @@ import hvac
 from hvac import exceptions as hv
 
 from jitaccess.domain.credentials import IssuedCredential, ProviderGrant, WrappedHandover
-from jitaccess.providers.base import PerGrantCredentials, ProviderError
+from jitaccess.providers.base import PerGrantCredentials, ProviderError, ends_late, remaining_ttl
 from jitaccess.providers.vault_database import SeedResult
 from jitaccess.providers.vault_token import VaultClients, VaultWrapper, tagged_tokens, translate
 
@@ -168,21 +168,26 @@ class VaultAppRoleSecretIdProvider(PerGrantCredentials):
         except Exception as e:
             raise translate(e, f"write the AppRole {role!r}") from e
         now = datetime.now(UTC)
+        wanted = remaining_ttl(grant, now)  # the grant's remaining time at this call, rounded down
         meta = {"grant_id": grant.grant_id, "requester": grant.principal, "managed_by": MANAGED_BY}
         try:
             resp = self._vault.adapter.post(
-                self._path(role, "/secret-id"), json={"metadata": json.dumps(meta), "ttl": f"{grant.ttl_seconds}s"}
+                self._path(role, "/secret-id"), json={"metadata": json.dumps(meta), "ttl": f"{wanted}s"}
             )["data"]
         except Exception as e:
             raise translate(e, f"create a secret-ID for the AppRole {role!r}") from e
         accessor = resp["secret_id_accessor"]
         try:
             ttl = int(resp.get("secret_id_ttl") or 0)
-            if ttl != grant.ttl_seconds:
+            if ttl != wanted:
                 raise ProviderError(
-                    f"OpenBao gave the secret-ID a TTL of {ttl}s instead of the grant's {grant.ttl_seconds}s",
+                    f"OpenBao gave the secret-ID a TTL of {ttl}s instead of the grant's {wanted}s",
                     retryable=False,
                 )
+            if ends_late(grant, ttl, datetime.now(UTC)):
+                # a slow call may have started the TTL late, and a secret-ID's TTL cannot be moved:
+                # destroy it (below) and let the activity retry with a fresh one
+                raise ProviderError("vault answered too slowly to end the secret-ID at the grant's expiry; retrying")
             handover = self._wrapper.wrap({"role_id": role_id, "secret_id": resp["secret_id"]}, wrap_ttl)
         except BaseException:
             try:
@@ -208,7 +213,7 @@ class VaultAppRoleSecretIdProvider(PerGrantCredentials):
         return cred, handover
 
     def verify_active(self, cred: IssuedCredential) -> tuple[bool, str]:
-        role = cred.details.get("role_name")
+        role = str(cred.details.get("role_name"))  # a path segment: formatted into the URL either way
         data = self._lookup(role, cred.reference)
         if data is None:
             return False, f"secret-id-accessor/lookup on {role}: no such secret-ID (accessor {cred.reference})"
@@ -245,7 +250,7 @@ class VaultAppRoleSecretIdProvider(PerGrantCredentials):
     def revoke(self, cred: IssuedCredential) -> bool:
         """Destroy the secret-ID by accessor and (with revoke_login_tokens) revoke the tokens
         already minted with it. False when there was nothing left to remove."""
-        role = cred.details.get("role_name")
+        role = str(cred.details.get("role_name"))  # a path segment: formatted into the URL either way
         present = self._lookup(role, cred.reference) is not None
         if present:
             self._destroy(role, cred.reference)
@@ -261,7 +266,7 @@ class VaultAppRoleSecretIdProvider(PerGrantCredentials):
         return present or swept > 0
 
     def verify_revoked(self, cred: IssuedCredential) -> tuple[bool, str]:
-        role = cred.details.get("role_name")
+        role = str(cred.details.get("role_name"))  # a path segment: formatted into the URL either way
         data = self._lookup(role, cred.reference)
         if data is not None:
             return False, f"secret-id-accessor/lookup on {role}: secret-ID {cred.reference} still exists"
@@ -287,7 +292,9 @@ class VaultAppRoleSecretIdProvider(PerGrantCredentials):
             policies = None
             for acc in accessors:
                 data = self._lookup(role, acc)
-                meta = (data or {}).get("metadata") or {}
+                if data is None:
+                    continue
+                meta = data.get("metadata") or {}
                 if meta.get("managed_by") != MANAGED_BY or (grant_id and meta.get("grant_id") != grant_id):
                     continue
                 if policies is None:

@@ -63,7 +63,7 @@ import hvac
 from hvac import exceptions as hv
 
 from jitaccess.domain.credentials import IssuedCredential, ProviderGrant, WrappedHandover
-from jitaccess.providers.base import PerGrantCredentials, ProviderError
+from jitaccess.providers.base import PerGrantCredentials, ProviderError, ends_late, remaining_ttl
 from jitaccess.providers.vault_token import VaultClients, VaultWrapper, lookup_token, tagged_tokens, translate
 
 MANAGED_BY = "jitaccess:vault_database"
@@ -206,8 +206,10 @@ class VaultDatabaseCredentialsProvider(PerGrantCredentials):
         except Exception as e:
             raise translate(e, f"read the database role {role!r}") from e
         policy = self._policy_name(role)
-        # an approved extension may move the backstop up to the entitlement's max (see extend)
-        max_ttl = max(getattr(grant, "max_ttl_seconds", None) or grant.ttl_seconds, grant.ttl_seconds)
+        # TTLs are the grant's remaining time at each call (ProviderGrant.ttl_at), never more; an
+        # approved extension may move the backstop up to the entitlement's max (see extend)
+        ttl = remaining_ttl(grant, datetime.now(UTC))
+        max_ttl = max(grant.max_ttl_at(datetime.now(UTC)) or ttl, ttl)
         try:
             self._vault.sys.create_or_update_acl_policy(
                 name=policy, policy=f'path "{self.mount}/creds/{role}" {{ capabilities = ["read"] }}\n'
@@ -215,8 +217,8 @@ class VaultDatabaseCredentialsProvider(PerGrantCredentials):
             owner = self._vault.auth.token.create(
                 policies=[policy],
                 no_default_policy=True,
-                renewable=max_ttl > grant.ttl_seconds,  # never handed out: only extend() renews it
-                ttl=f"{grant.ttl_seconds}s",
+                renewable=max_ttl > ttl,  # never handed out: only extend() renews it
+                ttl=f"{ttl}s",
                 explicit_max_ttl=f"{max_ttl}s",
                 display_name=grant.grant_id,
                 meta={"grant_id": grant.grant_id, "requester": grant.principal, "role": role, "managed_by": MANAGED_BY},
@@ -233,19 +235,11 @@ class VaultDatabaseCredentialsProvider(PerGrantCredentials):
             finally:
                 as_owner.adapter.close()
             lease_id = creds["lease_id"]
-            now = datetime.now(UTC)
-            try:
-                renewed = self._vault.sys.renew_lease(lease_id, increment=grant.ttl_seconds)
-            except Exception as e:
-                raise translate(e, "set the database lease's TTL to the grant's duration") from e
-            lease_ttl = int(renewed["lease_duration"])
-            if lease_ttl < grant.ttl_seconds - TTL_SLACK_SECONDS:
-                raise ProviderError(
-                    f"database role {role!r} caps the lease at {lease_ttl}s (max_ttl {role_cfg.get('max_ttl')}s), "
-                    f"shorter than the grant's {grant.ttl_seconds}s: raise the role's max_ttl or lower the "
-                    "entitlement's max_duration",
-                    retryable=False,
-                )
+            now, lease_ttl = self._lease_to_expiry(lease_id, grant, role, role_cfg)
+            if ends_late(grant, lease_ttl, datetime.now(UTC)):  # a slow renewal: set it again
+                now, lease_ttl = self._lease_to_expiry(lease_id, grant, role, role_cfg)
+                if ends_late(grant, lease_ttl, datetime.now(UTC)):
+                    raise ProviderError("vault answered too slowly to end the lease at the grant's expiry; retrying")
             data = creds["data"]
             handover = self._wrapper.wrap({"username": data["username"], "password": data["password"]}, wrap_ttl)
         except BaseException:
@@ -267,6 +261,23 @@ class VaultDatabaseCredentialsProvider(PerGrantCredentials):
             expires_at=now + timedelta(seconds=lease_ttl),
         )
         return cred, handover
+
+    def _lease_to_expiry(self, lease_id: str, grant: ProviderGrant, role: str, role_cfg: dict) -> tuple[datetime, int]:
+        """Renew the lease to the grant's remaining time as of this call: (when, lease TTL)."""
+        now = datetime.now(UTC)
+        ttl = remaining_ttl(grant, now)
+        try:
+            lease_ttl = int(self._vault.sys.renew_lease(lease_id, increment=ttl)["lease_duration"])
+        except Exception as e:
+            raise translate(e, "set the database lease's TTL to the grant's expiry") from e
+        if lease_ttl < ttl - TTL_SLACK_SECONDS:
+            raise ProviderError(
+                f"database role {role!r} caps the lease at {lease_ttl}s (max_ttl {role_cfg.get('max_ttl')}s), "
+                f"shorter than the grant's {ttl}s: raise the role's max_ttl or lower the "
+                "entitlement's max_duration",
+                retryable=False,
+            )
+        return now, lease_ttl
 
     def extend(self, cred: IssuedCredential, ttl_seconds: int) -> IssuedCredential:
         """An approved extension: renew the owner token (up to its explicit max TTL, the
@@ -336,7 +347,7 @@ class VaultDatabaseCredentialsProvider(PerGrantCredentials):
         username = cred.details.get("username")
         if self._pg is None:
             return True, f"{seen}; no PostgreSQL verification DSN configured: confirmed on the Vault lease only"
-        row = self._pg.role(username)
+        row = self._pg.role(str(username))
         if row is None:
             return False, f"{seen}; but pg_roles has no role {username!r}"
         can_login, valid_until = row
@@ -396,7 +407,7 @@ class VaultDatabaseCredentialsProvider(PerGrantCredentials):
         username = cred.details.get("username")
         if self._pg is None:
             return True, f"{seen}; no PostgreSQL verification DSN configured: confirmed on the Vault lease only"
-        if self._pg.role(username) is not None:
+        if self._pg.role(str(username)) is not None:
             return False, f"{seen}; but pg_roles still has role {username!r}"
         return True, f"{seen}; pg_roles: role {username!r} is gone"
 

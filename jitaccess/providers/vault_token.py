@@ -15,7 +15,7 @@ import requests
 from hvac import exceptions as hv
 
 from jitaccess.domain.credentials import IssuedCredential, ProviderGrant, WrappedHandover
-from jitaccess.providers.base import PerGrantCredentials, ProviderError
+from jitaccess.providers.base import PerGrantCredentials, ProviderError, ends_late, remaining_ttl
 
 MANAGED_BY = "jitaccess"
 
@@ -118,18 +118,19 @@ class VaultTokenProvider(PerGrantCredentials):
             # an earlier attempt may have created a token whose reply we never saw: remove it
             for stale in self.list_managed(grant.grant_id):
                 self.revoke(stale)
-        ttl = f"{grant.ttl_seconds}s"
+        # the TTL is the grant's remaining time at this very call (never counted from a later start)
+        now = datetime.now(UTC)
+        ttl = remaining_ttl(grant, now)
         # renewable only by us (renew-accessor, for an approved extension): without the default
         # policy the holder cannot renew-self, and explicit_max_ttl caps the cumulative duration
-        max_ttl = f"{max(grant.max_ttl_seconds or grant.ttl_seconds, grant.ttl_seconds)}s"
-        now = datetime.now(UTC)
+        max_ttl = max(grant.max_ttl_at(now) or ttl, ttl)
         try:
             resp = self._vault.auth.token.create(
                 policies=policies,
                 no_default_policy=True,
                 renewable=True,
-                ttl=ttl,
-                explicit_max_ttl=max_ttl,
+                ttl=f"{ttl}s",
+                explicit_max_ttl=f"{max_ttl}s",
                 meta={"grant_id": grant.grant_id, "requester": grant.principal, "managed_by": MANAGED_BY},
                 display_name=f"jit-{grant.principal}",
                 wrap_ttl=f"{int(wrap_ttl.total_seconds())}s",
@@ -137,15 +138,31 @@ class VaultTokenProvider(PerGrantCredentials):
         except Exception as e:
             raise translate(e, "create the token") from e
         wrap = resp["wrap_info"]
+        if ends_late(grant, ttl, datetime.now(UTC)):
+            # a slow call (OpenBao paused, say) may have started the TTL late: pull it in to the expiry
+            now, ttl = self._pull_in(wrap["wrapped_accessor"], grant)
         cred = IssuedCredential(
             provider=self.name,
             grant_id=grant.grant_id,
             reference=wrap["wrapped_accessor"],
-            details={"policies": policies, "ttl_seconds": grant.ttl_seconds, "kind": "vault token accessor"},
-            expires_at=now + timedelta(seconds=grant.ttl_seconds),
+            details={"policies": policies, "ttl_seconds": ttl, "kind": "vault token accessor"},
+            expires_at=now + timedelta(seconds=ttl),
         )
         handover = WrappedHandover(wrapping_token=wrap["token"], expires_at=now + timedelta(seconds=int(wrap["ttl"])))
         return cred, handover
+
+    def _pull_in(self, accessor: str, grant: ProviderGrant) -> tuple[datetime, int]:
+        """Renew the new token to the grant's remaining time (a renewal sets the TTL from now, up or
+        down). Retryable ProviderError when that call is slow too: the retry sweeps this token."""
+        now = datetime.now(UTC)
+        ttl = remaining_ttl(grant, now)
+        try:
+            self._vault.auth.token.renew_accessor(accessor, increment=f"{ttl}s")
+        except Exception as e:
+            raise translate(e, "pull the new token's TTL in to the grant's expiry") from e
+        if ends_late(grant, ttl, datetime.now(UTC)):
+            raise ProviderError("vault answered too slowly to set the token's TTL to the grant's expiry; retrying")
+        return now, ttl
 
     def extend(self, cred: IssuedCredential, ttl_seconds: int) -> IssuedCredential:
         try:

@@ -22,14 +22,17 @@ from temporalio.client import (
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
-from temporalio.worker import Worker
+from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from jitaccess.activities import GrantActivities
+from jitaccess.activities.checkpoint import CheckpointActivities
 from jitaccess.activities.notify import NotificationActivities, route_table
 from jitaccess.activities.reconcile import ReconcileActivities
 from jitaccess.config import Settings, load_catalogue
+from jitaccess.config.keys import api_signer, command_verifier, worker_signer
 from jitaccess.config.settings import ConfigError
+from jitaccess.domain.catalogue import Catalogue
 from jitaccess.domain.contracts import GrantOptions
 from jitaccess.domain.reconciliation import CHAIN_PREFIX, ReconcileInput
 from jitaccess.ledger import Ledger
@@ -43,19 +46,23 @@ from jitaccess.providers.base import ProviderRegistry
 from jitaccess.providers.vault_approle import VaultAppRoleSecretIdProvider
 from jitaccess.providers.vault_database import VaultDatabaseCredentialsProvider
 from jitaccess.providers.vault_token import VaultClients, VaultTokenProvider, VaultWrapper
+from jitaccess.service.signing import CommandSigningInterceptor
 from jitaccess.workers.codec import EncryptionCodec
+from jitaccess.workflows import trust
+from jitaccess.workflows.checkpoint import CheckpointWorkflow
 from jitaccess.workflows.grant import GrantWorkflow
 from jitaccess.workflows.onboarding import ServiceOnboardingWorkflow
 from jitaccess.workflows.reconciliation import ReconciliationWorkflow
 
 # Our workflow and domain modules are pure (no I/O, clock or randomness at import or call time),
 # so the sandbox may share them instead of re-importing them for every workflow run: the
-# re-import dominated worker CPU with hundreds of grants starting at once.
+# re-import dominated worker CPU with hundreds of grants starting at once. `cryptography` (command
+# signatures) is passed through too: its Rust core cannot import its exception types in a sandbox.
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules("jitaccess")
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("jitaccess", "cryptography")
 )
 
-WORKFLOWS = [GrantWorkflow, ServiceOnboardingWorkflow, ReconciliationWorkflow]
+WORKFLOWS = [GrantWorkflow, ServiceOnboardingWorkflow, ReconciliationWorkflow, CheckpointWorkflow]
 RECONCILIATION_SCHEDULE_ID = "jitaccess-reconciliation"
 
 
@@ -76,21 +83,25 @@ def configure_logging(level: str = "INFO", stream=None) -> None:
 
 def data_converter(settings: Settings) -> DataConverter:
     """Pydantic models through the sandbox; payloads encrypted when a key is configured."""
-    if settings.payload_key is None:
+    ring = settings.payload_key_ring()
+    if not ring:
         return pydantic_data_converter
-    return dataclasses.replace(
-        pydantic_data_converter, payload_codec=EncryptionCodec(settings.payload_key.get_secret_value())
-    )
+    return dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(ring))
 
 
 async def connect(settings: Settings) -> Client:
-    if settings.payload_key is None:
+    if not settings.payload_key_ring():
         structlog.get_logger("jitaccess").warning(
             "payload_encryption_off",
-            hint="set JITACCESS_PAYLOAD_KEY so wrapping tokens are not stored in clear in Temporal",
+            hint="set JITACCESS_PAYLOAD_KEYS so wrapping tokens are not stored in clear in Temporal",
         )
+    signer = api_signer(settings)
     return await Client.connect(
-        settings.temporal_address, namespace=settings.temporal_namespace, data_converter=data_converter(settings)
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=data_converter(settings),
+        # the API's client signs every command it sends (a worker-only process holds no API key)
+        interceptors=[CommandSigningInterceptor(signer)] if signer else [],
     )
 
 
@@ -147,21 +158,38 @@ def grant_options(settings: Settings) -> GrantOptions:
 
 
 def build_worker(
-    client: Client, settings: Settings, *, providers: ProviderRegistry | None = None, ledger: Ledger | None = None
+    client: Client,
+    settings: Settings,
+    *,
+    providers: ProviderRegistry | None = None,
+    ledger: Ledger | None = None,
+    catalogue: Catalogue | None = None,
 ) -> tuple[Worker, Ledger]:
+    """The one way to build a worker. `catalogue` (default: settings.catalogue_file) is what the
+    issuer trusts: it issues only what this catalogue defines."""
+    verifier = command_verifier(settings)
+    trust.install(verifier, worker_signer(settings))
     ledger = ledger or Ledger(settings.ledger_url)
     providers = providers or build_providers(settings)
-    acts = GrantActivities(providers, ledger, settings.wrap_ttl)
+    acts = GrantActivities(
+        providers, ledger, settings.wrap_ttl, catalogue or load_catalogue(settings.catalogue_file), verifier
+    )
     notify = NotificationActivities.from_settings(settings)
     reconcile = ReconcileActivities(providers, ledger)
+    checkpoint = CheckpointActivities(ledger, settings.checkpoint_key_file, settings.checkpoint_dir)
     worker = Worker(
         client,
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
-        activities=acts.all() + notify.all() + reconcile.all(),
+        activities=acts.all() + notify.all() + reconcile.all() + checkpoint.all(),
         activity_executor=ThreadPoolExecutor(settings.max_concurrent_activities),
         max_concurrent_activities=settings.max_concurrent_activities,
         workflow_runner=WORKFLOW_RUNNER,
+        # a dead worker's sticky queue holds a fired timer's task only this long (default 10 s)
+        sticky_queue_schedule_to_start_timeout=settings.sticky_schedule_to_start_timeout,
+        workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.workflow_task_pollers),
+        activity_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.activity_task_pollers),
+        graceful_shutdown_timeout=settings.graceful_shutdown_timeout,
     )
     return worker, ledger
 

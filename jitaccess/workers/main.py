@@ -7,12 +7,14 @@ import os
 import signal
 
 from jitaccess.config import Settings
+from jitaccess.workers.checkpointing import ensure_checkpoint_schedule
 from jitaccess.workers.common import build_worker, configure_logging, connect, ensure_reconciliation_schedule
 
 
 async def run_worker(settings: Settings) -> None:
     client = await connect(settings)
     await ensure_reconciliation_schedule(client, settings)  # idempotent: every worker may call it
+    await ensure_checkpoint_schedule(client, settings)  # only with JITACCESS_CHECKPOINT_KEY_FILE
     worker, ledger = build_worker(client, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

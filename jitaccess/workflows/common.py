@@ -18,10 +18,12 @@ with workflow.unsafe.imports_passed_through():
     from jitaccess.domain.principals import Actor
 
 
-def refuse(check: Callable[[], Any]) -> None:
-    """Run a domain check in an update validator; a Refusal becomes the error the API maps to 403/409/410/422."""
+def refuse(*checks: Callable[[], Any]) -> None:
+    """Run checks in an update validator, in order (the command's signature first, then the domain
+    rules); a Refusal becomes the error the API maps to 403/409/410/422."""
     try:
-        check()
+        for check in checks:
+            check()
     except Refusal as r:
         raise ApplicationError(r.message, r.kind.value, r.rule, type=c.REFUSAL, non_retryable=True) from None
 

@@ -9,12 +9,13 @@ grant's hash chain; the chain is flushed to the ledger before every wait.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import math
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from jitaccess.domain import contracts as c
@@ -33,6 +34,8 @@ with workflow.unsafe.imports_passed_through():
         Grant,
         GrantInput,
         GrantResume,
+        IssueRequest,
+        Refusal,
         Review,
         ReviewInput,
     )
@@ -46,11 +49,15 @@ with workflow.unsafe.imports_passed_through():
         grant_links,
     )
     from jitaccess.domain.principals import SYSTEM_ACTOR, Actor, ActorRole, Principal
-    from jitaccess.domain.reconciliation import Finding
+    from jitaccess.domain.reconciliation import DriftReport
     from jitaccess.domain.states import GrantState as S
+    from jitaccess.workflows import trust
     from jitaccess.workflows.common import EvidenceChain, failure_message, refuse
 
 PROVIDER_CALL_TIMEOUT = timedelta(seconds=30)
+# workflow.patched() ids (histories recorded before each change keep their old commands)
+EXTENSION_APPROVED_WHILE_BUSY = "extension-approved-while-busy"
+PROVIDER_EXPIRY_FROM_GRANT = "provider-expiry-from-grant"
 
 
 @workflow.defn(name="GrantWorkflow")
@@ -63,8 +70,11 @@ class GrantWorkflow:
         self._chain = EvidenceChain(inp.grant_id, inp.resume.last_event if inp.resume else None)
         self._revoke_request: tuple[Actor, str] | None = None
         self._wake = False  # set by update handlers so the active phase re-evaluates (extensions)
+        self._window: tuple[datetime, datetime] | None = None  # (issued_at, expires_at), fixed before issuing
         self._notifying: list[asyncio.Task] = []
         self._notifications = 0
+        self._gate = trust.CommandGate(inp.grant_id)
+        self._approvals: list[ActionInput] = []  # the signed votes that approved the grant (for the issuer)
 
     # -- the lifecycle ------------------------------------------------------------
     @workflow.run
@@ -92,6 +102,19 @@ class GrantWorkflow:
             },
         )
         g.move(S.policy_evaluated)
+        if (forged := self._start_refusal(inp)) is not None:
+            self._emit(
+                "policy.decided",
+                SYSTEM_ACTOR,
+                {
+                    "outcome": "deny",
+                    "rule": "trust:signed_request",
+                    "reason_codes": [forged.rule],
+                    "messages": [forged.message],
+                    "signer": inp.auth.key_id if inp.auth else None,
+                },
+            )
+            return await self._end(S.denied, f"refused: {forged.message}")
         self._emit("policy.decided", SYSTEM_ACTOR, d.evidence())
         if not d.allowed:
             return await self._end(S.denied, "policy denied: " + ", ".join(d.reason_codes))
@@ -165,6 +188,8 @@ class GrantWorkflow:
             return await self._end(S.cancelled, f"cancelled by {actor.id}")
 
         if not await self._issue():
+            if g.state is S.denied:
+                return await self._end(S.denied, "refused by the issuer: not provable from signed evidence")
             return await self._end(S.issue_failed, "issue failed; partial issues cleaned up and confirmed absent")
 
         self._notify(
@@ -271,6 +296,10 @@ class GrantWorkflow:
             if not warned and lead is not None:
                 wake = min(wake, g.expires_at - lead)
             self._wake = False
+            if ext is not None and ext.status == "approved" and workflow.patched(EXTENSION_APPROVED_WHILE_BUSY):
+                # approved while this loop was busy (e.g. writing the previous extension's evidence):
+                # the handler's wake flag was just cleared, so apply it now instead of at the old expiry
+                wake = now
             if wake > now:
                 try:
                     await workflow.wait_condition(
@@ -285,7 +314,7 @@ class GrantWorkflow:
             ext = g.extension
             if ext is not None and ext.status == "approved":
                 await self._apply_extension()
-                warned = lead is None or g.expires_at - lead <= workflow.now()  # type: ignore[operator]
+                warned = lead is None or g.expires_at - lead <= workflow.now()
                 continue
             if ext is not None and ext.status == "pending" and ext.round is not None and now >= ext.round.deadline:
                 ext.status = "expired"
@@ -321,7 +350,7 @@ class GrantWorkflow:
         try:
             cred: IssuedCredential = await workflow.execute_activity(
                 c.EXTEND_CREDENTIAL,
-                c.ExtendRequest(credential=g.credential, ttl_seconds=max(ttl, 1)),
+                c.ExtendRequest(credential=g.credential, ttl_seconds=max(ttl, 1), expires_at=new_expiry),
                 result_type=IssuedCredential,
                 start_to_close_timeout=PROVIDER_CALL_TIMEOUT,
                 retry_policy=RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1)),
@@ -436,8 +465,12 @@ class GrantWorkflow:
         g = self._grant
         g.move(S.issuing)
         start = workflow.now()
+        if workflow.patched(PROVIDER_EXPIRY_FROM_GRANT):
+            # the grant's window is fixed first; every provider ends its own TTL at `expires_at`,
+            # counted at the moment of its call (however late the issue runs), never later
+            self._window = (start, start + g.duration)
         assert g.provider is not None and g.decision.entitlement is not None
-        request = self._provider_request()
+        request = IssueRequest(grant=self._provider_request(), request=self._inp, approvals=self._approvals)
         try:
             res: IssueResult = await workflow.execute_activity(
                 c.ISSUE_CREDENTIAL,
@@ -448,6 +481,12 @@ class GrantWorkflow:
                 retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10)),
             )
         except ActivityError as e:
+            if isinstance(e.cause, ApplicationError) and e.cause.type == c.ISSUE_REFUSED:
+                # the issuer could not prove the grant from signed evidence: nothing was issued
+                rule = str(e.cause.details[0]) if e.cause.details else "issue_refused"
+                self._emit("credential.issue_refused", EXECUTOR, {"rule": rule, "message": e.cause.message})
+                g.move(S.denied)
+                return False
             self._emit("credential.issue_failed", EXECUTOR, {"provider": g.provider, "error": failure_message(e)})
             await self._clean_up()
             return False
@@ -463,6 +502,7 @@ class GrantWorkflow:
                 "details": res.credential.details,
                 "expires_at": g.expires_at.isoformat(),
                 "provider_expires_at": res.credential.expires_at.isoformat() if res.credential.expires_at else None,
+                **self._residual_window(res.credential),
                 "handover": (
                     {"kind": "response-wrapped", "single_use": True, "expires_at": res.handover.expires_at.isoformat()}
                     if res.handover
@@ -490,7 +530,18 @@ class GrantWorkflow:
             principal=g.requester.id,
             ttl_seconds=g.duration_seconds,
             max_ttl_seconds=int(self._max_duration().total_seconds()),
+            issued_at=self._window[0] if self._window else None,
+            expires_at=self._window[1] if self._window else None,
         )
+
+    def _residual_window(self, cred: IssuedCredential) -> dict[str, Any]:
+        """How long the provider's own expiry lies past the grant's (e.g. STS's 900 s minimum):
+        revocation ends the access at expiry, the credential itself lives on this long."""
+        if self._window is None:  # histories from before PROVIDER_EXPIRY_FROM_GRANT: no such field
+            return {}
+        if cred.expires_at is None:
+            return {"residual_window_seconds": None}
+        return {"residual_window_seconds": max(0, math.ceil((cred.expires_at - self._window[1]).total_seconds()))}
 
     def _max_duration(self) -> timedelta:
         ent = self._grant.decision.entitlement
@@ -609,18 +660,26 @@ class GrantWorkflow:
             reference=g.credential.reference if g.credential else None,
             expires_at=g.expires_at,
         )
-        await workflow.get_external_workflow_handle(parent.workflow_id).signal(c.CHILD_UPDATE_SIGNAL, update)
+        signed = trust.sign(update, parent.workflow_id, c.CHILD_UPDATE_SIGNAL)
+        await workflow.get_external_workflow_handle(parent.workflow_id).signal(c.CHILD_UPDATE_SIGNAL, signed)
 
     @workflow.signal(name=c.PARENT_REVOKE_SIGNAL)
-    def parent_revoke(self, reason: str) -> None:
-        """The onboarding ends this grant (offboarding, rotation, or an all-or-nothing failure)."""
+    def parent_revoke(self, cmd: c.ParentRevoke) -> None:
+        """The onboarding ends this grant (offboarding, rotation, or an all-or-nothing failure);
+        only its own parent's worker-signed signal counts."""
         g = self._grant
         parent = workflow.info().parent
-        if parent is None or self._revoke_request is not None or g.state not in (S.approved, S.issuing, S.active):
+        if parent is None or not self._gate.accept_signal(cmd, c.PARENT_REVOKE_SIGNAL):
+            return
+        if self._revoke_request is not None or g.state not in (S.approved, S.issuing, S.active):
             return
         actor = Actor(id=parent.workflow_id, kind=SYSTEM_ACTOR.kind, role=ActorRole.system)
-        self._revoke_request = (actor, reason)
-        self._emit("grant.revoke_requested", actor, {"reason": reason, "authority": "onboarding"})
+        self._revoke_request = (actor, cmd.reason)
+        self._emit(
+            "grant.revoke_requested",
+            actor,
+            {"reason": cmd.reason, "authority": "onboarding", **self._gate.admit(cmd, c.PARENT_REVOKE_SIGNAL)},
+        )
 
     # -- notifications ------------------------------------------------------------------
     def _notify(
@@ -687,6 +746,12 @@ class GrantWorkflow:
         await self._flush()
 
     # -- evidence -------------------------------------------------------------------
+    def _start_refusal(self, inp: GrantInput) -> Refusal | None:
+        """A grant starts only from an input the API signed (an onboarding's child: its worker)."""
+        if not workflow.patched(trust.SIGNED_COMMANDS):
+            return None
+        return self._gate.start_refusal(inp, "start:GrantWorkflow", trust.API_OR_WORKER, fresh=True)
+
     def _emit(self, type: str, actor: Actor, data: dict[str, Any]) -> None:
         ev = self._chain.emit(type, actor, data)
         self._grant.events, self._grant.last_hash = ev.seq, ev.hash
@@ -717,8 +782,11 @@ class GrantWorkflow:
                 "delegation_id": vote.delegation_id,
                 "votes": len(rnd.votes),
                 "pending": rnd.pending(),
+                **self._gate.admit(a, "approve"),
             },
         )
+        if rnd.purpose == "grant":
+            self._approvals.append(a)
         if rnd.complete and rnd.purpose == "grant":
             self._emit(
                 "grant.approved",
@@ -736,16 +804,27 @@ class GrantWorkflow:
 
     @approve.validator
     def _validate_approve(self, a: ActionInput) -> None:
-        refuse(lambda: self._grant.check_approve(a.actor, workflow.now(), a.delegations))
+        refuse(
+            lambda: self._gate.check(a, "approve"),
+            lambda: self._grant.check_approve(a.actor, workflow.now(), a.delegations),
+        )
 
     @workflow.update
     def deny(self, a: ActionInput) -> Grant:
         g = self._grant
         purpose = g.deny(a.actor, a.comment, workflow.now(), a.delegations)
         if purpose == "grant":
-            self._emit("approval.denied", a.actor.as_actor(ActorRole.approver), {"reason": a.comment})
+            self._emit(
+                "approval.denied",
+                a.actor.as_actor(ActorRole.approver),
+                {"reason": a.comment, **self._gate.admit(a, "deny")},
+            )
         else:
-            self._emit("extension.refused", a.actor.as_actor(ActorRole.approver), {"reason": a.comment})
+            self._emit(
+                "extension.refused",
+                a.actor.as_actor(ActorRole.approver),
+                {"reason": a.comment, **self._gate.admit(a, "deny")},
+            )
             self._notify(
                 NotificationKind.extended,
                 Audience.requester,
@@ -758,7 +837,9 @@ class GrantWorkflow:
 
     @deny.validator
     def _validate_deny(self, a: ActionInput) -> None:
-        refuse(lambda: self._grant.check_deny(a.actor, workflow.now(), a.delegations))
+        refuse(
+            lambda: self._gate.check(a, "deny"), lambda: self._grant.check_deny(a.actor, workflow.now(), a.delegations)
+        )
 
     @workflow.update
     def extend(self, inp: ExtendInput) -> Grant:
@@ -775,6 +856,7 @@ class GrantWorkflow:
                 "policy_version": d.policy_version,
                 "auto_rule": d.auto_rule,
                 "stages": [st.name for st in d.stages],
+                **self._gate.admit(inp, "extend"),
             },
         )
         if ext.status == "approved":
@@ -790,7 +872,7 @@ class GrantWorkflow:
 
     @extend.validator
     def _validate_extend(self, inp: ExtendInput) -> None:
-        refuse(lambda: self._grant.check_extend(inp))
+        refuse(lambda: self._gate.check(inp, "extend"), lambda: self._grant.check_extend(inp))
 
     @workflow.update
     def review(self, inp: ReviewInput) -> Grant:
@@ -801,7 +883,13 @@ class GrantWorkflow:
         self._emit(
             "review.completed",
             inp.actor.as_actor(ActorRole.reviewer),
-            {"outcome": inp.outcome, "notes": inp.notes, "overdue": g.review_escalated, "incident": g.incident},
+            {
+                "outcome": inp.outcome,
+                "notes": inp.notes,
+                "overdue": g.review_escalated,
+                "incident": g.incident,
+                **self._gate.admit(inp, "review"),
+            },
         )
         if inp.outcome == "not_justified":
             self._emit(
@@ -819,7 +907,7 @@ class GrantWorkflow:
 
     @review.validator
     def _validate_review(self, inp: ReviewInput) -> None:
-        refuse(lambda: self._grant.check_review(inp))
+        refuse(lambda: self._gate.check(inp, "review"), lambda: self._grant.check_review(inp))
 
     @workflow.update
     def revoke(self, a: ActionInput) -> Grant:
@@ -835,15 +923,23 @@ class GrantWorkflow:
         if g.state is S.awaiting_approval:
             g.move(S.cancelled)
             g.end_reason = f"cancelled by {a.actor.id}: {a.comment}"
-            self._emit("grant.cancelled", actor, {"reason": a.comment, "before": "approval", "authority": authority})
+            self._emit(
+                "grant.cancelled",
+                actor,
+                {"reason": a.comment, "before": "approval", "authority": authority, **self._gate.admit(a, "revoke")},
+            )
         elif self._revoke_request is None:
             self._revoke_request = (actor, a.comment)
-            self._emit("grant.revoke_requested", actor, {"reason": a.comment, "authority": authority})
+            self._emit(
+                "grant.revoke_requested",
+                actor,
+                {"reason": a.comment, "authority": authority, **self._gate.admit(a, "revoke")},
+            )
         return g
 
     @revoke.validator
     def _validate_revoke(self, a: ActionInput) -> None:
-        refuse(lambda: self._grant.check_revoke(a.actor))
+        refuse(lambda: self._gate.check(a, "revoke"), lambda: self._grant.check_revoke(a.actor))
 
     @workflow.update
     async def claim_credential(self, a: ActionInput) -> WrappedHandover:
@@ -855,25 +951,39 @@ class GrantWorkflow:
         self._emit(
             "credential.delivered",
             a.actor.as_actor(ActorRole.requester),
-            {"kind": "response-wrapped", "single_use": True, "wrap_expires_at": handover.expires_at.isoformat()},
+            {
+                "kind": "response-wrapped",
+                "single_use": True,
+                "wrap_expires_at": handover.expires_at.isoformat(),
+                **self._gate.admit(a, "claim_credential"),
+            },
         )
         await self._flush()
         return handover
 
     @claim_credential.validator
     def _validate_claim(self, a: ActionInput) -> None:
-        refuse(lambda: self._grant.check_claim(a.actor, workflow.now()))
+        refuse(
+            lambda: self._gate.check(a, "claim_credential"), lambda: self._grant.check_claim(a.actor, workflow.now())
+        )
 
     @workflow.signal(name=c.REPORT_DRIFT_SIGNAL)
-    async def report_drift(self, finding: Finding) -> None:
+    async def report_drift(self, report: DriftReport) -> None:
         """Reconciliation found this active grant's access gone at the target: record it on this
         grant's chain (once; later runs finding the same are ignored) and mark the grant.
-        Ignored unless the grant is active (an issue or a revocation in progress changes the target)."""
-        g = self._grant
+        Ignored unless the grant is active (an issue or a revocation in progress changes the target),
+        and unless a worker signed it for this grant."""
+        g, finding = self._grant, report.finding
+        if not self._gate.accept_signal(report, c.REPORT_DRIFT_SIGNAL):
+            return
         if g.state is not S.active or g.drift is not None or finding.grant_id != g.grant_id:
             return
         g.drift = finding
-        self._emit("reconciliation.drift_detected", SYSTEM_ACTOR, finding.evidence())
+        self._emit(
+            "reconciliation.drift_detected",
+            SYSTEM_ACTOR,
+            {**finding.evidence(), **self._gate.admit(report, c.REPORT_DRIFT_SIGNAL)},
+        )
         await self._flush()
 
 

@@ -8,7 +8,7 @@ workflow is ever terminated, every child still expires and is revoked on its own
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from jitaccess.domain.onboarding import OnboardingState as O
     from jitaccess.domain.policy import AccessRequest
     from jitaccess.domain.principals import SYSTEM_ACTOR, Actor, ActorRole
+    from jitaccess.workflows import trust
     from jitaccess.workflows.common import EvidenceChain, refuse
     from jitaccess.workflows.grant import GrantWorkflow
 
@@ -41,6 +42,7 @@ class ServiceOnboardingWorkflow:
         )
         self._inp = inp
         self._chain = EvidenceChain(inp.onboarding_id)
+        self._gate = trust.CommandGate(inp.onboarding_id)
         self._offboard: tuple[Actor, str] | None = None
 
     @workflow.run
@@ -57,6 +59,20 @@ class ServiceOnboardingWorkflow:
                 "owner": o.workload.owning_team,
             },
         )
+        if workflow.patched(trust.SIGNED_COMMANDS) and (
+            forged := self._gate.start_refusal(inp, "start:ServiceOnboardingWorkflow", trust.API, fresh=True)
+        ):
+            self._emit(
+                "policy.decided",
+                SYSTEM_ACTOR,
+                {
+                    "outcome": "deny",
+                    "rule": "trust:signed_request",
+                    "reason_codes": [forged.rule],
+                    "messages": [forged.message],
+                },
+            )
+            return await self._end(O.denied, f"refused: {forged.message}")
         self._emit(
             "policy.decided",
             SYSTEM_ACTOR,
@@ -65,14 +81,19 @@ class ServiceOnboardingWorkflow:
                 "policy_version": d.policy_version,
                 "pre_approved": d.pre_approved,
                 "stages": [s.model_dump(mode="json") for s in d.stages],
+                "stage_sources": d.stage_sources,  # which rule (template / entitlement) asked for each stage
+                "inputs": d.inputs,
                 "lifetime": d.lifetime.total_seconds(),
                 "entitlements": [p.entitlement for p in d.children],
+                "entitlement_rules": {p.entitlement: p.decision.inputs.get("entitlement_rule") for p in d.children},
             },
         )
         if not d.pre_approved:
             now = workflow.now()
             o.state = O.awaiting_approval
-            o.approval = ApprovalRound(stages=d.stages, requested_at=now, deadline=now + d.approval_timeout)
+            o.approval = ApprovalRound(
+                stages=d.stages, requested_at=now, deadline=now + d.approval_timeout, approver_auth=d.approver_auth
+            )
             self._emit(
                 "approval.requested",
                 SYSTEM_ACTOR,
@@ -152,16 +173,17 @@ class ServiceOnboardingWorkflow:
             reason=f"onboarding {o.workload.service} ({o.workload.environment})",
             workload=workload,
         )
+        child_input = GrantInput(
+            grant_id=grant_id,
+            requester=o.requester,
+            request=request,
+            decision=plan.decision.model_copy(update={"duration": duration}),
+            admin_groups=self._inp.admin_groups,
+            options=self._inp.options,
+        )
         await workflow.start_child_workflow(
             GrantWorkflow.run,
-            GrantInput(
-                grant_id=grant_id,
-                requester=o.requester,
-                request=request,
-                decision=plan.decision.model_copy(update={"duration": duration}),
-                admin_groups=self._inp.admin_groups,
-                options=self._inp.options,
-            ),
+            trust.sign(child_input, grant_id, "start:GrantWorkflow"),
             id=grant_id,
             parent_close_policy=ParentClosePolicy.ABANDON,
         )
@@ -186,20 +208,27 @@ class ServiceOnboardingWorkflow:
     async def _revoke_children(self, reason: str) -> None:
         for ch in self._o.children:
             if ch.state not in ENDED:
-                await workflow.get_external_workflow_handle(ch.grant_id).signal(c.PARENT_REVOKE_SIGNAL, reason)
+                await self._signal_revoke(ch.grant_id, reason)
         await self._await_children(lambda ch: ch.state in ENDED)
 
-    def _next_renewal(self, plans: dict[str, ChildPlan], interval: timedelta | None, overlap: timedelta):
+    async def _signal_revoke(self, grant_id: str, reason: str) -> None:
+        cmd = trust.sign(c.ParentRevoke(reason=reason), grant_id, c.PARENT_REVOKE_SIGNAL)
+        await workflow.get_external_workflow_handle(grant_id).signal(c.PARENT_REVOKE_SIGNAL, cmd)
+
+    def _next_renewal(
+        self, plans: dict[str, ChildPlan], interval: timedelta | None, overlap: timedelta
+    ) -> tuple[datetime, ChildGrant] | None:
         """The live child due soonest for a new credential: secret-bearing ones every `interval`,
         any child that would expire before the onboarding ends, `overlap` before its expiry."""
         o = self._o
         assert o.ends_at is not None
-        best = None
+        best: tuple[datetime, ChildGrant] | None = None
         for ch in o.children:
             if ch.state != "active" or ch.expires_at is None:
                 continue
-            due = None
+            due: datetime | None = None
             if interval is not None and plans[ch.entitlement].secret_bearing:
+                assert ch.started_at is not None  # set by child_update when the child became active
                 due = ch.started_at + interval
             if ch.expires_at < o.ends_at:
                 due = min(due, ch.expires_at - overlap) if due else ch.expires_at - overlap
@@ -241,7 +270,7 @@ class ServiceOnboardingWorkflow:
         )
         await self._flush()
         await workflow.sleep(overlap)
-        await workflow.get_external_workflow_handle(old.grant_id).signal(c.PARENT_REVOKE_SIGNAL, "rotated")
+        await self._signal_revoke(old.grant_id, "rotated")
         await workflow.wait_condition(lambda: old.state in ENDED)
         o.rotations += 1
         self._emit(
@@ -266,6 +295,9 @@ class ServiceOnboardingWorkflow:
 
     @workflow.signal(name=c.CHILD_UPDATE_SIGNAL)
     def child_update(self, u: c.ChildUpdate) -> None:
+        """A child reports where it stands; only a worker-signed report about one of our children counts."""
+        if not self._gate.accept_signal(u, c.CHILD_UPDATE_SIGNAL):
+            return
         for ch in self._o.children:
             if ch.grant_id == u.grant_id:
                 if ch.state == "requested" and u.state == "active":
@@ -287,7 +319,7 @@ class ServiceOnboardingWorkflow:
     def approve(self, a: ActionInput) -> Onboarding:
         o = self._o
         assert o.approval is not None
-        stage, who, via = o.check_decide(a.actor, workflow.now(), a.delegations)
+        stage, who, via = o.check_decide(a.actor, workflow.now(), a.delegations, "approve")
         o.approval.votes.append(
             Vote(
                 approver=who.id,
@@ -307,6 +339,7 @@ class ServiceOnboardingWorkflow:
                 "comment": a.comment,
                 "on_behalf_of": who.id if via else None,
                 "pending": o.approval.pending(),
+                **self._gate.admit(a, "approve"),
             },
         )
         if o.approval.complete:
@@ -316,19 +349,28 @@ class ServiceOnboardingWorkflow:
 
     @approve.validator
     def _validate_approve(self, a: ActionInput) -> None:
-        refuse(lambda: self._o.check_decide(a.actor, workflow.now(), a.delegations))
+        refuse(
+            lambda: self._gate.check(a, "approve"),
+            lambda: self._o.check_decide(a.actor, workflow.now(), a.delegations, "approve"),
+        )
 
     @workflow.update
     def deny(self, a: ActionInput) -> Onboarding:
         o = self._o
         o.check_decide(a.actor, workflow.now(), a.delegations)
         o.state, o.end_reason = O.denied, f"denied by {a.actor.id}: {a.comment}"
-        self._emit("approval.denied", a.actor.as_actor(ActorRole.approver), {"reason": a.comment})
+        self._emit(
+            "approval.denied",
+            a.actor.as_actor(ActorRole.approver),
+            {"reason": a.comment, **self._gate.admit(a, "deny")},
+        )
         return o
 
     @deny.validator
     def _validate_deny(self, a: ActionInput) -> None:
-        refuse(lambda: self._o.check_decide(a.actor, workflow.now(), a.delegations))
+        refuse(
+            lambda: self._gate.check(a, "deny"), lambda: self._o.check_decide(a.actor, workflow.now(), a.delegations)
+        )
 
     @workflow.update
     def offboard(self, a: ActionInput) -> Onboarding:
@@ -336,12 +378,16 @@ class ServiceOnboardingWorkflow:
         if self._offboard is None:
             role = ActorRole.requester if a.actor.id == self._o.requester.id else ActorRole.approver
             self._offboard = (a.actor.as_actor(role), a.comment)
-            self._emit("offboarding.requested", a.actor.as_actor(role), {"reason": a.comment})
+            self._emit(
+                "offboarding.requested",
+                a.actor.as_actor(role),
+                {"reason": a.comment, **self._gate.admit(a, "offboard")},
+            )
         return self._o
 
     @offboard.validator
     def _validate_offboard(self, a: ActionInput) -> None:
-        refuse(lambda: self._o.check_offboard(a.actor, self._inp.admin_groups))
+        refuse(lambda: self._gate.check(a, "offboard"), lambda: self._o.check_offboard(a.actor, self._inp.admin_groups))
 
     # -- evidence -------------------------------------------------------------------------
     async def _end(self, state: O, reason: str) -> Onboarding:

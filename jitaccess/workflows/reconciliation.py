@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
     from jitaccess.domain.reconciliation import (
         CHAIN_PREFIX,
         Comparison,
+        DriftReport,
         Finding,
         FindingKind,
         ReconcileInput,
@@ -50,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         Remedy,
         chain_id,
     )
+    from jitaccess.workflows import trust
     from jitaccess.workflows.common import EvidenceChain, failure_message
 
 SCAN_TIMEOUT = timedelta(minutes=10)
@@ -172,7 +174,8 @@ class ReconciliationWorkflow:
 
     async def _signal_drift(self, f: Finding) -> Finding:
         try:
-            await workflow.get_external_workflow_handle(f.grant_id).signal(c.REPORT_DRIFT_SIGNAL, f)
+            report = trust.sign(DriftReport(finding=f), f.grant_id, c.REPORT_DRIFT_SIGNAL)
+            await workflow.get_external_workflow_handle(f.grant_id).signal(c.REPORT_DRIFT_SIGNAL, report)
             rem = Remediation(
                 action="signalled",
                 detail=f"{f.grant_id}'s workflow told; it records the drift on its "

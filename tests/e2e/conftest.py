@@ -1,4 +1,6 @@
-"""The API served by a real uvicorn on a free port, with a real worker, Temporal and OpenBao."""
+"""The API served by a real uvicorn on a free port, with a real worker, Temporal and OpenBao.
+Every user signs in to the session OpenBao as identity provider (jitaccess.dev.identity): each
+call carries a real ID token, signed in on first use and again before it expires."""
 
 from __future__ import annotations
 
@@ -11,18 +13,38 @@ import pytest
 import uvicorn
 
 from jitaccess.api import create_app
-from jitaccess.config import load_users
+from jitaccess.dev.identity import DevTokens
 from jitaccess.devstack import free_port
-from tests.conftest import running_worker
+from tests.conftest import IDPS, running_worker
+
+
+class _SignedIn(httpx.Auth):
+    """The user's current ID token on every request (signed in again when it nears expiry)."""
+
+    def __init__(self, tokens: DevTokens, user: str) -> None:
+        self.tokens, self.user = tokens, user
+
+    def auth_flow(self, request):
+        request.headers["Authorization"] = f"Bearer {self.tokens[self.user]}"
+        yield request
+
+    async def async_auth_flow(self, request):
+        token = await asyncio.to_thread(self.tokens.__getitem__, self.user)
+        request.headers["Authorization"] = f"Bearer {token}"
+        yield request
 
 
 class Api:
-    def __init__(self, base: str, tokens: dict[str, str]) -> None:
-        self.base, self.tokens = base, tokens
+    def __init__(self, base: str, tokens: DevTokens) -> None:
+        self.base, self.tokens = base, tokens  # tokens: user -> a valid ID token (a Mapping)
 
     def as_(self, user: str | None) -> httpx.AsyncClient:
-        headers = {"Authorization": f"Bearer {self.tokens[user]}"} if user else {}
-        return httpx.AsyncClient(base_url=self.base, headers=headers, timeout=30)
+        auth = _SignedIn(self.tokens, user) if user else None
+        return httpx.AsyncClient(base_url=self.base, auth=auth, timeout=30)
+
+    def step_up(self, user: str, on: bool = True) -> None:
+        """From now on `user` signs in with step-up (password + TOTP: amr [pwd, otp, mfa], acr mfa)."""
+        (self.tokens.step_up_users.add if on else self.tokens.step_up_users.discard)(user)
 
     async def call(self, user: str | None, method: str, path: str, **kw) -> httpx.Response:
         async with self.as_(user) as c:
@@ -48,6 +70,9 @@ class Api:
 
 @contextlib.asynccontextmanager
 async def serve_api(settings):
+    idp = IDPS[settings.vault_addr]  # the identity provider seeded in that OpenBao (tests/conftest.py)
+    if not settings.oidc_issuers:
+        settings = settings.model_copy(update={"oidc_issuers": idp.issuers})
     async with running_worker(settings) as (client, ledger):
         port = free_port()
         server = uvicorn.Server(
@@ -56,9 +81,8 @@ async def serve_api(settings):
         task = asyncio.create_task(server.serve())
         while not server.started:
             await asyncio.sleep(0.05)
-        users = load_users(settings.users_file)
         try:
-            yield Api(f"http://127.0.0.1:{port}", {n: u.token.get_secret_value() for n, u in users.items()}), ledger
+            yield Api(f"http://127.0.0.1:{port}", DevTokens(idp)), ledger
         finally:
             server.should_exit = True
             await task

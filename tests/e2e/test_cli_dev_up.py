@@ -3,9 +3,11 @@ drives a grant through it, and Ctrl-C stops every server it started."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -78,11 +80,28 @@ def test_dev_up_then_cli_request_approve_credential_revoke_verify(tmp_path):
             mine.secrets.kv.v2.read_secret_version(
                 path="platform/cli", mount_point="secret", raise_on_deleted_version=True
             )
-        verify = _cli(tmp_path, "--as", "carol", "evidence", "verify", "--all")
+        verify = _cli(tmp_path, "--as", "ivan", "evidence", "verify", "--all")  # the auditor
         assert "1 of 1 chains verify" in verify.stdout
         assert "revocation.confirmed" in (tmp_path / "dev-up.log").read_text()  # the event stream
         assert token not in (tmp_path / "dev-up.log").read_text()
         assert token not in (tmp_path / ".jitaccess" / "events.jsonl").read_text()
+
+        # issue 8: the workdir is the owner's alone, and the OpenBao root token is in dev.json (0600)
+        # only: not in a server log, the SIEM feed, the console, nor any process's command line
+        workdir = tmp_path / ".jitaccess"
+        assert stat.S_IMODE(workdir.stat().st_mode) == 0o700
+        root = dev["vault_root_token"]
+        files = [p for p in workdir.rglob("*") if p.is_file()]
+        assert {"ledger.db", "events.jsonl", "dev.json", "users.yaml"} <= {p.name for p in files}
+        assert any(p.name.startswith("openbao-") for p in files)
+        for p in files:
+            assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+            if p.name != "dev.json":
+                assert root not in p.read_text(errors="replace"), p
+        assert root not in (tmp_path / "dev-up.log").read_text()
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            with contextlib.suppress(OSError):
+                assert root.encode() not in cmdline.read_bytes(), cmdline
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         try:
@@ -95,3 +114,81 @@ def test_dev_up_then_cli_request_approve_credential_revoke_verify(tmp_path):
     for addr in (dev["temporal_address"], dev["vault_addr"].removeprefix("http://")):
         host, port = addr.rsplit(":", 1)
         assert not port_open(host, int(port)), f"{addr} still listening after Ctrl-C"
+
+
+def _start(tmp_path: Path, log_name: str) -> tuple[subprocess.Popen, dict]:
+    log = tmp_path / log_name
+    proc = subprocess.Popen(
+        [binary("jitaccess"), "dev", "up", "--random-ports"],
+        cwd=tmp_path,
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    deadline = time.monotonic() + 90
+    while "stack is up" not in log.read_text():
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "dev up did not come up in 90s"
+        time.sleep(0.3)
+    return proc, json.loads((tmp_path / ".jitaccess" / "dev.json").read_text())
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+
+
+def _wait_status(tmp_path: Path, gid: str, want: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        out = _cli(tmp_path, "--as", "alice", "--json", "status", gid).stdout
+        if json.loads(out)["state"] == want:
+            return out
+        assert time.monotonic() < deadline, f"{gid} not {want} after {timeout}s: {out}"
+        time.sleep(0.5)
+
+
+def test_a_restarted_dev_stack_carries_its_grants_on(tmp_path):
+    """Issue 11: dev up keeps its keys (.jitaccess/keys.json, 0600) and Temporal's database, so after
+    a restart the grants in flight are still readable (no 500: the payloads decrypt) and still end —
+    one by its expiry timer, one by a revoke."""
+    proc, dev = _start(tmp_path, "dev-up-1.log")
+    try:
+        expiring = _cli(
+            tmp_path, "--as", "alice", "request", "secrets-readonly", "--duration", "PT60S", "--reason", "restart"
+        ).stdout.split()[0]
+        revoking = _cli(
+            tmp_path, "--as", "alice", "request", "secrets-readonly", "--duration", "PT10M", "--reason", "restart"
+        ).stdout.split()[0]
+        for gid in (expiring, revoking):
+            _wait_status(tmp_path, gid, "active", 30)
+    finally:
+        _stop(proc)
+    keys = tmp_path / ".jitaccess" / "keys.json"
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o600
+    first_keys = keys.read_text()
+
+    proc, dev2 = _start(tmp_path, "dev-up-2.log")
+    try:
+        assert keys.read_text() == first_keys  # reused, not regenerated
+        assert dev2["payload_key"] == dev["payload_key"]
+        status = json.loads(_wait_status(tmp_path, revoking, "active", 30))  # readable after the restart
+        assert status["grant_id"] == revoking
+        _cli(tmp_path, "--as", "alice", "revoke", revoking, "--reason", "after restart")
+        _wait_status(tmp_path, revoking, "revoked", 60)
+        expired = json.loads(_wait_status(tmp_path, expiring, "revoked", 90))
+        assert "expired" in (expired.get("end_reason") or ""), expired
+        verify = _cli(tmp_path, "--as", "ivan", "evidence", "verify", "--all")
+        assert "2 of 2 chains verify" in verify.stdout, verify.stdout
+    finally:
+        _stop(proc)
+    assert proc.returncode == 0, (tmp_path / "dev-up-2.log").read_text()
+    log2 = (tmp_path / "dev-up-2.log").read_text()
+    assert "Traceback" not in log2 and "payload_key_unknown" not in log2

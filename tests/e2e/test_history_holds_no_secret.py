@@ -3,11 +3,12 @@ allowed into history) and request details never appear in clear."""
 
 from __future__ import annotations
 
+import json
+
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from jitaccess.workers.codec import ENCODING
-from jitaccess.workflows.common import EVIDENCE_BY_ACTIVITY
 
 
 async def test_history_payloads_are_encrypted_and_hold_no_wrapping_token(api, settings):
@@ -34,11 +35,7 @@ async def test_history_payloads_are_encrypted_and_hold_no_wrapping_token(api, se
     ]
     # the only clear payloads are the SDK's own metadata: local-activity markers (seq, activity type,
     # times) and the patch marker / TemporalChangeVersion search attribute naming a workflow.patched() id
-    assert all(
-        (t == EventType.EVENT_TYPE_MARKER_RECORDED and b'"activity_type":"record_events"' in d)
-        or EVIDENCE_BY_ACTIVITY.encode() in d
-        for t, d in plain
-    ), plain
+    assert all(_sdk_metadata(t, d) for t, d in plain), plain
     assert sum(1 for ev in history.events for p in _payloads(ev) if p.metadata["encoding"] == ENCODING) > 5
     # an activity result and an update result carried the token: they exist, encrypted
     assert any(ev.HasField("activity_task_completed_event_attributes") for ev in history.events)
@@ -65,3 +62,16 @@ def _payloads(event):
                 stack.extend(v for v in value.values() if isinstance(v, Message))
             else:  # repeated field
                 stack.extend(value)
+
+
+def _sdk_metadata(event_type: int, data: bytes) -> bool:
+    """A clear payload the SDK writes itself: a local-activity marker, a patch marker
+    ({"id": <patch>, "deprecated": ...}) or the TemporalChangeVersion search attribute (patch ids)."""
+    if event_type == EventType.EVENT_TYPE_MARKER_RECORDED and b'"activity_type":"record_events"' in data:
+        return True
+    value = json.loads(data)
+    if event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+        return isinstance(value, dict) and set(value) <= {"id", "deprecated"}
+    if event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    return False

@@ -786,6 +786,23 @@ def test_sts_duration(role, sts, ttl, max_session, expected):
     assert cred.expires_at >= datetime.now(UTC) + timedelta(seconds=expected - 30)
 
 
+def test_sts_duration_counts_to_the_grant_expiry_and_records_the_residual_window(role, sts):
+    fixed = datetime.now(UTC) - timedelta(seconds=30)  # the workflow fixed the window 30 s before the call
+    long = sts_grant(role, ttl=1800).model_copy(
+        update={"issued_at": fixed, "expires_at": fixed + timedelta(seconds=1800)}
+    )
+    cred, _ = sts.issue(long, wrap_ttl=WRAP_TTL)
+    assert 1765 <= cred.details["duration_seconds"] <= 1770  # not a full 1800 s from now
+    assert cred.expires_at <= long.expires_at and cred.details["residual_seconds"] == 0
+    short = sts_grant(role, ttl=120).model_copy(
+        update={"issued_at": fixed, "expires_at": fixed + timedelta(seconds=120)}
+    )
+    cred, _ = sts.issue(short, wrap_ttl=WRAP_TTL)
+    assert cred.details["duration_seconds"] == 900  # STS's minimum forces a later end: recorded
+    residual = (cred.expires_at - short.expires_at).total_seconds()
+    assert cred.details["residual_seconds"] >= residual > 900 - 120
+
+
 def test_sts_duration_capped_by_the_role(moto, sts, seed):
     name = f"jit-short-{uuid.uuid4().hex[:6]}"
     trust = {

@@ -12,6 +12,7 @@ no event twice.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -27,6 +28,7 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 
 from jitaccess.config import Settings, load_catalogue, load_users
+from jitaccess.domain.commands import CommandSigner, SignerRole, public_key_text
 from jitaccess.domain.grant import GrantInput
 from jitaccess.domain.policy import AccessRequest, evaluate
 from jitaccess.domain.states import GrantState
@@ -48,6 +50,15 @@ def worker_env(settings: Settings) -> dict[str, str]:
         JITACCESS_LEDGER_URL=settings.ledger_url,
         JITACCESS_TASK_QUEUE=settings.task_queue,
     )
+    # as in production, the worker holds the API's public key only, and its own signing key
+    api = CommandSigner.from_text(settings.command_signing_key.get_secret_value(), SignerRole.api)
+    env["JITACCESS_COMMAND_PUBLIC_KEYS"] = json.dumps([public_key_text(api.public_key)])
+    env["JITACCESS_WORKER_SIGNING_KEY"] = settings.worker_signing_key.get_secret_value()
+    env["JITACCESS_CATALOGUE_FILE"] = str(settings.catalogue_file)  # the worker issues from its own catalogue
+    for name in ("command_signing_key", "worker_signing_key"):  # and trusts the test's signing keys
+        value = getattr(settings, name, None)
+        if value is not None:
+            env[f"JITACCESS_{name.upper()}"] = value.get_secret_value()
     key = getattr(settings, "payload_key", None)  # the worker must decode what the client encrypts
     if key is not None:
         env["JITACCESS_PAYLOAD_KEY"] = key.get_secret_value()
@@ -174,3 +185,69 @@ async def test_grant_expires_and_is_revoked_across_a_killed_worker(settings, tmp
     first, second = first_log.read_text(errors="replace"), second_log.read_text(errors="replace")
     assert '"type": "fulfilment.verified"' in first and '"type": "grant.expired"' not in first
     assert '"type": "grant.expired"' in second and '"type": "revocation.confirmed"' in second
+
+
+async def wait_polling(client, settings: Settings, proc: subprocess.Popen, log: Path, timeout: float = 45) -> None:
+    """Until the worker process `proc` long-polls the grant task queue (its identity is pid@host)."""
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"worker exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+        resp = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=settings.temporal_namespace,
+                task_queue=TaskQueue(name=settings.task_queue),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+            )
+        )
+        if any(p.identity.startswith(f"{proc.pid}@") for p in resp.pollers):
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"worker {proc.pid} never polled {settings.task_queue}")
+
+
+@pytest.mark.slow
+async def test_expiry_fires_on_the_surviving_worker_within_the_sticky_timeout(settings, tmp_path):
+    """Two workers; the one that ran the grant (its sticky queue holds the workflow) is killed -9.
+    The fired expiry timer's task waits on the dead worker's sticky queue only for
+    `sticky_schedule_to_start_timeout` (2 s; Temporal's default is 10 s) before the surviving worker
+    takes it: `grant.expired` is stamped with the time that task started."""
+    cat = load_catalogue(settings.catalogue_file)
+    alice = load_users(settings.users_file)["alice"].principal("alice")
+    req = AccessRequest(entitlement="secrets-readonly", duration=timedelta(seconds=10), reason="sticky test")
+    inp = GrantInput(
+        grant_id=f"grant-{uuid.uuid4()}",
+        requester=alice,
+        request=req,
+        decision=evaluate(cat, alice, req),
+        admin_groups=settings.admin_groups,
+    )
+    logs = [tmp_path / "worker-a.log", tmp_path / "worker-b.log"]
+    procs: list[subprocess.Popen] = []
+    try:
+        procs.append(start_worker(settings, logs[0]))
+        client = await connect(settings)
+        handle = await client.start_workflow(GrantWorkflow.run, inp, id=inp.grant_id, task_queue=settings.task_queue)
+        await wait_active(handle, procs[0], logs[0])
+        procs.append(start_worker(settings, logs[1]))
+        await wait_polling(client, settings, procs[1], logs[1])
+        os.killpg(procs[0].pid, signal.SIGKILL)  # the worker holding the workflow in its cache
+        assert procs[0].wait(10) == -signal.SIGKILL
+        result = await asyncio.wait_for(handle.result(), 60)
+    finally:
+        for proc in procs:
+            stop(proc)
+    assert result.state is GrantState.revoked and result.end_reason == "expired"
+    ledger = Ledger(settings.ledger_url)
+    try:
+        expired = next(e for e in ledger.events(inp.grant_id) if e.type == "grant.expired")
+    finally:
+        ledger.close()
+    late = (datetime.fromisoformat(expired.at.replace("Z", "+00:00")) - result.expires_at).total_seconds()
+    print(f"expiry handled {late:.2f}s after expires_at")
+    assert late < 4.5, f"expiry handled {late:.1f}s late (sticky queue timeout not applied?)"
+    assert '"type": "grant.expired"' in logs[1].read_text(errors="replace")

@@ -43,7 +43,7 @@ def ledger(request, tmp_path):
         url = f"sqlite:///{tmp_path}/nested/ledger.db"
     else:
         url = request.getfixturevalue("pg_database")
-    led = Ledger(url)
+    led = Ledger(url, upgrade=True)
     if request.param == "postgresql":
         # the database is shared by the session: start every test from empty tables
         with led.engine.begin() as conn:
@@ -93,7 +93,7 @@ def summary(grant_id: str, state: str, seq: int, requester: str = "alice", **kw)
 
 
 def test_sqlite_creates_parent_dir(tmp_path):
-    led = Ledger(f"sqlite:///{tmp_path}/a/b/c/ledger.db")
+    led = Ledger(f"sqlite:///{tmp_path}/a/b/c/ledger.db", upgrade=True)
     try:
         assert (tmp_path / "a/b/c/ledger.db").exists()
     finally:
@@ -229,3 +229,27 @@ def test_events_after_cursor_paging(ledger):
     # resuming from the middle gives just the rest
     mid = expected[6]
     assert ledger.events_after(f"{mid.at}|{mid.event_id}") == expected[7:]
+
+
+def test_grant_rows_keep_their_read_facts_and_lists_filter_on_them(ledger):
+    """Issue 8: the `scope` column (jitaccess.domain.access.ReadFacts) moves forward with the row, a
+    summary without it leaves it alone, and `visible` filters before the limit."""
+    for i, who in enumerate(["alice", "dave", "alice", "dave", "alice"]):
+        scope = {"object_id": f"g-v{i}", "requester": who, "deciders": []}
+        ledger.append(
+            chain(f"g-v{i}", 1, T0 + timedelta(minutes=i)), {**summary(f"g-v{i}", "requested", 1, who), "scope": scope}
+        )
+    ledger.append(
+        chain("g-v0", 2)[1:],
+        {**summary("g-v0", "active", 2), "scope": {"object_id": "g-v0", "requester": "alice", "deciders": ["bob"]}},
+    )
+    assert ledger.grant("g-v0")["scope"]["deciders"] == ["bob"]
+    ledger.append(chain("g-v0", 3)[2:], summary("g-v0", "active", 3))  # no scope in this summary: kept
+    assert ledger.grant("g-v0")["scope"]["deciders"] == ["bob"]
+
+    def alices(row):
+        return row["scope"]["requester"] == "alice"
+
+    assert [r["grant_id"] for r in ledger.grants(visible=alices)] == ["g-v4", "g-v2", "g-v0"]
+    assert [r["grant_id"] for r in ledger.grants(visible=alices, limit=2)] == ["g-v4", "g-v2"]
+    assert [r["grant_id"] for r in ledger.grants(visible=lambda r: "bob" in r["scope"]["deciders"])] == ["g-v0"]

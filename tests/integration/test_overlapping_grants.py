@@ -68,6 +68,7 @@ def catalogue(group: str) -> Catalogue:
                     "provider": {"type": "aws_iam_group", "params": {"group": group}},
                     "default_duration": "PT10M",
                     "max_duration": "PT1H",
+                    "min_duration": "PT1S",
                     "requester_groups": ["platform"],
                     "approval": {"auto_approve": True},
                     "reason_required": True,
@@ -112,7 +113,9 @@ async def test_revoking_one_grant_keeps_the_access_the_other_holds(settings, iam
     )
     assert not member(iam, "alice", group)
 
-    async with running_worker(settings, providers=ProviderRegistry({provider.name: provider})) as (client, ledger):
+    async with running_worker(
+        settings, providers=ProviderRegistry({provider.name: provider}), catalogue=catalogue(group)
+    ) as (client, ledger):
         ha = await client.start_workflow(GrantWorkflow.run, a, id=a.grant_id, task_queue=settings.task_queue)
         await wait_state(ha, GrantState.active)
         hb = await client.start_workflow(GrantWorkflow.run, b, id=b.grant_id, task_queue=settings.task_queue)
@@ -158,7 +161,9 @@ async def test_failed_issue_does_not_remove_access_another_grant_holds(settings,
     a = grant_input(settings, "alice", ENTITLEMENT, timedelta(minutes=10), catalogue=cat)
     flaky = FailsToIssue(provider, {a.grant_id}, partial=True)
 
-    async with running_worker(settings, providers=ProviderRegistry({provider.name: flaky})) as (client, ledger):
+    async with running_worker(
+        settings, providers=ProviderRegistry({provider.name: flaky}), catalogue=catalogue(group)
+    ) as (client, ledger):
         hb = await client.start_workflow(GrantWorkflow.run, b, id=b.grant_id, task_queue=settings.task_queue)
         await wait_state(hb, GrantState.active)
         assert member(iam, "alice", group)
@@ -184,7 +189,9 @@ async def test_failed_issue_alone_is_cleaned_up(settings, iam, group, provider):
     # no other holder: what the failed issue added is removed and confirmed absent
     a = grant_input(settings, "alice", ENTITLEMENT, timedelta(minutes=10), catalogue=catalogue(group))
     flaky = FailsToIssue(provider, {a.grant_id}, partial=True)
-    async with running_worker(settings, providers=ProviderRegistry({provider.name: flaky})) as (client, ledger):
+    async with running_worker(
+        settings, providers=ProviderRegistry({provider.name: flaky}), catalogue=catalogue(group)
+    ) as (client, ledger):
         ra = await client.execute_workflow(GrantWorkflow.run, a, id=a.grant_id, task_queue=settings.task_queue)
         assert ra.state is GrantState.issue_failed
         cleanup = one(ledger.events(a.grant_id), "credential.cleanup_confirmed")

@@ -229,7 +229,7 @@ async def test_a_ledger_that_lags_its_workflow_never_turns_live_access_into_an_o
     async with running_worker(settings) as (client, ledger):
         handle = await client.start_workflow(GrantWorkflow.run, inp, id=inp.grant_id, task_queue=settings.task_queue)
         await wait_state(handle, GrantState.active, ledger=ledger)
-        blank = Ledger(f"sqlite:///{tmp_path}/lagging.db")  # a ledger that has not seen this grant yet
+        blank = Ledger(f"sqlite:///{tmp_path}/lagging.db", upgrade=True)  # a ledger that has not seen this grant yet
         try:
             scan = ReconcileActivities(build_providers(settings), blank, client=client)
             raw = compare(await scan.snapshot())

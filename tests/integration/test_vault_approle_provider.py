@@ -339,3 +339,15 @@ def test_unreachable_vault_is_retryable():
     with pytest.raises(ProviderError) as ei:
         down.list_managed()
     assert ei.value.retryable is True
+
+
+def test_secret_id_ttl_ends_at_the_grant_expiry(root, provider):
+    fixed = datetime.now(UTC) - timedelta(seconds=5)
+    grant = make_grant(ttl=60).model_copy(update={"issued_at": fixed, "expires_at": fixed + timedelta(seconds=60)})
+    cred, _ = provider.issue(grant, wrap_ttl=WRAP_TTL)
+    data = root.adapter.post(
+        f"/v1/auth/approle/role/{ROLE}/secret-id-accessor/lookup", json={"secret_id_accessor": cred.reference}
+    )["data"]
+    assert datetime.fromisoformat(data["expiration_time"]) <= grant.expires_at
+    assert cred.details["secret_id_ttl"] <= 55 and cred.expires_at <= grant.expires_at
+    provider.revoke(cred)

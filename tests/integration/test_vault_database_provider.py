@@ -394,3 +394,17 @@ def test_seed_is_idempotent(openbao, vault_postgres, provider):
     assert "platform-readonly" in again.message
     cred, _ = provider.issue(make_grant(), wrap_ttl=WRAP_TTL)
     assert provider.revoke(cred) is True
+
+
+def test_lease_and_owner_token_end_at_the_grant_expiry(root, provider):
+    fixed = datetime.now(UTC) - timedelta(seconds=5)
+    grant = make_grant(ttl=120, max_ttl=600).model_copy(
+        update={"issued_at": fixed, "expires_at": fixed + timedelta(seconds=120)}
+    )
+    cred, _ = provider.issue(grant, wrap_ttl=WRAP_TTL)
+    lease = root.sys.read_lease(cred.reference)["data"]
+    owner = root.auth.token.lookup_accessor(cred.details["token_accessor"])["data"]
+    assert datetime.fromisoformat(lease["expire_time"]) <= grant.expires_at
+    assert datetime.fromisoformat(owner["expire_time"]) <= grant.expires_at
+    assert cred.expires_at <= grant.expires_at and cred.details["lease_ttl_seconds"] <= 115
+    provider.revoke(cred)

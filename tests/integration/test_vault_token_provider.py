@@ -271,3 +271,27 @@ def test_extend_moves_the_ttl_backstop_up_to_the_cumulative_cap(provider, openba
         provider.extend(cred, 5000)
     assert not e.value.retryable and "explicit max" in str(e.value)
     provider.revoke(cred)
+
+
+def test_ttl_ends_at_the_grant_expiry_however_late_the_issue_runs(root, provider):
+    """The workflow fixed the grant's window 5 s before this call: the token's TTL counts down to
+    the grant's expiry (rounded down), not a full duration from its creation."""
+    fixed = datetime.now(UTC) - timedelta(seconds=5)
+    grant = make_grant(ttl=60).model_copy(
+        update={"issued_at": fixed, "expires_at": fixed + timedelta(seconds=60), "max_ttl_seconds": 120}
+    )
+    cred, _ = provider.issue(grant, wrap_ttl=WRAP_TTL)
+    data = root.auth.token.lookup_accessor(cred.reference)["data"]
+    assert datetime.fromisoformat(data["expire_time"]) <= grant.expires_at
+    assert 50 <= data["ttl"] <= 55 and data["explicit_max_ttl"] <= 115  # the cap counts from the window too
+    assert cred.expires_at <= grant.expires_at and cred.details["ttl_seconds"] <= 55
+    provider.revoke(cred)
+
+
+def test_a_grant_already_expired_is_not_issued(provider):
+    past = datetime.now(UTC) - timedelta(seconds=61)
+    grant = make_grant(ttl=60).model_copy(update={"issued_at": past, "expires_at": past + timedelta(seconds=60)})
+    with pytest.raises(ProviderError, match="expired") as e:
+        provider.issue(grant, wrap_ttl=WRAP_TTL)
+    assert e.value.retryable is False
+    assert provider.list_managed(grant.grant_id) == []

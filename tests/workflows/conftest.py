@@ -18,13 +18,19 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from jitaccess.devstack import binary
+from jitaccess.domain.commands import CommandSigner, SignerRole
+from jitaccess.service.signing import CommandSigningInterceptor
 
 
 @pytest.fixture
-async def time_env() -> AsyncIterator[WorkflowEnvironment]:
-    """A fresh time-skipping test server (the pip-installed binary; nothing is downloaded)."""
+async def time_env(command_keys) -> AsyncIterator[WorkflowEnvironment]:
+    """A fresh time-skipping test server (the pip-installed binary; nothing is downloaded). Its
+    client signs commands with the session's API key, as the API's client does."""
+    signer = CommandSigner.from_text(command_keys["command_signing_key"], SignerRole.api)
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=binary("temporal-test-server"), data_converter=pydantic_data_converter
+        test_server_existing_path=binary("temporal-test-server"),
+        data_converter=pydantic_data_converter,
+        interceptors=[CommandSigningInterceptor(signer)],
     )
     try:
         yield env

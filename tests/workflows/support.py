@@ -120,6 +120,16 @@ def one(events: list[IdentityEvent], type_: str) -> IdentityEvent:
     return found[0]
 
 
+def signed_data(ev: IdentityEvent, action: str) -> dict:
+    """A decision event's data without its command signature, after checking the signature is there:
+    signed by the API, for this grant and this action."""
+    data = dict(ev.data)
+    cmd = data.pop("command")
+    assert (cmd["target"], cmd["action"], cmd["role"]) == (ev.grant_id, action, "api"), cmd
+    assert cmd["signature"] and cmd["key_id"].startswith("ed25519:") and cmd["body"]["actor"]["id"] == ev.actor.id
+    return data
+
+
 def at(ev: IdentityEvent) -> datetime:
     return datetime.fromisoformat(ev.at.replace("Z", "+00:00"))
 

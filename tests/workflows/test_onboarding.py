@@ -46,7 +46,23 @@ SERVICE_CATALOGUE = {
             "default_duration": "PT1H",
             "max_duration": "P1D",
             "requester_groups": ["platform"],
-            "approval": {"approver_groups": ["security"]},
+            # the onboarding automation is pre-authorised; anyone else needs security
+            "approval": {
+                "approver_groups": ["security"],
+                "auto_rules": [{"name": "automation", "requester_groups": ["platform-automation"]}],
+            },
+        },
+        {
+            "id": "svc-lead-secret-id",
+            "description": "AppRole secret-ID that platform-leads approve",
+            "provider": {
+                "type": "vault_approle",
+                "params": {"role_name": "payments-api", "policies": ["jit-payments-read"]},
+            },
+            "default_duration": "PT1H",
+            "max_duration": "P1D",
+            "requester_groups": ["platform"],
+            "approval": {"approver_groups": ["platform-leads"]},
         },
         {
             "id": "svc-broken",
@@ -79,6 +95,14 @@ SERVICE_CATALOGUE = {
             "pre_approved_environments": ["staging"],
             "max_lifetime": "PT1H",
         },
+        {
+            "id": "by-hand",
+            "description": "platform engineers onboard by hand; the secret-ID still needs platform-leads",
+            "entitlements": ["svc-kv-read", "svc-lead-secret-id"],
+            "environments": ["staging"],
+            "requester_groups": ["platform"],
+            "max_lifetime": "PT1H",
+        },
     ],
 }
 
@@ -91,20 +115,28 @@ def svc_settings(settings, tmp_path, openbao):
     return settings.model_copy(update={"catalogue_file": path})
 
 
-def make_input(settings, requester: str, template: str, env: str = "staging") -> OnboardingInput:
+def make_input(
+    settings,
+    requester: str,
+    template: str,
+    env: str = "staging",
+    team: str = "platform-leads",
+    service: str = "payments-api",
+) -> OnboardingInput:
     who = principal(settings, requester)
+    owner = principal(settings, who.owner) if who.owner else None
     req = OnboardingRequest(
         template=template,
         reason="new service",
         workload=WorkloadContext(
-            service="payments-api",
-            owning_team="platform-leads",
+            service=service,
+            owning_team=team,
             environment=env,
             repository="git@example.com:pay/api.git",
             dependencies=("postgres", "vault"),
         ),
     )
-    decision = evaluate_onboarding(load_catalogue(settings.catalogue_file), who, req)
+    decision = evaluate_onboarding(load_catalogue(settings.catalogue_file), who, req, owner=owner)
     assert decision.allowed, decision.messages
     return OnboardingInput(
         onboarding_id=onboarding_id(req.workload),
@@ -210,3 +242,39 @@ async def test_production_needs_the_owning_team_and_security(svc_settings):
     assert result.state.value == "offboarded"
     granted = [e for e in ledger.events(inp.onboarding_id) if e.type == "approval.granted"]
     assert [(e.actor.id, e.data["stage"]) for e in granted] == [("frank", "owning-team"), ("bob", "security")]
+
+
+async def test_the_owning_teams_vote_alone_does_not_complete_a_childs_own_stage(svc_settings):
+    """Issue 8: alice (platform) names her own team; her peer dave approves for it. The secret-ID's own
+    rule needs platform-leads, so the onboarding waits for frank before anything is issued."""
+    s = svc_settings
+    inp = make_input(s, "alice", "by-hand", team="platform", service="alice-svc")
+    assert not inp.decision.pre_approved
+    assert [st.name for st in inp.decision.stages] == ["owning-team", "svc-lead-secret-id-approvers"]
+    async with running_worker(s) as (client, ledger):
+        handle = await client.start_workflow(
+            ServiceOnboardingWorkflow.run, inp, id=inp.onboarding_id, task_queue=s.task_queue
+        )
+        await wait_for(handle, lambda o: o.state.value == "awaiting_approval")
+        o = await handle.execute_update(ServiceOnboardingWorkflow.approve, ActionInput(actor=principal(s, "dave")))
+        assert o.state.value == "awaiting_approval" and o.children == []  # the owning team alone: not enough
+        with pytest.raises(WorkflowUpdateFailedError) as e:
+            await handle.execute_update(ServiceOnboardingWorkflow.approve, ActionInput(actor=principal(s, "alice")))
+        assert e.value.cause.details[1] == "self_approval"
+        await handle.execute_update(ServiceOnboardingWorkflow.approve, ActionInput(actor=principal(s, "frank")))
+        o = await wait_for(handle, lambda o: o.state.value == "active")
+        assert {ch.entitlement for ch in o.children} == {"svc-kv-read", "svc-lead-secret-id"}
+        await handle.execute_update(
+            ServiceOnboardingWorkflow.offboard, ActionInput(actor=principal(s, "alice"), comment="done")
+        )
+        result = await asyncio.wait_for(handle.result(), 60)
+    assert result.state.value == "offboarded"
+    evs = ledger.events(inp.onboarding_id)
+    granted = [(e.actor.id, e.data["stage"]) for e in evs if e.type == "approval.granted"]
+    assert granted == [("dave", "owning-team"), ("frank", "svc-lead-secret-id-approvers")]
+    decided = next(e for e in evs if e.type == "policy.decided")
+    assert decided.data["stage_sources"] == {
+        "owning-team": ["template:by-hand/owning-team"],
+        "svc-lead-secret-id-approvers": ["entitlement:svc-lead-secret-id/approvers"],
+    }
+    assert decided.data["entitlement_rules"]["svc-lead-secret-id"] == "entitlement:svc-lead-secret-id/approval"

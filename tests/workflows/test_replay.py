@@ -34,6 +34,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from jitaccess.domain.grant import Grant, GrantInput
+from jitaccess.workers.common import WORKFLOW_RUNNER
 from jitaccess.workflows.grant import GrantWorkflow
 from tests.conftest import running_worker
 from tests.workflows.support import full_lifecycle
@@ -42,7 +43,11 @@ FIXTURE = Path(__file__).parents[1] / "fixtures" / "histories" / "grant_full_lif
 
 
 def replayer(*workflows) -> Replayer:
-    return Replayer(workflows=list(workflows) or [GrantWorkflow], data_converter=pydantic_data_converter)
+    return Replayer(
+        workflows=list(workflows) or [GrantWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=WORKFLOW_RUNNER,
+    )
 
 
 def recorded() -> WorkflowHistory:
@@ -89,7 +94,7 @@ async def test_fresh_history_replays(settings):
         history = await handle.fetch_history()
     assert any(e.event_type == EventType.EVENT_TYPE_TIMER_FIRED for e in history.events)
     # replay with the converter the history was written with (it may carry a payload codec)
-    fresh = Replayer(workflows=[GrantWorkflow], data_converter=client.data_converter)
+    fresh = Replayer(workflows=[GrantWorkflow], data_converter=client.data_converter, workflow_runner=WORKFLOW_RUNNER)
     assert (await fresh.replay_workflow(history)).replay_failure is None
     # and through JSON, the form the fixture is stored in
     again = WorkflowHistory.from_json(history.workflow_id, history.to_json())

@@ -5,6 +5,7 @@ updates on the dev server. Notifications go over real HTTP to a local receiver."
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -18,6 +19,7 @@ from jitaccess.domain.contracts import GrantOptions
 from jitaccess.domain.grant import ActionInput, Delegation, ExtendInput, GrantInput, ReviewInput
 from jitaccess.domain.policy import AccessRequest, evaluate, evaluate_extension
 from jitaccess.domain.states import GrantState
+from jitaccess.ledger import Ledger
 from jitaccess.workflows.grant import GrantWorkflow
 from tests.conftest import running_worker
 from tests.http_receiver import HttpReceiver
@@ -244,6 +246,59 @@ async def test_extension_auto_approved_moves_expiry_and_the_vault_backstop(setti
         "extension.approved",
         "extension.applied",
     ]
+
+
+class LedgerHoldingExtensionApplied(Ledger):
+    """A real ledger whose write of `extension.applied` waits until the test lets it go, so the
+    workflow sits in that flush (the first extension applied, the wait not yet re-armed)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.holding, self.release = threading.Event(), threading.Event()
+
+    def append(self, events, summary=None):
+        events = list(events)
+        if any(e.type == "extension.applied" for e in events) and not self.release.is_set():
+            self.holding.set()
+            self.release.wait(30)
+        return super().append(events, summary)
+
+
+async def test_second_extension_arriving_while_the_first_is_applied_is_applied_at_once(settings):
+    """Regression: the second (auto-approved) extension arrived while the workflow wrote the first
+    one's `extension.applied`; the active phase then cleared its wake flag and slept until the old
+    expiry, leaving the second extension `approved` but not applied (and the provider TTL unmoved)."""
+    held = LedgerHoldingExtensionApplied(settings.ledger_url)
+    async with running_worker(settings, ledger=held) as (client, ledger):
+        inp = make_input(settings, "alice", "secrets-readonly", timedelta(minutes=10))
+        handle = await client.start_workflow(GrantWorkflow.run, inp, id=inp.grant_id, task_queue=settings.task_queue)
+        g = await wait_state(handle, GrantState.active)
+        alice = principal(settings, "alice")
+        first = evaluate_extension(g.decision, alice, g.duration, timedelta(minutes=10))
+        await handle.execute_update(GrantWorkflow.extend, ExtendInput(actor=alice, reason="one", decision=first))
+        assert await asyncio.to_thread(held.holding.wait, 20), "extension.applied was never written"
+        g1 = await handle.query(GrantWorkflow.status)
+        assert g1.extension.status == "applied" and g1.duration_seconds == 20 * 60
+        second = evaluate_extension(g1.decision, alice, g1.duration, timedelta(minutes=10))
+        g2 = await handle.execute_update(GrantWorkflow.extend, ExtendInput(actor=alice, reason="two", decision=second))
+        assert g2.extension.status == "approved"
+        held.release.set()
+        for _ in range(100):
+            g3 = await handle.query(GrantWorkflow.status)
+            if g3.extensions_applied == 2:
+                break
+            await asyncio.sleep(0.1)
+        assert g3.extensions_applied == 2 and g3.extension.status == "applied", g3.extension
+        assert g3.expires_at - g.expires_at == timedelta(minutes=20) and g3.duration_seconds == 30 * 60
+        ttl = vault_root(settings).auth.token.lookup_accessor(g.credential.reference)["data"]["ttl"]
+        assert 25 * 60 < ttl <= 30 * 60  # the provider backstop moved for the second one too
+        await handle.execute_update(GrantWorkflow.revoke, ActionInput(actor=alice, comment="done"))
+        await handle.result()
+    assert [t for t in types(ledger.events(inp.grant_id)) if t.startswith("extension.")] == [
+        "extension.requested",
+        "extension.approved",
+        "extension.applied",
+    ] * 2
 
 
 async def test_extension_refused_leaves_the_expiry_untouched(settings):

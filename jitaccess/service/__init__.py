@@ -1,0 +1,1 @@
+"""Use cases between the entrypoints (API, CLI, console) and the workflows."""
