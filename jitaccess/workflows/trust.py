@@ -11,6 +11,8 @@ key in the trusted ring (verify-only) for as long as workflows that used it may 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from temporalio import workflow
@@ -39,6 +41,18 @@ _installed: dict[str, Any] = {}
 def install(verifier: CommandVerifier, signer: CommandSigner) -> None:
     """Called by the worker factory before the worker polls (one key set per process)."""
     _installed["verifier"], _installed["signer"] = verifier, signer
+
+
+@contextmanager
+def installed(verifier: CommandVerifier, signer: CommandSigner) -> Iterator[None]:
+    """Install for a while (replaying a history recorded with other keys), then restore."""
+    before = dict(_installed)
+    install(verifier, signer)
+    try:
+        yield
+    finally:
+        _installed.clear()
+        _installed.update(before)
 
 
 def verifier() -> CommandVerifier:

@@ -22,6 +22,7 @@ add a new recording beside the old one (tests/fixtures/record_history.py OUT.jso
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -33,10 +34,13 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from jitaccess.domain.commands import CommandSigner, CommandVerifier, SignerRole, load_public_key, new_private_key_text
 from jitaccess.domain.grant import Grant, GrantInput
 from jitaccess.workers.common import WORKFLOW_RUNNER
+from jitaccess.workflows import trust
 from jitaccess.workflows.grant import GrantWorkflow
 from tests.conftest import running_worker
+from tests.fixtures.record_history import keys_file
 from tests.workflows.support import full_lifecycle
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "histories" / "grant_full_lifecycle.json"
@@ -69,6 +73,37 @@ def test_fixture_covers_the_whole_lifecycle():
 async def test_recorded_history_replays():
     result = await replayer().replay_workflow(recorded())
     assert result.replay_failure is None
+
+
+SIGNED = FIXTURE.with_name("grant_signed_lifecycle.json")
+
+
+def recording_trust(history: Path) -> trust.CommandVerifier:
+    """The verifier of the keys a history was recorded with (their public halves sit beside it)."""
+    keys = json.loads(keys_file(history).read_text())
+    return CommandVerifier(
+        [
+            (load_public_key(keys["command_public_key"]), SignerRole.api),
+            (load_public_key(keys["worker_public_key"]), SignerRole.worker),
+        ]
+    )
+
+
+async def test_signed_commands_history_replays():
+    """Recorded with signed commands, the signed issue request, the provider expiry from the grant and
+    evidence written by an activity: replayed with the recording's public keys (the worker re-verifies
+    the signed start on replay, so a public key stays trusted while its workflows may replay)."""
+    history = WorkflowHistory.from_json("grant-fixture-full-lifecycle", SIGNED.read_text())
+    kinds = Counter(e.event_type for e in history.events)
+    assert kinds[EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED] == 2
+    assert kinds[EventType.EVENT_TYPE_TIMER_FIRED] == 1
+    throwaway = CommandSigner.from_text(new_private_key_text(), SignerRole.worker)
+    with trust.installed(recording_trust(SIGNED), throwaway):
+        assert (await replayer().replay_workflow(history)).replay_failure is None
+    # with a key ring that no longer holds the recording's API key, the start is judged forged: replay fails
+    stranger = CommandSigner.from_text(new_private_key_text(), SignerRole.api)
+    with trust.installed(CommandVerifier([(stranger.public_key, SignerRole.api)]), throwaway):
+        assert (await replayer().replay_workflow(history, raise_on_replay_failure=False)).replay_failure is not None
 
 
 @workflow.defn(name="GrantWorkflow", sandboxed=False)
