@@ -1,7 +1,8 @@
 """The `jitaccess` CLI: a client of the HTTP API, plus `dev up`, `worker` and `api` to run the pieces.
 
-Where it finds the API and a token: --api / JITACCESS_API and JITACCESS_TOKEN,
-else .jitaccess/dev.json written by `jitaccess dev up` (with --as USER).
+Where it finds the API: --api / JITACCESS_API, else .jitaccess/dev.json written by `jitaccess dev up`.
+Its token: --as USER signs a dev user in at the dev stack's identity provider; else JITACCESS_TOKEN;
+else the sign-in cached by `jitaccess auth login` (jitaccess.cli_auth), refreshed when needed.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from jitaccess.textsafe import markup_safe
 
 app = typer.Typer(help="Just-in-time access: request, approve, fetch, revoke, and prove it.", no_args_is_help=True)
 dev_app = typer.Typer(help="The embedded development stack.", no_args_is_help=True)
-evidence_app = typer.Typer(help="Evidence: verify the identity-event hash chains.", no_args_is_help=True)
+evidence_app = typer.Typer(
+    help="Evidence: verify chains and signed checkpoints, make checkpoints, export bundles.", no_args_is_help=True
+)
 app.add_typer(dev_app, name="dev")
 app.add_typer(evidence_app, name="evidence")
 db_app = typer.Typer(help="The ledger database: schema migrations.", no_args_is_help=True)
@@ -45,7 +48,7 @@ ctx = Ctx()
 
 @app.callback()
 def main(
-    as_user: str | None = typer.Option(None, "--as", help="act as this dev user (token from .jitaccess/dev.json)"),
+    as_user: str | None = typer.Option(None, "--as", help="act as this dev user (signs in at the dev stack's IdP)"),
     api: str | None = typer.Option(None, "--api", envvar="JITACCESS_API", help="API base URL"),
     as_json: bool = typer.Option(False, "--json", help="print raw JSON"),
 ) -> None:
@@ -82,15 +85,15 @@ def _client() -> httpx.Client:
     base = ctx.api or dev.get("api_url")
     if not base:
         raise _fail("no API: pass --api URL, set JITACCESS_API, or run `jitaccess dev up` in this directory")
-    if ctx.user:
-        token = dev.get("users", {}).get(ctx.user)
-        if not token:
-            known = ", ".join(dev.get("users", {})) or "none (no .jitaccess/dev.json)"
-            raise _fail(f"unknown dev user {ctx.user!r}; known: {known}")
-    else:
-        token = os.environ.get("JITACCESS_TOKEN")
-        if not token:
-            raise _fail("no credentials: pass --as USER (dev stack) or set JITACCESS_TOKEN")
+    from jitaccess.cli_auth import SignInError, current_token, dev_token
+
+    try:
+        if ctx.user:
+            token = dev_token(dev, ctx.user)
+        else:
+            token = os.environ.get("JITACCESS_TOKEN") or current_token(dev)
+    except SignInError as e:
+        raise _fail(str(e)) from None
     return httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60)
 
 
@@ -400,8 +403,20 @@ def events(grant_id: str) -> None:
 def evidence_verify(
     grant_id: str | None = typer.Argument(None),
     all_: bool = typer.Option(False, "--all", help="every grant in the ledger"),
+    ledger: str | None = typer.Option(None, "--ledger", help="verify offline, straight from this ledger URL"),
+    public_key: list[Path] = typer.Option([], "--public-key", help="checkpoint public key file (offline)"),
+    checkpoints: Path | None = typer.Option(None, "--checkpoints", help="exported checkpoints directory (offline)"),
+    command_key: list[Path] = typer.Option([], "--command-key", help="API public key file(s): signed commands"),
+    worker_key: list[Path] = typer.Option([], "--worker-key", help="worker public key file(s): signed signals"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
 ) -> None:
-    """Recompute hash chains from the ledger and name the first broken link."""
+    """Recompute hash chains and name the first broken link. With --ledger: offline, no API — also the
+    global log's Merkle tree, the signed checkpoints and the signed commands (exit 1 on any finding)."""
+    if ledger:
+        from jitaccess.evidence.cli import offline_verify
+
+        json_out = as_json or ctx.json
+        return offline_verify(grant_id, all_, ledger, public_key, checkpoints, command_key, worker_key, json_out)
     if bool(grant_id) == all_:
         raise _fail("give a GRANT_ID or --all", 2)
     results = (
@@ -472,9 +487,15 @@ def reconcile(
         raise _fail(r["error"])
 
 
-@app.command()
-def catalog() -> None:
-    """List the entitlements you can ask for."""
+catalog_app = typer.Typer(help="The catalogue: what you can ask for; `check` a catalogue file.")
+app.add_typer(catalog_app, name="catalog")
+
+
+@catalog_app.callback(invoke_without_command=True)
+def catalog(context: typer.Context) -> None:
+    """List the entitlements you can ask for (`catalog check [FILE]` checks a catalogue file)."""
+    if context.invoked_subcommand is not None:
+        return
     r = _call("GET", "/v1/catalog")
     if ctx.json:
         console.print_json(data=r)
@@ -485,6 +506,28 @@ def catalog() -> None:
         rule = "auto" if a["auto_approve"] else f"{a['min_approvals']} of {', '.join(a['approver_groups'])}"
         t.add_row(e["id"], e["description"], e["max_duration"], rule, "yes" if e["you_may_request"] else "no")
     console.print(t)
+
+
+@catalog_app.command("check")
+def catalog_check(
+    file: Path | None = typer.Argument(None, help="catalogue YAML (default: JITACCESS_CATALOGUE_FILE)"),
+) -> None:
+    """Check a catalogue file as workers and the API load it, every provider's params included:
+    OK with its policy version, or each problem naming the entitlement and field (exit 1)."""
+    from jitaccess.config import Settings, load_catalogue
+    from jitaccess.config.settings import ConfigError
+
+    path = file or Settings().catalogue_file
+    try:
+        cat = load_catalogue(path)
+    except ConfigError as e:
+        first, *problems = str(e).splitlines()
+        err.print(f"[red]error:[/red] {markup_safe(first)}", soft_wrap=True)
+        for line in problems:
+            err.print(f"  {markup_safe(line)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    what = f"{len(cat.entitlements)} entitlements, policy version {cat.version}"
+    console.print(f"OK: {markup_safe(str(path))}: {what}", highlight=False, soft_wrap=True)
 
 
 @dev_app.command("up")
@@ -579,6 +622,36 @@ def keys_rotate() -> None:
         highlight=False,
         soft_wrap=True,
     )
+
+
+@keys_app.command("new-signing-key")
+def keys_new_signing_key() -> None:
+    """Print a new Ed25519 command signing key (stdout) and its public key (stderr), for
+    JITACCESS_COMMAND_SIGNING_KEY / _WORKER_SIGNING_KEY and the *_PUBLIC_KEYS lists (docs/operations.md)."""
+    from jitaccess.domain.commands import CommandSigner, SignerRole, new_private_key_text, public_key_text
+
+    key = new_private_key_text()
+    print(key, flush=True)
+    public = public_key_text(CommandSigner.from_text(key, SignerRole.api).public_key)
+    err.print(f"public key (add it to the verifiers' *_PUBLIC_KEYS list before switching): {public}", highlight=False)
+
+
+def _register_evidence() -> None:
+    from jitaccess.evidence.cli import register
+
+    register(app, evidence_app)
+
+
+_register_evidence()  # evidence checkpoint / public-key / export / verify-bundle, export, report
+
+
+def _register_auth() -> None:
+    from jitaccess.cli_auth import register
+
+    register(app, _dev, lambda: ctx.user)
+
+
+_register_auth()  # auth login / print-token / status / logout
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 Temporal dev server (SQLite file with WAL, UI on), OpenBao dev server
 (-dev-no-store-token), the worker and the API in this process; seeds OpenBao,
-writes .jitaccess/dev.json, prints the dev users' tokens and streams identity
-events until Ctrl-C, then stops everything it started.
+makes OpenBao the identity provider the API trusts (jitaccess.dev.identity: the dev users sign in
+with passwords, step-up with TOTP, deploy-bot with AppRole), writes .jitaccess/dev.json and streams
+identity events until Ctrl-C, then stops everything it started.
 """
 
 from __future__ import annotations
@@ -23,18 +24,16 @@ from rich.panel import Panel
 from rich.text import Text
 
 from jitaccess.api import create_app
-from jitaccess.config import Settings
+from jitaccess.config import Settings, load_users
 from jitaccess.config.settings import EXAMPLES
-from jitaccess.devstack import Server, free_port, port_open, start_moto, start_openbao, start_temporal
+from jitaccess.dev.identity import DevIdentity, seed_dev_identity
+from jitaccess.dev.seed import seed_dev_approle, seed_dev_aws, seed_dev_database, seed_dev_vault
+from jitaccess.dev.servers import Server, free_port, port_open, start_moto, start_openbao, start_temporal
 from jitaccess.domain.commands import new_private_key_text
 from jitaccess.domain.events import IdentityEvent
 from jitaccess.ledger import Ledger
 from jitaccess.ledger.evidence_log import load_checkpoint_key, public_key_of
 from jitaccess.ledger.migrate import upgrade as upgrade_ledger
-from jitaccess.providers.aws import seed_dev_aws
-from jitaccess.providers.vault_approle import seed_dev_approle
-from jitaccess.providers.vault_database import seed_dev_database
-from jitaccess.providers.vault_token import seed_dev_vault
 from jitaccess.textsafe import printable
 from jitaccess.workers.checkpointing import ensure_checkpoint_schedule
 from jitaccess.workers.codec import new_key
@@ -97,12 +96,12 @@ def open_private_append(path: Path):
     return os.fdopen(fd, "a", buffering=1)
 
 
-def _write_users(workdir: Path) -> dict[str, str]:
-    raw = yaml.safe_load((EXAMPLES / "users.yaml").read_text())
-    for entry in raw["users"].values():
-        entry["token"] = "dev-" + secrets.token_urlsafe(18)
-    write_private(workdir / "users.yaml", yaml.safe_dump(raw))
-    return {name: e["token"] for name, e in raw["users"].items()}
+def _seed_identity(workdir: Path, vault_addr: str, root: str) -> DevIdentity:
+    """OpenBao as the identity provider for the example users (generated passwords, TOTP secrets,
+    deploy-bot's AppRole); users.yaml stays the API's directory (no credentials in it)."""
+    directory = (EXAMPLES / "users.yaml").read_text()
+    write_private(workdir / "users.yaml", directory)
+    return seed_dev_identity(vault_addr, root, load_users(workdir / "users.yaml"))
 
 
 def format_event(ev: IdentityEvent) -> Text:
@@ -205,11 +204,12 @@ async def dev_up(workdir: Path, random_ports: bool = False) -> None:
             seed_dev_vault(bao.address, root, yaml.safe_load((EXAMPLES / "vault_policies.yaml").read_text()))
             approle = seed_dev_approle(bao.address, root)
             console.print(f"[dim]OpenBao AppRole: {approle.message}[/dim]")
-        tokens = _write_users(workdir)
+        with console.status("making OpenBao the identity provider (users, groups, MFA, OIDC provider) ..."):
+            idp = _seed_identity(workdir, bao.address, root)
         with console.status("starting moto (the AWS test double) and seeding Identity Center, IAM and a role ..."):
             moto = start_moto(workdir)
             servers.append(moto)
-            aws = seed_dev_aws(moto.address, AWS_REGION, list(tokens))
+            aws = seed_dev_aws(moto.address, AWS_REGION, list(idp.users))
         postgres_dsn = _dev_database()
         if postgres_dsn:
             with console.status("configuring the database secrets engine against local PostgreSQL ..."):
@@ -229,6 +229,7 @@ async def dev_up(workdir: Path, random_ports: bool = False) -> None:
             vault_token=root,
             ledger_url=f"sqlite:///{workdir / 'ledger.db'}",
             users_file=workdir / "users.yaml",
+            oidc_issuers=idp.issuers,
             api_port=api_port,
             payload_key=payload_key,
             aws_endpoint_url=moto.address,
@@ -263,7 +264,11 @@ async def dev_up(workdir: Path, random_ports: bool = False) -> None:
             "aws_endpoint": moto.address,
             "aws_region": AWS_REGION,
             "postgres_dsn": postgres_dsn,
-            "users": tokens,
+            # sign-in: the issuers the API trusts, the console client, each user's password / TOTP
+            # secret / AppRole (jitaccess.dev.identity.DevIdentity); the CLI's --as USER uses them
+            "identity": idp.model_dump(mode="json", exclude={"users"}),
+            "oidc_issuers": [i.model_dump(mode="json") for i in idp.issuers],
+            "users": {name: u.model_dump(mode="json", exclude_none=True) for name, u in idp.users.items()},
         }
         dev_json = workdir / "dev.json"
         write_private(dev_json, json.dumps(dev, indent=2))
@@ -289,7 +294,7 @@ async def dev_up(workdir: Path, random_ports: bool = False) -> None:
 
 
 def _banner(dev: dict, dev_json: Path) -> None:
-    users = "\n".join(f"  {name:<6} {tok}" for name, tok in dev["users"].items())
+    users = "\n".join(f"  {name:<10} {u['kind']:<8} {', '.join(u['groups'])}" for name, u in dev["users"].items())
     console.print(
         Panel.fit(
             f"API       {dev['api_url']}  (OpenAPI: {dev['api_url']}/docs)\n"
@@ -298,8 +303,12 @@ def _banner(dev: dict, dev_json: Path) -> None:
             f"AWS (moto) {dev['aws_endpoint']}   PostgreSQL {dev['postgres_dsn'] or 'not available'}\n"
             f"Ledger    {dev['ledger_url']}\n"
             f"Stack     {dev_json}\n\n"
-            "Dev users (bearer tokens): alice, dave request; bob, carol approve and review; frank leads the\n"
-            f"owning team; grace is the escalation group; erin is admin; ivan audits; deploy-bot is a service:\n{users}\n\n"
+            f"Sign-in   OpenBao is the OIDC identity provider: {dev['identity']['vault_addr']}/v1/identity/oidc\n"
+            "Dev users (passwords and TOTP secrets in dev.json): alice, dave request; bob, carol approve and\n"
+            "review; frank leads the owning team; grace is the escalation group; erin is admin; ivan audits;\n"
+            f"deploy-bot is a service (AppRole sign-in):\n{users}\n\n"
+            "  jitaccess --as bob auth login --step-up      a password + TOTP sign-in (amr mfa), for step-up\n"
+            "  jitaccess auth login                         the browser flow (authorization code + PKCE)\n\n"
             "Try, in another terminal:\n"
             "  jitaccess request secrets-readonly --duration PT2M --reason 'debug INC-1' --as alice\n"
             "  jitaccess request secrets-admin --duration PT10M --reason 'rotate key' --as alice   "

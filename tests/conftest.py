@@ -17,10 +17,10 @@ import yaml
 from jitaccess.config import Settings, load_users
 from jitaccess.config.settings import EXAMPLES
 from jitaccess.dev.identity import DevIdentity, seed_dev_identity
-from jitaccess.devstack import start_moto, start_openbao, start_temporal
+from jitaccess.dev.seed import seed_dev_vault
+from jitaccess.dev.servers import start_moto, start_openbao, start_temporal
 from jitaccess.domain.commands import new_private_key_text
 from jitaccess.ledger.migrate import upgrade as upgrade_ledger
-from jitaccess.providers.vault_token import seed_dev_vault
 from jitaccess.workers.codec import new_key
 from jitaccess.workers.common import build_worker, connect
 
@@ -89,7 +89,7 @@ def vault_postgres(openbao):
     reachable. Yields {"dsn", "mount", "role"}; the dsn (superuser) doubles as verification DSN.
     At the end every lease is revoked (Vault drops its users), leftovers are dropped, and the
     database is dropped."""
-    from jitaccess.providers.vault_database import DEV_SCHEMA, seed_dev_database
+    from jitaccess.dev.seed import DEV_SCHEMA, seed_dev_database
 
     psycopg = pytest.importorskip("psycopg", reason="psycopg is needed for the Vault database provider tests")
     admin_dsn = os.environ.get("JITACCESS_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")

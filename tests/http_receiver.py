@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from jitaccess.devstack import free_port
+from jitaccess.dev.servers import free_port
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 
-from jitaccess.devstack import free_port
+from jitaccess.dev.servers import free_port
 
 
 class TcpProxy:

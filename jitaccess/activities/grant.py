@@ -25,8 +25,10 @@ from jitaccess.domain.credentials import IssuedCredential, IssueResult, Provider
 from jitaccess.domain.grant import IssueRequest
 from jitaccess.domain.issuance import authorise_issue
 from jitaccess.domain.refusals import Refusal
+from jitaccess.domain.severity import severity
 from jitaccess.ledger import Ledger
 from jitaccess.ledger.holds import HoldStore
+from jitaccess.ops import metrics
 from jitaccess.providers.base import Provider, ProviderError, ProviderRegistry
 
 siem = structlog.get_logger("jitaccess.identity_events")
@@ -70,7 +72,14 @@ class GrantActivities:
         try:
             grant = authorise_issue(req, self.catalogue, self.verifier)
         except Refusal as r:
-            siem.warning("issue_refused", grant_id=req.grant.grant_id, rule=r.rule, message=r.message)
+            siem.warning(
+                "issue_refused",
+                type="credential.issue_refused",
+                severity=severity("credential.issue_refused"),
+                grant_id=req.grant.grant_id,
+                rule=r.rule,
+                message=r.message,
+            )
             raise ApplicationError(r.message, r.rule, type=c.ISSUE_REFUSED, non_retryable=True) from None
         try:
             provider = self.providers.get(grant.provider)
@@ -168,5 +177,12 @@ class GrantActivities:
     def record_events(self, batch: c.EventBatch) -> int:
         inserted = self.ledger.append(batch.events, batch.summary)
         for ev in batch.events:  # the SIEM feed: one JSON line per event (consumers dedupe on event_id)
-            siem.info("identity_event", **ev.model_dump(mode="json"))
+            sev = severity(ev.type, ev.data)
+            (siem.info if sev == "info" else siem.warning)("identity_event", severity=sev, **ev.model_dump(mode="json"))
+        metrics.observe_events(batch, inserted, self._requested_at)
         return inserted
+
+    def _requested_at(self, grant_id: str) -> str | None:
+        """When a grant was requested (its first event's time, kept on its ledger row)."""
+        row = self.ledger.grant(grant_id)
+        return str(row["created_at"]) if row and row.get("created_at") else None

@@ -24,6 +24,7 @@ from temporalio.exceptions import ApplicationError
 from jitaccess.config.settings import NotifierConfig, Settings
 from jitaccess.domain import contracts as c
 from jitaccess.domain.notifications import Audience, DeliveryRequest, DeliveryResult, format_body
+from jitaccess.ops import metrics
 
 log = structlog.get_logger("jitaccess.notify")
 
@@ -100,4 +101,5 @@ class NotificationActivities:
             log.info("notification delivered", status_code=status, **ctx)
         else:
             log.warning("notification delivery failed", status_code=status, error=error, **ctx)
+            metrics.notification_failed(cfg.name, str(n.kind))
         return result

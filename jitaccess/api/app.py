@@ -21,7 +21,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 from ulid import ULID
 
-from jitaccess.api import auth, errors
+from jitaccess.api import auth, codec_server, errors, ops_routes
 from jitaccess.api.errors import ApiError, responses
 from jitaccess.api.models import CommentBody, DelegationBody, ExtendBody, GrantRequestBody, ReasonBody, ReviewBody
 from jitaccess.config import Settings, load_catalogue, load_users
@@ -46,8 +46,9 @@ from jitaccess.domain.principals import ActorRole, Principal
 from jitaccess.domain.reconciliation import ReconcileInput, ReconciliationReport, chain_id
 from jitaccess.domain.states import GrantState
 from jitaccess.ledger import Ledger
+from jitaccess.ops import metrics
 from jitaccess.workers.common import connect, grant_options
-from jitaccess.workflows.grant import GrantWorkflow
+from jitaccess.workflows.grant import GrantWorkflow, initial_search_attributes
 from jitaccess.workflows.onboarding import ServiceOnboardingWorkflow
 from jitaccess.workflows.reconciliation import ReconciliationWorkflow
 
@@ -113,6 +114,8 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     auth.install(app)
     app.state.authenticator = authenticate = auth.authenticator_for(settings, users)
     Me = Annotated[Principal, Depends(authenticate)]
+    ops_routes.install(app, settings, catalogue.version)  # /readyz, /metrics, tracing (jitaccess.ops)
+    codec_server.install(app, settings, authenticate)  # /codec/decode, /codec/encode for the Temporal UI
 
     def tc(request: Request) -> Client:
         return request.app.state.client
@@ -257,6 +260,8 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
                 task_queue=settings.task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                # Requester, GrantState, ...: the workflow keeps them current (docs/operations.md)
+                search_attributes=initial_search_attributes(inp) if settings.search_attributes else None,
             )
         except WorkflowAlreadyStartedError:  # same request_id, grant already ended
             handle = client.get_workflow_handle(grant_id)
@@ -546,10 +551,15 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         evs = await chain_readable(request, viewer(request, me), grant_id)  # 404 if none or not theirs
         if not evs:
             raise ApiError(404, "not_found", f"no evidence recorded for {grant_id}")
+        verification = lg.verify(grant_id)
+        metrics.chain_verification_failed("api", 0 if verification.ok else 1)
+        from jitaccess.evidence.api import grant_log_proof
+
         return {
             "grant_id": grant_id,
-            "verification": lg.verify(grant_id).model_dump(mode="json"),
+            "verification": verification.model_dump(mode="json"),
             "events": [e.model_dump(mode="json") for e in evs],
+            "log": grant_log_proof(lg, grant_id),  # inclusion in the newest signed checkpoint
         }
 
     # -- reconciliation ---------------------------------------------------------------------
@@ -610,6 +620,16 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
             )
         results = [v.model_dump(mode="json") for v in ledger(request).verify_all()]
         broken = [r for r in results if not r["ok"]]
-        return {"ok": not broken, "grants": len(results), "broken": broken, "results": results}
+        metrics.chain_verification_failed("api", len(broken))
+        from jitaccess.evidence.api import ledger_evidence
+
+        log = ledger_evidence(ledger(request), settings)  # the offline verifier: log, checkpoints, commands
+        return {
+            "ok": not broken and log["ok"],
+            "grants": len(results),
+            "broken": broken,
+            "results": results,
+            "log": log,
+        }
 
     return app

@@ -62,6 +62,8 @@ class _KeySet:
     keys: dict[str | None, tuple[jwt.PyJWK, str | None]] = field(default_factory=dict)  # kid -> (key, its alg)
     fetched_at: float | None = None  # monotonic time of the last successful fetch
     attempted_at: float | None = None  # ... of the last attempt, successful or not
+    missed_at: float | None = None  # ... of the last fetch made because a token named an unknown kid
+    failure: IdpUnavailable | None = None  # why the last attempt failed (None: it did not)
     jwks_uri: str | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -137,6 +139,14 @@ class TokenValidator:
 
     async def _fetch(self, entry: OidcIssuer, ks: _KeySet) -> None:
         ks.attempted_at = self.monotonic()
+        try:
+            await self._fetch_keys(entry, ks)
+        except IdpUnavailable as e:
+            ks.failure = e
+            raise
+        ks.failure = None
+
+    async def _fetch_keys(self, entry: OidcIssuer, ks: _KeySet) -> None:
         async with httpx.AsyncClient(timeout=self.http_timeout, transport=self.transport) as client:
             uri = entry.jwks_uri or ks.jwks_uri
             if uri is None:
@@ -154,8 +164,8 @@ class TokenValidator:
         self.fetches += 1
         keys: dict[str | None, tuple[jwt.PyJWK, str | None]] = {}
         for raw in data.get("keys") or []:
-            if not isinstance(raw, dict) or raw.get("use", "sig") != "sig":
-                continue
+            if not isinstance(raw, dict) or raw.get("use", "sig") != "sig" or raw.get("kty") == "oct":
+                continue  # not a signing key, or a symmetric one (a public JWKS never holds one legitimately)
             try:
                 k = jwt.PyJWK(raw)
             except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError):
@@ -167,14 +177,23 @@ class TokenValidator:
 
     async def _key(self, entry: OidcIssuer, kid: str | None) -> tuple[jwt.PyJWK, str | None]:
         ks = self._set_for(entry)
+        if ks.fetched_at is not None and self.monotonic() - ks.fetched_at < self.jwks_ttl and kid in ks.keys:
+            return ks.keys[kid]  # the common case: no lock, so a slow fetch never holds up cached keys
         async with ks.lock:  # one fetch at a time per issuer; waiters see its result
             now = self.monotonic()
             fresh = ks.fetched_at is not None and now - ks.fetched_at < self.jwks_ttl
             if fresh and kid in ks.keys:
                 return ks.keys[kid]
-            recently = ks.attempted_at is not None and now - ks.attempted_at < self.min_refresh
-            if not fresh or not recently:
-                await self._fetch(entry, ks)  # IdpUnavailable: fail closed
+            if fresh:  # an unknown kid: maybe a key rotated in; ask again, but not for every made-up kid
+                if ks.missed_at is None or now - ks.missed_at >= self.min_refresh:
+                    ks.missed_at = now
+                    await self._fetch(entry, ks)  # IdpUnavailable: fail closed
+                elif ks.failure is not None:
+                    raise ks.failure
+            elif ks.failure is not None and ks.attempted_at is not None and now - ks.attempted_at < self.min_refresh:
+                raise ks.failure  # it was down a moment ago: do not make every request wait on it
+            else:
+                await self._fetch(entry, ks)
             if kid in ks.keys:
                 return ks.keys[kid]
         if kid is None:
@@ -238,16 +257,29 @@ class TokenValidator:
             raise AuthProblem("alg_not_allowed", f"the token's algorithm {alg} does not fit its key") from None
         except jwt.InvalidTokenError as e:
             raise AuthProblem("invalid_token", f"the token is invalid ({type(e).__name__})") from None
+        for name, want in entry.required_claims.items():
+            if claims.get(name) != want:
+                raise AuthProblem("claim_mismatch", f"the token's {name!r} claim is not the one {entry.label} requires")
         return entry, claims
 
-    async def principal(self, token: str, owner_of: Callable[[str], str | None] | None = None) -> Principal:
-        """The principal a valid token stands for, with its authentication context."""
+    async def principal(
+        self,
+        token: str,
+        owner_of: Callable[[str], str | None] | None = None,
+        groups_of: Callable[[str], tuple[str, ...]] | None = None,
+    ) -> Principal:
+        """The principal a valid token stands for, with its authentication context. `owner_of` and
+        `groups_of` are the directory: a workload's owner when the token names none, and the groups
+        of an issuer whose tokens carry none (`groups_claim: null`)."""
         entry, claims = await self.validate(token)
         subject = _claim_path(claims, entry.subject_claim)
         if not isinstance(subject, str) or not subject or len(subject) > 200 or not subject.isprintable():
             raise AuthProblem("missing_claim", f"the token has no usable {entry.subject_claim!r} claim (the user ID)")
-        raw_groups = _claim_path(claims, entry.groups_claim)
-        groups = () if raw_groups is None else _strings(raw_groups)
+        if entry.groups_claim is None:
+            groups: tuple[str, ...] | None = groups_of(subject) if groups_of else ()
+        else:
+            raw_groups = _claim_path(claims, entry.groups_claim)
+            groups = () if raw_groups is None else _strings(raw_groups)
         if groups is None:
             raise AuthProblem("bad_claim", f"the token's {entry.groups_claim!r} claim is not a list of group names")
         owner = _claim_path(claims, entry.owner_claim) if entry.owner_claim else None
@@ -285,8 +317,13 @@ def _quoted(text: str) -> str:
 class Authenticator:
     """The FastAPI dependency: `Annotated[Principal, Depends(authenticator)]`."""
 
-    def __init__(self, validator: TokenValidator, owner_of: Callable[[str], str | None] | None = None) -> None:
-        self.validator, self.owner_of = validator, owner_of
+    def __init__(
+        self,
+        validator: TokenValidator,
+        owner_of: Callable[[str], str | None] | None = None,
+        groups_of: Callable[[str], tuple[str, ...]] | None = None,
+    ) -> None:
+        self.validator, self.owner_of, self.groups_of = validator, owner_of, groups_of
 
     async def __call__(
         self, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None
@@ -295,7 +332,7 @@ class Authenticator:
             raise AuthProblem("missing_token", "missing bearer token: send 'Authorization: Bearer <ID token>'")
         if not self.validator.issuers:
             raise AuthProblem("no_issuer", "this API trusts no identity provider yet (JITACCESS_OIDC_ISSUERS)")
-        return await self.validator.principal(creds.credentials, self.owner_of)
+        return await self.validator.principal(creds.credentials, self.owner_of, self.groups_of)
 
 
 def install(app: FastAPI) -> None:
@@ -327,12 +364,16 @@ def install(app: FastAPI) -> None:
 
 def authenticator_for(settings: Any, directory: Mapping[str, Any] | None = None) -> Authenticator:
     """The API's authenticator from Settings; `directory` (users.yaml) names a workload's owner when
-    the token does not."""
+    the token does not, and holds the groups for an issuer whose tokens carry none."""
     users = directory or {}
 
     def owner_of(uid: str) -> str | None:
         entry = users.get(uid)
         return getattr(entry, "owner", None) if entry is not None else None
+
+    def groups_of(uid: str) -> tuple[str, ...]:
+        entry = users.get(uid)
+        return tuple(getattr(entry, "groups", ())) if entry is not None else ()
 
     validator = TokenValidator(
         settings.oidc_issuers,
@@ -340,4 +381,4 @@ def authenticator_for(settings: Any, directory: Mapping[str, Any] | None = None)
         jwks_ttl=settings.oidc_jwks_ttl.total_seconds(),
         min_refresh=settings.oidc_jwks_min_refresh.total_seconds(),
     )
-    return Authenticator(validator, owner_of)
+    return Authenticator(validator, owner_of, groups_of)

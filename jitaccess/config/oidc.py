@@ -30,9 +30,15 @@ class OidcIssuer(BaseModel):
     audience: tuple[str, ...] = Field(min_length=1, description="accepted `aud` values (the API's client ID)")
     kind: Literal["human", "service"] = "human"
     subject_claim: str = "sub"  # the principal's ID: `sub`, or e.g. `email` / `preferred_username`
-    groups_claim: str = "groups"  # a list of group names (or a space/comma separated string)
+    # a list of group names (or a space/comma separated string; a dotted path reaches into objects,
+    # e.g. Keycloak's `realm_access.roles`); null: the IdP sends none (Google), groups come from the
+    # directory (JITACCESS_USERS_FILE) by principal ID
+    groups_claim: str | None = "groups"
     owner_claim: str | None = None  # a workload's accountable owner, when the IdP carries it
     algorithms: tuple[str, ...] = ASYMMETRIC_ALGORITHMS
+    # claims that must have exactly these values, e.g. {"hd": "example.com"} for Google Workspace
+    # (only your domain's accounts), {"tid": "<tenant-id>"} for a multi-tenant Entra app
+    required_claims: dict[str, str] = {}
     name: str = ""  # a label for messages and evidence; defaults to the issuer URL
     discovery_url: str | None = None  # default: <issuer>/.well-known/openid-configuration
     jwks_uri: str | None = None  # skip discovery and use this JWKS

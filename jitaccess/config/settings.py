@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
@@ -15,6 +16,7 @@ from jitaccess.domain.access import DEFAULT_AUDITOR_GROUPS
 from jitaccess.domain.catalogue import Catalogue
 from jitaccess.domain.notifications import Audience
 from jitaccess.domain.principals import ActorKind, Principal
+from jitaccess.domain.provider_params import catalogue_params_problems
 
 EXAMPLES = Path(__file__).parent / "examples"
 
@@ -57,10 +59,25 @@ class NotifierConfig(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="JITACCESS_", extra="ignore")
+    # secrets may also come from files: with JITACCESS_SECRETS_DIR=/run/secrets (several: separated
+    # by ':'), a file named like the variable (e.g. /run/secrets/jitaccess_payload_keys, as compose
+    # `secrets:` mounts them) is read when the variable itself is not set (docs/operations.md)
+    model_config = SettingsConfigDict(
+        env_prefix="JITACCESS_",
+        extra="ignore",
+        secrets_dir=[d for d in os.environ.get("JITACCESS_SECRETS_DIR", "").split(":") if d] or None,
+    )
 
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
+    # reaching a production cluster (docs/operations.md): mTLS with a client certificate (Temporal
+    # Cloud, or self-hosted with its CA), or TLS alone, or a Temporal Cloud API key
+    temporal_tls: bool = False
+    temporal_tls_cert_file: Path | None = None
+    temporal_tls_key_file: Path | None = None
+    temporal_tls_ca_file: Path | None = None
+    temporal_tls_server_name: str | None = None
+    temporal_api_key: SecretStr | None = None
     task_queue: str = "jitaccess-grants"
 
     # AES-256-GCM keys (urlsafe base64, 32 bytes each) for Temporal payloads (jitaccess.workers.codec):
@@ -136,6 +153,7 @@ class Settings(BaseSettings):
     checkpoint_key_file: Path | None = None
     checkpoint_dir: Path | None = None
     checkpoint_interval: timedelta = Field(default=timedelta(minutes=5), ge=timedelta(seconds=10))
+    checkpoint_public_keys: list[str] = []  # for the API's /v1/evidence/verify (JSON list, like command keys)
 
     # The single-use wrapping token is the only credential material in history: keep it short-lived.
     wrap_ttl: timedelta = Field(default=timedelta(minutes=5), le=timedelta(minutes=5), gt=timedelta(0))
@@ -146,6 +164,16 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # operations (docs/operations.md): a worker serves /metrics on metrics_port (none when unset);
+    # sdk_metrics adds the Temporal SDK's runtime metrics (a loopback Prometheus exporter merged into
+    # /metrics); codec_cors_origins are the browser origins (the Temporal UI's) allowed to call the
+    # codec endpoint /codec/*; search_attributes: grants keep Requester, Entitlement, GrantState,
+    # BreakGlass and Provider current in Temporal visibility (the namespace must have them registered)
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int | None = None
+    sdk_metrics: bool = True
+    codec_cors_origins: list[str] = []
+    search_attributes: bool = True
     max_concurrent_activities: int = 64
     # Worker recovery after a crash (see README, Configuration). A workflow task (e.g. a fired
     # expiry timer) goes first to the sticky queue of the worker that ran the workflow last; if that
@@ -189,11 +217,17 @@ def _read_yaml(path: Path, what: str) -> object:
 
 
 def load_catalogue(path: Path) -> Catalogue:
+    """The catalogue at `path`, every entitlement's provider params checked against its provider
+    type's model (jitaccess.domain.provider_params); ConfigError naming each problem otherwise."""
     raw = _read_yaml(path, "catalogue")
     try:
-        return Catalogue.model_validate(raw)
+        catalogue = Catalogue.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(f"catalogue {path} is invalid:\n{e}") from e
+    problems = catalogue_params_problems(catalogue)
+    if problems:
+        raise ConfigError(f"catalogue {path} is invalid:\n" + "\n".join(problems))
+    return catalogue
 
 
 def load_users(path: Path | None) -> dict[str, UserEntry]:

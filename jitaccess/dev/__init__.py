@@ -1,1 +1,2 @@
-"""Development-only helpers: the dev stack's identity provider (OpenBao) and how dev users sign in."""
+"""Development-only: the embedded dev stack (servers, seeding) and its identity provider (OpenBao,
+jitaccess.dev.identity) with the way dev users sign in to it. Never used by production code."""

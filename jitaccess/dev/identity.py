@@ -167,21 +167,23 @@ def totp(secret: str, at: float | None = None, period: int = 30, digits: int = 6
 
 
 def _mfa_login(c: httpx.Client, user: str, u: DevUser) -> str:
+    """Password, then the TOTP code (OpenBao login MFA, two-phase: so a wrong password and a
+    refused code are told apart). A code is good once: a second step-up in the same 30 s waits."""
     if not u.totp_secret:
         raise DevIdentityError(f"{user} has no TOTP secret in this dev stack")
-    for _ in range(3):  # OpenBao refuses a code used once already: wait for the next period
-        try:
-            return _login(
-                c,
-                f"auth/{USERPASS_MFA}/login/{user}",
-                {"password": u.password},
-                {"X-Vault-MFA": f"{TOTP_METHOD}:{totp(u.totp_secret)}"},
-            )
-        except DevIdentityError as e:
-            if "already used" not in str(e):
-                raise
-            time.sleep(31 - time.time() % 30)
-    raise DevIdentityError(f"step-up sign-in for {user} kept failing: TOTP code already used")
+    for attempt in range(3):
+        r = c.post(f"/v1/auth/{USERPASS_MFA}/login/{user}", json={"password": u.password})
+        need = (r.json().get("auth") or {}).get("mfa_requirement") if r.status_code == 200 else None
+        if not need:
+            raise DevIdentityError(f"step-up sign-in for {user} refused at the password: {r.status_code}")
+        methods = [m["id"] for c_ in need["mfa_constraints"].values() for m in c_["any"] if m["type"] == "totp"]
+        payload = {"mfa_request_id": need["mfa_request_id"], "mfa_payload": {methods[0]: [totp(u.totp_secret)]}}
+        v = c.post("/v1/sys/mfa/validate", json=payload)
+        if v.status_code == 200 and (v.json().get("auth") or {}).get("client_token"):
+            return str(v.json()["auth"]["client_token"])
+        if attempt < 2:
+            time.sleep(31 - time.time() % 30)  # this period's code was used already: the next one
+    raise DevIdentityError(f"step-up sign-in for {user}: OpenBao refused the TOTP code")
 
 
 # -- seeding -----------------------------------------------------------------------------------

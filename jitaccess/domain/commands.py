@@ -60,7 +60,7 @@ class Signable(Protocol):
 
     auth: CommandAuth | None
 
-    def model_dump(self, *, mode: str = ..., exclude: Any = ...) -> dict[str, Any]: ...
+    def model_dump(self, *, mode: str = ..., exclude: Any = ..., exclude_defaults: bool = ...) -> dict[str, Any]: ...
 
     def model_copy(self, *, update: dict[str, Any] | None = ..., deep: bool = ...) -> Any: ...
 
@@ -70,8 +70,10 @@ SignableT = TypeVar("SignableT", bound=Signable)
 
 def command_body(cmd: Signable) -> dict[str, Any]:
     """The part of a command the signature covers: everything but `auth` (and a continued-as-new
-    workflow's carried state, which the workflow adds itself)."""
-    return cmd.model_dump(mode="json", exclude={"auth", "resume"})
+    workflow's carried state, which the workflow adds itself). Fields at their default are left
+    out, so a field added to a command model later (with a default) does not change the body of a
+    command signed before it: its signature still verifies, in a validator or on replay."""
+    return cmd.model_dump(mode="json", exclude={"auth", "resume"}, exclude_defaults=True)
 
 
 def signing_bytes(target: str, action: str, body: dict[str, Any], key_id: str, role: str, nonce: str, at: str) -> bytes:

@@ -451,9 +451,11 @@ def _check_checkpoints(
                 checkpoint=cp.number,
             )
         elif mine.checkpoint_hash() != cp.checkpoint_hash():
+            forged = checkpoint_problem(mine, ring)
             out.add(
-                FindingKind.checkpoint_missing,
-                "the ledger's checkpoint differs from the exported one: it was replaced",
+                FindingKind.forged_checkpoint if forged else FindingKind.checkpoint_missing,
+                "the ledger's checkpoint differs from the exported one: it was replaced"
+                + (f"; the replacement is {forged}" if forged else ""),
                 checkpoint=cp.number,
             )
     for cp in sorted(ledger_cps, key=lambda c: c.number):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+from pydantic import ValidationError
 
 from jitaccess.domain.credentials import IssuedCredential, ProviderGrant, WrappedHandover
+from jitaccess.domain.provider_params import ProviderParams, describe
 
 
 class ProviderError(Exception):
@@ -20,6 +23,20 @@ class ProviderError(Exception):
 # longer than this may have had its TTL started late by the target (e.g. an OpenBao that was
 # paused): the provider pulls the TTL in again, or discards the credential and retries.
 SLOW_CALL = timedelta(milliseconds=500)
+
+
+P = TypeVar("P", bound=ProviderParams)
+
+
+def grant_params(model: type[P], grant: ProviderGrant) -> P:
+    """The grant's params parsed by its provider's model (the one the catalogue was checked
+    against when it loaded); ProviderError (not retryable) naming each bad field otherwise."""
+    try:
+        return model.model_validate(grant.params)
+    except ValidationError as e:
+        raise ProviderError(
+            f"{grant.provider} needs valid params: {'; '.join(describe(e, model))}", retryable=False
+        ) from None
 
 
 def remaining_ttl(grant: ProviderGrant, now: datetime) -> int:

@@ -36,13 +36,12 @@ import hvac
 from hvac import exceptions as hv
 
 from jitaccess.domain.credentials import IssuedCredential, ProviderGrant, WrappedHandover
-from jitaccess.providers.base import PerGrantCredentials, ProviderError, ends_late, remaining_ttl
-from jitaccess.providers.vault_database import SeedResult
+from jitaccess.domain.provider_params import VaultAppRoleParams
+from jitaccess.providers.base import PerGrantCredentials, ProviderError, ends_late, grant_params, remaining_ttl
 from jitaccess.providers.vault_token import VaultClients, VaultWrapper, tagged_tokens, translate
 
 MANAGED_BY = "jitaccess:vault_approle"
 KIND = "approle secret-id accessor"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 def _secret_id_gone(e: Exception) -> bool:
@@ -65,6 +64,7 @@ def _parse_time(value: str | None) -> datetime | None:
 
 class VaultAppRoleSecretIdProvider(PerGrantCredentials):
     name = "vault_approle"
+    params_model = VaultAppRoleParams
 
     def __init__(
         self,
@@ -90,22 +90,6 @@ class VaultAppRoleSecretIdProvider(PerGrantCredentials):
 
     def _path(self, role: str, rest: str = "") -> str:
         return f"/v1/auth/{self.mount}/role/{role}{rest}"
-
-    @staticmethod
-    def _params(grant: ProviderGrant) -> tuple[str, list[str]]:
-        role = grant.params.get("role_name")
-        if not isinstance(role, str) or not _NAME.match(role):
-            raise ProviderError(
-                f"vault_approle needs params.role_name naming the service's AppRole (letters, digits, . _ -), got {role!r}",
-                retryable=False,
-            )
-        policies = grant.params.get("policies")
-        if not isinstance(policies, list) or not policies or not all(isinstance(p, str) and p for p in policies):
-            raise ProviderError(
-                f"vault_approle needs params.policies as a non-empty list of policy names, got {policies!r}",
-                retryable=False,
-            )
-        return role, sorted(policies)
 
     # ---- helpers -------------------------------------------------------------------------
 
@@ -148,7 +132,8 @@ class VaultAppRoleSecretIdProvider(PerGrantCredentials):
     def issue(
         self, grant: ProviderGrant, *, wrap_ttl: timedelta, first_attempt: bool = True
     ) -> tuple[IssuedCredential, WrappedHandover]:
-        role, policies = self._params(grant)
+        params = grant_params(VaultAppRoleParams, grant)
+        role, policies = params.role_name, sorted(params.policies)
         if not first_attempt:
             # an earlier attempt may have created a secret-ID whose reply we never saw: remove it
             for stale in self._scan([role], grant.grant_id):
@@ -326,41 +311,3 @@ class VaultAppRoleSecretIdProvider(PerGrantCredentials):
                 return []
             raise translate(e, "list the AppRoles") from e
         return self._scan(roles, grant_id)
-
-
-def seed_dev_approle(
-    vault_addr: str,
-    root_token: str,
-    *,
-    mount: str = "approle",
-    role_name: str = "payments-api",
-    policy_name: str = "jit-payments-read",
-    token_ttl: timedelta = timedelta(minutes=15),
-    token_max_ttl: timedelta = timedelta(hours=1),
-) -> SeedResult:
-    """Dev stack: the AppRole auth method at `mount`, a read policy on secret/payments/*, a
-    little KV data there, and the per-service role `role_name` carrying that policy."""
-    c = hvac.Client(url=vault_addr, token=root_token)
-    try:
-        if f"{mount}/" not in c.sys.list_auth_methods()["data"]:
-            c.sys.enable_auth_method("approle", path=mount)
-        c.sys.create_or_update_acl_policy(
-            name=policy_name,
-            policy='path "secret/data/payments/*" { capabilities = ["read"] }\n'
-            'path "secret/metadata/payments/*" { capabilities = ["list", "read"] }\n',
-        )
-        c.secrets.kv.v2.create_or_update_secret(
-            path="payments/config", secret={"endpoint": "https://payments.example.internal"}, mount_point="secret"
-        )
-        c.auth.approle.create_or_update_approle(
-            role_name,
-            token_policies=[policy_name],
-            token_ttl=f"{int(token_ttl.total_seconds())}s",
-            token_max_ttl=f"{int(token_max_ttl.total_seconds())}s",
-            mount_point=mount,
-        )
-    finally:
-        c.adapter.close()
-    return SeedResult(
-        True, f"AppRole auth at auth/{mount}/; role {role_name!r} with policy {policy_name!r} (read secret/payments/*)"
-    )

@@ -55,25 +55,21 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import hvac
 from hvac import exceptions as hv
 
 from jitaccess.domain.credentials import IssuedCredential, ProviderGrant, WrappedHandover
-from jitaccess.providers.base import PerGrantCredentials, ProviderError, ends_late, remaining_ttl
+from jitaccess.domain.provider_params import VaultDatabaseParams
+from jitaccess.providers.base import PerGrantCredentials, ProviderError, ends_late, grant_params, remaining_ttl
 from jitaccess.providers.vault_token import VaultClients, VaultWrapper, lookup_token, tagged_tokens, translate
 
 MANAGED_BY = "jitaccess:vault_database"
 LEASE_KIND = "database lease"
 OWNER_KIND = "vault token owning the grant's database lease(s)"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 # OpenBao caps a renewal at max_ttl counted from issue; a few seconds of slack for the calls in between
 TTL_SLACK_SECONDS = 5
-DEV_SCHEMA = "jitaccess_demo"
-DEV_TABLE = "accounts"
 
 
 def _token_gone(e: Exception) -> bool:
@@ -84,7 +80,7 @@ def _lease_gone(e: Exception) -> bool:
     return isinstance(e, hv.InvalidRequest) and "invalid lease" in str(e).lower() or isinstance(e, hv.InvalidPath)
 
 
-def _plain_dsn(dsn: str) -> str:
+def plain_dsn(dsn: str) -> str:
     """Accept SQLAlchemy-style URLs too (postgresql+psycopg://) and hand psycopg a libpq URL."""
     return re.sub(r"^postgres(?:ql)?\+\w+://", "postgresql://", dsn)
 
@@ -98,7 +94,7 @@ class PgRoles:
         except ImportError as e:  # pragma: no cover - the postgres extra is not installed
             raise RuntimeError("a PostgreSQL verification DSN needs psycopg: pip install 'jitaccess[postgres]'") from e
         self._psycopg = psycopg
-        self._dsn, self._timeout = _plain_dsn(dsn), timeout
+        self._dsn, self._timeout = plain_dsn(dsn), timeout
 
     def _query(self, sql: str, args: tuple) -> list[tuple]:
         try:
@@ -121,6 +117,7 @@ class PgRoles:
 
 class VaultDatabaseCredentialsProvider(PerGrantCredentials):
     name = "vault_database"
+    params_model = VaultDatabaseParams
 
     def __init__(
         self,
@@ -141,16 +138,6 @@ class VaultDatabaseCredentialsProvider(PerGrantCredentials):
         return self._clients.get()
 
     # ---- helpers -------------------------------------------------------------------------
-
-    @staticmethod
-    def _role(grant: ProviderGrant) -> str:
-        role = grant.params.get("role")
-        if not isinstance(role, str) or not _NAME.match(role):
-            raise ProviderError(
-                f"vault_database needs params.role naming a Vault database role (letters, digits, . _ -), got {role!r}",
-                retryable=False,
-            )
-        return role
 
     def _policy_name(self, role: str) -> str:
         return f"jitaccess-dbcreds-{self.mount.replace('/', '_')}-{role}"
@@ -191,7 +178,7 @@ class VaultDatabaseCredentialsProvider(PerGrantCredentials):
     def issue(
         self, grant: ProviderGrant, *, wrap_ttl: timedelta, first_attempt: bool = True
     ) -> tuple[IssuedCredential, WrappedHandover]:
-        role = self._role(grant)
+        role = grant_params(VaultDatabaseParams, grant).role
         if not first_attempt:
             # an earlier attempt may have created a user whose reply we never saw: remove it
             for stale in self.list_managed(grant.grant_id):
@@ -436,136 +423,4 @@ class VaultDatabaseCredentialsProvider(PerGrantCredentials):
         ]
 
 
-# ---- dev stack ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SeedResult:
-    """Truthy when the dev stack was configured; `message` says what was done or why not."""
-
-    ok: bool
-    message: str
-
-    def __bool__(self) -> bool:
-        return self.ok
-
-
-DEV_USERNAME_TEMPLATE = (
-    '{{ printf "jit-%s-%s-%s" (.RoleName | truncate 16) (.DisplayName | replace "token-" "") (random 6)'
-    " | truncate 63 | lowercase }}"
-)
-
-
-def dev_role_statements(schema: str = DEV_SCHEMA, table: str = DEV_TABLE) -> tuple[list[str], list[str]]:
-    """(creation, revocation) statements of a read-only role on one table."""
-    creation = [
-        """CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';""",
-        f'GRANT USAGE ON SCHEMA "{schema}" TO "{{{{name}}}}";',
-        f'GRANT SELECT ON "{schema}"."{table}" TO "{{{{name}}}}";',
-    ]
-    # End its sessions, drop its grants (here and on shared objects; a read-only role owns
-    # nothing) and the role. Idempotent: a role a DBA already dropped does not fail the lease's
-    # revocation (Vault runs a statement containing $$ as one, without splitting on ";").
-    revocation = [
-        """SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{{name}}';""",
-        """DO $$ BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{{name}}') THEN """
-        """EXECUTE format('DROP OWNED BY %I', '{{name}}'); EXECUTE format('DROP ROLE %I', '{{name}}'); END IF; END $$;""",
-    ]
-    return creation, revocation
-
-
-def seed_dev_database(
-    vault_addr: str,
-    root_token: str,
-    postgres_dsn: str,
-    *,
-    mount: str = "database",
-    connection: str = "jitaccess-postgres",
-    role: str = "platform-readonly",
-    default_ttl: int = 300,
-    max_ttl: int = 8 * 3600,
-) -> SeedResult:
-    """Dev stack: a small table in PostgreSQL, the database secrets engine at `mount` with a
-    connection to it, and the read-only role `role` (SELECT on jitaccess_demo.accounts).
-
-    Returns a falsy SeedResult, with the reason, when PostgreSQL is unreachable (or psycopg
-    is missing); Vault errors raise."""
-    try:
-        import psycopg
-        from psycopg.conninfo import conninfo_to_dict
-    except ImportError:
-        return SeedResult(
-            False, "psycopg is not installed (pip install 'jitaccess[postgres]'): database engine not configured"
-        )
-    dsn = _plain_dsn(postgres_dsn)
-    try:
-        parts = conninfo_to_dict(dsn)
-    except psycopg.Error as e:
-        return SeedResult(False, f"postgres DSN {postgres_dsn!r} is invalid: {e}")
-    host, port = parts.get("host", "127.0.0.1"), parts.get("port", "5432")
-    dbname, user = parts.get("dbname", "postgres"), parts.get("user", "postgres")
-    where = f"{host}:{port} (database {dbname!r}, user {user!r})"
-    try:
-        with psycopg.connect(dsn, connect_timeout=3, autocommit=True) as conn:
-            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{DEV_SCHEMA}"')
-            conn.execute(
-                f'CREATE TABLE IF NOT EXISTS "{DEV_SCHEMA}"."{DEV_TABLE}" (id int PRIMARY KEY, name text NOT NULL)'
-            )
-            conn.execute(
-                f'INSERT INTO "{DEV_SCHEMA}"."{DEV_TABLE}" VALUES (1, %s), (2, %s) ON CONFLICT DO NOTHING',
-                ("acme", "globex"),
-            )
-    except psycopg.Error as e:
-        return SeedResult(
-            False, f"PostgreSQL is not reachable at {where}: {str(e).strip()}; database secrets engine not configured"
-        )
-
-    c = hvac.Client(url=vault_addr, token=root_token)
-    try:
-        if f"{mount}/" not in c.sys.list_mounted_secrets_engines()["data"]:
-            c.sys.enable_secrets_engine("database", path=mount)
-        url = f"postgresql://{{{{username}}}}:{{{{password}}}}@{host}:{port}/{dbname}?sslmode={parts.get('sslmode', 'disable')}"
-        c.secrets.database.configure(
-            name=connection,
-            plugin_name="postgresql-database-plugin",
-            connection_url=url,
-            username=user,
-            password=parts.get("password", ""),
-            allowed_roles=[role],
-            verify_connection=True,
-            username_template=DEV_USERNAME_TEMPLATE,
-            mount_point=mount,
-        )
-        creation, revocation = dev_role_statements()
-        c.secrets.database.create_role(
-            name=role,
-            db_name=connection,
-            creation_statements=creation,
-            revocation_statements=revocation,
-            default_ttl=f"{default_ttl}s",
-            max_ttl=f"{max_ttl}s",
-            mount_point=mount,
-        )
-    finally:
-        c.adapter.close()
-    return SeedResult(
-        True,
-        f"database secrets engine at {mount}/ → PostgreSQL {where}; role {role!r} "
-        f"(SELECT on {DEV_SCHEMA}.{DEV_TABLE}, default_ttl {default_ttl}s, max_ttl {max_ttl}s)",
-    )
-
-
-def dev_role_info() -> dict[str, Any]:
-    """What the example role grants, for the dev banner / docs."""
-    return {"schema": DEV_SCHEMA, "table": DEV_TABLE, "query": f"SELECT * FROM {DEV_SCHEMA}.{DEV_TABLE}"}
-
-
-__all__ = [
-    "LEASE_KIND",
-    "MANAGED_BY",
-    "OWNER_KIND",
-    "SeedResult",
-    "VaultDatabaseCredentialsProvider",
-    "seed_dev_database",
-    "dev_role_info",
-]
+__all__ = ["LEASE_KIND", "MANAGED_BY", "OWNER_KIND", "PgRoles", "VaultDatabaseCredentialsProvider", "plain_dsn"]

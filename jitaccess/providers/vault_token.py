@@ -15,7 +15,8 @@ import requests
 from hvac import exceptions as hv
 
 from jitaccess.domain.credentials import IssuedCredential, ProviderGrant, WrappedHandover
-from jitaccess.providers.base import PerGrantCredentials, ProviderError, ends_late, remaining_ttl
+from jitaccess.domain.provider_params import VaultTokenParams
+from jitaccess.providers.base import PerGrantCredentials, ProviderError, ends_late, grant_params, remaining_ttl
 
 MANAGED_BY = "jitaccess"
 
@@ -93,6 +94,7 @@ class VaultClients:
 
 class VaultTokenProvider(PerGrantCredentials):
     name = "vault_token"
+    params_model = VaultTokenParams
 
     def __init__(self, clients: VaultClients) -> None:
         self._clients = clients
@@ -101,19 +103,10 @@ class VaultTokenProvider(PerGrantCredentials):
     def _vault(self) -> hvac.Client:
         return self._clients.get()
 
-    @staticmethod
-    def _policies(grant: ProviderGrant) -> list[str]:
-        policies = grant.params.get("policies")
-        if not isinstance(policies, list) or not policies or not all(isinstance(p, str) for p in policies):
-            raise ProviderError(
-                f"vault_token needs params.policies as a non-empty list of names, got {policies!r}", retryable=False
-            )
-        return sorted(policies)
-
     def issue(
         self, grant: ProviderGrant, *, wrap_ttl: timedelta, first_attempt: bool = True
     ) -> tuple[IssuedCredential, WrappedHandover]:
-        policies = self._policies(grant)
+        policies = sorted(grant_params(VaultTokenParams, grant).policies)
         if not first_attempt:
             # an earlier attempt may have created a token whose reply we never saw: remove it
             for stale in self.list_managed(grant.grant_id):
@@ -254,13 +247,3 @@ class VaultWrapper:
             raise translate(e, "response-wrap the credential") from e
         info = resp["wrap_info"]
         return WrappedHandover(wrapping_token=info["token"], expires_at=now + timedelta(seconds=int(info["ttl"])))
-
-
-def seed_dev_vault(addr: str, root_token: str, policies: dict[str, str]) -> None:
-    """Dev stack: write the catalogue's ACL policies and a little KV data to read."""
-    c = hvac.Client(url=addr, token=root_token)
-    for name, body in policies.items():
-        c.sys.create_or_update_acl_policy(name=name, policy=body)
-    c.secrets.kv.v2.create_or_update_secret(
-        path="platform/demo", secret={"greeting": "hello from jitaccess"}, mount_point="secret"
-    )

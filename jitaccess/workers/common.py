@@ -36,6 +36,8 @@ from jitaccess.domain.catalogue import Catalogue
 from jitaccess.domain.contracts import GrantOptions
 from jitaccess.domain.reconciliation import CHAIN_PREFIX, ReconcileInput
 from jitaccess.ledger import Ledger
+from jitaccess.ops import metrics, siem, tracing
+from jitaccess.ops.temporal_conn import tls_options
 from jitaccess.providers.aws import (
     AwsClients,
     IamGroupMembershipProvider,
@@ -59,7 +61,7 @@ from jitaccess.workflows.reconciliation import ReconciliationWorkflow
 # re-import dominated worker CPU with hundreds of grants starting at once. `cryptography` (command
 # signatures) is passed through too: its Rust core cannot import its exception types in a sandbox.
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules("jitaccess", "cryptography")
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("jitaccess", "cryptography", "opentelemetry")
 )
 
 WORKFLOWS = [GrantWorkflow, ServiceOnboardingWorkflow, ReconciliationWorkflow, CheckpointWorkflow]
@@ -73,6 +75,7 @@ def configure_logging(level: str = "INFO", stream=None) -> None:
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
+            siem.type_and_severity,  # every line: a `type` and a `severity` (the SIEM feed's contract)
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.JSONRenderer(sort_keys=True),
         ],
@@ -100,8 +103,11 @@ async def connect(settings: Settings) -> Client:
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=data_converter(settings),
-        # the API's client signs every command it sends (a worker-only process holds no API key)
-        interceptors=[CommandSigningInterceptor(signer)] if signer else [],
+        # the API's client signs every command it sends (a worker-only process holds no API key);
+        # with tracing on, a worker built from this client traces its workflows and activities too
+        interceptors=([CommandSigningInterceptor(signer)] if signer else []) + tracing.client_interceptors(),
+        runtime=metrics.sdk_runtime() if settings.sdk_metrics else None,  # SDK metrics into /metrics
+        **tls_options(settings),  # mTLS / API key for a production cluster or Temporal Cloud
     )
 
 
@@ -170,7 +176,7 @@ def build_worker(
     verifier = command_verifier(settings)
     trust.install(verifier, worker_signer(settings))
     ledger = ledger or Ledger(settings.ledger_url)
-    providers = providers or build_providers(settings)
+    providers = metrics.instrument_providers(providers or build_providers(settings))  # call latency
     acts = GrantActivities(
         providers, ledger, settings.wrap_ttl, catalogue or load_catalogue(settings.catalogue_file), verifier
     )

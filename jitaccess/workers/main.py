@@ -6,28 +6,49 @@ import asyncio
 import os
 import signal
 
-from jitaccess.config import Settings
+import structlog
+
+from jitaccess.config import Settings, load_catalogue
+from jitaccess.config.settings import ConfigError
+from jitaccess.ledger.migrate import LedgerSchemaError
+from jitaccess.ops import metrics
+from jitaccess.ops.temporal_setup import ensure_search_attributes
 from jitaccess.workers.checkpointing import ensure_checkpoint_schedule
 from jitaccess.workers.common import build_worker, configure_logging, connect, ensure_reconciliation_schedule
 
 
 async def run_worker(settings: Settings) -> None:
+    load_catalogue(settings.catalogue_file)  # a catalogue it cannot run with fails the start, before anything else
     client = await connect(settings)
     await ensure_reconciliation_schedule(client, settings)  # idempotent: every worker may call it
     await ensure_checkpoint_schedule(client, settings)  # only with JITACCESS_CHECKPOINT_KEY_FILE
+    if settings.search_attributes:  # grants upsert them: refuse to run on a namespace without them
+        await ensure_search_attributes(client, settings.temporal_namespace)
     worker, ledger = build_worker(client, settings)
+    served = metrics.MetricsServer(settings.metrics_host, settings.metrics_port) if settings.metrics_port else None
+    if served is not None:  # GET /metrics: SDK runtime metrics + jitaccess's own
+        served.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with worker:
+    async with worker:  # on exit: stop polling, let running activities finish (graceful_shutdown_timeout)
         await stop.wait()
+    if served is not None:
+        served.stop()
     ledger.close()
 
 
 def main() -> None:
     configure_logging()
-    asyncio.run(run_worker(Settings()))
+    try:
+        asyncio.run(run_worker(Settings()))
+    except LedgerSchemaError as e:  # the schema is `jitaccess db upgrade`'s job, never a worker's
+        structlog.get_logger("jitaccess").error("ledger_schema_not_current", error=str(e))
+        os._exit(2)
+    except ConfigError as e:  # e.g. a catalogue entry with bad provider params: the message names the field
+        structlog.get_logger("jitaccess").error("config_invalid", error=str(e))
+        os._exit(1)
     os._exit(0)  # sdk-python #300: avoid a crash at interpreter exit
 
 

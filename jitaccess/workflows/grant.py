@@ -14,7 +14,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import (
+    RetryPolicy,
+    SearchAttributeKey,
+    SearchAttributePair,
+    SearchAttributeUpdate,
+    TypedSearchAttributes,
+)
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -50,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from jitaccess.domain.principals import SYSTEM_ACTOR, Actor, ActorRole, Principal
     from jitaccess.domain.reconciliation import DriftReport
+    from jitaccess.domain.search import grant_search_values
     from jitaccess.domain.states import GrantState as S
     from jitaccess.workflows import trust
     from jitaccess.workflows.common import EvidenceChain, failure_message, refuse
@@ -58,6 +65,31 @@ PROVIDER_CALL_TIMEOUT = timedelta(seconds=30)
 # workflow.patched() ids (histories recorded before each change keep their old commands)
 EXTENSION_APPROVED_WHILE_BUSY = "extension-approved-while-busy"
 PROVIDER_EXPIRY_FROM_GRANT = "provider-expiry-from-grant"
+SEARCH_ATTRIBUTES = "search-attributes"
+GRANT_STATE_KEY = SearchAttributeKey.for_keyword("GrantState")
+
+
+def search_updates(values: dict[str, str | bool]) -> list[SearchAttributeUpdate]:
+    """Typed search attribute updates for `values` (jitaccess.domain.search names)."""
+    return [
+        SearchAttributeKey.for_bool(k).value_set(v)
+        if isinstance(v, bool)
+        else SearchAttributeKey.for_keyword(k).value_set(v)
+        for k, v in values.items()
+    ]
+
+
+def initial_search_attributes(inp: GrantInput) -> TypedSearchAttributes:
+    """What the API starts a grant with (so the workflow keeps them current from then on)."""
+    values = grant_search_values(Grant.from_input(inp))
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(SearchAttributeKey.for_bool(k), v)
+            if isinstance(v, bool)
+            else SearchAttributePair(SearchAttributeKey.for_keyword(k), v)
+            for k, v in values.items()
+        ]
+    )
 
 
 @workflow.defn(name="GrantWorkflow")
@@ -75,6 +107,12 @@ class GrantWorkflow:
         self._notifications = 0
         self._gate = trust.CommandGate(inp.grant_id)
         self._approvals: list[ActionInput] = []  # the signed votes that approved the grant (for the issuer)
+        # search attributes (Requester, GrantState, ...): kept current when the starter set them
+        # (the API does, with JITACCESS_SEARCH_ATTRIBUTES); the values last upserted
+        started = workflow.info().typed_search_attributes
+        self._searchable: dict[str, str | bool] | None = (
+            {p.key.name: p.value for p in started} if started.get(GRANT_STATE_KEY) is not None else None
+        )
 
     # -- the lifecycle ------------------------------------------------------------
     @workflow.run
@@ -758,7 +796,20 @@ class GrantWorkflow:
 
     async def _flush(self) -> None:
         """Store events not yet in the ledger (idempotent there, so replays and retries are harmless)."""
+        self._upsert_search_attributes()
         await self._chain.flush(self._grant.summary())
+
+    def _upsert_search_attributes(self) -> None:
+        """Visibility follows the grant (Requester, Entitlement, GrantState, BreakGlass, Provider):
+        the changed ones are upserted before every wait (patched: older histories never did)."""
+        if self._searchable is None:  # started without them (older grants, feature off)
+            return
+        values = grant_search_values(self._grant)
+        changed = {k: v for k, v in values.items() if self._searchable.get(k) != v}
+        if not changed or not workflow.patched(SEARCH_ATTRIBUTES):
+            return
+        workflow.upsert_search_attributes(search_updates(changed))
+        self._searchable = values
 
     # -- decisions (updates) and status (query) ---------------------------------------
     @workflow.query

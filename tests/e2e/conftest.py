@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 
 import httpx
 import pytest
@@ -14,8 +13,9 @@ import uvicorn
 
 from jitaccess.api import create_app
 from jitaccess.dev.identity import DevTokens
-from jitaccess.devstack import free_port
+from jitaccess.dev.servers import free_port
 from tests.conftest import IDPS, running_worker
+from tests.support import eventually
 
 
 class _SignedIn(httpx.Auth):
@@ -57,15 +57,16 @@ class Api:
         return ledger is None or len(ledger.events(grant_id)) >= events
 
     async def wait_state(self, user: str, grant_id: str, *states: str, timeout: float = 30) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
+        async def reached() -> dict:
             r = await self.call(user, "GET", f"/v1/grants/{grant_id}")
-            assert r.status_code == 200, r.text
-            if r.json()["state"] in states and self._in_ledger(grant_id, r.json()["events"]):
-                return r.json()
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{grant_id} stayed {r.json()['state']}, wanted {states}")
-            await asyncio.sleep(0.1)
+            if r.status_code != 200:
+                pytest.fail(f"GET {grant_id}: {r.status_code} {r.text}")
+            g = r.json()
+            assert g["state"] in states, f"{grant_id} stayed {g['state']}, wanted {states}"
+            assert self._in_ledger(grant_id, g["events"]), f"{grant_id}: its events are not all stored yet"
+            return g
+
+        return await eventually(reached, timeout, f"{grant_id} in {states}")
 
 
 @contextlib.asynccontextmanager
@@ -79,8 +80,7 @@ async def serve_api(settings):
             uvicorn.Config(create_app(settings, client), host="127.0.0.1", port=port, log_level="warning")
         )
         task = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.05)
+        await eventually(lambda: server.started, 30, "the API serving", interval=0.05)
         try:
             yield Api(f"http://127.0.0.1:{port}", DevTokens(idp)), ledger
         finally:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC
 
 import hvac
 import pytest
+
+from tests.support import eventually
 
 
 async def _request(api, user="alice", **body):
@@ -154,11 +155,13 @@ async def test_ineligible_requester_is_denied_with_evidence(api):
     assert r.json()["reason_codes"] == ["requester_not_eligible"]
     gid = r.json()["grant_id"]
     await api.wait_state("bob", gid, "denied")
-    for _ in range(100):  # the evidence is written once the workflow task that decided it is committed
+
+    async def stored() -> dict:  # the evidence is written once the workflow task that decided it is committed
         ev = (await api.call("bob", "GET", f"/v1/grants/{gid}/evidence")).json()
-        if len(ev.get("events", [])) == 2:
-            break
-        await asyncio.sleep(0.1)
+        assert len(ev.get("events", [])) == 2, ev
+        return ev
+
+    ev = await eventually(stored, 10, "the evidence stored")
     assert [e["type"] for e in ev["events"]] == ["grant.requested", "policy.decided"]
     assert ev["events"][1]["data"]["reason_codes"] == ["requester_not_eligible"]
 

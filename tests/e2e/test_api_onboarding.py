@@ -3,11 +3,10 @@ automation fetches a child credential, a retry lands on the same onboarding, off
 
 from __future__ import annotations
 
-import asyncio
-
 import hvac
 
-from jitaccess.providers.vault_approle import seed_dev_approle
+from jitaccess.dev.seed import seed_dev_approle
+from tests.support import eventually
 
 BODY = {
     "template": "batch-job",
@@ -23,12 +22,12 @@ BODY = {
 
 
 async def wait_onboarding(api, oid, state, timeout=30):
-    for _ in range(timeout * 10):
+    async def reached():
         o = (await api.call("deploy-bot", "GET", f"/v1/onboardings/{oid}")).json()
-        if o["state"] == state:
-            return o
-        await asyncio.sleep(0.1)
-    raise AssertionError(o)
+        assert o["state"] == state, o
+        return o
+
+    return await eventually(reached, timeout, f"onboarding {oid} {state}")
 
 
 async def test_onboard_fetch_retry_offboard(api, openbao):
@@ -113,12 +112,9 @@ async def test_the_owning_team_alone_cannot_approve_a_platform_leads_secret(api)
     r = await api.call("frank", "POST", f"/v1/onboardings/{oid}/deny", json={"reason": "not this way"})
     assert r.status_code == 200, r.text
     await wait_onboarding(api, oid, "denied")
-    for _ in range(100):
-        evs = api.ledger.events(oid)
-        decided = [e for e in evs if e.type == "policy.decided"]
-        if decided:
-            break
-        await asyncio.sleep(0.1)
+    decided = await eventually(
+        lambda: [e for e in api.ledger.events(oid) if e.type == "policy.decided"], 10, "policy.decided stored"
+    )
     assert decided[0].data["stage_sources"]["payments-api-secret-id-approvers"] == [
         "entitlement:payments-api-secret-id/approvers"
     ]

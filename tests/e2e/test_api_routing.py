@@ -3,9 +3,9 @@ a break-glass grant to its review, and an extension."""
 
 from __future__ import annotations
 
-import asyncio
-
 import hvac
+
+from tests.support import eventually
 
 
 async def test_multi_stage_approval_with_a_delegate(api):
@@ -114,11 +114,12 @@ async def test_extension_through_the_api(api):
     assert r.status_code == 403 and r.json()["error"] == "not_requester"
     r = await api.call("alice", "POST", f"/v1/grants/{gid}/extend", json={"duration": "PT5M", "reason": "more"})
     assert r.status_code == 200, r.text
-    g2 = await api.wait_state("alice", gid, "active")
-    for _ in range(50):
+    await api.wait_state("alice", gid, "active")
+
+    async def applied() -> dict:
         g2 = (await api.call("alice", "GET", f"/v1/grants/{gid}")).json()
-        if g2["extensions_applied"]:
-            break
-        await asyncio.sleep(0.1)
+        return g2 if g2["extensions_applied"] else {}
+
+    g2 = await eventually(applied, 5, "the extension applied")
     assert g2["duration_seconds"] == 15 * 60 and g2["expires_at"] > g["expires_at"]
     await api.call("alice", "POST", f"/v1/grants/{gid}/revoke", json={"reason": "done"})

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import itertools
 import secrets
-import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -30,9 +29,10 @@ import yaml
 from jitaccess.api import create_app
 from jitaccess.config import Settings
 from jitaccess.config.settings import EXAMPLES
-from jitaccess.providers.vault_approle import seed_dev_approle
+from jitaccess.dev.seed import seed_dev_approle
 from jitaccess.workers.codec import new_key
 from tests.e2e.conftest import Api, serve_api
+from tests.support import eventually
 
 MODULE_LOOP = pytest.mark.asyncio(loop_scope="module")
 
@@ -292,14 +292,13 @@ class World:
         return r.json()
 
     async def until(self, path: str, *states: str, timeout: float = 60) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
+        async def reached() -> dict:
             body = await self.ok("erin", "GET", path)
-            stored = "onboarding" in path or self.api._in_ledger(body["grant_id"], body["events"])
-            if body["state"] in states and stored:
-                return body
-            assert time.monotonic() < deadline, f"setup: {path} stayed {body['state']}, wanted {states}"
-            await asyncio.sleep(0.2)
+            assert body["state"] in states, f"setup: {path} stayed {body['state']}, wanted {states}"
+            assert "onboarding" in path or self.api._in_ledger(body["grant_id"], body["events"]), "not stored yet"
+            return body
+
+        return await eventually(reached, timeout, f"setup: {path} in {states}", interval=0.2)
 
     async def grant(self, kind: str, state: str) -> str:
         async with self.gate:
@@ -369,10 +368,7 @@ async def world(tmp_path_factory, temporal_server, openbao, catalogue_file, comm
     catalogue = yaml.safe_load(catalogue_file.read_text())
     catalogue["entitlements"].append(MATRIX_ENTITLEMENT)
     (tmp / "catalogue.yaml").write_text(yaml.safe_dump(catalogue))
-    users = yaml.safe_load((EXAMPLES / "users.yaml").read_text())
-    for entry in users["users"].values():
-        entry["token"] = "t-" + secrets.token_hex(12)
-    (tmp / "users.yaml").write_text(yaml.safe_dump(users))
+    (tmp / "users.yaml").write_text((EXAMPLES / "users.yaml").read_text())  # the directory (sign-in: OpenBao)
     settings = Settings(
         **command_keys,
         catalogue_file=tmp / "catalogue.yaml",

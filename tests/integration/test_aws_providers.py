@@ -1,5 +1,8 @@
 """The AWS providers against a real moto_server (session `moto` fixture, seeded by seed_dev_aws),
 and their polling / validation / error logic against a failure-injecting stub of the boto3 client.
+What every provider does alike (issue, read-back, revoke, idempotence, out-of-band removal,
+retries, bad params, unreachable target) is tests/integration/test_provider_contract.py; this
+file keeps what is particular to each AWS target.
 
 What moto does NOT model, and where the stub covers it instead:
 - Identity Center: moto completes every account assignment creation and deletion instantly
@@ -32,7 +35,7 @@ import hvac
 import pytest
 from botocore.exceptions import ClientError
 
-from jitaccess.devstack import free_port
+from jitaccess.dev.seed import seed_dev_aws
 from jitaccess.domain.credentials import IssuedCredential, ProviderGrant
 from jitaccess.providers.aws import (
     CLOCK_SKEW,
@@ -43,10 +46,10 @@ from jitaccess.providers.aws import (
     StsRoleSessionProvider,
     revocation_policy_name,
     role_session_name,
-    seed_dev_aws,
 )
 from jitaccess.providers.base import ProviderError
 from jitaccess.providers.vault_token import VaultClients, VaultWrapper
+from tests.support import Delegating
 
 REGION = "us-east-1"
 WRAP_TTL = timedelta(minutes=2)
@@ -97,19 +100,19 @@ def client_error(code: str, message: str = "", status: int = 400, op: str = "Ope
     )
 
 
-class Scripted:
+class Scripted(Delegating):
     """A boto3 client whose named methods follow a script before passing through to the real one.
     A step is a response dict, an exception to raise, or a callable (real_method, **kwargs) -> response.
     Every call of a scripted method is recorded in `calls`."""
 
     def __init__(self, real, **scripts) -> None:
-        self._real = real
+        super().__init__(real)
         self._scripts = {name: list(steps) for name, steps in scripts.items()}
         self.calls: list[tuple[str, dict]] = []
 
     def __getattr__(self, name):
-        real = getattr(self._real, name)
-        if name not in self._scripts:
+        real = super().__getattr__(name)
+        if name.startswith("_") or name not in self._scripts:
             return real
 
         def call(**kwargs):
@@ -230,7 +233,7 @@ def idc_grant(seed, user: str, permission_set: str = "PlatformReadOnly") -> Prov
     )
 
 
-def test_identity_center_full_cycle(moto, seed, idc):
+def test_identity_center_assignment_for_the_requesters_sso_user(moto, seed, idc):
     user, uid = new_sso_user(moto, seed)
     grant = idc_grant(seed, user)
     cred, handover = idc.issue(grant, wrap_ttl=WRAP_TTL)
@@ -264,13 +267,8 @@ def test_identity_center_full_cycle(moto, seed, idc):
     assert ok and "assignment present" in seen and user in seen
 
     assert idc.revoke(cred) is True
-    gone, seen = idc.verify_revoked(cred)
-    assert gone and "no assignment" in seen
+    assert "no assignment" in idc.verify_revoked(cred)[1]
     assert assignments(moto, seed, uid) == []
-    assert idc.verify_active(cred)[0] is False
-
-    assert idc.revoke(cred) is False  # idempotent: already gone
-    assert idc.verify_revoked(cred)[0] is True
 
 
 def test_identity_center_permission_set_by_arn_is_the_same_access(moto, seed, idc):
@@ -296,23 +294,6 @@ def test_identity_center_issue_twice_leaves_one_assignment(moto, seed, idc):
     assert assignments(moto, seed, uid) == []
 
 
-def test_identity_center_removed_by_hand(moto, seed, idc):
-    user, uid = new_sso_user(moto, seed)
-    cred, _ = idc.issue(idc_grant(seed, user), wrap_ttl=WRAP_TTL)
-    admin(moto, "sso-admin").delete_account_assignment(
-        InstanceArn=seed["instance_arn"],
-        TargetId=seed["account_id"],
-        TargetType="AWS_ACCOUNT",
-        PermissionSetArn=seed["permission_set_arn"],
-        PrincipalType="USER",
-        PrincipalId=uid,
-    )
-    assert idc.verify_active(cred)[0] is False
-    assert idc.revoke(cred) is False
-    gone, seen = idc.verify_revoked(cred)
-    assert gone and "no assignment" in seen
-
-
 def test_identity_center_configured_instance(moto, seed, clients):
     p = IdentityCenterAssignmentProvider(
         clients, instance_arn=seed["instance_arn"], identity_store_id=seed["identity_store_id"]
@@ -335,10 +316,8 @@ def test_identity_center_configured_instance(moto, seed, clients):
             "no Identity Store user named 'nobody-here'",
         ),
         ({"permission_set": "NoSuchSet", "account_id": "123456789012"}, "alice", "no permission set named 'NoSuchSet'"),
-        ({"permission_set": "PlatformReadOnly", "account_id": "12345"}, "alice", "account_id as 12 digits"),
-        ({"account_id": "123456789012"}, "alice", "params.permission_set"),
     ],
-    ids=["unknown-user", "unknown-permission-set", "bad-account", "no-permission-set"],
+    ids=["unknown-user", "unknown-permission-set"],
 )
 def test_identity_center_bad_input_not_retryable(seed, idc, params, principal, match):
     grant = pgrant("aws_identity_center", params, principal=principal)
@@ -487,30 +466,6 @@ def test_identity_center_throttled_lookup_propagates_from_shared_target(moto, se
     assert ei.value.retryable is True
 
 
-def test_unreachable_aws_is_retryable(seed):
-    down = AwsClients(
-        region=REGION,
-        endpoint_url=f"http://127.0.0.1:{free_port()}",
-        access_key_id="x",
-        secret_access_key="y",
-        connect_timeout=1,
-        read_timeout=1,
-        max_attempts=1,
-    )
-    for provider, grant in [
-        (
-            IdentityCenterAssignmentProvider(
-                down, instance_arn="arn:aws:sso:::instance/ssoins-x", identity_store_id="d-x"
-            ),
-            pgrant("aws_identity_center", {"permission_set": "P", "account_id": "123456789012"}),
-        ),
-        (IamGroupMembershipProvider(down), pgrant("aws_iam_group", {"group": "g"})),
-    ]:
-        with pytest.raises(ProviderError, match="unreachable") as ei:
-            provider.issue(grant, wrap_ttl=WRAP_TTL)
-        assert ei.value.retryable is True
-
-
 # -- IAM group membership -----------------------------------------------------------------------
 
 
@@ -530,7 +485,7 @@ def groups_of(moto, user: str) -> list[str]:
     return [g["GroupName"] for g in admin(moto, "iam").list_groups_for_user(UserName=user)["Groups"]]
 
 
-def test_iam_group_full_cycle(moto, seed, grp, iam_group):
+def test_iam_group_membership_of_the_requesters_iam_user(moto, seed, grp, iam_group):
     grant = pgrant("aws_iam_group", {"group": iam_group}, principal="dave")
     cred, handover = grp.issue(grant, wrap_ttl=WRAP_TTL)
     assert handover is None
@@ -554,18 +509,8 @@ def test_iam_group_full_cycle(moto, seed, grp, iam_group):
     assert again.reference == cred.reference and groups_of(moto, "dave").count(iam_group) == 1
 
     assert grp.revoke(cred) is True
-    gone, seen = grp.verify_revoked(cred)
-    assert gone and f"not a member of {iam_group}" in seen
+    assert f"not a member of {iam_group}" in grp.verify_revoked(cred)[1]
     assert iam_group not in groups_of(moto, "dave")
-    assert grp.verify_active(cred)[0] is False
-    assert grp.revoke(cred) is False  # idempotent
-
-
-def test_iam_group_removed_by_hand(moto, seed, grp, iam_group):
-    cred, _ = grp.issue(pgrant("aws_iam_group", {"group": iam_group}, principal="dave"), wrap_ttl=WRAP_TTL)
-    admin(moto, "iam").remove_user_from_group(GroupName=iam_group, UserName="dave")
-    assert grp.revoke(cred) is False
-    assert grp.verify_revoked(cred)[0] is True
 
 
 def test_iam_group_user_deleted_by_hand(moto, seed, grp, iam_group):
@@ -592,10 +537,8 @@ def test_iam_group_keys_differ_by_group_and_user(seed, grp, iam_group):
     [
         ({"group": "no-such-group"}, "alice", "Group no-such-group not found"),
         ({"group": "platform-oncall"}, "nobody-here", "nobody-here"),
-        ({}, "alice", "params.group"),
-        ({"group": "bad group!"}, "alice", "not a valid AWS name"),
     ],
-    ids=["unknown-group", "unknown-user", "no-group", "bad-name"],
+    ids=["unknown-group", "unknown-user"],
 )
 def test_iam_group_bad_input_not_retryable(seed, grp, params, principal, match):
     grant = pgrant("aws_iam_group", params, principal=principal)
@@ -688,7 +631,7 @@ def revocation_doc(moto, role_arn: str, grant_id: str) -> dict:
     )["PolicyDocument"]
 
 
-def test_sts_full_cycle(moto, openbao, seed, sts, role):
+def test_sts_session_keys_wrapped_and_revoked_by_a_deny_on_the_role(moto, openbao, seed, sts, role):
     grant = sts_grant(role, ttl=1800, session_policy=SESSION_POLICY)
     before = datetime.now(UTC)
     cred, handover = sts.issue(grant, wrap_ttl=WRAP_TTL)
@@ -739,11 +682,8 @@ def test_sts_full_cycle(moto, openbao, seed, sts, role):
     gone, seen = sts.verify_revoked(cred)
     assert gone and revocation_policy_name(grant.grant_id) in seen
     assert cred.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ") in seen  # the residual window, in the evidence
-    assert sts.verify_active(cred)[0] is False
     # (moto does not evaluate IAM policies: on AWS the deny now refuses every call with these keys)
-
-    assert sts.revoke(cred) is False  # idempotent: already denied
-    assert [m.reference for m in sts.list_managed(grant.grant_id)] == [cred.reference]
+    assert [m.reference for m in sts.list_managed(grant.grant_id)] == [cred.reference]  # the deny names it
 
 
 def test_extend(seed, idc, grp, sts, role, moto, iam_group):
@@ -888,47 +828,10 @@ def test_sts_assume_role_errors(clients, wrapper, role, error, retryable):
     assert ei.value.retryable is retryable
 
 
-@pytest.mark.parametrize(
-    "params, match",
-    [
-        ({"role_arn": "not-an-arn"}, "params.role_arn"),
-        ({"role_arn": "arn:aws:iam::123456789012:role/x", "session_policy": "s3:*"}, "session_policy"),
-        ({"role_arn": "arn:aws:iam::123456789012:role/x", "session_policy": {"Statement": []}}, "session_policy"),
-        (
-            {"role_arn": "arn:aws:iam::123456789012:role/x", "session_policy": {"Statement": [{"Action": "*"}]}},
-            "Effect",
-        ),
-        (
-            {
-                "role_arn": "arn:aws:iam::123456789012:role/x",
-                "session_policy": {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {"Effect": "Allow", "Action": f"s3:GetObject{i}", "Resource": "*"} for i in range(60)
-                    ],
-                },
-            },
-            "at most 2048",
-        ),
-        ({"role_arn": "arn:aws:iam::123456789012:role/x", "max_session_seconds": 100}, "max_session_seconds"),
-        ({"role_arn": "arn:aws:iam::123456789012:role/x", "max_session_seconds": 50000}, "max_session_seconds"),
-        ({"role_arn": "arn:aws:iam::123456789012:role/does-not-exist"}, "does not exist"),
-    ],
-    ids=[
-        "bad-arn",
-        "policy-not-dict",
-        "policy-empty",
-        "policy-no-effect",
-        "policy-too-large",
-        "max-too-small",
-        "max-too-large",
-        "no-such-role",
-    ],
-)
-def test_sts_bad_params_not_retryable(seed, sts, params, match):
-    # moto would accept every one of these (it validates neither session policies nor roles)
-    grant = pgrant("aws_sts_session", params)
-    with pytest.raises(ProviderError, match=match) as ei:
+def test_sts_role_that_does_not_exist_is_not_retryable(seed, sts):
+    # moto would assume it (it does not check that the role exists): the provider reads the role first
+    grant = pgrant("aws_sts_session", {"role_arn": "arn:aws:iam::123456789012:role/does-not-exist"})
+    with pytest.raises(ProviderError, match="does not exist") as ei:
         sts.issue(grant, wrap_ttl=WRAP_TTL)
     assert ei.value.retryable is False
 
@@ -957,14 +860,6 @@ def test_sts_role_deleted_by_hand(moto, sts, role):
     assert sts.revoke(cred) is False
     gone, seen = sts.verify_revoked(cred)
     assert gone and "no longer exists" in seen
-
-
-def test_sts_denied_by_hand_counts_as_already_gone(moto, sts, role):
-    cred, _ = sts.issue(sts_grant(role), wrap_ttl=WRAP_TTL)
-    # an administrator revoked it already with the same document (e.g. a second worker)
-    other = StsRoleSessionProvider(sts._clients, None)
-    assert other.revoke(cred) is True
-    assert sts.revoke(cred) is False and sts.verify_revoked(cred)[0]
 
 
 def test_sts_revocation_documents_are_pruned_when_their_sessions_expired(moto, sts, role, clock):

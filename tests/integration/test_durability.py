@@ -17,7 +17,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -35,6 +34,7 @@ from jitaccess.domain.states import GrantState
 from jitaccess.ledger import Ledger
 from jitaccess.workers.common import connect
 from jitaccess.workflows.grant import GrantWorkflow
+from tests.support import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 GRANT_SECONDS = 8
@@ -92,22 +92,25 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10)
         proc.wait(timeout)
 
 
+def still_running(proc: subprocess.Popen, log: Path) -> None:
+    if proc.poll() is not None:  # it will never get there: stop waiting
+        pytest.fail(f"worker exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+
+
 async def wait_active(handle: WorkflowHandle, proc: subprocess.Popen, log: Path, timeout: float = 45):
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"worker exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+    async def active():
+        still_running(proc, log)
         try:
             g = await handle.query(GrantWorkflow.status, rpc_timeout=timedelta(seconds=5))
         except Exception as e:  # no worker polling yet: the query times out
-            last_error, g = e, None
-        if g is not None and g.state is GrantState.active:
-            return g
-        await asyncio.sleep(0.2)
-    raise AssertionError(
-        f"grant never became active (last query error: {last_error!r}); worker log:\n{log.read_text(errors='replace')[-3000:]}"
-    )
+            raise AssertionError(f"query failed: {e!r}") from None
+        assert g.state is GrantState.active, g.state
+        return g
+
+    try:
+        return await eventually(active, timeout, "grant active", interval=0.2)
+    except AssertionError as e:
+        raise AssertionError(f"{e}; worker log:\n{log.read_text(errors='replace')[-3000:]}") from None
 
 
 @pytest.mark.slow
@@ -193,10 +196,8 @@ async def wait_polling(client, settings: Settings, proc: subprocess.Popen, log: 
     from temporalio.api.taskqueue.v1 import TaskQueue
     from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"worker exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+    async def polling() -> bool:
+        still_running(proc, log)
         resp = await client.workflow_service.describe_task_queue(
             DescribeTaskQueueRequest(
                 namespace=settings.temporal_namespace,
@@ -204,10 +205,9 @@ async def wait_polling(client, settings: Settings, proc: subprocess.Popen, log: 
                 task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
             )
         )
-        if any(p.identity.startswith(f"{proc.pid}@") for p in resp.pollers):
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"worker {proc.pid} never polled {settings.task_queue}")
+        return any(p.identity.startswith(f"{proc.pid}@") for p in resp.pollers)
+
+    await eventually(polling, timeout, f"worker {proc.pid} polling {settings.task_queue}", interval=0.2)
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from temporalio.testing import ActivityEnvironment
 
 from jitaccess.activities.notify import UNKNOWN_NOTIFIER, NotificationActivities, route_table
 from jitaccess.config.settings import NotifierConfig, Settings
-from jitaccess.devstack import free_port
+from jitaccess.dev.servers import free_port
 from jitaccess.domain.notifications import (
     Audience,
     DeliveryRequest,

@@ -13,15 +13,17 @@ from datetime import timedelta
 import boto3
 import pytest
 
+from jitaccess.dev.seed import seed_dev_aws
 from jitaccess.domain.catalogue import Catalogue
 from jitaccess.domain.credentials import ProviderGrant
 from jitaccess.domain.grant import ActionInput
 from jitaccess.domain.states import GrantState
 from jitaccess.ledger.holds import HoldStore
-from jitaccess.providers.aws import AwsClients, IamGroupMembershipProvider, seed_dev_aws
+from jitaccess.providers.aws import AwsClients, IamGroupMembershipProvider
 from jitaccess.providers.base import ProviderError, ProviderRegistry
 from jitaccess.workflows.grant import GrantWorkflow
 from tests.conftest import running_worker
+from tests.support import Delegating
 from tests.workflows.support import grant_input, one, principal, types, wait_state
 
 REGION = "us-east-1"
@@ -82,23 +84,20 @@ def member(iam, user: str, group: str) -> bool:
     return group in [g["GroupName"] for g in iam.list_groups_for_user(UserName=user)["Groups"]]
 
 
-class FailsToIssue:
+class FailsToIssue(Delegating):
     """The real provider, except that issue() for the chosen grants fails, optionally after
     really adding the membership (a partial issue whose reply says failure)."""
 
-    def __init__(self, inner: IamGroupMembershipProvider, fail_for: set[str], *, partial: bool) -> None:
-        self.inner, self.fail_for, self.partial = inner, fail_for, partial
-        self.name = inner.name
+    def __init__(self, real: IamGroupMembershipProvider, fail_for: set[str], *, partial: bool) -> None:
+        super().__init__(real)
+        self.fail_for, self.partial = fail_for, partial
 
     def issue(self, grant: ProviderGrant, **kw):
         if grant.grant_id in self.fail_for:
             if self.partial:
-                self.inner.issue(grant, **kw)
+                self.real.issue(grant, **kw)
             raise ProviderError("injected: the target failed mid-issue", retryable=False)
-        return self.inner.issue(grant, **kw)
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
+        return self.real.issue(grant, **kw)
 
 
 async def test_revoking_one_grant_keeps_the_access_the_other_holds(settings, iam, group, provider):

@@ -21,15 +21,17 @@ import pytest
 import yaml
 
 from jitaccess.config.settings import EXAMPLES
-from jitaccess.devstack import start_openbao
+from jitaccess.dev.seed import seed_dev_vault
+from jitaccess.dev.servers import start_openbao
 from jitaccess.domain.credentials import ProviderGrant
 from jitaccess.domain.grant import ActionInput
 from jitaccess.domain.states import GrantState
 from jitaccess.providers.base import ProviderRegistry
-from jitaccess.providers.vault_token import VaultClients, VaultTokenProvider, seed_dev_vault
+from jitaccess.providers.vault_token import VaultClients, VaultTokenProvider
 from jitaccess.workflows.grant import GrantWorkflow
 from tests.conftest import running_worker
-from tests.workflows.support import Delegating, grant_input, principal, vault_provider, vault_root, wait_state
+from tests.support import Delegating
+from tests.workflows.support import grant_input, principal, vault_provider, vault_root, wait_state
 
 
 class LateIssue(Delegating):

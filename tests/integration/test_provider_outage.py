@@ -13,6 +13,7 @@ from jitaccess.domain.grant import ActionInput
 from jitaccess.domain.states import GrantState
 from jitaccess.workflows.grant import GrantWorkflow
 from tests.conftest import running_worker
+from tests.support import eventually
 from tests.tcp_proxy import TcpProxy
 from tests.workflows.support import grant_input, principal, token_is_dead, types, vault_provider, vault_root, wait_state
 
@@ -51,13 +52,15 @@ async def test_provider_down_at_end_is_revocation_failing_then_confirmed_when_ba
         # at expiry the token's own TTL (the backstop) has ended it even though the pipeline cannot reach
         # Vault; on an early revoke it is still live, and nothing pretends otherwise
         assert token_is_dead(settings, g.credential.reference) is (end == "expiry")
+
         # the state is visible to a query as soon as the workflow task commits; its events reach the
         # ledger by the activity that task scheduled, a moment later
-        for _ in range(100):
-            failing = types(ledger.events(inp.grant_id))
-            if "revocation.failing" in failing:
-                break
-            await asyncio.sleep(0.1)
+        def stored() -> list[str]:
+            seen = types(ledger.events(inp.grant_id))
+            assert "revocation.failing" in seen, seen
+            return seen
+
+        failing = await eventually(stored, 10, "revocation.failing stored")
         assert failing.count("revocation.retrying") >= 2 and "revocation.failing" in failing
         assert "revocation.confirmed" not in failing
         proxy.restore()

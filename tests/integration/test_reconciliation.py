@@ -9,7 +9,6 @@ assertions look at the findings for the grants each test made."""
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from datetime import timedelta
 
@@ -23,6 +22,7 @@ from jitaccess.workers.common import RECONCILIATION_SCHEDULE_ID, ensure_reconcil
 from jitaccess.workflows.grant import GrantWorkflow
 from jitaccess.workflows.reconciliation import ReconciliationWorkflow
 from tests.conftest import running_worker
+from tests.support import eventually
 from tests.workflows.support import finish, grant_input, principal, token_is_dead, types, vault_root, wait_state
 
 
@@ -50,11 +50,11 @@ def check_run_chain(ledger, report: ReconciliationReport, *expected: str) -> lis
 
 
 async def wait_for_event(ledger, grant_id: str, type_: str, timeout: float = 15):
-    deadline = time.monotonic() + timeout
-    while not any(e.type == type_ for e in ledger.events(grant_id)):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {type_} on {grant_id}: {types(ledger.events(grant_id))}")
-        await asyncio.sleep(0.1)
+    def stored() -> bool:
+        assert type_ in types(ledger.events(grant_id)), types(ledger.events(grant_id))
+        return True
+
+    await eventually(stored, timeout, f"{type_} on {grant_id}")
 
 
 def tagged_token(settings, grant_id: str, policies: list[str], requester: str) -> str:
@@ -304,10 +304,12 @@ async def test_schedule_is_created_idempotently_and_a_triggered_run_stores_its_r
             accessor = tagged_token(settings, "grant-ghost", ["jit-platform-read"], "mallory")
             before = len((await handle.describe()).info.recent_actions)
             await handle.trigger()
-            deadline = time.monotonic() + 60
-            while len(actions := (await handle.describe()).info.recent_actions) <= before:
-                assert time.monotonic() < deadline, "the schedule did not start a run"
-                await asyncio.sleep(0.2)
+
+            async def started():
+                actions = (await handle.describe()).info.recent_actions
+                return actions if len(actions) > before else None
+
+            actions = await eventually(started, 60, "a run the schedule started", interval=0.2)
             wid = actions[-1].action.workflow_id
             assert wid.startswith("reconciliation-")
             result: ReconciliationReport = await asyncio.wait_for(

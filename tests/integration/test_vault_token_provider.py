@@ -1,4 +1,7 @@
-"""VaultTokenProvider against a real OpenBao dev server (the session `openbao` fixture, example policies seeded)."""
+"""VaultTokenProvider against a real OpenBao dev server (the session `openbao` fixture, example policies
+seeded): what is particular to it. The Provider contract every provider keeps (issue, read-back,
+revoke, idempotence, out-of-band removal, retries, bad params, unreachable target) is
+tests/integration/test_provider_contract.py."""
 
 from __future__ import annotations
 
@@ -9,8 +12,7 @@ import hvac
 import pytest
 from hvac import exceptions as hv
 
-from jitaccess.devstack import free_port
-from jitaccess.domain.credentials import IssuedCredential, ProviderGrant
+from jitaccess.domain.credentials import ProviderGrant
 from jitaccess.providers.base import ProviderError
 from jitaccess.providers.vault_token import MANAGED_BY, VaultClients, VaultTokenProvider
 
@@ -55,7 +57,7 @@ def read_demo(c: hvac.Client) -> dict:
     )["data"]["data"]
 
 
-def test_full_lifecycle(openbao, root, provider):
+def test_a_wrapped_token_with_exactly_the_entitlements_policies(openbao, root, provider):
     grant = make_grant(ttl=600)
     before = datetime.now(UTC)
     cred, handover = provider.issue(grant, wrap_ttl=WRAP_TTL)
@@ -98,48 +100,17 @@ def test_full_lifecycle(openbao, root, provider):
     with pytest.raises(hv.VaultError):
         user.auth.token.renew_self()
 
-    ok, seen = provider.verify_active(cred)
-    assert ok, seen
-    assert grant.grant_id in seen or "grant_id matches" in seen
-
+    assert "grant_id matches" in provider.verify_active(cred)[1]
     managed = provider.list_managed(grant.grant_id)
-    assert [m.reference for m in managed] == [cred.reference]
-    assert managed[0].grant_id == grant.grant_id and managed[0].details["policies"] == [READ_POLICY]
-    assert cred.reference in {m.reference for m in provider.list_managed()}
+    assert [(m.reference, m.details["policies"]) for m in managed] == [(cred.reference, [READ_POLICY])]
 
-    # revoke, confirmed by read-back
+    # revoked: the accessor is gone and the requester's token refused
     assert provider.revoke(cred) is True
-    gone, seen = provider.verify_revoked(cred)
-    assert gone, seen
     with pytest.raises(hv.InvalidRequest, match="invalid accessor"):
         root.auth.token.lookup_accessor(cred.reference)
     with pytest.raises(hv.Forbidden):
         read_demo(user)
-    ok, seen = provider.verify_active(cred)
-    assert not ok and "does not exist" in seen
-    assert provider.list_managed(grant.grant_id) == []
-
-    # idempotent: already gone
-    assert provider.revoke(cred) is False
-    assert provider.verify_revoked(cred)[0] is True
-
-
-def test_retry_replaces_earlier_token(openbao, root, provider):
-    grant = make_grant()
-    first, h1 = provider.issue(grant, wrap_ttl=WRAP_TTL)
-    # a blind retry of the same grant (the first reply may have been lost)
-    second, h2 = provider.issue(grant, wrap_ttl=WRAP_TTL, first_attempt=False)
-    assert first.reference != second.reference
-    assert [m.reference for m in provider.list_managed(grant.grant_id)] == [second.reference]
-    assert provider.verify_revoked(first)[0] is True
-    assert provider.verify_active(second)[0] is True
-    # the first hand-over now yields a dead token; the second works
-    dead = client(openbao, unwrap(openbao, h1.wrapping_token))
-    with pytest.raises(hv.Forbidden):
-        read_demo(dead)
-    assert read_demo(client(openbao, unwrap(openbao, h2.wrapping_token)))["greeting"]
-    assert provider.revoke(second) is True
-    assert provider.list_managed(grant.grant_id) == []
+    assert "does not exist" in provider.verify_active(cred)[1]
 
 
 def test_first_attempt_does_not_touch_other_tokens(provider):
@@ -169,14 +140,6 @@ def test_list_managed_ignores_unmanaged_and_other_grants(root, provider):
         provider.revoke(c1)
         provider.revoke(c2)
         root.auth.token.revoke_accessor(foreign["accessor"])
-
-
-def test_removed_by_hand_counts_as_already_gone(root, provider):
-    cred, _ = provider.issue(make_grant(), wrap_ttl=WRAP_TTL)
-    root.auth.token.revoke_accessor(cred.reference)
-    assert provider.revoke(cred) is False
-    gone, seen = provider.verify_revoked(cred)
-    assert gone and "no longer exists" in seen
 
 
 def test_verify_active_detects_mismatch(provider):
@@ -215,47 +178,6 @@ def test_admin_policy_can_write(openbao, provider):
             user.secrets.kv.v2.read_secret_version(path="other/x", mount_point="secret", raise_on_deleted_version=True)
     finally:
         assert provider.revoke(cred) is True
-
-
-@pytest.mark.parametrize("policies", [None, [], "jit-platform-read", [1], ["ok", 2]], ids=str)
-def test_bad_params_not_retryable(provider, policies):
-    grant = ProviderGrant(
-        grant_id=f"g-{uuid.uuid4().hex[:8]}",
-        provider="vault_token",
-        params={} if policies is None else {"policies": policies},
-        principal="alice",
-        ttl_seconds=60,
-    )
-    with pytest.raises(ProviderError, match="params.policies") as ei:
-        provider.issue(grant, wrap_ttl=WRAP_TTL)
-    assert ei.value.retryable is False
-    assert provider.list_managed(grant.grant_id) == []
-
-
-def test_bad_vault_token_not_retryable(openbao):
-    bad = VaultTokenProvider(VaultClients(openbao.address, "not-a-real-token", timeout=5))
-    with pytest.raises(ProviderError) as ei:
-        bad.issue(make_grant(), wrap_ttl=WRAP_TTL)
-    assert ei.value.retryable is False
-    assert "permission denied" in str(ei.value)
-
-
-def test_unreachable_vault_is_retryable():
-    addr = f"http://127.0.0.1:{free_port()}"  # nothing listens here
-    down = VaultTokenProvider(VaultClients(addr, "whatever", timeout=1))
-    with pytest.raises(ProviderError, match="unreachable") as ei:
-        down.issue(make_grant(), wrap_ttl=WRAP_TTL)
-    assert ei.value.retryable is True
-    cred = IssuedCredential(
-        provider="vault_token", grant_id="g-x", reference="acc", details={"policies": [READ_POLICY]}
-    )
-    for call in (down.verify_active, down.verify_revoked, down.revoke):
-        with pytest.raises(ProviderError) as ei:
-            call(cred)
-        assert ei.value.retryable is True
-    with pytest.raises(ProviderError) as ei:
-        down.list_managed()
-    assert ei.value.retryable is True
 
 
 def test_extend_moves_the_ttl_backstop_up_to_the_cumulative_cap(provider, openbao):

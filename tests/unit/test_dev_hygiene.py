@@ -8,18 +8,18 @@ import os
 import re
 import stat
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
-from jitaccess.devstack import _spawn, bao_redactor, copy_redacted, private_log
+from jitaccess.dev.servers import _spawn, bao_redactor, copy_redacted, private_log
 from jitaccess.devup import format_event, open_private_append, private_dir, write_private
 from jitaccess.domain.events import make_event
 from jitaccess.domain.principals import Actor, ActorKind, ActorRole
 from jitaccess.textsafe import markup_safe, printable
+from tests.support import eventually_sync
 
 ALICE = Actor(id="alice", kind=ActorKind.human, role=ActorRole.requester)
 T0 = datetime(2030, 1, 7, 12, 0, tzinfo=UTC)
@@ -110,9 +110,7 @@ def test_spawned_server_logs_are_private_and_redacted(tmp_path: Path):
     finally:
         os.umask(old)
     proc.wait(10)
-    deadline = time.monotonic() + 5
-    while "ready" not in log.read_text() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    eventually_sync(lambda: "ready" in log.read_text(), 5, "the log copied", interval=0.02)
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
     assert log.read_text() == "Root Token: [redacted]\nready\n"
 

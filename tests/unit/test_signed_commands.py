@@ -141,3 +141,17 @@ def test_the_issuer_refuses_a_definition_it_does_not_hold():
     assert rule(lambda: authorise_issue(IssueRequest(grant=too_long, request=signed_request), CAT, VERIFIER)) == (
         "duration_exceeds_max"
     )
+
+
+class ActionInputOfLater(ActionInput):
+    """The same command model after a later release added a field (with a default)."""
+
+    urgency: str = "normal"
+
+
+def test_a_field_added_later_keeps_old_signatures_valid():
+    old = sign(ActionInput(actor=BOB, comment="ok"))
+    after_upgrade = ActionInputOfLater.model_validate(old.model_dump())
+    assert VERIFIER.verify(after_upgrade, "grant-1", "approve", NOW).key_id == API.key_id
+    changed = after_upgrade.model_copy(update={"urgency": "high"})
+    assert rule(lambda: VERIFIER.verify(changed, "grant-1", "approve", NOW)) == "bad_signature"

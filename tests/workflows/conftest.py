@@ -17,7 +17,7 @@ import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from jitaccess.devstack import binary
+from jitaccess.dev.servers import binary
 from jitaccess.domain.commands import CommandSigner, SignerRole
 from jitaccess.service.signing import CommandSigningInterceptor
 

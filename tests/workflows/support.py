@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -25,6 +24,7 @@ from jitaccess.ledger import Ledger
 from jitaccess.providers.vault_token import VaultClients, VaultTokenProvider
 from jitaccess.workflows.grant import GrantWorkflow
 from tests.conftest import running_worker
+from tests.support import eventually
 
 
 @contextlib.asynccontextmanager
@@ -66,21 +66,6 @@ def grant_input(
         admin_groups=settings.admin_groups,
         options=options or GrantOptions(),
     )
-
-
-class Delegating:
-    """A test double around a real provider: same name, and every attribute it does not
-    override is the real provider's (so it keeps up as the Provider port grows)."""
-
-    name = "vault_token"
-
-    def __init__(self, real: VaultTokenProvider) -> None:
-        self.real = real
-
-    def __getattr__(self, attr: str):
-        if attr == "real":  # not set yet (copy, pickle): do not recurse
-            raise AttributeError(attr)
-        return getattr(self.real, attr)
 
 
 async def finish(handle: WorkflowHandle, timeout: float = 60) -> Grant:
@@ -136,32 +121,32 @@ def at(ev: IdentityEvent) -> datetime:
 
 async def settled_history(handle: WorkflowHandle, timeout: float = 15):
     """History once the workflow is idle: every workflow task completed and two reads agree."""
-    deadline = time.monotonic() + timeout
-    prev = None
-    while time.monotonic() < deadline:
+    idle_before: list = []  # the previous read, when it was idle
+
+    async def settled():
         h = await handle.fetch_history()
         kinds = [e.event_type for e in h.events]
         idle = kinds.count(EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED) == kinds.count(
             EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
         )
-        if idle and prev is not None and len(prev.events) == len(h.events):
-            return h
-        prev = h if idle else None
-        await asyncio.sleep(0.2)
-    raise AssertionError("workflow history did not settle")
+        agreed = idle and idle_before and len(idle_before[0].events) == len(h.events)
+        idle_before[:] = [h] if idle else []
+        return h if agreed else None
+
+    return await eventually(settled, timeout, "workflow history settled", interval=0.2)
 
 
 async def wait_state(handle: WorkflowHandle, *states: GrantState, timeout: float = 20, ledger: Ledger | None = None):
     """Until the grant is in one of `states`; with `ledger`, also until every event emitted so far is
     stored (the evidence is written by an activity scheduled when the workflow task commits)."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    async def reached() -> Grant:
         g = await handle.query(GrantWorkflow.status)
-        if g.state in states and (ledger is None or len(ledger.events(handle.id)) >= g.events):
-            return g
-        if time.monotonic() > deadline:
-            raise AssertionError(f"grant stayed {g.state}, expected {states}")
-        await asyncio.sleep(0.1)
+        assert g.state in states, f"grant stayed {g.state}, expected {states}"
+        assert ledger is None or len(ledger.events(handle.id)) >= g.events, f"{g.events} events not all stored yet"
+        return g
+
+    return await eventually(reached, timeout, f"grant {handle.id} in {[s.value for s in states]}")
 
 
 FULL_LIFECYCLE = [

@@ -11,6 +11,7 @@ import yaml
 from temporalio.client import WorkflowUpdateFailedError
 
 from jitaccess.config import load_catalogue
+from jitaccess.dev.seed import seed_dev_approle
 from jitaccess.domain.grant import ActionInput
 from jitaccess.domain.onboarding import (
     OnboardingInput,
@@ -19,10 +20,10 @@ from jitaccess.domain.onboarding import (
     evaluate_onboarding,
     onboarding_id,
 )
-from jitaccess.providers.vault_approle import seed_dev_approle
 from jitaccess.workflows.grant import GrantWorkflow
 from jitaccess.workflows.onboarding import ServiceOnboardingWorkflow
 from tests.conftest import running_worker
+from tests.support import eventually
 from tests.workflows.support import principal, token_is_dead, types
 
 SERVICE_CATALOGUE = {
@@ -66,8 +67,9 @@ SERVICE_CATALOGUE = {
         },
         {
             "id": "svc-broken",
-            "description": "a misconfigured entitlement: no policies",
-            "provider": {"type": "vault_token", "params": {}},
+            # valid params (the catalogue checks them when it loads), but OpenBao has no such role
+            "description": "a misconfigured entitlement: its database role does not exist",
+            "provider": {"type": "vault_database", "params": {"role": "no-such-role"}},
             "default_duration": "PT1H",
             "max_duration": "P1D",
             "requester_groups": ["platform"],
@@ -148,12 +150,12 @@ def make_input(
 
 
 async def wait_for(handle, predicate, timeout: float = 30):
-    for _ in range(int(timeout * 10)):
+    async def reached():
         o = await handle.query(ServiceOnboardingWorkflow.status)
-        if predicate(o):
-            return o
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"onboarding stayed {o.state}: {o.children}")
+        assert predicate(o), f"onboarding stayed {o.state}: {o.children}"
+        return o
+
+    return await eventually(reached, timeout, "onboarding state")
 
 
 async def test_pre_approved_onboarding_rotates_and_offboards(svc_settings):

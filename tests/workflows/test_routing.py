@@ -23,6 +23,7 @@ from jitaccess.ledger import Ledger
 from jitaccess.workflows.grant import GrantWorkflow
 from tests.conftest import running_worker
 from tests.http_receiver import HttpReceiver
+from tests.support import eventually
 from tests.workflows.support import at, principal, token_is_dead, types, vault_root, wait_state, worker_on
 
 
@@ -50,6 +51,13 @@ def make_input(settings, requester: str, entitlement: str, duration: timedelta, 
         admin_groups=settings.admin_groups,
         options=GrantOptions(notifiers=route_table(settings.notifiers)),
     )
+
+
+async def applied(handle, n: int):
+    """The grant once `n` extensions are applied to it."""
+    g = await handle.query(GrantWorkflow.status)
+    assert g.extensions_applied >= n, f"{g.extensions_applied} applied; extension {g.extension}"
+    return g
 
 
 def kinds(receiver) -> list[str]:
@@ -231,11 +239,7 @@ async def test_extension_auto_approved_moves_expiry_and_the_vault_backstop(setti
         await handle.execute_update(
             GrantWorkflow.extend, ExtendInput(actor=alice, reason="still debugging", decision=d)
         )
-        for _ in range(100):
-            g2 = await handle.query(GrantWorkflow.status)
-            if g2.extensions_applied:
-                break
-            await asyncio.sleep(0.1)
+        g2 = await eventually(lambda: applied(handle, 1), 10, "the extension applied")
         assert g2.expires_at - g.expires_at == timedelta(minutes=20) and g2.duration_seconds == 30 * 60
         ttl = vault_root(settings).auth.token.lookup_accessor(g.credential.reference)["data"]["ttl"]
         assert 25 * 60 < ttl <= 30 * 60  # the provider backstop moved too
@@ -283,11 +287,7 @@ async def test_second_extension_arriving_while_the_first_is_applied_is_applied_a
         g2 = await handle.execute_update(GrantWorkflow.extend, ExtendInput(actor=alice, reason="two", decision=second))
         assert g2.extension.status == "approved"
         held.release.set()
-        for _ in range(100):
-            g3 = await handle.query(GrantWorkflow.status)
-            if g3.extensions_applied == 2:
-                break
-            await asyncio.sleep(0.1)
+        g3 = await eventually(lambda: applied(handle, 2), 10, "both extensions applied")
         assert g3.extensions_applied == 2 and g3.extension.status == "applied", g3.extension
         assert g3.expires_at - g.expires_at == timedelta(minutes=20) and g3.duration_seconds == 30 * 60
         ttl = vault_root(settings).auth.token.lookup_accessor(g.credential.reference)["data"]["ttl"]

@@ -19,8 +19,8 @@ from jitaccess.domain.states import GrantState
 from jitaccess.providers.base import ProviderError, ProviderRegistry
 from jitaccess.providers.vault_token import VaultTokenProvider
 from jitaccess.workflows.grant import GrantWorkflow
+from tests.support import Delegating
 from tests.workflows.support import (
-    Delegating,
     at,
     finish,
     grant_input,

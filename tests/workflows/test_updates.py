@@ -27,8 +27,8 @@ from jitaccess.domain.states import GrantState
 from jitaccess.providers.base import ProviderRegistry
 from jitaccess.workflows.grant import GrantWorkflow
 from tests.conftest import running_worker
+from tests.support import Delegating
 from tests.workflows.support import (
-    Delegating,
     finish,
     grant_input,
     one,

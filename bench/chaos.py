@@ -1,0 +1,451 @@
+"""Chaos bench: does revocation hold when processes die?
+
+    python bench/chaos.py [--per-provider 3] [--min-ttl 20] [--max-ttl 45] [--keep]
+
+Starts every piece as its own process: Temporal dev server (SQLite file, so it can be restarted
+with its state), OpenBao, moto, PostgreSQL's database engine when reachable, the API
+(`jitaccess api`) and two workers (`python -m jitaccess.workers.main`). Starts a handful of
+auto-approved grants per provider (as the API would: policy evaluated, command signed; the API
+process only serves /healthz here, its sign-in is out of scope), and while they run:
+
+  * kills worker 1 with SIGKILL shortly before the first expiries, restarts it later;
+  * stops Temporal (SIGKILL) while grants are expiring, restarts it on the same port and file.
+
+Meanwhile a poller reads every issued credential back *at its target* (the provider's own
+verify_active: lookup-accessor, the secret-ID accessor, the lease, IAM group membership, the
+Identity Center assignment, the STS revocation deny) every POLL seconds, independently of the
+pipeline. Reported per provider: grants, credentials seen alive past their grant's expiry, how
+many by more than 2 s, the worst lateness (last seen alive - expires_at), and from the ledger the
+revocation.confirmed lateness (p50/max). STS keys stay valid until their own expiry by design
+(>= 900 s); for STS "alive" means "not yet denied".
+
+Not run by CI. Results: printed, and written to bench/results/chaos-<timestamp>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from jitaccess.config import Settings, load_catalogue  # noqa: E402
+from jitaccess.config.settings import EXAMPLES  # noqa: E402
+from jitaccess.dev.seed import seed_dev_approle, seed_dev_aws, seed_dev_vault  # noqa: E402
+from jitaccess.dev.servers import Server, free_port, start_moto, start_openbao, start_temporal  # noqa: E402
+from jitaccess.domain.commands import new_private_key_text  # noqa: E402
+from jitaccess.domain.grant import GrantInput  # noqa: E402
+from jitaccess.domain.policy import AccessRequest, evaluate  # noqa: E402
+from jitaccess.domain.principals import Principal  # noqa: E402
+from jitaccess.ledger import Ledger  # noqa: E402
+from jitaccess.ledger.migrate import upgrade  # noqa: E402
+from jitaccess.workers.codec import new_key  # noqa: E402
+from jitaccess.workers.common import build_providers, connect  # noqa: E402
+from jitaccess.workflows.grant import GrantWorkflow  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+REGION = "us-east-1"
+POLL = 0.25  # seconds between read-backs of one credential
+ENTITLEMENTS = {  # provider -> entitlement of the example catalogue (made auto-approved here)
+    "vault_token": "secrets-readonly",
+    "vault_approle": "payments-api-secret-id",
+    "vault_database": "db-readonly",
+    "aws_iam_group": "aws-oncall-group",
+    "aws_identity_center": "aws-readonly-console",
+    "aws_sts_session": "aws-deploy-session",
+}
+ENDED = {"revoked", "issue_failed", "denied", "cancelled"}
+
+
+def log(msg: str) -> None:
+    print(f"[{datetime.now().strftime('%H:%M:%S.%f')[:-3]}] {msg}", flush=True)
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+# --------------------------------------------------------------------------- the stack, as processes
+class Stack:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.servers: list[Server] = []
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.temporal: Server | None = None
+        self.temporal_port = free_port()
+        self.ui_port = free_port()
+
+    def start_temporal(self) -> None:
+        self.temporal = start_temporal(
+            self.workdir, db_file=self.workdir / "temporal.db", port=self.temporal_port, ui_port=self.ui_port
+        )
+
+    def kill_temporal(self) -> None:
+        assert self.temporal is not None
+        os.killpg(self.temporal.proc.pid, signal.SIGKILL)
+        self.temporal.proc.wait(10)
+
+    def spawn(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
+        out = open(self.workdir / f"{name}.log", "ab")
+        p = subprocess.Popen(
+            args, cwd=self.workdir, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.procs[name] = p
+        return p
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        p = self.procs[name]
+        if p.poll() is None:
+            os.killpg(p.pid, sig)
+            p.wait(15)
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            try:
+                self.kill(name, signal.SIGTERM)
+            except Exception:
+                self.kill(name)
+        for s in [*self.servers, self.temporal]:
+            if s is not None:
+                s.stop()
+
+
+def process_env(settings: Settings, catalogue: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JITACCESS_")}
+    plain = {
+        "TEMPORAL_ADDRESS": settings.temporal_address,
+        "TASK_QUEUE": settings.task_queue,
+        "VAULT_ADDR": settings.vault_addr,
+        "LEDGER_URL": settings.ledger_url,
+        "CATALOGUE_FILE": str(catalogue),
+        "AWS_ENDPOINT_URL": settings.aws_endpoint_url or "",
+        "AWS_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SSO_INSTANCE_ARN": settings.aws_sso_instance_arn or "",
+        "AWS_IDENTITY_STORE_ID": settings.aws_identity_store_id or "",
+    }
+    secret = {
+        "VAULT_TOKEN": settings.vault_token,
+        "PAYLOAD_KEYS": settings.payload_keys,
+        "COMMAND_SIGNING_KEY": settings.command_signing_key,
+        "WORKER_SIGNING_KEY": settings.worker_signing_key,
+        "AWS_SECRET_ACCESS_KEY": settings.aws_secret_access_key,
+        "POSTGRES_VERIFY_DSN": settings.postgres_verify_dsn,
+    }
+    env.update({f"JITACCESS_{k}": v for k, v in plain.items() if v})
+    env.update({f"JITACCESS_{k}": v.get_secret_value() for k, v in secret.items() if v is not None})
+    return env
+
+
+def chaos_catalogue(workdir: Path, providers: list[str]) -> Path:
+    """The example catalogue, with the bench's entitlements auto-approved and allowed short."""
+    raw = yaml.safe_load((EXAMPLES / "catalogue.yaml").read_text())
+    wanted = {ENTITLEMENTS[p] for p in providers}
+    for ent in raw["entitlements"]:
+        ent["min_duration"] = "PT1S"
+        if ent["id"] in wanted:
+            ent["approval"] = {"auto_approve": True}
+    path = workdir / "catalogue.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def postgres_dsn(workdir: Path) -> str | None:
+    try:
+        import psycopg
+
+        name = "jitaccess_chaos_" + secrets.token_hex(4)
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=3) as c:
+            c.execute(f'CREATE DATABASE "{name}"')
+        return f"postgresql://postgres@127.0.0.1:5432/{name}"
+    except Exception as e:
+        log(f"PostgreSQL not reachable ({e.__class__.__name__}): vault_database left out")
+        return None
+
+
+# --------------------------------------------------------------------------- the poller
+class Poller:
+    """Reads every credential back at its target every POLL s, on its own threads."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.providers = build_providers(settings)
+        self.creds: dict[str, tuple] = {}  # grant_id -> (provider, credential, expires_at)
+        self.last_alive: dict[str, datetime] = {}
+        self.dead_since: dict[str, datetime] = {}
+        self.errors: dict[str, int] = defaultdict(int)
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(8)
+        self._lock = threading.Lock()
+
+    def watch(self, grant_id: str, provider: str, cred, expires_at: datetime) -> None:
+        with self._lock:
+            self.creds[grant_id] = (provider, cred, expires_at)
+
+    def _check(self, grant_id: str) -> None:
+        provider, cred, expires_at = self.creds[grant_id]
+        now = datetime.now(UTC)
+        try:
+            alive, _seen = self.providers.get(provider).verify_active(cred)
+        except Exception:
+            self.errors[provider] += 1
+            return
+        with self._lock:
+            if alive:
+                self.last_alive[grant_id] = now
+                self.dead_since.pop(grant_id, None)
+            else:
+                self.dead_since.setdefault(grant_id, now)
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            t0 = time.monotonic()
+            with self._lock:
+                ids = [
+                    g
+                    for g, (_p, _c, exp) in self.creds.items()
+                    # keep reading until it has been seen dead for 3 s after its expiry
+                    if not (
+                        g in self.dead_since and datetime.now(UTC) > max(exp, self.dead_since[g]) + timedelta(seconds=3)
+                    )
+                ]
+            list(self._pool.map(self._check, ids))
+            self._stop.wait(max(0.0, POLL - (time.monotonic() - t0)))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._pool.shutdown(wait=True)
+
+
+# --------------------------------------------------------------------------- the run
+async def main(args) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="jitaccess-chaos-"))
+    stack = Stack(workdir)
+    started = time.time()
+    providers = [p for p in ENTITLEMENTS if p not in set(args.skip)]
+    try:
+        log(f"workdir {workdir}; starting Temporal, OpenBao, moto")
+        stack.start_temporal()
+        root = "chaos-root-" + secrets.token_hex(8)
+        bao = start_openbao(workdir, root_token=root)
+        stack.servers.append(bao)
+        seed_dev_vault(bao.address, root, yaml.safe_load((EXAMPLES / "vault_policies.yaml").read_text()))
+        seed_dev_approle(bao.address, root)
+        moto = start_moto(workdir)
+        stack.servers.append(moto)
+        n = args.per_provider
+        users = [f"chaos-{i}" for i in range(n * len(providers))]
+        aws = seed_dev_aws(moto.address, REGION, users)
+        dsn = postgres_dsn(workdir) if "vault_database" in providers else None
+        if "vault_database" in providers:
+            from jitaccess.dev.seed import seed_dev_database
+
+            if dsn is None or not seed_dev_database(bao.address, root, dsn):
+                providers.remove("vault_database")
+        catalogue = chaos_catalogue(workdir, providers)
+        settings = Settings(
+            temporal_address=f"127.0.0.1:{stack.temporal_port}",
+            task_queue="chaos",
+            vault_addr=bao.address,
+            vault_token=root,
+            ledger_url=f"sqlite:///{workdir / 'ledger.db'}",
+            catalogue_file=catalogue,
+            payload_keys=new_key(),
+            command_signing_key=new_private_key_text(),
+            worker_signing_key=new_private_key_text(),
+            aws_endpoint_url=moto.address,
+            aws_region=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            aws_sso_instance_arn=aws["instance_arn"],
+            aws_identity_store_id=aws["identity_store_id"],
+            postgres_verify_dsn=dsn,
+        )
+        upgrade(settings.ledger_url)  # `jitaccess db upgrade`, before the processes start together
+        env = process_env(settings, catalogue)
+        api_port = free_port()
+        stack.spawn("api", [sys.executable, "-m", "jitaccess.cli", "api", "--port", str(api_port)], env)
+        for w in ("worker-1", "worker-2"):
+            stack.spawn(w, [sys.executable, "-m", "jitaccess.workers.main"], env)
+        client = await connect(settings)  # signs commands with the API key, as the API does
+        cat = load_catalogue(catalogue)
+
+        # -- the grants: staggered starts, expiries spread across the faults
+        plan = []
+        rnd = random.Random(args.seed)
+        for i, user in enumerate(users):
+            provider = providers[i % len(providers)]
+            plan.append((user, provider, rnd.uniform(args.min_ttl, args.max_ttl), rnd.uniform(0, 6)))
+        poller = Poller(settings)
+        poll_thread = threading.Thread(target=poller.run, daemon=True)
+        poll_thread.start()
+        t0 = time.monotonic()
+        grants: dict[str, dict] = {}
+
+        async def one(user: str, provider: str, ttl: float, delay: float) -> None:
+            await asyncio.sleep(delay)
+            who = Principal(id=user, groups=("platform", "oncall"))
+            req = AccessRequest(
+                entitlement=ENTITLEMENTS[provider], duration=timedelta(seconds=int(ttl)), reason="chaos"
+            )
+            decision = evaluate(cat, who, req, datetime.now(UTC))
+            assert decision.allowed, decision.messages
+            gid = f"grant-chaos-{uuid.uuid4().hex[:12]}"
+            inp = GrantInput(grant_id=gid, requester=who, request=req, decision=decision)
+            handle = await client.start_workflow(GrantWorkflow.run, inp, id=gid, task_queue=settings.task_queue)
+            grants[gid] = {"provider": provider, "ttl": int(ttl), "user": user}
+            while True:  # until issued (queries fail while Temporal is down: keep trying)
+                try:
+                    g = await handle.query(GrantWorkflow.status, rpc_timeout=timedelta(seconds=3))
+                except Exception:
+                    await asyncio.sleep(0.5)
+                    continue
+                if g.credential is not None and g.expires_at is not None:
+                    grants[gid]["expires_at"] = g.expires_at
+                    poller.watch(gid, provider, g.credential, g.expires_at)
+                    return
+                if g.state.value in ENDED:
+                    grants[gid]["state"] = g.state.value
+                    return
+                await asyncio.sleep(0.2)
+
+        windows: list[tuple[str, datetime, datetime]] = []  # (fault, from, until it was back)
+
+        async def faults() -> None:
+            first = min(t for _u, _p, t, _d in plan)
+            await asyncio.sleep(max(1.0, first - 4))
+            log("fault: kill -9 worker-1")
+            down = datetime.now(UTC)
+            stack.kill("worker-1")
+            await asyncio.sleep(args.worker_down)
+            log("fault: restart worker-1")
+            stack.spawn("worker-1", [sys.executable, "-m", "jitaccess.workers.main"], env)
+            windows.append(("worker-1 kill -9", down, datetime.now(UTC)))
+            await asyncio.sleep(4)
+            log("fault: kill -9 Temporal")
+            down = datetime.now(UTC)
+            stack.kill_temporal()
+            await asyncio.sleep(args.temporal_down)
+            log("fault: restart Temporal (same port, same database file)")
+            await asyncio.to_thread(stack.start_temporal)
+            windows.append(("Temporal kill -9", down, datetime.now(UTC)))
+
+        await asyncio.gather(faults(), *(one(*p) for p in plan))
+        log(f"{len(grants)} grants started; waiting for every one to end")
+        deadline = time.monotonic() + args.max_ttl + 180
+        while time.monotonic() < deadline:
+            pending = []
+            for gid in grants:
+                try:
+                    g = await client.get_workflow_handle_for(GrantWorkflow.run, gid).query(
+                        GrantWorkflow.status, rpc_timeout=timedelta(seconds=3)
+                    )
+                    grants[gid]["state"] = g.state.value
+                except Exception:
+                    pass
+                if grants[gid].get("state") not in ENDED:
+                    pending.append(gid)
+            if not pending:
+                break
+            await asyncio.sleep(1)
+        await asyncio.sleep(4)  # the poller sees the last removals
+        poller.stop()
+        elapsed = time.monotonic() - t0
+
+        # -- the figures
+        ledger = Ledger(settings.ledger_url)
+        by_provider: dict[str, dict] = {}
+        for provider in providers:
+            ids = [g for g, v in grants.items() if v["provider"] == provider]
+            past, confirmed = [], []
+            for gid in ids:
+                exp = grants[gid].get("expires_at")
+                if exp is None:
+                    continue
+                last = poller.last_alive.get(gid)
+                past.append((last - exp).total_seconds() if last else float("-inf"))
+                for ev in ledger.events(gid):
+                    if ev.type == "revocation.confirmed":
+                        at = datetime.fromisoformat(ev.at.replace("Z", "+00:00"))
+                        confirmed.append((at - exp).total_seconds())
+            alive_past = [x for x in past if x > 0]
+            in_fault = sum(
+                1
+                for gid in ids
+                if (exp := grants[gid].get("expires_at")) is not None and any(a <= exp <= b for _f, a, b in windows)
+            )
+            by_provider[provider] = {
+                "grants": len(ids),
+                "issued": len(past),
+                "expired_during_a_fault": in_fault,
+                "states": dict(
+                    sorted({s: sum(grants[g].get("state") == s for g in ids) for s in ENDED | {None}}.items(), key=str)
+                ),
+                "alive_past_expiry": len(alive_past),
+                "alive_past_expiry_over_2s": sum(x > 2 for x in alive_past),
+                "worst_lateness_s": round(max(past), 3) if past and max(past) != float("-inf") else None,
+                "revocation_confirmed_lateness_p50_s": round(pct(confirmed, 50), 3) if confirmed else None,
+                "revocation_confirmed_lateness_max_s": round(max(confirmed), 3) if confirmed else None,
+                "poll_errors": poller.errors.get(provider, 0),
+            }
+        ledger.close()
+        result = {
+            "at": datetime.now(UTC).isoformat(),
+            "args": vars(args),
+            "elapsed_s": round(elapsed, 1),
+            "faults": [
+                {"fault": f, "from": a.isoformat(), "down_s": round((b - a).total_seconds(), 1)} for f, a, b in windows
+            ],
+            "providers": by_provider,
+        }
+        print(json.dumps(result, indent=2, default=str))
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"chaos-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json").write_text(
+            json.dumps(result, indent=2, default=str)
+        )
+        bad = [
+            p
+            for p, r in by_provider.items()
+            if p != "aws_sts_session" and (r["alive_past_expiry_over_2s"] or r["issued"] < r["grants"])
+        ]
+        log(f"done in {time.time() - started:.0f}s; over 2 s past expiry or not issued: {bad or 'none'}")
+        return 1 if bad else 0
+    finally:
+        stack.stop_all()
+        if args.keep:
+            log(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--per-provider", type=int, default=3)
+    ap.add_argument("--min-ttl", type=float, default=20)
+    ap.add_argument("--max-ttl", type=float, default=45)
+    ap.add_argument("--worker-down", type=float, default=8, help="seconds worker-1 stays dead")
+    ap.add_argument("--temporal-down", type=float, default=5, help="seconds Temporal stays dead")
+    ap.add_argument("--skip", nargs="*", default=[], help="providers to leave out")
+    ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, databases)")
+    code = asyncio.run(main(ap.parse_args()))
+    os._exit(code)  # sdk-python #300

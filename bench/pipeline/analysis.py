@@ -1,0 +1,287 @@
+"""The figures: per grant from the ledger's identity events, Temporal's view from the workflow
+histories, and what went wrong from the logs. Percentiles use the floor's method."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .sampling import Progress
+
+
+def pct(xs, p):
+    """The floor's percentile (nearest rank on the sorted list), so figures compare."""
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def summary(xs: list[float]) -> dict | None:
+    if not xs:
+        return None
+    return {"n": len(xs), "p50": pct(xs, 50), "p99": pct(xs, 99), "max": max(xs), "min": min(xs)}
+
+
+def ts(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+# --------------------------------------------------------------------------- per grant, from the ledger
+@dataclass
+class GrantFigures:
+    per: list[dict] = field(default_factory=list)
+    stragglers: list[dict] = field(default_factory=list)
+    verify_fail: list[dict] = field(default_factory=list)
+    all_ids: list[str] = field(default_factory=list)
+    known: dict[str, dict] = field(default_factory=dict)
+
+
+def grant_record(gid: str, rec: dict, evs: list[Any], known: bool) -> dict:
+    """One grant's timings (epoch seconds) from the client's record and its identity events."""
+    by: dict[str, Any] = {}
+    for e in evs:
+        by.setdefault(e.type, e)
+    g: dict = {
+        "grant_id": gid,
+        "events": len(evs),
+        "last_event": evs[-1].type if evs else None,
+        "known_to_client": known,
+    }
+    for k in ("sent", "queued", "responded"):
+        if k in rec:
+            g[k] = rec[k]
+    if "grant.requested" in by:
+        g["requested_at"] = ts(by["grant.requested"].at)
+    if "fulfilment.verified" in by:
+        g["verified_at"] = ts(by["fulfilment.verified"].at)
+    if "credential.issued" in by:
+        g["expires_at"] = ts(by["credential.issued"].data["expires_at"])
+    if "grant.expired" in by:
+        g["expired_at"] = ts(by["grant.expired"].at)
+    if "revocation.confirmed" in by:
+        g["confirmed_at"] = ts(by["revocation.confirmed"].at)
+        g["attempts"] = by["revocation.confirmed"].data.get("attempts")
+        g["already_gone"] = bool(by["revocation.confirmed"].data.get("already_gone"))
+    g["retrying_events"] = sum(1 for e in evs if e.type == "revocation.retrying")
+    return g
+
+
+async def grant_figures(ledger: Any, requests: list[dict]) -> GrantFigures:
+    """Every grant the client or the ledger knows: its timings, its chain verified, and the ones
+    that never had their revocation confirmed (stragglers)."""
+    out = GrantFigures(known={r["grant_id"]: r for r in requests if r.get("grant_id")})
+    out.all_ids = list(dict.fromkeys(list(out.known) + await asyncio.to_thread(ledger.grant_ids)))
+    for gid in out.all_ids:
+        evs = await asyncio.to_thread(ledger.events, gid)
+        g = grant_record(gid, out.known.get(gid, {}), evs, gid in out.known)
+        v = await asyncio.to_thread(ledger.verify, gid)
+        g["chain_ok"] = v.ok
+        if not v.ok:
+            out.verify_fail.append({"grant_id": gid, "problem": v.problem, "first_broken": v.first_broken})
+        if "confirmed_at" not in g:
+            row = await asyncio.to_thread(ledger.grant, gid)
+            out.stragglers.append(
+                {"grant_id": gid, "state": (row or {}).get("state"), "last_event": g["last_event"], "events": len(evs)}
+            )
+        out.per.append(g)
+    return out
+
+
+def http_figures(requests: list[dict], sent0: float) -> dict:
+    errors = [r for r in requests if "error" in r]
+    return {
+        "accepted": sum(1 for r in requests if r.get("status") == 202),
+        "errors": len(errors),
+        "error_samples": [{"status": r.get("status"), "error": r["error"]} for r in errors[:5]],
+        "error_kinds": dict(Counter(str(r.get("status") or r["error"].split(":")[0]) for r in errors)),
+        "post_latency_ms": summary([(r["responded"] - r["sent"]) * 1000 for r in requests if "responded" in r]),
+        "send_spread_ms": (max(r["sent"] for r in requests) - sent0) * 1000 if requests else None,
+        "states_at_response": dict(Counter(r.get("state") for r in requests if r.get("grant_id"))),
+    }
+
+
+def pipeline_figures(
+    n: int, ttl: int, requests: list[dict], grants: GrantFigures, progress: Progress, t0: float
+) -> dict:
+    """The pipeline's figures (throughput, latencies and their breakdown, revocations, chains)."""
+    per = grants.per
+    ms = lambda a, b: [(x[a] - x[b]) * 1000 for x in per if a in x and b in x]
+    sent0 = min(r["sent"] for r in requests) if requests else t0
+    confirmed = [x["confirmed_at"] for x in per if "confirmed_at" in x]
+    wall = (max(confirmed) - sent0) if confirmed else None
+    wall_observed = (progress.revoked_seen_at - sent0) if progress.revoked_seen_at else None
+    errors = [r for r in requests if "error" in r]
+    return {
+        "n_requested": n,
+        "http": http_figures(requests, sent0),
+        "ledger_read_errors": dict(progress.read_errors),
+        "grants_in_ledger": len(grants.all_ids),
+        "grants_unknown_to_client": len(grants.all_ids) - len(grants.known),
+        "revoked": len(confirmed),
+        "revoked_already_gone": sum(1 for x in per if x.get("already_gone")),
+        "stragglers": grants.stragglers,
+        "wall_s": wall,
+        "wall_observed_s": wall_observed,
+        "lifecycles_per_s": n / max(wall - ttl, 1e-9) if wall and len(confirmed) == n and not errors else None,
+        "lifecycles_per_s_completed": len(confirmed) / max(wall - ttl, 1e-9) if wall else None,
+        "request_to_active_ms": summary(ms("verified_at", "sent")),
+        "request_to_active_incl_client_queue_ms": summary(ms("verified_at", "queued")),
+        "expiry_to_confirmed_ms": summary(ms("confirmed_at", "expires_at")),
+        "breakdown_ms": {
+            "send_to_grant_requested": summary(ms("requested_at", "sent")),
+            "  send_to_workflow_started (API + StartWorkflowExecution)": summary(ms("wf_started_at", "sent")),
+            "  workflow_started_to_first_task (grant.requested)": summary(ms("requested_at", "wf_started_at")),
+            "grant_requested_to_verified": summary(ms("verified_at", "requested_at")),
+            "expires_at_to_grant_expired (timer lateness)": summary(ms("expired_at", "expires_at")),
+            "grant_expired_to_confirmed (revoke activity)": summary(ms("confirmed_at", "expired_at")),
+        },
+        "revocation_attempts": dict(Counter(str(x.get("attempts")) for x in per if "attempts" in x)),
+        "revocation_retrying_events": sum(x["retrying_events"] for x in per),
+        "chains": {
+            "verified": sum(1 for x in per if x["chain_ok"]),
+            "total": len(per),
+            "failures": grants.verify_fail[:10],
+        },
+    }
+
+
+# --------------------------------------------------------------------------- Temporal's view
+SPANS = (
+    "wft_schedule_to_start",
+    "wft_start_to_complete (first task: new workflow)",
+    "wft_start_to_complete (with ledger-flush local activity)",
+    "wft_start_to_complete (other)",
+    "activity_schedule_to_start",
+    "activity_start_to_close",
+    "timer_started_after_its_task_began",
+    "timer_fired_late_by_server",
+)
+
+
+@dataclass
+class HistoryScan:
+    spans: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in SPANS})
+    bad: Counter = field(default_factory=Counter)
+    bad_grants: dict[str, list[str]] = field(default_factory=dict)
+    started: dict[str, float] = field(default_factory=dict)
+
+    def add(self, gid: str, evs: Any) -> None:
+        """One workflow history's task queueing and execution spans, timers and task failures."""
+        from temporalio.api.enums.v1 import EventType as E
+
+        spans = self.spans
+        t: dict[int, float] = {}
+        timers: dict[int, float] = {}
+        first, last_wft_started = True, None
+        for i, ev in enumerate(evs):
+            at = ev.event_time.ToDatetime().timestamp()
+            name = E.Name(ev.event_type).removeprefix("EVENT_TYPE_")
+            t[ev.event_id] = at
+            if name == "WORKFLOW_EXECUTION_STARTED":
+                self.started[gid] = at
+            elif name == "WORKFLOW_TASK_STARTED":
+                last_wft_started = at
+                spans["wft_schedule_to_start"].append(
+                    (at - t[ev.workflow_task_started_event_attributes.scheduled_event_id]) * 1000
+                )
+            elif name == "WORKFLOW_TASK_COMPLETED":
+                took = (at - t[ev.workflow_task_completed_event_attributes.started_event_id]) * 1000
+                marker = i + 1 < len(evs) and evs[i + 1].event_type == E.EVENT_TYPE_MARKER_RECORDED
+                kind = (
+                    "first task: new workflow" if first else "with ledger-flush local activity" if marker else "other"
+                )
+                spans[f"wft_start_to_complete ({kind})"].append(took)
+                first = False
+            elif name == "ACTIVITY_TASK_STARTED":
+                spans["activity_schedule_to_start"].append(
+                    (at - t[ev.activity_task_started_event_attributes.scheduled_event_id]) * 1000
+                )
+            elif name == "ACTIVITY_TASK_COMPLETED":
+                spans["activity_start_to_close"].append(
+                    (at - t[ev.activity_task_completed_event_attributes.started_event_id]) * 1000
+                )
+            elif name == "TIMER_STARTED":
+                timers[ev.event_id] = (
+                    at + ev.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta().total_seconds()
+                )
+                if last_wft_started is not None:  # workflow.now() is the task's start: the timer runs late by this much
+                    spans["timer_started_after_its_task_began"].append((at - last_wft_started) * 1000)
+            elif name == "TIMER_FIRED" and ev.timer_fired_event_attributes.started_event_id in timers:
+                spans["timer_fired_late_by_server"].append(
+                    (at - timers[ev.timer_fired_event_attributes.started_event_id]) * 1000
+                )
+            if name.endswith(("_TIMED_OUT", "_FAILED")):
+                self.bad[name] += 1
+                self.bad_grants.setdefault(gid, []).append(name)
+
+
+async def scan_histories(address: str, grant_ids: list[str]) -> dict:
+    """Temporal's view: task queueing (schedule->start) and execution (start->complete) of workflow
+    tasks, activities and timers, and any task time-outs/failures (each one is a retried workflow task).
+    Also, per grant, when the server accepted the start (to split the API's share from the worker's)."""
+    from temporalio.client import Client
+
+    client = await Client.connect(address)
+    sem = asyncio.Semaphore(16)
+    scan = HistoryScan()
+
+    async def one(gid: str) -> None:
+        async with sem:
+            hist = await client.get_workflow_handle(gid).fetch_history()
+        scan.add(gid, hist.events)
+
+    await asyncio.gather(*[one(g) for g in grant_ids])
+    return {
+        "spans_ms": {k: summary(v) for k, v in scan.spans.items()},
+        "task_failures": dict(scan.bad),
+        "grants_with_task_failures": len(scan.bad_grants),
+        "examples": dict(list(scan.bad_grants.items())[:5]),
+        "_started": scan.started,
+    }
+
+
+# --------------------------------------------------------------------------- logs
+def scan_logs(workdir: Path) -> dict:
+    """What went wrong, and where: warnings/errors in the worker's log feed and the servers' logs."""
+    found: dict = {}
+    lvl = Counter()
+    samples: list[str] = []
+    ev = workdir / "events.jsonl"
+    if ev.exists():
+        for line in ev.read_text(errors="replace").splitlines():
+            low = line.lower()
+            if (
+                '"level": "warning"' in low
+                or '"level": "error"' in low
+                or low.startswith(("warning", "error", "traceback"))
+                or (not line.startswith("{") and ("error" in low or "warn" in low or "exception" in low))
+            ):
+                lvl["events.jsonl"] += 1
+                if len(samples) < 8:
+                    samples.append(line[:300])
+    for p in sorted(workdir.glob("*.log")):
+        txt = p.read_text(errors="replace")
+        name = re.sub(r"-\d+\.log$", ".log", p.name)
+        locked = txt.lower().count("database is locked") + txt.lower().count("sqlite_busy")
+        tb = txt.count("Traceback")
+        errs = sum(1 for line in txt.splitlines() if re.search(r'"level":"error"|\berror\b', line, re.I))
+        if locked or tb or errs:
+            found[name] = {
+                "database_locked": locked,
+                "tracebacks": tb,
+                "error_lines": errs,
+                "sample": [line[:300] for line in txt.splitlines() if re.search(r"error|locked|Traceback", line, re.I)][
+                    :5
+                ],
+            }
+    ev_locked = ev.read_text(errors="replace").lower().count("database is locked") if ev.exists() else 0
+    return {
+        "worker_log_warnings": lvl["events.jsonl"],
+        "worker_log_database_locked": ev_locked,
+        "worker_log_samples": samples,
+        "server_logs": found,
+    }

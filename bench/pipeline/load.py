@@ -1,0 +1,217 @@
+"""The load: N concurrent `POST /v1/grants` through the running stack (and everything sampled and
+read back around it), the bare provider calls against the same OpenBao, and the floor."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+
+from . import ROOT, log
+from .analysis import grant_figures, pipeline_figures, scan_histories
+from .sampling import CpuMeter, machine_busy_seconds, proc_status, short_name, watch
+from .stack import Stack
+
+FLOOR_SCRIPT = Path(os.environ.get("JITACCESS_FLOOR", ROOT.parent / "shared" / "bench" / "floor.py"))
+ENTITLEMENT = "secrets-readonly"
+
+
+# --------------------------------------------------------------------------- bare provider calls
+def bare_hvac(addr: str, token: str, n: int, ttl: int) -> dict:
+    """The floor's four calls with plain hvac (one client, keep-alive): create, lookup, revoke, lookup."""
+    import hvac
+
+    c = hvac.Client(url=addr, token=token)
+    t = time.perf_counter()
+    for i in range(n):
+        acc = c.auth.token.create(
+            policies=["jit-platform-read"], ttl=f"{ttl + 60}s", no_default_policy=True, meta={"grant_id": f"bare-{i}"}
+        )["auth"]["accessor"]
+        assert c.auth.token.lookup_accessor(acc)["data"]
+        c.auth.token.revoke_accessor(acc)
+        try:
+            c.auth.token.lookup_accessor(acc)
+            raise AssertionError(f"bare token {acc} still live after revoke")
+        except hvac.exceptions.InvalidRequest:
+            pass
+    s = time.perf_counter() - t
+    return {"lifecycles_per_s": n / s, "seconds": s, "calls_per_lifecycle": 4}
+
+
+def bare_provider(addr: str, token: str, n: int, ttl: int) -> dict:
+    """The product's provider as the activities call it: issue (response-wrapped), verify_active, revoke, verify_revoked."""
+    from jitaccess.domain.credentials import ProviderGrant
+    from jitaccess.providers.vault_token import VaultClients, VaultTokenProvider
+
+    p = VaultTokenProvider(VaultClients(addr, token))
+    t = time.perf_counter()
+    for i in range(n):
+        g = ProviderGrant(
+            grant_id=f"bare-provider-{i}",
+            provider="vault_token",
+            params={"policies": ["jit-platform-read"]},
+            principal="bench",
+            ttl_seconds=ttl + 60,
+        )
+        cred, _ = p.issue(g, wrap_ttl=timedelta(minutes=5))
+        ok, seen = p.verify_active(cred)
+        assert ok, seen
+        p.revoke(cred)
+        gone, seen = p.verify_revoked(cred)
+        assert gone, seen
+    s = time.perf_counter() - t
+    return {"lifecycles_per_s": n / s, "seconds": s, "calls_per_lifecycle": 5}
+
+
+# --------------------------------------------------------------------------- the pipeline
+async def fire(api: str, bearer: str, n: int, ttl: int, conc: int, done: list) -> list[dict]:
+    """N requests issued at once, carried by `conc` connections (conc workers, so the client's own
+    pool bookkeeping stays small and does not eat the CPU the stack is measured on)."""
+    # httpcore tries `import sniffio` on every request; it is not installed, and a failed import is
+    # not cached, so each try walks sys.path. Cache the miss (the bench client only; asyncio either way).
+    sys.modules.setdefault("sniffio", None)
+    limits = httpx.Limits(max_connections=conc, max_keepalive_connections=conc)
+    body = {"entitlement": ENTITLEMENT, "duration": ttl, "reason": "bench"}
+    issued = time.time()
+    todo: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(n):
+        todo.put_nowait(i)
+    results: list[dict] = []
+    async with httpx.AsyncClient(
+        base_url=api, headers={"Authorization": f"Bearer {bearer}"}, limits=limits, timeout=httpx.Timeout(120)
+    ) as client:
+
+        async def one(i: int) -> dict:
+            rec: dict = {"i": i, "queued": issued}
+
+            async def trace(name: str, info: dict) -> None:
+                # the moment the request goes on the wire (after waiting for one of the `conc` connections)
+                if name == "http11.send_request_headers.started":
+                    rec["sent"] = time.time()
+
+            try:
+                r = await client.post("/v1/grants", json=body, extensions={"trace": trace})
+                rec["responded"] = time.time()
+                rec["status"] = r.status_code
+                try:
+                    data = r.json()
+                except ValueError:
+                    data = {"raw": r.text[:300]}
+                rec["grant_id"] = data.get("grant_id")
+                rec["state"] = data.get("state")
+                if r.status_code != 202:
+                    rec["error"] = data
+            except Exception as e:
+                rec["responded"] = time.time()
+                rec["error"] = f"{e.__class__.__name__}: {e}"
+            rec.setdefault("sent", rec["queued"])
+            done.append(rec)
+            return rec
+
+        async def worker() -> None:
+            while not todo.empty():
+                results.append(await one(todo.get_nowait()))
+
+        await asyncio.gather(*[worker() for _ in range(min(conc, n))])
+    return sorted(results, key=lambda r: r["i"])
+
+
+async def run_pipeline(stack: Stack, n: int, ttl: int, conc: int, timeout: float, tick: float) -> dict:
+    from temporalio.client import Client
+
+    from jitaccess.dev.identity import DevIdentity
+    from jitaccess.ledger import Ledger
+
+    dev = stack.dev
+    ledger = Ledger(dev["ledger_url"])
+    assert stack.proc is not None
+    pid = stack.proc.pid
+    done: list[dict] = []
+    tclient = await Client.connect(dev["temporal_address"])  # visibility: are any grant workflows still running?
+    meter = CpuMeter(pid, stack.children)
+    t0 = time.time()
+    idp = DevIdentity.model_validate({**dev["identity"], "users": dev["users"]})  # OpenBao is the dev IdP
+    alice = await asyncio.to_thread(idp.id_token, "alice")  # an ID token for 1 h: longer than a bench run
+    fire_task = asyncio.create_task(fire(dev["api_url"], alice, n, ttl, conc, done))
+    progress = await watch(pid, ledger, tclient, fire_task, done, n, timeout, tick, t0)
+    requests = await fire_task if fire_task.done() else list(done)
+    if not fire_task.done():
+        fire_task.cancel()
+    status = proc_status(pid)
+    cpu_use = meter.use(time.time() - t0)
+
+    grants = await grant_figures(ledger, requests)
+    ledger.close()
+    try:
+        temporal = await scan_histories(dev["temporal_address"], [g["grant_id"] for g in grants.per])
+    except Exception as e:
+        temporal = {"error": f"{e.__class__.__name__}: {e}"}
+    for x in grants.per:
+        if (st := temporal.get("_started", {}).get(x["grant_id"])) is not None:
+            x["wf_started_at"] = st
+    temporal.pop("_started", None)
+    figures = pipeline_figures(n, ttl, requests, grants, progress, t0)
+    return {
+        **figures,
+        "worker_rss_mb": {
+            "peak_VmHWM": status.get("VmHWM", 0) / 1024,
+            "end_VmRSS": status.get("VmRSS", 0) / 1024,
+            "max_sampled_VmRSS": max((s for _, s in progress.rss_samples), default=0) / 1024,
+            "samples": len(progress.rss_samples),
+        },
+        "cpu": cpu_use,
+        "temporal": temporal,
+        "other_processes_rss_mb": {
+            f"{short_name(p)}[{p}]": proc_status(p).get("VmHWM", 0) / 1024 for p in stack.children
+        },
+    }
+
+
+# --------------------------------------------------------------------------- the floor
+def run_floor(n: int, ttl: int) -> dict:
+    log(f"\n== floor: {sys.executable} {FLOOR_SCRIPT} {n} {ttl}")
+    import resource
+
+    t = time.time()
+    busy0 = machine_busy_seconds()
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    try:
+        p = subprocess.run(
+            [sys.executable, str(FLOOR_SCRIPT), str(n), str(ttl)],
+            capture_output=True,
+            text=True,
+            timeout=max(600, ttl + 10 * n),
+        )
+        out, rc = p.stdout, p.returncode
+        err = p.stderr[-2000:] if p.returncode else ""
+    except subprocess.TimeoutExpired as e:
+        out, rc, err = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or ""), None, "timeout"
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    floor_cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)  # floor + its temporal + bao (all reaped)
+    busy = machine_busy_seconds() - busy0
+    print(out, end="", flush=True)
+    if err:
+        log(f"floor stderr: {err}")
+    num = r"([\d.]+)"
+    f: dict = {
+        "raw": out,
+        "returncode": rc,
+        "seconds": time.time() - t,
+        "cpu": {"floor_cpu_s": floor_cpu, "machine_busy_cpu_s": busy, "foreign_cpu_s": busy - floor_cpu},
+    }
+    if m := re.search(rf"bare provider lifecycles/s: {num}", out):
+        f["bare_lifecycles_per_s"] = float(m[1])
+    if m := re.search(rf"wall={num}s lifecycles/s\(excl ttl\)={num}", out):
+        f["wall_s"], f["lifecycles_per_s"] = float(m[1]), float(m[2])
+    if m := re.search(rf"request->active ms p50={num} p99={num}", out):
+        f["request_to_active_ms"] = {"p50": float(m[1]), "p99": float(m[2])}
+    if m := re.search(rf"expiry->revoked-confirmed ms p50={num} p99={num} max={num}", out):
+        f["expiry_to_confirmed_ms"] = {"p50": float(m[1]), "p99": float(m[2]), "max": float(m[3])}
+    return f

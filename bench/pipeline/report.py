@@ -1,0 +1,161 @@
+"""The printed report of a lifecycle bench run (the same figures go to bench/results/*.json)."""
+
+from __future__ import annotations
+
+from . import log
+
+
+def fmt(s: dict | None, keys=("p50", "p99", "max")) -> str:
+    if not s:
+        return "n/a"
+    return " ".join(f"{k}={s[k]:.0f}" for k in keys if k in s)
+
+
+def ratio(a, b) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def report(res: dict) -> None:
+    p, n, ttl = res["pipeline"], res["n"], res["ttl_s"]
+    log(
+        f"\n== jitaccess lifecycle bench  N={n} TTL={ttl}s  concurrency={res['concurrency']}"
+        f"  ({res['machine']['platform']}, {res['machine']['cores']} cores)"
+    )
+    report_pipeline(p, n)
+    report_resources(p, res["bare"])
+    report_comparisons(res)
+    report_floor(res)
+
+
+def report_pipeline(p: dict, n: int) -> None:
+    """HTTP, throughput, latencies and their breakdown, revocations, chains."""
+    h = p["http"]
+    log(
+        f"HTTP POST /v1/grants      accepted {h['accepted']}/{n}  errors {h['errors']} {h['error_kinds'] or ''}"
+        f"  latency ms {fmt(h['post_latency_ms'])}"
+    )
+    lps = p["lifecycles_per_s"]
+    log(
+        f"pipeline lifecycles/s     {lps:.1f}"
+        if lps
+        else f"pipeline lifecycles/s     n/a (only {p['revoked']}/{n} revoked; completed-only rate "
+        f"{(p['lifecycles_per_s_completed'] or 0):.1f})"
+    )
+    log(
+        f"  wall (send -> last revocation.confirmed) {p['wall_s'] or 0:.1f}s, observed by polling {p['wall_observed_s'] or 0:.1f}s"
+    )
+    log(
+        f"request->active ms        {fmt(p['request_to_active_ms'], ('p50', 'p99', 'max'))}"
+        f"   (incl. client connection-pool wait: {fmt(p['request_to_active_incl_client_queue_ms'], ('p50', 'p99'))})"
+    )
+    log(f"expiry->confirmed ms      {fmt(p['expiry_to_confirmed_ms'])}")
+    for k, v in p["breakdown_ms"].items():
+        log(f"  {k:<60} {fmt(v)}")
+    log(
+        f"grants in ledger          {p['grants_in_ledger']} ({p['grants_unknown_to_client']} started although the client got an error)"
+    )
+    log(
+        f"revoked                   {p['revoked']}/{p['grants_in_ledger']}  (token already gone by its own TTL: "
+        f"{p['revoked_already_gone']})   stragglers {len(p['stragglers'])}"
+        f"   revocation attempts {p['revocation_attempts']}  retrying events {p['revocation_retrying_events']}"
+    )
+    for s in p["stragglers"][:10]:
+        log(f"  straggler {s['grant_id']} state={s['state']} last_event={s['last_event']} events={s['events']}")
+    c = p["chains"]
+    log(f"chains verified           {c['verified']}/{c['total']}")
+    for f in c["failures"]:
+        log(f"  broken {f['grant_id']}: {f['problem']} at {f['first_broken']}")
+
+
+def report_resources(p: dict, b: dict) -> None:
+    """Memory, Temporal's histories, CPU (ours and other sessions'), the bare provider calls."""
+    r = p["worker_rss_mb"]
+    log(
+        f"worker RSS MB             peak(VmHWM) {r['peak_VmHWM']:.0f}  sampled max {r['max_sampled_VmRSS']:.0f}  end {r['end_VmRSS']:.0f}"
+        f"   (others: {', '.join(f'{k} {v:.0f}' for k, v in p['other_processes_rss_mb'].items())})"
+    )
+    tp = p["temporal"]
+    if "spans_ms" in tp:
+        log("temporal histories (ms)")
+        for k, v in tp["spans_ms"].items():
+            log(f"  {k:<60} {fmt(v)}")
+        log(f"  task time-outs/failures {tp['task_failures'] or 'none'} in {tp['grants_with_task_failures']} grants")
+    else:
+        log(f"temporal histories: {tp.get('error')}")
+    cu = p["cpu"]
+    log(
+        f"CPU during the pipeline   {cu['elapsed_s']:.1f}s x {cu['cores']} cores; busy {cu['machine_busy_cpu_s']:.1f} cpu-s: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in cu["ours_cpu_s"].items())
+        + f", foreign (other sessions) {cu['foreign_cpu_s']:.1f}"
+    )
+    for f in cu.get("foreign_top", [])[:3]:
+        log(f"  foreign: {f['cpu_s']:.1f} cpu-s {f['process']}")
+    log(
+        f"bare provider lifecycles/s  hvac 4 calls {b['hvac']['lifecycles_per_s']:.1f}   "
+        f"VaultTokenProvider 5 calls {b['provider']['lifecycles_per_s']:.1f}"
+    )
+
+
+def report_comparisons(res: dict) -> None:
+    """Pipeline over the bare provider calls, and what the logs say went wrong."""
+    rr = res["ratios"]
+    if rr.get("pipeline_over_bare_provider") is not None:
+        log(
+            f"pipeline / bare           {rr['pipeline_over_bare_provider']:.2f} (provider)  {rr['pipeline_over_bare_hvac']:.2f} (hvac)"
+        )
+    lg = res["logs"]
+    if lg["worker_log_warnings"] or lg["server_logs"] or lg["worker_log_database_locked"]:
+        log(
+            f"logs: {lg['worker_log_warnings']} warning/error lines in the worker feed, "
+            f"'database is locked' {lg['worker_log_database_locked']}; servers: "
+            + ", ".join(
+                f"{k}: {v['error_lines']} error lines, {v['database_locked']} locked, {v['tracebacks']} tracebacks"
+                for k, v in lg["server_logs"].items()
+            )
+        )
+        for s in lg["worker_log_samples"][:3]:
+            log(f"  {s}")
+
+
+def report_floor(res: dict) -> None:
+    """The pipeline against the floor, measured in the same session."""
+    p, b = res["pipeline"], res["bare"]
+    lps = p["lifecycles_per_s"]
+    fl = res.get("floor")
+    if fl and "lifecycles_per_s" in fl:
+        log("\n== pipeline vs floor (same session)")
+        log(f"{'':28}{'pipeline':>10}{'floor':>10}{'ratio':>8}")
+        rows = [
+            ("lifecycles/s", lps, fl["lifecycles_per_s"]),
+            ("request->active p50 ms", (p["request_to_active_ms"] or {}).get("p50"), fl["request_to_active_ms"]["p50"]),
+            ("request->active p99 ms", (p["request_to_active_ms"] or {}).get("p99"), fl["request_to_active_ms"]["p99"]),
+            (
+                "expiry->confirmed p50 ms",
+                (p["expiry_to_confirmed_ms"] or {}).get("p50"),
+                fl["expiry_to_confirmed_ms"]["p50"],
+            ),
+            (
+                "expiry->confirmed p99 ms",
+                (p["expiry_to_confirmed_ms"] or {}).get("p99"),
+                fl["expiry_to_confirmed_ms"]["p99"],
+            ),
+            (
+                "expiry->confirmed max ms",
+                (p["expiry_to_confirmed_ms"] or {}).get("max"),
+                fl["expiry_to_confirmed_ms"]["max"],
+            ),
+            ("bare lifecycles/s", b["hvac"]["lifecycles_per_s"], fl.get("bare_lifecycles_per_s")),
+        ]
+        for name, a, f_ in rows:
+            rt = ratio(a, f_)
+            log(
+                f"{name:<28}{(f'{a:.1f}' if a is not None else 'n/a'):>10}{(f'{f_:.1f}' if f_ is not None else 'n/a'):>10}"
+                f"{(f'{rt:.2f}' if rt is not None else 'n/a'):>8}"
+            )
+        fc = fl["cpu"]
+        log(
+            f"floor run: {fl['seconds']:.1f}s, floor processes {fc['floor_cpu_s']:.1f} cpu-s, "
+            f"foreign (other sessions) {fc['foreign_cpu_s']:.1f} cpu-s"
+        )
+    elif fl:
+        log(f"\nfloor did not report figures (returncode {fl.get('returncode')})")

@@ -1,0 +1,92 @@
+"""The stack under test, started exactly as a user does: `jitaccess dev up --random-ports --dir DIR`
+in its own session, stopped with SIGINT (SIGKILL for what it started, if it will not stop)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from . import ROOT
+from .sampling import cmdline, descendants, proc_status
+
+
+class Stack:
+    """`jitaccess dev up --random-ports --dir DIR` in its own session; stopped with SIGINT."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.proc: subprocess.Popen | None = None
+        self.dev: dict = {}
+        self.children: list[int] = []  # temporal + bao (own sessions), for the SIGKILL fallback
+        self.stop_how = ""
+
+    def start(self, timeout: float = 180) -> dict:
+        exe = shutil.which(
+            "jitaccess", path=os.pathsep.join([str(Path(sys.executable).parent), str(ROOT / ".venv" / "bin")])
+        )
+        if not exe:
+            raise SystemExit("jitaccess not found next to this python or in .venv/bin; run with .venv/bin/python")
+        self.log = open(self.workdir / "devup.log", "wb")
+        self.proc = subprocess.Popen(
+            [exe, "dev", "up", "--random-ports", "--dir", str(self.workdir)],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+        deadline = time.monotonic() + timeout
+        dev_json = self.workdir / "dev.json"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"jitaccess dev up exited with {self.proc.returncode}:\n{self.log_tail()}")
+            if dev_json.exists():
+                try:
+                    self.dev = json.loads(dev_json.read_text())
+                    if httpx.get(self.dev["api_url"] + "/healthz", timeout=2).status_code == 200:
+                        self.children = descendants(self.proc.pid)
+                        return self.dev
+                except (ValueError, KeyError, httpx.HTTPError):
+                    pass
+            time.sleep(0.2)
+        raise RuntimeError(f"jitaccess dev up not healthy within {timeout:.0f}s:\n{self.log_tail()}")
+
+    def log_tail(self, n: int = 30) -> str:
+        p = self.workdir / "devup.log"
+        return "\n".join(p.read_text(errors="replace").splitlines()[-n:]) if p.exists() else ""
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.children = sorted(set(self.children) | set(descendants(self.proc.pid)))
+        try:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            self.proc.wait(timeout)
+            self.stop_how = f"SIGINT, exit {self.proc.returncode}"
+        except subprocess.TimeoutExpired:
+            self.stop_how = f"SIGINT ignored for {timeout:.0f}s: SIGKILL"
+            for pid in [self.proc.pid] + self.children:  # only what this process started
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            self.proc.wait(10)
+        except ProcessLookupError:
+            pass
+        # dev up stops Temporal and OpenBao itself; if one survived, it is ours to end
+        for pid in self.children:
+            if os.path.exists(f"/proc/{pid}") and proc_status(pid):
+                self.stop_how += f"; leftover {pid} ({cmdline(pid)[:60]}) killed"
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        self.log.close()
