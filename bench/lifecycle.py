@@ -36,8 +36,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline import ROOT, log
+from pipeline.active import run_active
 from pipeline.analysis import scan_logs
-from pipeline.load import ENTITLEMENT, FLOOR_SCRIPT, bare_hvac, bare_provider, run_floor, run_pipeline
+from pipeline.catalogue import VAULT_ENTITLEMENT, create_iam_groups, iam_entitlement, write_catalogue
+from pipeline.load import FLOOR_SCRIPT, bare_hvac, bare_provider, run_floor, run_pipeline
 from pipeline.report import ratio, report
 from pipeline.sampling import proc_status, wait_quiet
 from pipeline.stack import Stack
@@ -71,6 +73,26 @@ def arguments() -> argparse.Namespace:
     ap.add_argument("n", nargs="?", type=int, default=200, help="concurrent grants (default 200)")
     ap.add_argument("ttl", nargs="?", type=int, default=5, help="grant duration in seconds (default 5)")
     ap.add_argument("--floor", action="store_true", help=f"also run {FLOOR_SCRIPT} N TTL after the stack is stopped")
+    ap.add_argument(
+        "--provider",
+        choices=["vault", "iam"],
+        default="vault",
+        help=f"vault: {VAULT_ENTITLEMENT} (Vault token); iam: one IAM group per grant (aws_iam_group, moto)",
+    )
+    ap.add_argument(
+        "--active",
+        type=int,
+        metavar="N",
+        help="hold N grants active at once (TTL --active-ttl) and report the worker's RSS and workflow cache",
+    )
+    ap.add_argument("--active-ttl", type=int, default=3600, help="grant duration for --active (default 3600 s)")
+    ap.add_argument("--hold", type=float, default=30, help="seconds to keep sampling once all are active")
+    ap.add_argument(
+        "--no-bytecode-cache",
+        dest="bytecode",
+        action="store_false",
+        help="run the stack with the environment's PYTHONDONTWRITEBYTECODE as is (default: bytecode cached)",
+    )
     ap.add_argument("--concurrency", type=int, default=32, help="HTTP connection limit for the requests")
     ap.add_argument(
         "--timeout", type=float, default=None, help="max seconds to wait for all revocations (default TTL+60+N)"
@@ -113,11 +135,14 @@ def measure(stack: Stack, args: argparse.Namespace, res: dict, timeout: float) -
             f"{res['bare']['provider']['lifecycles_per_s']:.1f}/s"
         )
 
+        entitlement = iam_entitlement if args.provider == "iam" else (lambda i: VAULT_ENTITLEMENT)
+        if args.provider == "iam":
+            create_iam_groups(dev, n)
         log(
-            f"== pipeline: {n} concurrent POST /v1/grants ({ENTITLEMENT}, duration {ttl}s) as alice; waiting for revocation "
-            f"(at most {timeout:.0f}s)"
+            f"== pipeline: {n} concurrent POST /v1/grants ({entitlement(0)}, duration {ttl}s) as alice; "
+            f"waiting for revocation (at most {timeout:.0f}s)"
         )
-        res["pipeline"] = asyncio.run(run_pipeline(stack, n, ttl, args.concurrency, timeout, args.tick))
+        res["pipeline"] = asyncio.run(run_pipeline(stack, n, ttl, args.concurrency, timeout, args.tick, entitlement))
         p = res["pipeline"]
         return p["revoked"] == p["grants_in_ledger"] == n and p["chains"]["verified"] == n and p["http"]["errors"] == 0
     finally:
@@ -127,6 +152,31 @@ def measure(stack: Stack, args: argparse.Namespace, res: dict, timeout: float) -
         res["stack_stop"] = stack.stop_how
         if "pipeline" not in res:
             log(f"   stack directory kept: {workdir}\n--- devup.log tail ---\n{stack.log_tail()}")
+
+
+def measure_active(stack: Stack, args: argparse.Namespace, res: dict) -> bool:
+    """--active N: start the stack, bring N grants to active, hold them, sample; stop the stack."""
+    try:
+        log(f"== starting `jitaccess dev up --random-ports --dir {stack.workdir}`")
+        dev = stack.start()
+        entitlement = iam_entitlement if args.provider == "iam" else (lambda i: VAULT_ENTITLEMENT)
+        if args.provider == "iam":
+            create_iam_groups(dev, args.n)
+        log(f"== active: {args.n} grants ({entitlement(0)}, duration {args.ttl}s) held {args.hold:.0f}s")
+        res["active"] = a = asyncio.run(
+            run_active(stack, args.n, args.ttl, args.concurrency, args.hold, args.tick, entitlement)
+        )
+        r = a["rss_mb"]
+        log(
+            f"\nactive {a['active']}/{args.n} (HTTP errors {a['http_errors']}) in {a['seconds_to_all_active']}s; "
+            f"RSS MB idle {r['idle']:.0f}, held {r['held_min']}..{r['held_max']}, peak {r['peak_VmHWM']:.0f}; "
+            f"per active grant {r['per_active_grant_kb']} KB; last cache sample "
+            f"{ {k: v for k, v in a['samples'][-1].items() if k.startswith('temporal')} if a['samples'] else {} }"
+        )
+        return a["active"] == args.n and a["http_errors"] == 0
+    finally:
+        stack.stop()
+        res["stack_stop"] = stack.stop_how
 
 
 def ratios(res: dict) -> dict:
@@ -152,6 +202,8 @@ def ratios(res: dict) -> dict:
 
 def main() -> int:
     args = arguments()
+    if args.active:
+        args.n, args.ttl, args.floor = args.active, args.active_ttl, False
     n, ttl = args.n, args.ttl
     timeout = args.timeout or ttl + 60 + n
     workdir = Path(tempfile.mkdtemp(prefix="jitaccess-bench-"))
@@ -170,7 +222,18 @@ def main() -> int:
         },
         "workdir": str(workdir),
     }
-    ok = measure(Stack(workdir), args, res, timeout)
+    res["provider"] = args.provider
+    res["bytecode_cache"] = args.bytecode
+    catalogue = write_catalogue(workdir / "bench-catalogue.yaml", args.provider, n)
+    if args.active:
+        ok = measure_active(Stack(workdir, catalogue, args.bytecode), args, res)
+        out = RESULTS / f"active-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=2, default=str))
+        log(f"results: {out}")
+        shutil.rmtree(workdir, ignore_errors=True)
+        return 0 if ok else 1
+    ok = measure(Stack(workdir, catalogue, args.bytecode), args, res, timeout)
     res["logs"] = scan_logs(workdir)
     if args.floor:
         res["machine_busy_before_floor"] = wait_quiet(args.quiet, args.quiet_wait, "the floor")

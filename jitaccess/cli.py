@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from jitaccess.cli_tables import approval_rule, break_glass, duration, ident, print_table, text
 from jitaccess.textsafe import markup_safe
 
 app = typer.Typer(help="Just-in-time access: request, approve, fetch, revoke, and prove it.", no_args_is_help=True)
@@ -319,10 +320,10 @@ def _show_onboarding(o: dict[str, Any]) -> None:
         f"[bold]{o['onboarding_id']}[/bold] {o['state']}  template={o['template']} "
         f"owner={o['workload']['owning_team']} ends_at={o.get('ends_at')} rotations={o['rotations']}"
     )
-    t = Table("child grant", "entitlement", "state", "reference")
+    t = Table(ident("child grant"), ident("entitlement"), ident("state"), ident("reference"))
     for ch in o["children"]:
         t.add_row(ch["grant_id"], ch["entitlement"], ch["state"], ch.get("reference") or "")
-    console.print(t)
+    print_table(console, t)
 
 
 @app.command()
@@ -348,10 +349,10 @@ def list_grants(
         console.print_json(data=rows)
         return
     rows = _shown(rows)
-    t = Table("grant", "state", "entitlement", "requester", "expires_at")
+    t = Table(ident("grant"), ident("state"), ident("entitlement"), ident("requester"), ident("expires_at"))
     for r in rows:
         t.add_row(r["grant_id"], r["state"], r["entitlement"], r["requester"], r.get("expires_at") or "")
-    console.print(t)
+    print_table(console, t)
 
 
 @app.command()
@@ -393,10 +394,10 @@ def events(grant_id: str) -> None:
     if ctx.json:
         console.print_json(data=r)
         return
-    t = Table("#", "at", "type", "actor", "role", "hash")
+    t = Table(ident("#"), ident("at"), ident("type"), ident("actor"), ident("role"), ident("hash (first 12)"))
     for e in _shown(r["events"]):
         t.add_row(str(e["seq"]), e["at"], e["type"], e["actor"]["id"], e["actor"]["role"], e["hash"][:12])
-    console.print(t)
+    print_table(console, t)
 
 
 @evidence_app.command("verify")
@@ -424,7 +425,7 @@ def evidence_verify(
         if all_
         else [_call("GET", f"/v1/grants/{grant_id}/evidence")["verification"]]
     )
-    t = Table("grant", "events", "chain", "first broken link")
+    t = Table(ident("grant"), ident("events"), ident("chain"), text("first broken link"))
     for v in results:
         t.add_row(
             v["grant_id"],
@@ -432,7 +433,7 @@ def evidence_verify(
             "[green]ok[/green]" if v["ok"] else "[red]BROKEN[/red]",
             f"{v['first_broken'] or ''} {v['problem'] or ''}".strip(),
         )
-    console.print(t)
+    print_table(console, t)
     broken = [v for v in results if not v["ok"]]
     console.print(f"{len(results) - len(broken)} of {len(results)} chains verify")
     if broken:
@@ -455,12 +456,12 @@ def reconcile(
         return
     colour = {"orphan": "red", "drift": "yellow", "mismatch": "magenta"}
     t = Table(
-        "kind",
-        "provider",
-        "grant",
-        "reference",
-        "detail",
-        "remediation",
+        ident("kind"),
+        ident("provider"),
+        ident("grant"),
+        ident("reference"),
+        text("detail"),
+        text("remediation"),
         title=f"reconciliation {r['run_id']}{' (dry run)' if r['dry_run'] else ''}",
     )
     for f in r["findings"]:
@@ -473,7 +474,7 @@ def reconcile(
             f["detail"],
             f"{rem.get('action', '')} {rem.get('detail', '')}".strip(),
         )
-    console.print(t)
+    print_table(console, t)
     for p in r.get("providers", []):
         extra = f" [red]error: {p['error']}[/red]" if p.get("error") else (f" ({p['note']})" if p.get("note") else "")
         console.print(f"  {p['provider']}: {p['listed']} managed object(s){extra}")
@@ -500,12 +501,27 @@ def catalog(context: typer.Context) -> None:
     if ctx.json:
         console.print_json(data=r)
         return
-    t = Table("id", "description", "max", "approval", "you may request", title=f"catalogue {r['policy_version']}")
+    t = Table(
+        ident("id"),
+        text("description"),
+        ident("default"),
+        ident("max"),
+        text("approval"),
+        text("break-glass"),
+        ident("you may request"),
+        title=f"catalogue {r['policy_version']}",
+    )
     for e in r["entitlements"]:
-        a = e["approval"]
-        rule = "auto" if a["auto_approve"] else f"{a['min_approvals']} of {', '.join(a['approver_groups'])}"
-        t.add_row(e["id"], e["description"], e["max_duration"], rule, "yes" if e["you_may_request"] else "no")
-    console.print(t)
+        t.add_row(
+            e["id"],
+            e["description"],
+            duration(e.get("default_duration")),
+            duration(e.get("max_duration")),
+            approval_rule(e),
+            break_glass(e),
+            "yes" if e["you_may_request"] else "no",
+        )
+    print_table(console, t)
 
 
 @catalog_app.command("check")

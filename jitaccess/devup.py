@@ -35,6 +35,7 @@ from jitaccess.ledger import Ledger
 from jitaccess.ledger.evidence_log import load_checkpoint_key, public_key_of
 from jitaccess.ledger.migrate import upgrade as upgrade_ledger
 from jitaccess.textsafe import printable
+from jitaccess.workers.backstop import start_backstop
 from jitaccess.workers.checkpointing import ensure_checkpoint_schedule
 from jitaccess.workers.codec import new_key
 from jitaccess.workers.common import build_worker, configure_logging, connect, ensure_reconciliation_schedule
@@ -248,6 +249,9 @@ async def dev_up(workdir: Path, random_ports: bool = False) -> None:
         await ensure_reconciliation_schedule(client, settings)
         await ensure_checkpoint_schedule(client, settings)
         worker, ledger = build_worker(client, settings)
+        backstop = start_backstop(settings, ledger)  # ends identity-based access at expiry, Temporal or not
+        if temporal.extra.get("ui_url"):  # the console's grant page links to the workflow there
+            os.environ.setdefault("JITACCESS_CONSOLE_TEMPORAL_UI_URL", str(temporal.extra["ui_url"]))
         server = uvicorn.Server(
             uvicorn.Config(create_app(settings, client), host="127.0.0.1", port=api_port, log_level="warning")
         )
@@ -286,6 +290,8 @@ async def dev_up(workdir: Path, random_ports: bool = False) -> None:
             server.should_exit = True
             await api_task
             await tail
+        if backstop is not None:
+            backstop.stop()
         ledger.close()
     finally:
         for s in reversed(servers):
@@ -298,6 +304,7 @@ def _banner(dev: dict, dev_json: Path) -> None:
     console.print(
         Panel.fit(
             f"API       {dev['api_url']}  (OpenAPI: {dev['api_url']}/docs)\n"
+            f"Console   {dev['api_url']}/  (sign in with a dev user's password at OpenBao's page)\n"
             f"Temporal  {dev['temporal_address']}  UI: {dev['temporal_ui']}\n"
             f"OpenBao   {dev['vault_addr']}\n"
             f"AWS (moto) {dev['aws_endpoint']}   PostgreSQL {dev['postgres_dsn'] or 'not available'}\n"

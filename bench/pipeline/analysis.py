@@ -74,7 +74,9 @@ async def grant_figures(ledger: Any, requests: list[dict]) -> GrantFigures:
     """Every grant the client or the ledger knows: its timings, its chain verified, and the ones
     that never had their revocation confirmed (stragglers)."""
     out = GrantFigures(known={r["grant_id"]: r for r in requests if r.get("grant_id")})
-    out.all_ids = list(dict.fromkeys(list(out.known) + await asyncio.to_thread(ledger.grant_ids)))
+    # chains of grants only: the stack's scheduled reconciliation and checkpoint runs have chains too
+    in_ledger = [g for g in await asyncio.to_thread(ledger.grant_ids) if g.startswith("grant-")]
+    out.all_ids = list(dict.fromkeys(list(out.known) + in_ledger))
     for gid in out.all_ids:
         evs = await asyncio.to_thread(ledger.events, gid)
         g = grant_record(gid, out.known.get(gid, {}), evs, gid in out.known)

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -71,14 +72,15 @@ def bare_provider(addr: str, token: str, n: int, ttl: int) -> dict:
 
 
 # --------------------------------------------------------------------------- the pipeline
-async def fire(api: str, bearer: str, n: int, ttl: int, conc: int, done: list) -> list[dict]:
+async def fire(
+    api: str, bearer: str, n: int, ttl: int, conc: int, done: list, entitlement: Callable[[int], str]
+) -> list[dict]:
     """N requests issued at once, carried by `conc` connections (conc workers, so the client's own
     pool bookkeeping stays small and does not eat the CPU the stack is measured on)."""
     # httpcore tries `import sniffio` on every request; it is not installed, and a failed import is
     # not cached, so each try walks sys.path. Cache the miss (the bench client only; asyncio either way).
     sys.modules.setdefault("sniffio", None)
     limits = httpx.Limits(max_connections=conc, max_keepalive_connections=conc)
-    body = {"entitlement": ENTITLEMENT, "duration": ttl, "reason": "bench"}
     issued = time.time()
     todo: asyncio.Queue[int] = asyncio.Queue()
     for i in range(n):
@@ -97,6 +99,7 @@ async def fire(api: str, bearer: str, n: int, ttl: int, conc: int, done: list) -
                     rec["sent"] = time.time()
 
             try:
+                body = {"entitlement": entitlement(i), "duration": ttl, "reason": "bench"}
                 r = await client.post("/v1/grants", json=body, extensions={"trace": trace})
                 rec["responded"] = time.time()
                 rec["status"] = r.status_code
@@ -123,7 +126,15 @@ async def fire(api: str, bearer: str, n: int, ttl: int, conc: int, done: list) -
     return sorted(results, key=lambda r: r["i"])
 
 
-async def run_pipeline(stack: Stack, n: int, ttl: int, conc: int, timeout: float, tick: float) -> dict:
+async def run_pipeline(
+    stack: Stack,
+    n: int,
+    ttl: int,
+    conc: int,
+    timeout: float,
+    tick: float,
+    entitlement: Callable[[int], str] = lambda i: ENTITLEMENT,
+) -> dict:
     from temporalio.client import Client
 
     from jitaccess.dev.identity import DevIdentity
@@ -139,7 +150,7 @@ async def run_pipeline(stack: Stack, n: int, ttl: int, conc: int, timeout: float
     t0 = time.time()
     idp = DevIdentity.model_validate({**dev["identity"], "users": dev["users"]})  # OpenBao is the dev IdP
     alice = await asyncio.to_thread(idp.id_token, "alice")  # an ID token for 1 h: longer than a bench run
-    fire_task = asyncio.create_task(fire(dev["api_url"], alice, n, ttl, conc, done))
+    fire_task = asyncio.create_task(fire(dev["api_url"], alice, n, ttl, conc, done, entitlement))
     progress = await watch(pid, ledger, tclient, fire_task, done, n, timeout, tick, t0)
     requests = await fire_task if fire_task.done() else list(done)
     if not fire_task.done():

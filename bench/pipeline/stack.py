@@ -21,8 +21,13 @@ from .sampling import cmdline, descendants, proc_status
 class Stack:
     """`jitaccess dev up --random-ports --dir DIR` in its own session; stopped with SIGINT."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, catalogue: Path | None = None, bytecode: bool = True) -> None:
         self.workdir = workdir
+        # bytecode: let the stack cache bytecode (in <workdir>/pycache) as an installed package has it,
+        # even when PYTHONDONTWRITEBYTECODE is set here: else the workflow sandbox compiles the workflow
+        # module from source for every new workflow (~10 ms CPU each, bench/README.md)
+        self.bytecode = bytecode
+        self.catalogue = catalogue  # JITACCESS_CATALOGUE_FILE for dev up (the bench's own, see catalogue.py)
         self.proc: subprocess.Popen | None = None
         self.dev: dict = {}
         self.children: list[int] = []  # temporal + bao (own sessions), for the SIGKILL fallback
@@ -35,13 +40,19 @@ class Stack:
         if not exe:
             raise SystemExit("jitaccess not found next to this python or in .venv/bin; run with .venv/bin/python")
         self.log = open(self.workdir / "devup.log", "wb")
+        env = {**os.environ, "COLUMNS": "200"}
+        if self.catalogue:
+            env["JITACCESS_CATALOGUE_FILE"] = str(self.catalogue)
+        if self.bytecode:
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = str(self.workdir / "pycache")
         self.proc = subprocess.Popen(
             [exe, "dev", "up", "--random-ports", "--dir", str(self.workdir)],
             stdout=self.log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            env={**os.environ, "COLUMNS": "200"},
+            env=env,
         )
         deadline = time.monotonic() + timeout
         dev_json = self.workdir / "dev.json"

@@ -27,6 +27,7 @@ from jitaccess.domain.issuance import authorise_issue
 from jitaccess.domain.refusals import Refusal
 from jitaccess.domain.severity import severity
 from jitaccess.ledger import Ledger
+from jitaccess.ledger.backstop import WORKFLOW, BackstopStore
 from jitaccess.ledger.holds import HoldStore
 from jitaccess.ops import metrics
 from jitaccess.providers.base import Provider, ProviderError, ProviderRegistry
@@ -56,6 +57,7 @@ class GrantActivities:
         self.verifier = verifier
         self.ledger = ledger
         self.holds = HoldStore(ledger)
+        self.backstop = BackstopStore(ledger)  # what the expiry backstop ends without Temporal (workers.backstop)
         self.wrap_ttl = wrap_ttl
 
     def all(self) -> list:
@@ -83,6 +85,11 @@ class GrantActivities:
             raise ApplicationError(r.message, r.rule, type=c.ISSUE_REFUSED, non_retryable=True) from None
         try:
             provider = self.providers.get(grant.provider)
+            if grant.expires_at is not None and datetime.now(UTC) >= grant.expires_at:
+                # a retry that runs after the grant's window (e.g. Temporal was down) issues nothing
+                raise ProviderError(
+                    f"grant {grant.grant_id} expired before its credential could be issued", retryable=False
+                )
             key = provider.shared_target(grant)
             with self.holds.locked(key) if key else nullcontext() as holds:
                 if holds is not None:
@@ -96,10 +103,17 @@ class GrantActivities:
                     seen += f"; shared with active grant(s) {', '.join(others)}"
         except ProviderError as e:
             raise _app_error(e) from e
+        self.backstop.record_issue(cred, grant.expires_at)  # before the workflow knows: Temporal may be gone
         return IssueResult(credential=cred, handover=handover, verified=verified, verification=seen)
 
     @activity.defn(name=c.REVOKE_CREDENTIAL)
     def revoke_credential(self, cred: IssuedCredential) -> RevocationResult:
+        res = self._revoke_credential(cred)
+        if res.confirmed:  # gone (or this grant's hold released): nothing left for the expiry backstop
+            self.backstop.close(cred.grant_id, WORKFLOW)
+        return res
+
+    def _revoke_credential(self, cred: IssuedCredential) -> RevocationResult:
         try:
             provider = self.providers.get(cred.provider)
             if not cred.shared_target:
@@ -134,7 +148,14 @@ class GrantActivities:
         try:
             provider = self.providers.get(req.credential.provider)
             if req.credential.shared_target:
-                return req.credential  # identity-based access has no provider-side TTL to move
+                # identity-based access has no provider-side TTL to move; the expiry backstop's does,
+                # unless the backstop has already ended the access at the old expiry
+                new_expiry = req.expires_at or datetime.now(UTC) + timedelta(seconds=req.ttl_seconds)
+                if not self.backstop.extend(req.credential.grant_id, new_expiry):
+                    raise ProviderError(
+                        "the grant's access was already ended at its expiry (expiry backstop)", retryable=False
+                    )
+                return req.credential
             ttl = req.ttl_at(datetime.now(UTC))  # counted now, so the backstop never outlives the new expiry
             if ttl < 1:
                 raise ProviderError("the grant expired before its extension could be applied", retryable=False)
@@ -167,6 +188,7 @@ class GrantActivities:
             raise _app_error(e) from e
         if still:
             raise ApplicationError(f"clean-up of {grant.grant_id} not confirmed; still present: {still}")
+        self.backstop.close(grant.grant_id, WORKFLOW)
         return RevocationResult(
             confirmed=True,
             already_gone=not removed,

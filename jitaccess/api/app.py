@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict
 from temporalio.client import (
@@ -21,6 +22,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 from ulid import ULID
 
+from jitaccess import console
 from jitaccess.api import auth, codec_server, errors, ops_routes
 from jitaccess.api.errors import ApiError, responses
 from jitaccess.api.models import CommentBody, DelegationBody, ExtendBody, GrantRequestBody, ReasonBody, ReviewBody
@@ -116,6 +118,9 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     Me = Annotated[Principal, Depends(authenticate)]
     ops_routes.install(app, settings, catalogue.version)  # /readyz, /metrics, tracing (jitaccess.ops)
     codec_server.install(app, settings, authenticate)  # /codec/decode, /codec/encode for the Temporal UI
+    # the web console at / (jitaccess.console): a client of these same routes, in-process
+    app.include_router(console.router(settings))
+    app.mount("/static", StaticFiles(directory=console.STATIC_DIR), name="console-static")
 
     def tc(request: Request) -> Client:
         return request.app.state.client
@@ -240,6 +245,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
                 "invalid_request",
                 "; ".join(decision.messages),
                 reason_codes=[r.value for r in decision.reason_codes],
+                messages=list(decision.messages),  # one per reason code (the console puts each by its field)
                 valid_entitlements=catalogue.ids,
             )
         grant_id = grant_id_for(me.id, body.request_id)
@@ -262,6 +268,10 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 # Requester, GrantState, ...: the workflow keeps them current (docs/operations.md)
                 search_attributes=initial_search_attributes(inp) if settings.search_attributes else None,
+                # the first workflow task comes back in the start's answer when this process hosts a
+                # worker on the queue (`jitaccess dev up`), skipping its queueing (bench/README.md);
+                # with no worker here the SDK does not ask for it
+                request_eager_start=True,
             )
         except WorkflowAlreadyStartedError:  # same request_id, grant already ended
             handle = client.get_workflow_handle(grant_id)
@@ -275,6 +285,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
                     "; ".join(decision.messages),
                     grant_id=grant_id,
                     reason_codes=[r.value for r in decision.reason_codes],
+                    messages=list(decision.messages),
                 )
             response.headers["Location"] = f"/v1/grants/{grant_id}"
             return {
@@ -312,6 +323,9 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         state: Annotated[GrantState | None, Query()] = None,
         requester: Annotated[str | None, Query(max_length=200)] = None,
         break_glass: Annotated[bool | None, Query()] = None,
+        entitlement: Annotated[str | None, Query(max_length=80)] = None,
+        since: Annotated[datetime | None, Query(description="requested at or after (ISO 8601)")] = None,
+        until: Annotated[datetime | None, Query(description="requested before (ISO 8601)")] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     ) -> dict[str, Any]:
         v = viewer(request, me)
@@ -319,6 +333,9 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
             state=state.value if state else None,
             requester=requester,
             break_glass=break_glass,
+            entitlement=entitlement,
+            since=since,
+            until=until,
             limit=limit,
             visible=None if sees_everything(v) else lambda row: may_read(v, row_facts(row)),
         )

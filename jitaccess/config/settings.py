@@ -186,6 +186,14 @@ class Settings(BaseSettings):
     # On SIGTERM: stop polling, give running activities this long to finish (a revoke mid-call
     # completes instead of waiting out its start-to-close timeout on another worker), then cancel.
     graceful_shutdown_timeout: timedelta = Field(default=timedelta(seconds=10), ge=timedelta(0))
+    # The expiry backstop (jitaccess.workers.backstop): each worker ends identity-based access (IAM
+    # group, Identity Center, the STS deny: no provider-side TTL) itself `backstop_grace` after the
+    # grant's expiry when the workflow has not (Temporal down), scanning every `backstop_interval`.
+    backstop: bool = True
+    backstop_grace: timedelta = Field(default=timedelta(seconds=1), ge=timedelta(0), le=timedelta(minutes=5))
+    backstop_interval: timedelta = Field(
+        default=timedelta(milliseconds=250), ge=timedelta(milliseconds=50), le=timedelta(seconds=30)
+    )
 
     notifiers: list[NotifierConfig] = []
     public_url: str | None = None  # base URL for links in notifications (approve/deny), e.g. https://jit.example.com

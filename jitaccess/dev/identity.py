@@ -342,8 +342,14 @@ def seed_dev_identity(
                 "key": KEY,
                 "assignments": [f"{CONSOLE_CLIENT}-users"],
                 "client_type": "public",
-                # loopback redirects: OpenBao ignores the port (RFC 8252), so any local port works
-                "redirect_uris": ["http://127.0.0.1/callback", "http://localhost/callback"],
+                # loopback redirects: OpenBao ignores the port (RFC 8252), so any local port works;
+                # /callback is the CLI's (`auth login`), /auth/callback the web console's (the API's)
+                "redirect_uris": [
+                    "http://127.0.0.1/callback",
+                    "http://localhost/callback",
+                    "http://127.0.0.1/auth/callback",
+                    "http://localhost/auth/callback",
+                ],
                 "id_token_ttl": "1h",
                 "access_token_ttl": "1h",
             },

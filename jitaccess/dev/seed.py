@@ -10,7 +10,8 @@ dev up`, the test fixtures and the bench, never by production code. Every seed i
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -37,14 +38,24 @@ class SeedResult:
         return self.ok
 
 
+@contextmanager
+def root_client(addr: str, root_token: str) -> Iterator[hvac.Client]:
+    """An OpenBao client with the dev root token, closed afterwards."""
+    c = hvac.Client(url=addr, token=root_token)
+    try:
+        yield c
+    finally:
+        c.adapter.close()
+
+
 def seed_dev_vault(addr: str, root_token: str, policies: dict[str, str]) -> None:
     """Dev stack: write the catalogue's ACL policies and a little KV data to read."""
-    c = hvac.Client(url=addr, token=root_token)
-    for name, body in policies.items():
-        c.sys.create_or_update_acl_policy(name=name, policy=body)
-    c.secrets.kv.v2.create_or_update_secret(
-        path="platform/demo", secret={"greeting": "hello from jitaccess"}, mount_point="secret"
-    )
+    with root_client(addr, root_token) as c:
+        for name, body in policies.items():
+            c.sys.create_or_update_acl_policy(name=name, policy=body)
+        c.secrets.kv.v2.create_or_update_secret(
+            path="platform/demo", secret={"greeting": "hello from jitaccess"}, mount_point="secret"
+        )
 
 
 def seed_dev_approle(
@@ -59,8 +70,7 @@ def seed_dev_approle(
 ) -> SeedResult:
     """Dev stack: the AppRole auth method at `mount`, a read policy on secret/payments/*, a
     little KV data there, and the per-service role `role_name` carrying that policy."""
-    c = hvac.Client(url=vault_addr, token=root_token)
-    try:
+    with root_client(vault_addr, root_token) as c:
         if f"{mount}/" not in c.sys.list_auth_methods()["data"]:
             c.sys.enable_auth_method("approle", path=mount)
         c.sys.create_or_update_acl_policy(
@@ -78,8 +88,6 @@ def seed_dev_approle(
             token_max_ttl=f"{int(token_max_ttl.total_seconds())}s",
             mount_point=mount,
         )
-    finally:
-        c.adapter.close()
     return SeedResult(
         True, f"AppRole auth at auth/{mount}/; role {role_name!r} with policy {policy_name!r} (read secret/payments/*)"
     )
@@ -131,8 +139,7 @@ def seed_dev_database(
     if isinstance(parts, SeedResult):
         return parts
     where = f"{parts['host']}:{parts['port']} (database {parts['dbname']!r}, user {parts['user']!r})"
-    c = hvac.Client(url=vault_addr, token=root_token)
-    try:
+    with root_client(vault_addr, root_token) as c:
         if f"{mount}/" not in c.sys.list_mounted_secrets_engines()["data"]:
             c.sys.enable_secrets_engine("database", path=mount)
         url = (
@@ -160,8 +167,6 @@ def seed_dev_database(
             max_ttl=f"{max_ttl}s",
             mount_point=mount,
         )
-    finally:
-        c.adapter.close()
     return SeedResult(
         True,
         f"database secrets engine at {mount}/ → PostgreSQL {where}; role {role!r} "
@@ -315,9 +320,9 @@ def _dev_user(ids: Any, iam: Any, store_id: str, user: str) -> None:
     )
 
 
-def _dev_role(iam: Any, account: str) -> str:
-    """The deploy role handed out as STS sessions; its ARN."""
-    trust = {
+def role_trust(account: str) -> dict[str, Any]:
+    """A role's trust policy: assumable, with session tags and SourceIdentity, from the account."""
+    return {
         "Version": "2012-10-17",
         "Statement": [
             {
@@ -327,10 +332,14 @@ def _dev_role(iam: Any, account: str) -> str:
             }
         ],
     }
+
+
+def _dev_role(iam: Any, account: str) -> str:
+    """The deploy role handed out as STS sessions; its ARN."""
     created = _exists_ok(
         lambda: iam.create_role(
             RoleName=DEV_ROLE,
-            AssumeRolePolicyDocument=json.dumps(trust),
+            AssumeRolePolicyDocument=json.dumps(role_trust(account)),
             MaxSessionDuration=3600,
             Description="jitaccess dev: deploy role handed out as STS sessions",
         ),

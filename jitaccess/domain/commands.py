@@ -177,9 +177,20 @@ class CommandVerifier:
     ) -> CommandAuth:
         """The command's auth when it is genuine, for this target and action, signed by a trusted
         key in one of `roles`, and (with `now`) fresh. Raises Refusal naming what is wrong."""
-        auth = cmd.auth
-        if auth is None:
+        if cmd.auth is None:
             raise _refuse("unsigned_command", f"{action} on {target} is not signed by a trusted jitaccess component")
+        return self.verify_body(command_body(cmd), cmd.auth, target, action, now, roles)
+
+    def verify_body(
+        self,
+        body: dict[str, Any],
+        auth: CommandAuth,
+        target: str,
+        action: str,
+        now: datetime | None,
+        roles: tuple[SignerRole, ...] = (SignerRole.api,),
+    ) -> CommandAuth:
+        """`verify` for a command as evidence recorded it (`data.command`: its body and auth)."""
         known = self._keys.get(auth.key_id)
         if known is None:
             raise _refuse("unknown_signer", f"{action} on {target} is signed by an unknown key {auth.key_id}")
@@ -187,9 +198,7 @@ class CommandVerifier:
         if role is not auth.role or role not in roles:
             allowed = ", ".join(r.value for r in roles)
             raise _refuse("wrong_signer", f"{action} on {target} must be signed by: {allowed}; got {role.value}")
-        msg = signing_bytes(
-            target, action, command_body(cmd), auth.key_id, auth.role.value, auth.nonce, auth.issued_at.isoformat()
-        )
+        msg = signing_bytes(target, action, body, auth.key_id, auth.role.value, auth.nonce, auth.issued_at.isoformat())
         try:
             public.verify(_unb64(auth.signature), msg)
         except (InvalidSignature, ValueError):

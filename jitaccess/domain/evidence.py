@@ -199,20 +199,6 @@ class EvidenceReport(BaseModel):
 
 
 # -- the verifier ----------------------------------------------------------------------------
-class _RecordedCommand:
-    """A command as a decision event recorded it (`data.command`), shaped for CommandVerifier."""
-
-    def __init__(self, body: dict[str, Any], auth: CommandAuth) -> None:
-        self.auth: CommandAuth | None = auth
-        self._body = body
-
-    def model_dump(self, *, mode: str = "json", exclude: Any = None) -> dict[str, Any]:
-        return {k: v for k, v in self._body.items() if k not in (exclude or set())}
-
-    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Any:
-        raise NotImplementedError("a recorded command is evidence: it is never re-signed")
-
-
 class _Verification:
     def __init__(self, only: str | None) -> None:
         self.only = only
@@ -570,7 +556,7 @@ def _check_commands(
             )
             continue
         try:
-            verifier.verify(_RecordedCommand(body, auth), target, action, None, (SignerRole.api, SignerRole.worker))
+            verifier.verify_body(body, auth, target, action, None, (SignerRole.api, SignerRole.worker))
         except Refusal as r:
             out.add(FindingKind.bad_command, f"{r.rule}: {r.message}", grant_id=ev.grant_id, event_id=ev.event_id)
             continue

@@ -8,8 +8,8 @@ Pure (no I/O, no clock, no randomness), so the workflow can build a
 
 A notification never carries a secret: its fields are fixed (`extra="forbid"`),
 `summary` holds scalars only and refuses keys that name secret material, and
-`links` are API paths (made absolute with the configured `public_url` when
-formatted). The formatters read nothing but the notification and `public_url`.
+`links` are paths of the web console's grant page (made absolute with the configured
+`public_url` when formatted). The formatters read nothing but the notification and `public_url`.
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ class Notification(BaseModel):
     channel decides who actually sees it). `summary` is what the message shows,
     e.g. entitlement, requester, state, reason, ticket, incident, expires_at,
     approvals; keys are shown in `SUMMARY_ORDER` first, then alphabetically.
-    `links` maps a name (approve, deny, view, review, ...) to an API path that
-    starts with "/", e.g. "/v1/grants/<id>/approve"; see `grant_links`.
+    `links` maps a name (decide, review, open) to a path that starts with "/",
+    e.g. "/grants/<id>#decide" (the web console's grant page); see `grant_links`.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -90,7 +90,7 @@ class Notification(BaseModel):
     def _paths_only(cls, v: dict[str, str]) -> dict[str, str]:
         for name, path in v.items():
             if not path.startswith("/") or path.startswith("//"):
-                raise ValueError(f"link {name!r} must be an API path starting with '/', got {path!r}")
+                raise ValueError(f"link {name!r} must be a path starting with '/', got {path!r}")
         return v
 
 
@@ -139,24 +139,20 @@ class DeliveryResult(BaseModel):
 # --- links -----------------------------------------------------------------------------
 
 _LINKS_BY_AUDIENCE: dict[Audience, tuple[str, ...]] = {
-    Audience.approvers: ("approve", "deny", "view"),
-    Audience.reviewers: ("review", "view"),
-    Audience.requester: ("view",),
-    Audience.security: ("view", "events"),
+    Audience.approvers: ("decide",),
+    Audience.reviewers: ("review",),
+    Audience.requester: ("open",),
+    Audience.security: ("open",),
 }
 
 
 def grant_links(grant_id: str, audience: Audience | str) -> dict[str, str]:
-    """The API paths a message to `audience` offers: approvers get approve/deny,
-    reviewers review, everyone the grant itself."""
-    base = f"/v1/grants/{grant_id}"
-    paths = {
-        "view": base,
-        "approve": f"{base}/approve",
-        "deny": f"{base}/deny",
-        "review": f"{base}/review",
-        "events": f"{base}/events",
-    }
+    """The web console's page for the grant (jitaccess.console), at the part the audience acts on:
+    approvers its approve/deny forms, reviewers its review form, everyone else the grant. A link
+    only opens the page: deciding there needs a signed-in person and a form post (CSRF-checked),
+    never a click on a link alone."""
+    page = f"/grants/{grant_id}"
+    paths = {"open": page, "decide": f"{page}#decide", "review": f"{page}#review"}
     return {name: paths[name] for name in _LINKS_BY_AUDIENCE[Audience(audience)]}
 
 
@@ -187,6 +183,8 @@ def webhook_body(n: Notification, public_url: str | None = None) -> dict[str, An
         "title": n.title,
         "summary": dict(n.summary),
         "links": absolute_links(n, public_url),
+        # the console's page for the grant: the same URL as the Slack message's button
+        "url": next(iter(absolute_links(n, public_url).values()), None),
     }
 
 
@@ -214,7 +212,8 @@ _TEXT_MAX = 3000
 _BUTTON_TEXT_MAX = 75
 _MAX_BUTTONS = 25
 
-_BUTTON_STYLE = {"approve": "primary", "deny": "danger"}
+_BUTTON_STYLE = {"decide": "primary", "review": "primary"}
+_BUTTON_TEXT = {"decide": "Open to approve or deny", "review": "Open to review", "open": "Open in jitaccess"}
 HIGH_MARK = ":rotating_light: HIGH"
 
 
@@ -246,8 +245,8 @@ def summary_items(n: Notification) -> list[tuple[str, str]]:
 
 def slack_body(n: Notification, public_url: str | None = None) -> dict[str, Any]:
     """A Slack incoming-webhook message: `text` (notification fallback) and `blocks`:
-    a header (high severity marked), a section with the grant's summary, link buttons
-    (approve/deny for approvers) when `public_url` is set, or the paths as text when it
+    a header (high severity marked), a section with the grant's summary, a link button to
+    the console's grant page (for approvers: its approve/deny forms) when `public_url` is set, or the paths as text when it
     is not (Slack refuses relative button URLs), and a context line with audience and
     recipients. All user-supplied text is escaped."""
     high = n.severity == Severity.high
@@ -282,7 +281,7 @@ def slack_body(n: Notification, public_url: str | None = None) -> dict[str, Any]
         for name, url in list(links.items())[:_MAX_BUTTONS]:
             button: dict[str, Any] = {
                 "type": "button",
-                "text": {"type": "plain_text", "text": _cut(_label(name), _BUTTON_TEXT_MAX)},
+                "text": {"type": "plain_text", "text": _cut(_BUTTON_TEXT.get(name, _label(name)), _BUTTON_TEXT_MAX)},
                 "url": url,
                 "action_id": f"jitaccess-{name}",
             }

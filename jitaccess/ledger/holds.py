@@ -41,6 +41,11 @@ class TargetHolds:
     def __init__(self, conn: Connection, key: str, ledger: Ledger) -> None:
         self._conn, self.key, self._ledger = conn, key, ledger
 
+    @property
+    def conn(self) -> Connection:
+        """The transaction holding the target's lock (other rows changed with the hold go in it)."""
+        return self._conn
+
     def holders(self) -> list[str]:
         q = (
             select(access_holds.c.grant_id)

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0002"  # the newest revision in migrations/versions (a test keeps the two equal)
+HEAD = "0003"  # the newest revision in migrations/versions (a test keeps the two equal)
 # pg_advisory_xact_lock key for migrations: "jitacces" as a big-endian int64
 PG_LOCK_KEY = int.from_bytes(b"jitacces", "big")
 

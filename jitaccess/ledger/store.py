@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import (
@@ -111,6 +111,10 @@ def _row(ev: IdentityEvent) -> dict:
         "prev_hash": ev.prev_hash,
         "hash": ev.hash,
     }
+
+
+def _utc_text(t: datetime) -> str:
+    return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
 
 
 def _event(r) -> IdentityEvent:
@@ -225,10 +229,20 @@ class Ledger:
         break_glass: bool | None = None,
         limit: int = 500,
         visible: Callable[[dict], bool] | None = None,
+        entitlement: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[dict]:
         """Grant summaries, newest first; with `visible`, the first `limit` rows it accepts (the
-        caller's read scope, judged on each row's `scope` facts)."""
+        caller's read scope, judged on each row's `scope` facts). `since`/`until`: requested in
+        [since, until) (event times are stored as UTC ISO 8601, so they compare as text)."""
         q = select(grants).order_by(grants.c.created_at.desc(), grants.c.grant_id)
+        if entitlement:
+            q = q.where(grants.c.entitlement == entitlement)
+        if since is not None:
+            q = q.where(grants.c.created_at >= _utc_text(since))
+        if until is not None:
+            q = q.where(grants.c.created_at < _utc_text(until))
         if break_glass is not None:
             q = q.where(grants.c.break_glass == break_glass)
         if state:

@@ -10,21 +10,35 @@ import structlog
 
 from jitaccess.config import Settings, load_catalogue
 from jitaccess.config.settings import ConfigError
+from jitaccess.ledger import Ledger
 from jitaccess.ledger.migrate import LedgerSchemaError
 from jitaccess.ops import metrics
 from jitaccess.ops.temporal_setup import ensure_search_attributes
+from jitaccess.workers.backstop import start_backstop
 from jitaccess.workers.checkpointing import ensure_checkpoint_schedule
 from jitaccess.workers.common import build_worker, configure_logging, connect, ensure_reconciliation_schedule
 
 
 async def run_worker(settings: Settings) -> None:
     load_catalogue(settings.catalogue_file)  # a catalogue it cannot run with fails the start, before anything else
+    ledger = Ledger(settings.ledger_url)
+    # ends identity-based access at expiry whatever Temporal does: started before connecting to it
+    backstop = start_backstop(settings, ledger)
+    try:
+        await _serve(settings, ledger)
+    finally:
+        if backstop is not None:
+            backstop.stop()
+        ledger.close()
+
+
+async def _serve(settings: Settings, ledger: Ledger) -> None:
     client = await connect(settings)
     await ensure_reconciliation_schedule(client, settings)  # idempotent: every worker may call it
     await ensure_checkpoint_schedule(client, settings)  # only with JITACCESS_CHECKPOINT_KEY_FILE
     if settings.search_attributes:  # grants upsert them: refuse to run on a namespace without them
         await ensure_search_attributes(client, settings.temporal_namespace)
-    worker, ledger = build_worker(client, settings)
+    worker, _ = build_worker(client, settings, ledger=ledger)
     served = metrics.MetricsServer(settings.metrics_host, settings.metrics_port) if settings.metrics_port else None
     if served is not None:  # GET /metrics: SDK runtime metrics + jitaccess's own
         served.start()
@@ -36,7 +50,6 @@ async def run_worker(settings: Settings) -> None:
         await stop.wait()
     if served is not None:
         served.stop()
-    ledger.close()
 
 
 def main() -> None:

@@ -242,6 +242,9 @@ TABLE: tuple[Op, ...] = (
     Op("POST", "/v1/reconciliation/runs", {"-": allow("rev adm")}, body={"dry_run": True}),
     Op("GET", "/v1/reconciliation/last", {"-": allow("rev aud adm")}),
     Op("GET", "/v1/evidence/verify", {"-": allow("aud adm")}),
+    # the Temporal UI's codec endpoint (jitaccess.api.codec_server): auditors and admins decode, admins encode
+    Op("POST", "/codec/decode", {"-": allow("aud adm")}, body={"payloads": []}),
+    Op("POST", "/codec/encode", {"-": allow("adm")}, body={"payloads": []}),
 )
 
 CASES = [

@@ -35,7 +35,7 @@ import hvac
 import pytest
 from botocore.exceptions import ClientError
 
-from jitaccess.dev.seed import seed_dev_aws
+from jitaccess.dev.seed import role_trust, seed_dev_aws
 from jitaccess.domain.credentials import IssuedCredential, ProviderGrant
 from jitaccess.providers.aws import (
     CLOCK_SKEW,
@@ -577,19 +577,9 @@ def wrapper(openbao) -> VaultWrapper:
 def role(moto, seed) -> str:
     """A role of its own per test (revocation documents live on the role)."""
     name = f"jit-test-{uuid.uuid4().hex[:8]}"
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"AWS": f"arn:aws:iam::{seed['account_id']}:root"},
-                "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"],
-            }
-        ],
-    }
-    return admin(moto, "iam").create_role(
-        RoleName=name, AssumeRolePolicyDocument=json.dumps(trust), MaxSessionDuration=3600
-    )["Role"]["Arn"]
+    trust = json.dumps(role_trust(seed["account_id"]))
+    created = admin(moto, "iam").create_role(RoleName=name, AssumeRolePolicyDocument=trust, MaxSessionDuration=3600)
+    return created["Role"]["Arn"]
 
 
 class Clock:

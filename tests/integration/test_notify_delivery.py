@@ -75,7 +75,7 @@ def test_first_deliveries_fail_then_succeed_with_the_formatted_body(receiver, no
     last = receiver.delivered[0]
     assert last.path == "/hook" and last.method == "POST"
     assert last.body == webhook_body(notification, PUBLIC)
-    assert last.body["links"]["approve"] == f"{PUBLIC}/v1/grants/{GID}/approve"
+    assert last.body["links"]["decide"] == last.body["url"] == f"{PUBLIC}/grants/{GID}#decide"
     assert last.headers["Idempotency-Key"] == f"{GID}:approval_requested:hook"
     assert last.headers["X-Jitaccess-Grant-Id"] == GID
     assert last.headers["Content-Type"] == "application/json"
@@ -110,7 +110,7 @@ def test_slack_format_is_posted(notification):
         assert got.body == slack_body(notification, PUBLIC)
         assert set(got.body) == {"text", "blocks"}
         buttons = next(b for b in got.body["blocks"] if b["type"] == "actions")["elements"]
-        assert {b["url"] for b in buttons} >= {f"{PUBLIC}/v1/grants/{GID}/approve", f"{PUBLIC}/v1/grants/{GID}/deny"}
+        assert {b["url"] for b in buttons} == {f"{PUBLIC}/grants/{GID}#decide"}  # the console page, no API action
 
 
 def test_unknown_notifier_is_a_non_retryable_error(notification):

@@ -20,7 +20,7 @@ import boto3
 import hvac
 import pytest
 
-from jitaccess.dev.seed import seed_dev_approle, seed_dev_aws
+from jitaccess.dev.seed import role_trust, seed_dev_approle, seed_dev_aws
 from jitaccess.dev.servers import free_port
 from jitaccess.domain.credentials import IssuedCredential, ProviderGrant
 from jitaccess.providers.aws import (
@@ -173,21 +173,12 @@ def iam_group_case(request) -> Case:
 def sts_session_case(request) -> Case:
     moto, openbao = request.getfixturevalue("moto"), request.getfixturevalue("openbao")
     seed = request.getfixturevalue("aws_seed")
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"AWS": f"arn:aws:iam::{seed['account_id']}:root"},
-                "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"],
-            }
-        ],
-    }
-    role = admin(
-        moto, "iam"
-    ).create_role(  # revocation documents live on the role: one per test
-        RoleName=f"jit-contract-{uuid.uuid4().hex[:8]}", AssumeRolePolicyDocument=json.dumps(trust)
-    )["Role"]["Arn"]
+    trust = json.dumps(role_trust(seed["account_id"]))
+    # revocation documents live on the role: one of its own per test
+    role = admin(moto, "iam").create_role(
+        RoleName=f"jit-contract-{uuid.uuid4().hex[:8]}", AssumeRolePolicyDocument=trust
+    )
+    role = role["Role"]["Arn"]
     clients = aws_clients(moto.address)
     return Case(
         provider=StsRoleSessionProvider(clients, VaultWrapper(vault(openbao))),

@@ -64,13 +64,11 @@ def texts(obj) -> list[str]:
 
 
 def test_grant_links_per_audience():
-    assert grant_links(GID, "approvers") == {
-        "approve": f"/v1/grants/{GID}/approve",
-        "deny": f"/v1/grants/{GID}/deny",
-        "view": f"/v1/grants/{GID}",
-    }
-    assert grant_links(GID, Audience.reviewers) == {"review": f"/v1/grants/{GID}/review", "view": f"/v1/grants/{GID}"}
-    assert set(grant_links(GID, Audience.requester)) == {"view"}
+    # the web console's grant page (where deciding needs sign-in and a CSRF-checked form), never an API action
+    assert grant_links(GID, "approvers") == {"decide": f"/grants/{GID}#decide"}
+    assert grant_links(GID, Audience.reviewers) == {"review": f"/grants/{GID}#review"}
+    assert grant_links(GID, Audience.requester) == {"open": f"/grants/{GID}"}
+    assert grant_links(GID, Audience.security) == {"open": f"/grants/{GID}"}
 
 
 def test_notification_refuses_unknown_fields_and_secret_summary_keys():
@@ -117,17 +115,14 @@ def test_webhook_body_is_exactly_the_notification_with_absolute_links():
         "recipients": ["security"],
         "title": "alice requests secrets-admin",
         "summary": n.summary,
-        "links": {
-            "approve": f"https://jit.example.com/v1/grants/{GID}/approve",
-            "deny": f"https://jit.example.com/v1/grants/{GID}/deny",
-            "view": f"https://jit.example.com/v1/grants/{GID}",
-        },
+        "links": {"decide": f"https://jit.example.com/grants/{GID}#decide"},
+        "url": f"https://jit.example.com/grants/{GID}#decide",
     }
     json.dumps(webhook_body(n, PUBLIC))  # serialisable as is
 
 
 def test_webhook_without_public_url_keeps_paths():
-    assert webhook_body(approval_requested(), None)["links"]["approve"] == f"/v1/grants/{GID}/approve"
+    assert webhook_body(approval_requested(), None)["links"]["decide"] == f"/grants/{GID}#decide"
 
 
 def test_webhook_marks_high_severity():
@@ -160,20 +155,19 @@ def test_slack_body_has_text_and_blocks_with_summary():
     assert "security" in body["blocks"][-1]["elements"][0]["text"]
 
 
-def test_slack_approver_message_has_approve_and_deny_buttons():
+def test_slack_approver_message_opens_the_console_grant_page():
     actions = slack_body(approval_requested(), PUBLIC)["blocks"][2]
-    buttons = {e["action_id"]: e for e in actions["elements"]}
-    assert buttons["jitaccess-approve"]["url"] == f"https://jit.example.com/v1/grants/{GID}/approve"
-    assert buttons["jitaccess-approve"]["style"] == "primary"
-    assert buttons["jitaccess-deny"]["url"] == f"https://jit.example.com/v1/grants/{GID}/deny"
-    assert buttons["jitaccess-deny"]["style"] == "danger"
-    assert buttons["jitaccess-view"]["text"]["text"] == "View" and "style" not in buttons["jitaccess-view"]
+    (button,) = actions["elements"]  # one button: the page; approving there needs sign-in, never a click alone
+    assert button["action_id"] == "jitaccess-decide"
+    assert button["url"] == f"https://jit.example.com/grants/{GID}#decide"
+    assert button["text"]["text"] == "Open to approve or deny" and button["style"] == "primary"
+    assert "/v1/" not in json.dumps(actions)
 
 
 def test_slack_without_public_url_shows_paths_not_buttons():
     blocks = slack_body(approval_requested(), None)["blocks"]
     assert "actions" not in [b["type"] for b in blocks]  # Slack refuses relative button URLs
-    assert f"`/v1/grants/{GID}/approve`" in blocks[2]["text"]["text"]
+    assert f"`/grants/{GID}#decide`" in blocks[2]["text"]["text"]
 
 
 def test_slack_requester_message_has_no_approve_link():
@@ -185,7 +179,7 @@ def test_slack_requester_message_has_no_approve_link():
         links=grant_links(GID, "requester"),
     )
     dumped = json.dumps(slack_body(n, PUBLIC))
-    assert "/approve" not in dumped and "/deny" not in dumped
+    assert "#decide" not in dumped and f"/grants/{GID}" in dumped
 
 
 def test_slack_high_severity_is_visibly_marked():
@@ -241,6 +235,13 @@ def test_slack_respects_block_kit_limits():
 
 _FORMAT_VOCABULARY = {  # words the formatters add themselves
     "jitaccess",
+    "url",  # the webhook's console page
+    "open",  # button texts: "Open to approve or deny", "Open to review", "Open in jitaccess"
+    "approve",
+    "or",
+    "deny",
+    "review",
+    "in",
     "notification",
     "type",
     "version",

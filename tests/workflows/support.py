@@ -121,16 +121,17 @@ def at(ev: IdentityEvent) -> datetime:
 
 async def settled_history(handle: WorkflowHandle, timeout: float = 15):
     """History once the workflow is idle: every workflow task completed and two reads agree."""
-    idle_before: list = []  # the previous read, when it was idle
+    prev = None  # the previous read, when it was idle
 
     async def settled():
+        nonlocal prev
         h = await handle.fetch_history()
         kinds = [e.event_type for e in h.events]
         idle = kinds.count(EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED) == kinds.count(
             EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
         )
-        agreed = idle and idle_before and len(idle_before[0].events) == len(h.events)
-        idle_before[:] = [h] if idle else []
+        agreed = idle and prev is not None and len(prev.events) == len(h.events)
+        prev = h if idle else None
         return h if agreed else None
 
     return await eventually(settled, timeout, "workflow history settled", interval=0.2)

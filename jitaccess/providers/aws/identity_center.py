@@ -20,6 +20,20 @@ from jitaccess.domain.provider_params import IdentityCenterParams
 from jitaccess.providers.aws.clients import AwsClients, call, is_error, paginate, resolvable_or_none, translate
 from jitaccess.providers.base import ProviderError, grant_params
 
+# an assignment's creation / deletion: (status key, the call that reads it, its request-ID parameter)
+_STATUS_CALLS = {
+    "creation": (
+        "AccountAssignmentCreationStatus",
+        "describe_account_assignment_creation_status",
+        "AccountAssignmentCreationRequestId",
+    ),
+    "deletion": (
+        "AccountAssignmentDeletionStatus",
+        "describe_account_assignment_deletion_status",
+        "AccountAssignmentDeletionRequestId",
+    ),
+}
+
 
 class IdentityCenterAssignmentProvider:
     """params: IdentityCenterParams {permission_set: name or ARN, account_id: 12 digits}.
@@ -204,6 +218,21 @@ class IdentityCenterAssignmentProvider:
             delay = min(delay * 2, cap)
             status = describe(request_id)
 
+    def _settle(self, cred: IssuedCredential, resp: dict, kind: str) -> dict:
+        """Await the creation / deletion that `resp` started (its status, polled by request ID)."""
+        status, describe, request_id = _STATUS_CALLS[kind]
+        instance_arn = cred.details["instance_arn"]
+        return self._await(
+            resp[status],
+            kind,
+            lambda rid: call(
+                f"read the assignment {kind} status",
+                getattr(self._sso, describe),
+                InstanceArn=instance_arn,
+                **{request_id: rid},
+            )[status],
+        )
+
     def issue(
         self, grant: ProviderGrant, *, wrap_ttl: timedelta, first_attempt: bool = True
     ) -> tuple[IssuedCredential, WrappedHandover | None]:
@@ -212,17 +241,7 @@ class IdentityCenterAssignmentProvider:
             # another grant holds it (or an earlier attempt of this one made it): creating again is a no-op
             return cred.model_copy(update={"details": {**cred.details, "already_assigned": True}}), None
         resp = call("create the account assignment", self._sso.create_account_assignment, **self._assignment_args(cred))
-        instance_arn = cred.details["instance_arn"]
-        done = self._await(
-            resp["AccountAssignmentCreationStatus"],
-            "creation",
-            lambda rid: call(
-                "read the assignment creation status",
-                self._sso.describe_account_assignment_creation_status,
-                InstanceArn=instance_arn,
-                AccountAssignmentCreationRequestId=rid,
-            )["AccountAssignmentCreationStatus"],
-        )
+        done = self._settle(cred, resp, "creation")
         return cred.model_copy(update={"details": {**cred.details, "creation_request_id": done.get("RequestId")}}), None
 
     @staticmethod
@@ -246,17 +265,7 @@ class IdentityCenterAssignmentProvider:
             if is_error(e, "ResourceNotFoundException"):
                 return False
             raise translate(e, "delete the account assignment") from e
-        instance_arn = cred.details["instance_arn"]
-        self._await(
-            resp["AccountAssignmentDeletionStatus"],
-            "deletion",
-            lambda rid: call(
-                "read the assignment deletion status",
-                self._sso.describe_account_assignment_deletion_status,
-                InstanceArn=instance_arn,
-                AccountAssignmentDeletionRequestId=rid,
-            )["AccountAssignmentDeletionStatus"],
-        )
+        self._settle(cred, resp, "deletion")
         return True
 
     def verify_revoked(self, cred: IssuedCredential) -> tuple[bool, str]:

@@ -1,0 +1,112 @@
+"""`--active N`: N grants held active at once (long TTL) on the one worker `dev up` runs, and what
+that costs it: RSS over time while they are requested and while they are held, and the Temporal
+SDK's workflow cache (sticky cache size and evictions, from /metrics), since a held grant is
+resident only while its workflow is cached."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+
+import httpx
+
+from . import log
+from .load import fire
+from .sampling import Progress, ledger_states, proc_status, tally
+from .stack import Stack
+
+CACHE_METRICS = (
+    "temporal_sticky_cache_size",
+    "temporal_sticky_cache_total_forced_eviction",
+    "temporal_workflow_active_thread_count",
+)
+
+
+async def sdk_cache(api: str) -> dict[str, float]:
+    """The SDK's cache figures as /metrics serves them (absent when SDK metrics are off)."""
+    try:
+        async with httpx.AsyncClient(timeout=5) as c:
+            text = (await c.get(api + "/metrics")).text
+    except httpx.HTTPError:
+        return {}
+    out: dict[str, float] = {}
+    for name in CACHE_METRICS:
+        vals = [float(m[1]) for m in re.finditer(rf"^{name}(?:_total)?(?:{{[^}}]*}})? ([\d.e+-]+)$", text, re.M)]
+        if vals:
+            out[name] = sum(vals)
+    return out
+
+
+async def run_active(stack: Stack, n: int, ttl: int, conc: int, hold: float, tick: float, entitlement) -> dict:
+    from jitaccess.dev.identity import DevIdentity
+    from jitaccess.ledger import Ledger
+
+    dev = stack.dev
+    assert stack.proc is not None
+    pid = stack.proc.pid
+    ledger = Ledger(dev["ledger_url"])
+    idp = DevIdentity.model_validate({**dev["identity"], "users": dev["users"]})
+    alice = await asyncio.to_thread(idp.id_token, "alice")
+    idle = proc_status(pid)
+    samples: list[dict] = []
+    done: list[dict] = []
+    progress = Progress()
+    t0 = time.time()
+    fire_task = asyncio.create_task(fire(dev["api_url"], alice, n, ttl, conc, done, entitlement))
+    all_active_at: float | None = None
+    last_print = 0.0
+    while True:
+        await asyncio.sleep(1.0)
+        now = time.time() - t0
+        st = proc_status(pid)
+        ours = await ledger_states(ledger, n, progress)
+        _, counts = tally(done, ours)
+        s = {
+            "t": round(now, 1),
+            "requested": len(done),
+            "active": counts["active"],
+            "failed": counts["failed"],
+            "rss_mb": st.get("VmRSS", 0) / 1024,
+            **await sdk_cache(dev["api_url"]),
+        }
+        samples.append(s)
+        if time.monotonic() - last_print >= tick:
+            last_print = time.monotonic()
+            log(
+                f"  t={now:6.1f}s requested {s['requested']}/{n} active {s['active']} failed {s['failed']} "
+                f"RSS {s['rss_mb']:.0f} MB cache {s.get('temporal_sticky_cache_size', '?')} "
+                f"evictions {s.get('temporal_sticky_cache_total_forced_eviction', '?')}"
+            )
+        if all_active_at is None and fire_task.done() and counts["active"] + counts["failed"] >= n:
+            all_active_at = now
+            log(f"  all {n} active (or failed) at t={now:.1f}s; holding {hold:.0f}s")
+        if all_active_at is not None and now - all_active_at >= hold:
+            break
+        if all_active_at is None and now > 120 + n:  # give up: report what was reached
+            log("  TIMEOUT before all were active")
+            break
+    if not fire_task.done():
+        fire_task.cancel()
+    ledger.close()
+    end = proc_status(pid)
+    held = [s for s in samples if all_active_at is not None and s["t"] >= all_active_at]
+    idle_mb = idle.get("VmRSS", 0) / 1024
+    rss_end = end.get("VmRSS", 0) / 1024
+    active = samples[-1]["active"] if samples else 0
+    return {
+        "n": n,
+        "ttl_s": ttl,
+        "active": active,
+        "http_errors": sum(1 for d in done if "error" in d),
+        "seconds_to_all_active": all_active_at,
+        "rss_mb": {
+            "idle": idle_mb,
+            "peak_VmHWM": end.get("VmHWM", 0) / 1024,
+            "end": rss_end,
+            "held_min": min((s["rss_mb"] for s in held), default=None),
+            "held_max": max((s["rss_mb"] for s in held), default=None),
+            "per_active_grant_kb": (rss_end - idle_mb) * 1024 / active if active else None,
+        },
+        "samples": samples,
+    }

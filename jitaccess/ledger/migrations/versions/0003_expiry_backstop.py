@@ -1,0 +1,41 @@
+"""The expiry backstop's table (jitaccess.ledger.backstop): per grant, the non-secret reference of
+what was issued and the expiry it is due at, so a worker can end identity-based access at expiry
+without Temporal. Live grants issued before it existed are adopted by the backstop itself.
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-12-04
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    if "expiry_backstop" in set(sa.inspect(op.get_bind()).get_table_names()):  # a dev ledger made by create_all
+        return
+    op.create_table(
+        "expiry_backstop",
+        sa.Column("grant_id", sa.String(160), primary_key=True),
+        sa.Column("provider", sa.String(40), nullable=False),
+        sa.Column("credential", sa.Text, nullable=False),
+        sa.Column("target_key", sa.String(400)),
+        sa.Column("expires_at", sa.String(40)),
+        sa.Column("due", sa.Float),
+        sa.Column("created_at", sa.String(40), nullable=False),
+        sa.Column("done_at", sa.String(40)),
+        sa.Column("outcome", sa.String(40)),
+        sa.Column("acted_by", sa.String(200)),
+    )
+    op.create_index("ix_expiry_backstop_pending", "expiry_backstop", ["done_at", "due"])
+
+
+def downgrade() -> None:
+    raise NotImplementedError("the ledger is evidence: its schema is never downgraded")
