@@ -152,7 +152,10 @@ async def test_request_approve_reveal(world: World):
     assert "approve: done" in await bob.locator(".flash.ok").inner_text()
     await bob.locator("#inbox-empty").wait_for()
 
-    # alice sees it active (the page refreshes itself by htmx polling), reveals the credential once
+    # alice's grant page, still open since she asked, turns active by itself (htmx polling)
+    await alice.locator(".state-active").first.wait_for(timeout=30_000)
+    assert alice.url.endswith(f"/grants/{gid}")
+    # on "My access": time left, and the credential revealed once
     await alice.goto(world.base + "/access")
     row = alice.locator(f"#row-{gid}")
     await row.locator(".state-active").wait_for(timeout=30_000)

@@ -35,7 +35,9 @@ async def test_history_payloads_are_encrypted_and_hold_no_wrapping_token(api, se
     ]
     # the only clear payloads are the SDK's own metadata: local-activity markers (seq, activity type,
     # times) and the patch marker / TemporalChangeVersion search attribute naming a workflow.patched() id
-    assert all(_sdk_metadata(t, d) for t, d in plain), plain
+    searchable = _search_attribute_payloads(history)  # Requester, Entitlement, GrantState, ... by design
+    assert all(_sdk_metadata(t, d) for t, d in plain if d not in searchable), plain
+    assert searchable and all(json.loads(d) in (True, False) or len(json.loads(d)) < 80 for d in searchable)
     assert sum(1 for ev in history.events for p in _payloads(ev) if p.metadata["encoding"] == ENCODING) > 5
     # an activity result and an update result carried the token: they exist, encrypted
     assert any(ev.HasField("activity_task_completed_event_attributes") for ev in history.events)
@@ -62,6 +64,19 @@ def _payloads(event):
                 stack.extend(v for v in value.values() if isinstance(v, Message))
             else:  # repeated field
                 stack.extend(value)
+
+
+def _search_attribute_payloads(history) -> set[bytes]:
+    """The values of the search attributes set at start or upserted (plain by Temporal's design, so
+    operators can query; jitaccess puts only IDs, names and states there, never a reason or a secret)."""
+    found: set[bytes] = set()
+    for ev in history.events:
+        for attrs in (
+            ev.workflow_execution_started_event_attributes.search_attributes,
+            ev.upsert_workflow_search_attributes_event_attributes.search_attributes,
+        ):
+            found.update(p.data for name, p in attrs.indexed_fields.items() if name != "TemporalChangeVersion")
+    return found
 
 
 def _sdk_metadata(event_type: int, data: bytes) -> bool:

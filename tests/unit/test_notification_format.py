@@ -274,7 +274,6 @@ _FORMAT_VOCABULARY = {  # words the formatters add themselves
     "emoji",
     "fields",
     "elements",
-    "url",
     "action",
     "id",
     "style",  # Slack's own keys
