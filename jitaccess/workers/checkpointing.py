@@ -8,16 +8,15 @@ from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
     ScheduleHandle,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleSpec,
-    ScheduleUpdate,
 )
 
 from jitaccess.config import Settings
+from jitaccess.workers.common import ensure_schedule
 from jitaccess.workflows.checkpoint import CheckpointWorkflow
 
 CHECKPOINT_SCHEDULE_ID = "jitaccess-checkpoint"
@@ -38,24 +37,4 @@ async def ensure_checkpoint_schedule(
     created, when this process has no checkpoint key (JITACCESS_CHECKPOINT_KEY_FILE)."""
     if settings.checkpoint_key_file is None:
         return None
-    wanted = checkpoint_schedule(settings)
-    try:
-        return await client.create_schedule(schedule_id, wanted)
-    except ScheduleAlreadyRunningError:
-        handle = client.get_schedule_handle(schedule_id)
-
-    def _changed(inp) -> ScheduleUpdate | None:
-        cur = inp.description.schedule
-        action = cur.action
-        same = (
-            isinstance(action, ScheduleActionStartWorkflow)
-            and action.task_queue == settings.task_queue
-            and [i.every for i in cur.spec.intervals] == [settings.checkpoint_interval]
-        )
-        if same:
-            return None
-        wanted.state = cur.state
-        return ScheduleUpdate(schedule=wanted)
-
-    await handle.update(_changed)
-    return handle
+    return await ensure_schedule(client, schedule_id, checkpoint_schedule(settings))

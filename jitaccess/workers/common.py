@@ -19,6 +19,7 @@ from temporalio.client import (
     SchedulePolicy,
     ScheduleSpec,
     ScheduleUpdate,
+    ScheduleUpdateInput,
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
@@ -215,26 +216,25 @@ def reconciliation_schedule(settings: Settings) -> Schedule:
     )
 
 
-async def ensure_reconciliation_schedule(
-    client: Client, settings: Settings, *, schedule_id: str = RECONCILIATION_SCHEDULE_ID
-) -> ScheduleHandle:
-    """Create the reconciliation schedule, or leave it as it is when it exists with the same
-    interval and task queue (idempotent: call it at every worker / dev-up start). An existing
-    schedule with another interval or task queue is updated in place (its pause state kept)."""
-    wanted = reconciliation_schedule(settings)
+async def ensure_schedule(client: Client, schedule_id: str, wanted: Schedule) -> ScheduleHandle:
+    """Create a schedule, or leave it as it is when it exists with the same workflow, task queue
+    and intervals (idempotent: call it at every worker / dev-up start). An existing schedule that
+    differs is updated in place, its pause state kept."""
     try:
         return await client.create_schedule(schedule_id, wanted)
     except ScheduleAlreadyRunningError:
         handle = client.get_schedule_handle(schedule_id)
+    want = wanted.action
+    assert isinstance(want, ScheduleActionStartWorkflow)
 
-    def _changed(inp) -> ScheduleUpdate | None:
+    def _changed(inp: ScheduleUpdateInput) -> ScheduleUpdate | None:
         cur = inp.description.schedule
         action = cur.action
         same = (
             isinstance(action, ScheduleActionStartWorkflow)
-            and action.task_queue == settings.task_queue
-            and action.workflow == "ReconciliationWorkflow"
-            and [i.every for i in cur.spec.intervals] == [settings.reconcile_interval]
+            and action.task_queue == want.task_queue
+            and action.workflow == want.workflow
+            and [i.every for i in cur.spec.intervals] == [i.every for i in wanted.spec.intervals]
         )
         if same:
             return None
@@ -243,3 +243,9 @@ async def ensure_reconciliation_schedule(
 
     await handle.update(_changed)
     return handle
+
+
+async def ensure_reconciliation_schedule(
+    client: Client, settings: Settings, *, schedule_id: str = RECONCILIATION_SCHEDULE_ID
+) -> ScheduleHandle:
+    return await ensure_schedule(client, schedule_id, reconciliation_schedule(settings))
