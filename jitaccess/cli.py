@@ -98,12 +98,26 @@ def _client() -> httpx.Client:
     return httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60)
 
 
-def _call(method: str, path: str, **kw: Any) -> dict[str, Any]:
+def _send(method: str, path: str, **kw: Any) -> httpx.Response:
     with _client() as c:
         try:
-            r = c.request(method, path, **kw)
+            return c.request(method, path, **kw)
         except httpx.HTTPError as e:
             raise _fail(f"cannot reach the API at {c.base_url}: {e.__class__.__name__}") from None
+
+
+def _call(method: str, path: str, **kw: Any) -> dict[str, Any]:
+    r = _send(method, path, **kw)
+    if r.status_code == 401 and ctx.user:
+        # a dev sign-in cached from an earlier run of the stack (its OpenBao, and so its signing
+        # keys, are new at every start): sign in afresh once and retry
+        from jitaccess.cli_auth import SignInError, dev_sign_in
+
+        try:
+            dev_sign_in(_dev(), ctx.user)
+        except SignInError as e:
+            raise _fail(str(e)) from None
+        r = _send(method, path, **kw)
     try:
         body = r.json()
     except ValueError:

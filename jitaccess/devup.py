@@ -320,7 +320,7 @@ def _banner(dev: dict, dev_json: Path) -> None:
             "  jitaccess request secrets-readonly --duration PT2M --reason 'debug INC-1' --as alice\n"
             "  jitaccess request secrets-admin --duration PT10M --reason 'rotate key' --as alice   "
             "then  jitaccess approve GRANT_ID --as bob\n"
-            "  jitaccess credential GRANT_ID --as alice   then  jitaccess evidence verify --all --as carol\n\n"
+            "  jitaccess credential GRANT_ID --as alice   then  jitaccess evidence verify --all --as ivan\n\n"
             "Identity events stream below. Ctrl-C stops everything.",
             title="jitaccess dev stack is up",
         )
