@@ -1,7 +1,6 @@
 """The HTTP API. Every call is authenticated; decisions go to the grant's workflow
 as updates, whose validators answer with the rule that refused them."""
 
-import uuid
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -18,13 +17,14 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from ulid import ULID
 
 from jitaccess import console
 from jitaccess.api import auth, codec_server, errors, ops_routes
 from jitaccess.api.errors import ApiError, responses
+from jitaccess.api.gateway import TemporalGrantStarter
 from jitaccess.api.models import CommentBody, DelegationBody, ExtendBody, GrantRequestBody, ReasonBody, ReviewBody
 from jitaccess.config import Settings, load_catalogue, load_users
 from jitaccess.domain import contracts as c
@@ -41,20 +41,21 @@ from jitaccess.domain.access import (
 )
 from jitaccess.domain.delegation import check_delegator, current_delegations, delegation_window
 from jitaccess.domain.events import IdentityEvent, make_event
-from jitaccess.domain.grant import ActionInput, Delegation, ExtendInput, Grant, GrantInput, Refusal, ReviewInput
+from jitaccess.domain.grant import ActionInput, Delegation, ExtendInput, Grant, Refusal, ReviewInput
 from jitaccess.domain.onboarding import OnboardingInput, OnboardingRequest, evaluate_onboarding, onboarding_id
-from jitaccess.domain.policy import AccessRequest, evaluate, evaluate_extension
+from jitaccess.domain.policy import AccessRequest, evaluate_extension
 from jitaccess.domain.principals import ActorRole, Principal
 from jitaccess.domain.reconciliation import ReconcileInput, ReconciliationReport, chain_id
 from jitaccess.domain.states import GrantState
 from jitaccess.ledger import Ledger
 from jitaccess.ops import metrics
+from jitaccess.service.grants import GrantRequests, RequestRefused
+from jitaccess.service.ports import SystemClock
 from jitaccess.workers.common import connect, grant_options
-from jitaccess.workflows.grant import GrantWorkflow, initial_search_attributes
+from jitaccess.workflows.grant import GrantWorkflow
 from jitaccess.workflows.onboarding import ServiceOnboardingWorkflow
 from jitaccess.workflows.reconciliation import ReconciliationWorkflow
 
-REQUEST_ID_NAMESPACE = uuid.UUID("6f1c7a52-3f0e-4a8e-9a55-0d1f3c2b9e11")
 REFUSAL_STATUS = {"forbidden": 403, "conflict": 409, "gone": 410, "invalid": 422}
 
 
@@ -62,13 +63,6 @@ class ReconcileRunBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dry_run: bool = False  # report only: revoke nothing, signal no grant
-
-
-def grant_id_for(requester: str, request_id: str | None) -> str:
-    """With a request_id the grant ID is derived from it (per requester), so a retry lands on the same workflow."""
-    if request_id:
-        return f"grant-{uuid.uuid5(REQUEST_ID_NAMESPACE, f'{requester}:{request_id}')}"
-    return f"grant-{str(ULID()).lower()}"
 
 
 def grant_view(g: Grant) -> dict[str, Any]:
@@ -237,84 +231,19 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
 
     @app.post("/v1/grants", status_code=202, tags=["grants"], responses=responses(401, 403, 409, 422))
     async def request_grant(body: GrantRequestBody, me: Me, request: Request, response: Response) -> dict[str, Any]:
-        req = AccessRequest(**body.model_dump())
-        decision = evaluate(catalogue, me, req, datetime.now(UTC))
-        if decision.is_input_error:
-            raise ApiError(
-                422,
-                "invalid_request",
-                "; ".join(decision.messages),
-                reason_codes=[r.value for r in decision.reason_codes],
-                messages=list(decision.messages),  # one per reason code (the console puts each by its field)
-                valid_entitlements=catalogue.ids,
-            )
-        grant_id = grant_id_for(me.id, body.request_id)
-        inp = GrantInput(
-            grant_id=grant_id,
-            requester=me,
-            request=req,
-            decision=decision,
-            admin_groups=settings.admin_groups,
-            options=grant_options(settings),
+        requests = GrantRequests(
+            catalogue,
+            TemporalGrantStarter(tc(request), settings),
+            SystemClock(),
+            settings.admin_groups,
+            grant_options(settings),
         )
-        client = tc(request)
         try:
-            handle = await client.start_workflow(
-                GrantWorkflow.run,
-                inp,
-                id=grant_id,
-                task_queue=settings.task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                # Requester, GrantState, ...: the workflow keeps them current (docs/operations.md)
-                search_attributes=initial_search_attributes(inp) if settings.search_attributes else None,
-                # the first workflow task comes back in the start's answer when this process hosts a
-                # worker on the queue (`jitaccess dev up`), skipping its queueing (bench/README.md);
-                # with no worker here the SDK does not ask for it
-                request_eager_start=True,
-            )
-        except WorkflowAlreadyStartedError:  # same request_id, grant already ended
-            handle = client.get_workflow_handle(grant_id)
-        if not body.request_id:
-            # a new grant: everything the answer needs is known here, so no query (which would
-            # wait on the worker and, under load, time out after the grant had already started)
-            if not decision.allowed:
-                raise ApiError(
-                    403,
-                    "policy_denied",
-                    "; ".join(decision.messages),
-                    grant_id=grant_id,
-                    reason_codes=[r.value for r in decision.reason_codes],
-                    messages=list(decision.messages),
-                )
-            response.headers["Location"] = f"/v1/grants/{grant_id}"
-            return {
-                "grant_id": grant_id,
-                "state": GrantState.requested.value,
-                "grant": grant_view(Grant.from_input(inp)),
-            }
-        g = await status_of(handle)
-        if body.request_id and (g.entitlement, g.reason, g.duration_seconds) != (
-            req.entitlement,
-            req.reason,
-            int(decision.duration.total_seconds()),
-        ):
-            raise ApiError(
-                409,
-                "request_id_reused",
-                f"request_id {body.request_id!r} was already used for a different request (grant {grant_id}); use a new request_id",
-                grant_id=grant_id,
-            )
-        if g.state is GrantState.denied and g.decided_by is None:
-            raise ApiError(
-                403,
-                "policy_denied",
-                "; ".join(decision.messages),
-                grant_id=grant_id,
-                reason_codes=[r.value for r in g.decision.reason_codes],
-            )
-        response.headers["Location"] = f"/v1/grants/{grant_id}"
-        return {"grant_id": grant_id, "state": g.state.value, "grant": grant_view(g)}
+            out = await requests.request(me, AccessRequest(**body.model_dump()))
+        except RequestRefused as r:
+            raise ApiError(REFUSAL_STATUS[r.kind.value], r.rule, r.message, **r.details) from None
+        response.headers["Location"] = f"/v1/grants/{out.grant_id}"
+        return {"grant_id": out.grant_id, "state": out.grant.state.value, "grant": grant_view(out.grant)}
 
     @app.get("/v1/grants", tags=["grants"], responses=responses(401, 403, 422))
     async def list_grants(

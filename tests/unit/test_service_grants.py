@@ -1,0 +1,97 @@
+"""The request use case over fakes: no Temporal, no HTTP."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from jitaccess.config import load_catalogue
+from jitaccess.config.settings import EXAMPLES
+from jitaccess.domain.contracts import GrantOptions
+from jitaccess.domain.grant import Grant, GrantInput
+from jitaccess.domain.policy import AccessRequest
+from jitaccess.domain.principals import Principal
+from jitaccess.domain.states import GrantState
+from jitaccess.service.grants import GrantRequests, RequestRefused
+
+NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+ALICE = Principal(id="alice", groups=("platform", "oncall"))
+BOB = Principal(id="bob", groups=("security",))
+
+
+class FakeStarter:
+    """Workflows by ID, as Temporal keeps them: a second start of an existing ID starts nothing."""
+
+    def __init__(self) -> None:
+        self.grants: dict[str, Grant] = {}
+        self.starts = 0
+
+    async def start(self, inp: GrantInput) -> None:
+        self.starts += 1
+        if inp.grant_id not in self.grants:
+            g = Grant.from_input(inp)
+            g.state = GrantState.denied if not inp.decision.allowed else GrantState.requested
+            self.grants[inp.grant_id] = g
+
+    async def status(self, grant_id: str) -> Grant:
+        return self.grants[grant_id]
+
+
+class FixedClock:
+    def now(self) -> datetime:
+        return NOW
+
+
+@pytest.fixture
+def starter() -> FakeStarter:
+    return FakeStarter()
+
+
+@pytest.fixture
+def requests(starter) -> GrantRequests:
+    return GrantRequests(load_catalogue(EXAMPLES / "catalogue.yaml"), starter, FixedClock(), (), GrantOptions())
+
+
+def ask(entitlement="secrets-readonly", reason="debug", request_id=None, minutes=10) -> AccessRequest:
+    return AccessRequest(
+        entitlement=entitlement, duration=timedelta(minutes=minutes), reason=reason, request_id=request_id
+    )
+
+
+async def test_a_request_starts_one_grant(requests, starter):
+    out = await requests.request(ALICE, ask())
+    assert out.grant_id in starter.grants and out.grant.requester.id == "alice"
+    assert out.grant.decision.rule.startswith("entitlement:secrets-readonly")
+
+
+async def test_a_retried_request_id_lands_on_the_same_grant(requests, starter):
+    first = await requests.request(ALICE, ask(request_id="r-1"))
+    again = await requests.request(ALICE, ask(request_id="r-1"))
+    assert first.grant_id == again.grant_id and len(starter.grants) == 1
+    # the same ID from another requester is another grant
+    other = await requests.request(Principal(id="dave", groups=("platform",)), ask(request_id="r-1"))
+    assert other.grant_id != first.grant_id
+
+
+async def test_a_reused_request_id_with_another_request_is_a_conflict(requests):
+    await requests.request(ALICE, ask(request_id="r-2"))
+    with pytest.raises(RequestRefused) as e:
+        await requests.request(ALICE, ask(request_id="r-2", reason="something else"))
+    assert (e.value.kind.value, e.value.rule) == ("conflict", "request_id_reused")
+
+
+async def test_a_denied_request_is_started_for_its_evidence_and_refused(requests, starter):
+    with pytest.raises(RequestRefused) as e:
+        await requests.request(BOB, ask())  # bob is not in the requester groups
+    assert (e.value.kind.value, e.value.rule) == ("forbidden", "policy_denied")
+    assert e.value.details["grant_id"] in starter.grants
+    assert "requester_not_eligible" in e.value.details["reason_codes"]
+
+
+async def test_malformed_input_starts_nothing(requests, starter):
+    with pytest.raises(RequestRefused) as e:
+        await requests.request(ALICE, ask(entitlement="no-such-thing"))
+    assert (e.value.kind.value, e.value.rule) == ("invalid", "invalid_request")
+    assert "secrets-readonly" in e.value.details["valid_entitlements"]
+    assert starter.starts == 0
