@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict
@@ -39,16 +40,17 @@ from jitaccess.domain.access import (
     sees_everything,
     viewer_for,
 )
-from jitaccess.domain.delegation import check_delegator, current_delegations, delegation_window
-from jitaccess.domain.events import IdentityEvent, make_event
-from jitaccess.domain.grant import ActionInput, Delegation, ExtendInput, Grant, Refusal, ReviewInput
+from jitaccess.domain.delegation import current_delegations
+from jitaccess.domain.events import IdentityEvent
+from jitaccess.domain.grant import ActionInput, ExtendInput, Grant, Refusal, ReviewInput
 from jitaccess.domain.onboarding import OnboardingInput, OnboardingRequest, evaluate_onboarding, onboarding_id
 from jitaccess.domain.policy import AccessRequest, evaluate_extension
-from jitaccess.domain.principals import ActorRole, Principal
+from jitaccess.domain.principals import Principal
 from jitaccess.domain.reconciliation import ReconcileInput, ReconciliationReport, chain_id
 from jitaccess.domain.states import GrantState
 from jitaccess.ledger import Ledger
 from jitaccess.ops import metrics
+from jitaccess.service.delegations import DelegationRequest, Delegations
 from jitaccess.service.grants import GrantRequests, RequestRefused
 from jitaccess.service.ports import SystemClock
 from jitaccess.workers.common import connect, grant_options
@@ -333,38 +335,12 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
 
     @app.post("/v1/delegations", status_code=201, tags=["decisions"], responses=responses(401, 403, 422))
     async def delegate(body: DelegationBody, me: Me, request: Request) -> dict[str, Any]:
-        now = datetime.now(UTC)
+        delegations = Delegations(catalogue, ledger(request), SystemClock(), users.keys())
+        req = DelegationRequest(body.delegate, body.reason, body.starts_at, body.ends_at, body.duration)
         try:
-            check_delegator(catalogue, me)
-            starts, ends = delegation_window(
-                now, body.starts_at, body.ends_at, body.duration, me.id, body.delegate, known_users=users.keys()
-            )
+            d = await run_in_threadpool(delegations.delegate, me, req)  # the ledger write leaves the event loop
         except Refusal as e:
             raise ApiError(REFUSAL_STATUS[e.kind.value], e.rule, e.message) from None
-        d = Delegation(
-            delegation_id=f"delegation-{str(ULID()).lower()}",
-            delegator=me,
-            delegate=body.delegate,
-            starts_at=starts,
-            ends_at=ends,
-            reason=body.reason,
-        )
-        ev = make_event(
-            d.delegation_id,
-            None,
-            "delegation.granted",
-            now,
-            me.as_actor(ActorRole.approver),
-            {
-                "delegate": d.delegate,
-                "starts_at": starts.isoformat(),
-                "ends_at": ends.isoformat(),
-                "reason": d.reason,
-                "delegator_groups": list(me.groups),
-                "auth_context": me.auth_context.model_dump(mode="json") if me.auth_context else None,
-            },
-        )
-        ledger(request).add_delegation(d, ev)
         return d.model_dump(mode="json")
 
     # -- service onboarding (non-human identities) --------------------------------------------

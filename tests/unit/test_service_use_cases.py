@@ -12,7 +12,9 @@ from jitaccess.domain.contracts import GrantOptions
 from jitaccess.domain.grant import Grant, GrantInput
 from jitaccess.domain.policy import AccessRequest
 from jitaccess.domain.principals import Principal
+from jitaccess.domain.refusals import Refusal
 from jitaccess.domain.states import GrantState
+from jitaccess.service.delegations import DelegationRequest, Delegations
 from jitaccess.service.grants import GrantRequests, RequestRefused
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
@@ -95,3 +97,33 @@ async def test_malformed_input_starts_nothing(requests, starter):
     assert (e.value.kind.value, e.value.rule) == ("invalid", "invalid_request")
     assert "secrets-readonly" in e.value.details["valid_entitlements"]
     assert starter.starts == 0
+
+
+class FakeDelegationStore:
+    def __init__(self) -> None:
+        self.saved: list[tuple[object, object]] = []
+
+    def add_delegation(self, d, event) -> None:
+        self.saved.append((d, event))
+
+
+def test_a_delegation_is_stored_with_its_evidence():
+    store = FakeDelegationStore()
+    delegations = Delegations(load_catalogue(EXAMPLES / "catalogue.yaml"), store, FixedClock())
+    d = delegations.delegate(BOB, DelegationRequest("erin", "on leave", duration=timedelta(days=1)))
+    assert (d.delegator.id, d.delegate, d.starts_at, d.ends_at) == ("bob", "erin", NOW, NOW + timedelta(days=1))
+    [(saved, ev)] = store.saved
+    assert saved == d and ev.type == "delegation.granted" and ev.grant_id == d.delegation_id
+    assert ev.actor.id == "bob" and ev.data["delegator_groups"] == ["security"]
+
+
+def test_only_an_approver_delegates_and_never_into_the_past():
+    store = FakeDelegationStore()
+    delegations = Delegations(load_catalogue(EXAMPLES / "catalogue.yaml"), store, FixedClock())
+    with pytest.raises(Refusal) as e:
+        delegations.delegate(ALICE, DelegationRequest("dave", "x", duration=timedelta(hours=1)))
+    assert e.value.rule == "delegator_not_an_approver"
+    with pytest.raises(Refusal) as e:
+        delegations.delegate(BOB, DelegationRequest("erin", "x", starts_at=NOW - timedelta(hours=1)))
+    assert e.value.kind.value == "invalid"
+    assert store.saved == []

@@ -1,0 +1,65 @@
+"""Use case: lend one's approval authority for a window (its own evidence chain, `delegation.granted`)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from ulid import ULID
+
+from jitaccess.domain.catalogue import Catalogue
+from jitaccess.domain.delegation import check_delegator, delegation_window
+from jitaccess.domain.events import IdentityEvent, make_event
+from jitaccess.domain.grant import Delegation
+from jitaccess.domain.principals import ActorRole, Principal
+from jitaccess.service.ports import Clock
+
+
+class DelegationStore(Protocol):
+    def add_delegation(self, d: Delegation, event: IdentityEvent) -> None: ...
+
+
+@dataclass(frozen=True)
+class DelegationRequest:
+    delegate: str
+    reason: str
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    duration: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class Delegations:
+    catalogue: Catalogue
+    store: DelegationStore
+    clock: Clock
+    known_users: Collection[str] = ()  # the directory, when there is one (an unknown delegate is refused)
+
+    def delegate(self, me: Principal, req: DelegationRequest) -> Delegation:
+        """Only an approver may delegate, for a window that does not start in the past; Refusal otherwise."""
+        now = self.clock.now()
+        check_delegator(self.catalogue, me)
+        starts, ends = delegation_window(
+            now, req.starts_at, req.ends_at, req.duration, me.id, req.delegate, known_users=self.known_users
+        )
+        d = Delegation(
+            delegation_id=f"delegation-{str(ULID()).lower()}",
+            delegator=me,
+            delegate=req.delegate,
+            starts_at=starts,
+            ends_at=ends,
+            reason=req.reason,
+        )
+        data = {
+            "delegate": d.delegate,
+            "starts_at": starts.isoformat(),
+            "ends_at": ends.isoformat(),
+            "reason": d.reason,
+            "delegator_groups": list(me.groups),
+            "auth_context": me.auth_context.model_dump(mode="json") if me.auth_context else None,
+        }
+        ev = make_event(d.delegation_id, None, "delegation.granted", now, me.as_actor(ActorRole.approver), data)
+        self.store.add_delegation(d, ev)
+        return d
