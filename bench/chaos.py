@@ -1,6 +1,8 @@
 """Chaos bench: does revocation hold when processes die?
 
     python bench/chaos.py [--per-provider 3] [--min-ttl 20] [--max-ttl 45] [--keep]
+    python bench/chaos.py --grants 60 --mix secrets-readonly,aws-readonly-console,aws-oncall-group \
+        --min-ttl 20 --max-ttl 60 --faults worker-1,worker-2,temporal,openbao,worker-1,worker-2
 
 Starts every piece as its own process: Temporal dev server (SQLite file, so it can be restarted
 with its state), OpenBao, moto, PostgreSQL's database engine when reachable, the API
@@ -9,15 +11,22 @@ auto-approved grants per provider (as the API would: policy evaluated, command s
 process only serves /healthz here, its sign-in is out of scope), and while they run:
 
   * kills worker 1 with SIGKILL shortly before the first expiries, restarts it later;
-  * stops Temporal (SIGKILL) while grants are expiring, restarts it on the same port and file.
+  * stops Temporal (SIGKILL) while grants are expiring, restarts it on the same port and file;
+  * or, with --faults, any sequence of `worker-1`, `worker-2` (SIGKILL, restart after --worker-down),
+    `temporal` (SIGKILL, restart after --temporal-down), `openbao` (SIGSTOP for --bao-down, SIGCONT),
+    one after the other from --first-fault seconds on, never two at once.
 
 Meanwhile a poller reads every issued credential back *at its target* (the provider's own
 verify_active: lookup-accessor, the secret-ID accessor, the lease, IAM group membership, the
 Identity Center assignment, the STS revocation deny) every POLL seconds, independently of the
 pipeline. Reported per provider: grants, credentials seen alive past their grant's expiry, how
 many by more than 2 s, the worst lateness (last seen alive - expires_at), and from the ledger the
-revocation.confirmed lateness (p50/max). STS keys stay valid until their own expiry by design
-(>= 900 s); for STS "alive" means "not yet denied".
+revocation.confirmed lateness (p50/p99/max); double issuance (more than one credential.issued
+per grant, or more than one live Vault token tagged with one grant at any sweep); chains verified;
+missing events (holes in a chain, or fewer events in the ledger than the workflow emitted) and
+duplicated ones (a once-per-grant event type twice); what the workers' expiry backstops did (their
+`backstop.revoked` log lines). STS keys stay valid until their own expiry by design (>= 900 s); for
+STS "alive" means "not yet denied".
 
 Not run by CI. Results: printed, and written to bench/results/chaos-<timestamp>.json.
 """
@@ -26,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -38,7 +48,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -113,6 +123,11 @@ class Stack:
         self.procs[name] = p
         return p
 
+    def signal_server(self, name: str, sig: int) -> None:
+        for s in self.servers:
+            if s.name == name:
+                os.killpg(s.proc.pid, sig)
+
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         p = self.procs[name]
         if p.poll() is None:
@@ -120,6 +135,9 @@ class Stack:
             p.wait(15)
 
     def stop_all(self) -> None:
+        for s in self.servers:  # a frozen OpenBao would not stop
+            with contextlib.suppress(Exception):
+                os.killpg(s.proc.pid, signal.SIGCONT)
         for name in list(self.procs):
             try:
                 self.kill(name, signal.SIGTERM)
@@ -183,6 +201,19 @@ def postgres_dsn(workdir: Path) -> str | None:
         return None
 
 
+def ledger_url(workdir: Path, kind: str) -> str:
+    """SQLite in the work directory (the dev default: one writer at a time, so the hold lock is the
+    whole database's), or a fresh PostgreSQL database (production: row locks per target)."""
+    if kind == "sqlite":
+        return f"sqlite:///{workdir / 'ledger.db'}"
+    import psycopg
+
+    name = "jitaccess_chaos_ledger_" + secrets.token_hex(4)
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=3) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+
+
 # --------------------------------------------------------------------------- the poller
 class Poller:
     """Reads every credential back at its target every POLL s, on its own threads."""
@@ -193,8 +224,10 @@ class Poller:
         self.last_alive: dict[str, datetime] = {}
         self.dead_since: dict[str, datetime] = {}
         self.errors: dict[str, int] = defaultdict(int)
+        self.vault_tokens_max: dict[str, int] = {}  # grant_id -> most live tokens tagged with it at one sweep
         self._stop = threading.Event()
-        self._pool = ThreadPoolExecutor(8)
+        self._pools: dict[str, ThreadPoolExecutor] = {}
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
     def watch(self, grant_id: str, provider: str, cred, expires_at: datetime) -> None:
@@ -216,24 +249,88 @@ class Poller:
             else:
                 self.dead_since.setdefault(grant_id, now)
 
-    def run(self) -> None:
+    def run(self, providers: list[str]) -> None:
+        """One polling loop per provider, each on its own threads."""
+        for provider in providers:
+            self._pools[provider] = ThreadPoolExecutor(4)
+            t = threading.Thread(target=self._loop, args=(provider,), daemon=True)
+            t.start()
+            self._threads.append(t)
+        if "vault_token" in providers:
+            t = threading.Thread(target=self._sweep_vault, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def _loop(self, provider: str) -> None:
         while not self._stop.is_set():
             t0 = time.monotonic()
             with self._lock:
                 ids = [
                     g
-                    for g, (_p, _c, exp) in self.creds.items()
+                    for g, (p, _c, exp) in self.creds.items()
                     # keep reading until it has been seen dead for 3 s after its expiry
-                    if not (
+                    if p == provider
+                    and not (
                         g in self.dead_since and datetime.now(UTC) > max(exp, self.dead_since[g]) + timedelta(seconds=3)
                     )
                 ]
-            list(self._pool.map(self._check, ids))
+            list(self._pools[provider].map(self._check, ids))
             self._stop.wait(max(0.0, POLL - (time.monotonic() - t0)))
+
+    def _sweep_vault(self) -> None:
+        """Double issuance at the target: live tokens tagged with one grant, every 2 s."""
+        while not self._stop.wait(2):
+            try:
+                live = self.providers.get("vault_token").list_managed()
+            except Exception:
+                continue
+            for gid, n in Counter(c.grant_id for c in live if c.grant_id.startswith("grant-chaos-")).items():
+                with self._lock:
+                    self.vault_tokens_max[gid] = max(n, self.vault_tokens_max.get(gid, 0))
 
     def stop(self) -> None:
         self._stop.set()
-        self._pool.shutdown(wait=True)
+        for t in self._threads:
+            t.join(15)
+        for pool in self._pools.values():
+            pool.shutdown(wait=True)
+
+
+# --------------------------------------------------------------------------- the figures
+# event types a grant's chain holds at most once (a second one is a duplicated event)
+ONCE = (
+    "grant.requested",
+    "policy.decided",
+    "grant.approved",
+    "credential.issued",
+    "fulfilment.verified",
+    "grant.expired",
+    "revocation.confirmed",
+)
+
+
+def checks(r: dict) -> dict[str, bool]:
+    """What fails a run, per provider (STS included: alive = not yet denied)."""
+    return {
+        "alive_over_2s_past_expiry": bool(r["alive_past_expiry_over_2s"]),
+        "not_issued": r["issued"] < r["grants"],
+        "not_revoked": r["states"].get("revoked", 0) < r["grants"],
+        "chain_not_verified": r["chains_verified"] < r["grants"],
+        "double_issuance": bool(r["double_issuance"]),
+        "missing_events": bool(r["missing_events"]),
+        "duplicated_events": bool(r["duplicated_events"]),
+    }
+
+
+def backstop_log(workdir: Path) -> list[dict]:
+    """The workers' `backstop.revoked` lines (JSON lines in their logs)."""
+    found = []
+    for path in workdir.glob("worker-*.log"):
+        for line in path.read_text(errors="replace").splitlines():
+            if '"backstop.revoked"' in line:
+                with contextlib.suppress(ValueError):
+                    found.append(json.loads(line))
+    return found
 
 
 # --------------------------------------------------------------------------- the run
@@ -242,6 +339,12 @@ async def main(args) -> int:
     stack = Stack(workdir)
     started = time.time()
     providers = [p for p in ENTITLEMENTS if p not in set(args.skip)]
+    if args.mix:  # --mix: these entitlements (of the example catalogue), --grants of them in turn
+        by_ent = {e: p for p, e in ENTITLEMENTS.items()}
+        unknown = [e for e in args.mix if e not in by_ent]
+        if unknown:
+            raise SystemExit(f"--mix: no provider known for {unknown}; known: {sorted(by_ent)}")
+        providers = [by_ent[e] for e in args.mix]
     try:
         log(f"workdir {workdir}; starting Temporal, OpenBao, moto")
         stack.start_temporal()
@@ -253,7 +356,7 @@ async def main(args) -> int:
         moto = start_moto(workdir)
         stack.servers.append(moto)
         n = args.per_provider
-        users = [f"chaos-{i}" for i in range(n * len(providers))]
+        users = [f"chaos-{i}" for i in range(args.grants or n * len(providers))]
         aws = seed_dev_aws(moto.address, REGION, users)
         dsn = postgres_dsn(workdir) if "vault_database" in providers else None
         if "vault_database" in providers:
@@ -267,7 +370,7 @@ async def main(args) -> int:
             task_queue="chaos",
             vault_addr=bao.address,
             vault_token=root,
-            ledger_url=f"sqlite:///{workdir / 'ledger.db'}",
+            ledger_url=ledger_url(workdir, args.ledger),
             catalogue_file=catalogue,
             payload_keys=new_key(),
             command_signing_key=new_private_key_text(),
@@ -284,6 +387,7 @@ async def main(args) -> int:
         env = process_env(settings, catalogue)
         api_port = free_port()
         stack.spawn("api", [sys.executable, "-m", "jitaccess.cli", "api", "--port", str(api_port)], env)
+        env["JITACCESS_BACKSTOP"] = "true" if args.backstop else "false"
         for w in ("worker-1", "worker-2"):
             stack.spawn(w, [sys.executable, "-m", "jitaccess.workers.main"], env)
         client = await connect(settings)  # signs commands with the API key, as the API does
@@ -296,8 +400,7 @@ async def main(args) -> int:
             provider = providers[i % len(providers)]
             plan.append((user, provider, rnd.uniform(args.min_ttl, args.max_ttl), rnd.uniform(0, 6)))
         poller = Poller(settings)
-        poll_thread = threading.Thread(target=poller.run, daemon=True)
-        poll_thread.start()
+        poller.run(providers)
         t0 = time.monotonic()
         grants: dict[str, dict] = {}
 
@@ -326,28 +429,40 @@ async def main(args) -> int:
                 if g.state.value in ENDED:
                     grants[gid]["state"] = g.state.value
                     return
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.5)
 
         windows: list[tuple[str, datetime, datetime]] = []  # (fault, from, until it was back)
 
         async def faults() -> None:
             first = min(t for _u, _p, t, _d in plan)
-            await asyncio.sleep(max(1.0, first - 4))
-            log("fault: kill -9 worker-1")
-            down = datetime.now(UTC)
-            stack.kill("worker-1")
-            await asyncio.sleep(args.worker_down)
-            log("fault: restart worker-1")
-            stack.spawn("worker-1", [sys.executable, "-m", "jitaccess.workers.main"], env)
-            windows.append(("worker-1 kill -9", down, datetime.now(UTC)))
-            await asyncio.sleep(4)
-            log("fault: kill -9 Temporal")
-            down = datetime.now(UTC)
-            stack.kill_temporal()
-            await asyncio.sleep(args.temporal_down)
-            log("fault: restart Temporal (same port, same database file)")
-            await asyncio.to_thread(stack.start_temporal)
-            windows.append(("Temporal kill -9", down, datetime.now(UTC)))
+            await asyncio.sleep(args.first_fault if args.first_fault is not None else max(1.0, first - 4))
+            for i, fault in enumerate(args.faults):
+                if i:
+                    await asyncio.sleep(args.fault_gap)
+                down = datetime.now(UTC)
+                if fault in ("worker-1", "worker-2"):
+                    log(f"fault: kill -9 {fault}")
+                    stack.kill(fault)
+                    await asyncio.sleep(args.worker_down)
+                    log(f"fault: restart {fault}")
+                    stack.spawn(fault, [sys.executable, "-m", "jitaccess.workers.main"], env)
+                    windows.append((f"{fault} kill -9", down, datetime.now(UTC)))
+                elif fault == "temporal":
+                    log("fault: kill -9 Temporal")
+                    stack.kill_temporal()
+                    await asyncio.sleep(args.temporal_down)
+                    log("fault: restart Temporal (same port, same database file)")
+                    await asyncio.to_thread(stack.start_temporal)
+                    windows.append(("Temporal kill -9", down, datetime.now(UTC)))
+                elif fault == "openbao":
+                    log(f"fault: SIGSTOP OpenBao for {args.bao_down:g}s")
+                    stack.signal_server("openbao", signal.SIGSTOP)
+                    await asyncio.sleep(args.bao_down)
+                    stack.signal_server("openbao", signal.SIGCONT)
+                    log("fault: SIGCONT OpenBao")
+                    windows.append(("OpenBao SIGSTOP", down, datetime.now(UTC)))
+                else:
+                    raise SystemExit(f"unknown fault {fault!r}")
 
         await asyncio.gather(faults(), *(one(*p) for p in plan))
         log(f"{len(grants)} grants started; waiting for every one to end")
@@ -360,6 +475,7 @@ async def main(args) -> int:
                         GrantWorkflow.status, rpc_timeout=timedelta(seconds=3)
                     )
                     grants[gid]["state"] = g.state.value
+                    grants[gid]["events"] = g.events  # how many events the workflow emitted
                 except Exception:
                     pass
                 if grants[gid].get("state") not in ENDED:
@@ -373,20 +489,35 @@ async def main(args) -> int:
 
         # -- the figures
         ledger = Ledger(settings.ledger_url)
+        backstop_lines = backstop_log(workdir)
         by_provider: dict[str, dict] = {}
         for provider in providers:
             ids = [g for g, v in grants.items() if v["provider"] == provider]
             past, confirmed = [], []
+            evidence = {"chains_verified": 0, "double_issuance": 0, "missing_events": 0, "duplicated_events": 0}
+            already_gone = 0
             for gid in ids:
+                events = ledger.events(gid)
+                evidence["chains_verified"] += ledger.verify(gid).ok
+                counts = Counter(ev.type for ev in events)
+                evidence["double_issuance"] += (
+                    counts["credential.issued"] > 1 or poller.vault_tokens_max.get(gid, 0) > 1
+                )
+                holes = [ev.seq for i, ev in enumerate(events, 1) if ev.seq != i]
+                emitted = grants[gid].get("events")
+                evidence["missing_events"] += bool(holes) or (emitted is not None and len(events) < emitted)
+                evidence["duplicated_events"] += any(counts[t] > 1 for t in ONCE)
+                already_gone += any(ev.type == "revocation.confirmed" and ev.data.get("already_gone") for ev in events)
                 exp = grants[gid].get("expires_at")
                 if exp is None:
                     continue
                 last = poller.last_alive.get(gid)
                 past.append((last - exp).total_seconds() if last else float("-inf"))
-                for ev in ledger.events(gid):
+                for ev in events:
                     if ev.type == "revocation.confirmed":
                         at = datetime.fromisoformat(ev.at.replace("Z", "+00:00"))
                         confirmed.append((at - exp).total_seconds())
+            acted = [b for b in backstop_lines if b.get("provider") == provider]
             alive_past = [x for x in past if x > 0]
             in_fault = sum(
                 1
@@ -404,7 +535,12 @@ async def main(args) -> int:
                 "alive_past_expiry_over_2s": sum(x > 2 for x in alive_past),
                 "worst_lateness_s": round(max(past), 3) if past and max(past) != float("-inf") else None,
                 "revocation_confirmed_lateness_p50_s": round(pct(confirmed, 50), 3) if confirmed else None,
+                "revocation_confirmed_lateness_p99_s": round(pct(confirmed, 99), 3) if confirmed else None,
                 "revocation_confirmed_lateness_max_s": round(max(confirmed), 3) if confirmed else None,
+                "revocations_found_already_gone": already_gone,
+                "backstop_actions": len(acted),
+                "backstop_lateness_max_s": max((b["lateness_seconds"] for b in acted), default=None),
+                **evidence,
                 "poll_errors": poller.errors.get(provider, 0),
             }
         ledger.close()
@@ -417,17 +553,17 @@ async def main(args) -> int:
             ],
             "providers": by_provider,
         }
+        bad = {
+            p: [k for k, failed in checks(r).items() if failed]
+            for p, r in by_provider.items()
+            if any(checks(r).values())
+        }
+        result["failed_checks"] = bad
         print(json.dumps(result, indent=2, default=str))
         RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / f"chaos-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json").write_text(
-            json.dumps(result, indent=2, default=str)
-        )
-        bad = [
-            p
-            for p, r in by_provider.items()
-            if p != "aws_sts_session" and (r["alive_past_expiry_over_2s"] or r["issued"] < r["grants"])
-        ]
-        log(f"done in {time.time() - started:.0f}s; over 2 s past expiry or not issued: {bad or 'none'}")
+        out = args.out or RESULTS / f"chaos-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+        Path(out).write_text(json.dumps(result, indent=2, default=str))
+        log(f"done in {time.time() - started:.0f}s; failed checks: {bad or 'none'}; written to {out}")
         return 1 if bad else 0
     finally:
         stack.stop_all()
@@ -447,5 +583,19 @@ if __name__ == "__main__":
     ap.add_argument("--skip", nargs="*", default=[], help="providers to leave out")
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, databases)")
+    ap.add_argument("--grants", type=int, default=0, help="total grants (default: --per-provider each)")
+    ap.add_argument("--mix", type=lambda s: s.split(","), default=None, help="entitlements, comma-separated")
+    ap.add_argument(
+        "--faults",
+        type=lambda s: [f for f in s.split(",") if f],
+        default=["worker-1", "temporal"],
+        help="comma-separated, in order: worker-1, worker-2, temporal, openbao",
+    )
+    ap.add_argument("--first-fault", type=float, default=None, help="seconds after the start (default: min TTL - 4)")
+    ap.add_argument("--fault-gap", type=float, default=4, help="seconds between one fault's end and the next")
+    ap.add_argument("--bao-down", type=float, default=10, help="seconds OpenBao stays frozen (SIGSTOP)")
+    ap.add_argument("--no-backstop", dest="backstop", action="store_false", help="workers without the backstop")
+    ap.add_argument("--out", type=Path, default=None, help="write the JSON result here")
+    ap.add_argument("--ledger", choices=["sqlite", "postgres"], default="sqlite", help="the ledger's database")
     code = asyncio.run(main(ap.parse_args()))
     os._exit(code)  # sdk-python #300

@@ -12,12 +12,10 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict
 from temporalio.client import (
     Client,
-    WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from ulid import ULID
@@ -25,7 +23,7 @@ from ulid import ULID
 from jitaccess import console
 from jitaccess.api import auth, codec_server, errors, ops_routes
 from jitaccess.api.errors import ApiError, responses
-from jitaccess.api.gateway import TemporalGrantStarter
+from jitaccess.api.gateway import TemporalGrantStarter, TemporalOnboardingRuns
 from jitaccess.api.models import CommentBody, DelegationBody, ExtendBody, GrantRequestBody, ReasonBody, ReviewBody
 from jitaccess.config import Settings, load_catalogue, load_users
 from jitaccess.domain import contracts as c
@@ -43,7 +41,7 @@ from jitaccess.domain.access import (
 from jitaccess.domain.delegation import current_delegations
 from jitaccess.domain.events import IdentityEvent
 from jitaccess.domain.grant import ActionInput, ExtendInput, Grant, Refusal, ReviewInput
-from jitaccess.domain.onboarding import OnboardingInput, OnboardingRequest, evaluate_onboarding, onboarding_id
+from jitaccess.domain.onboarding import OnboardingRequest
 from jitaccess.domain.policy import AccessRequest, evaluate_extension
 from jitaccess.domain.principals import Principal
 from jitaccess.domain.reconciliation import ReconcileInput, ReconciliationReport, chain_id
@@ -52,6 +50,7 @@ from jitaccess.ledger import Ledger
 from jitaccess.ops import metrics
 from jitaccess.service.delegations import DelegationRequest, Delegations
 from jitaccess.service.grants import GrantRequests, RequestRefused
+from jitaccess.service.onboardings import Onboardings
 from jitaccess.service.ports import SystemClock
 from jitaccess.workers.common import connect, grant_options
 from jitaccess.workflows.grant import GrantWorkflow
@@ -142,6 +141,17 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     def hidden(oid: str) -> ApiError:
         """What a caller who may not read `oid` gets: exactly the answer for no such object."""
         return ApiError(404, "not_found", f"no grant {oid[:80]}")
+
+    def onboardings(request: Request) -> Onboardings:
+        return Onboardings(
+            catalogue,
+            TemporalOnboardingRuns(tc(request), settings),
+            SystemClock(),
+            settings.admin_groups,
+            grant_options(settings),
+            # a service principal may name its declared owner's team: resolve the owner from the directory
+            owner_of=lambda me: users[me.owner].principal(me.owner) if me.owner and me.owner in users else None,
+        )
 
     def viewer(request: Request, me: Principal) -> Viewer:
         """The caller with the approval authority lent to them now (delegators as they are now)."""
@@ -344,61 +354,15 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         return d.model_dump(mode="json")
 
     # -- service onboarding (non-human identities) --------------------------------------------
-    async def current_onboarding(client: Client, base: str) -> tuple[WorkflowHandle | None, str]:
-        """The running onboarding of a service/environment, or the next free ID: every run keeps its
-        own ID (and so its own evidence chain); a re-onboarding after an end gets `-r2`, `-r3`, ..."""
-        for n in range(1, 100):
-            oid = base if n == 1 else f"{base}-r{n}"
-            handle = client.get_workflow_handle(oid)
-            try:
-                desc = await handle.describe()
-            except RPCError as e:
-                if e.status == RPCStatusCode.NOT_FOUND:
-                    return None, oid
-                raise
-            if desc.status == WorkflowExecutionStatus.RUNNING:
-                return handle, oid
-        raise ApiError(409, "too_many_runs", f"{base} has been onboarded 99 times; use a new service name")
-
     @app.post("/v1/onboardings", status_code=202, tags=["onboarding"], responses=responses(401, 403, 409, 422))
     async def onboard(body: OnboardingRequest, me: Me, request: Request) -> dict[str, Any]:
-        # a service principal may name its declared owner's team: resolve the owner from the directory
-        owner = users[me.owner].principal(me.owner) if me.owner and me.owner in users else None
-        d = evaluate_onboarding(catalogue, me, body, datetime.now(UTC), owner)
-        if not d.allowed:  # malformed: 422; refused by a rule: 403 naming the (first) rule
-            status, error = (422, "invalid_request") if d.is_input_error else (403, d.reason_codes[0])
-            raise ApiError(status, error, "; ".join(d.messages), reason_codes=list(d.reason_codes), rule=d.rule)
-        client = tc(request)
-        running, oid = await current_onboarding(client, onboarding_id(body.workload))
-        if running is not None:  # a retried request: the same onboarding, not a second one
-            handle = running
-            theirs = onboarding_facts(await status_of(handle, ServiceOnboardingWorkflow.status))
-            if not may_read(viewer(request, me), theirs):
-                raise ApiError(
-                    409,
-                    "already_onboarding",
-                    f"{body.workload.service} ({body.workload.environment}) is being onboarded by someone else; "
-                    "ask its owning team",
-                )
-        else:
-            inp = OnboardingInput(
-                onboarding_id=oid,
-                requester=me,
-                request=body,
-                decision=d,
-                admin_groups=settings.admin_groups,
-                options=grant_options(settings),
+        try:
+            o = await onboardings(request).onboard(
+                me, body, lambda o: may_read(viewer(request, me), onboarding_facts(o))
             )
-            handle = await client.start_workflow(
-                ServiceOnboardingWorkflow.run,
-                inp,
-                id=oid,
-                task_queue=settings.task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            )
-        o = await status_of(handle, ServiceOnboardingWorkflow.status)
-        return {"onboarding_id": oid, "state": o.state.value, "onboarding": o.model_dump(mode="json")}
+        except RequestRefused as r:
+            raise ApiError(REFUSAL_STATUS[r.kind.value], r.rule, r.message, **r.details) from None
+        return {"onboarding_id": o.onboarding_id, "state": o.state.value, "onboarding": o.model_dump(mode="json")}
 
     @app.get("/v1/onboardings/{oid}", tags=["onboarding"], responses=responses(401, 403, 404, 422))
     async def get_onboarding(oid: str, me: Me, request: Request) -> dict[str, Any]:
@@ -429,8 +393,11 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     @app.post("/v1/onboardings/{oid}/offboard", tags=["onboarding"], responses=responses(401, 403, 404, 409, 422))
     async def offboard(oid: str, body: ReasonBody, me: Me, request: Request) -> dict[str, Any]:
         expect_id("onboarding", oid)
-        running, _ = await current_onboarding(tc(request), oid)
-        oid = running.id if running is not None else oid
+        try:
+            going, is_going = await onboardings(request).current_run(oid)
+        except RequestRefused as r:
+            raise ApiError(REFUSAL_STATUS[r.kind.value], r.rule, r.message) from None
+        oid = going if is_going else oid
         o = await update(
             request, oid, ServiceOnboardingWorkflow.offboard, me, body.reason, query=ServiceOnboardingWorkflow.status
         )

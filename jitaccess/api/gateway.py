@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from jitaccess.config import Settings
 from jitaccess.domain.grant import Grant, GrantInput
+from jitaccess.domain.onboarding import Onboarding, OnboardingInput
 from jitaccess.workflows.grant import GrantWorkflow, initial_search_attributes
+from jitaccess.workflows.onboarding import ServiceOnboardingWorkflow
 
 
 class TemporalGrantStarter:
@@ -37,3 +40,32 @@ class TemporalGrantStarter:
     async def status(self, grant_id: str) -> Grant:
         g: Grant = await self.client.get_workflow_handle(grant_id).query(GrantWorkflow.status)
         return g
+
+
+class TemporalOnboardingRuns:
+    def __init__(self, client: Client, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+
+    async def running(self, oid: str) -> bool | None:
+        try:
+            desc = await self.client.get_workflow_handle(oid).describe()
+        except RPCError as e:
+            if e.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+        return desc.status == WorkflowExecutionStatus.RUNNING
+
+    async def start(self, inp: OnboardingInput) -> None:
+        await self.client.start_workflow(
+            ServiceOnboardingWorkflow.run,
+            inp,
+            id=inp.onboarding_id,
+            task_queue=self.settings.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+
+    async def status(self, oid: str) -> Onboarding:
+        o: Onboarding = await self.client.get_workflow_handle(oid).query(ServiceOnboardingWorkflow.status)
+        return o

@@ -8,8 +8,11 @@ that expiry before the workflow records it; the backstop revokes at expiry when 
 
 Concurrency: every change to a row happens in a transaction that first UPDATEs the row (a row lock on
 PostgreSQL, the write lock on SQLite), so several workers' backstops and the activities serialise on
-it; shared access is also changed only under its hold lock (jitaccess.ledger.holds), taken first.
-A process killed mid-action loses its transaction and with it the lock: nothing is left claimed.
+it; shared access is also changed only under its hold lock (jitaccess.ledger.holds), taken first, and
+held across the provider call (as the activities do). A grant's own credential (not shared: an STS
+session's deny) is claimed for a few seconds instead, so the provider call runs outside any database
+lock; its revoke is idempotent, so a claim that lapses (its worker killed mid-call) costs at most a
+second, identical revoke. A process killed mid-transaction loses the transaction and its lock.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ expiry_backstop = Table(
     Column("done_at", String(40)),  # set once nothing is left to end (by whoever ended it)
     Column("outcome", String(40)),
     Column("acted_by", String(200)),
+    Column("claimed_until", Float),  # a backstop acting on its own credential (not shared) holds it until then
     Index("ix_expiry_backstop_pending", "done_at", "due"),
 )
 
@@ -146,6 +150,23 @@ class BackstopStore:
                 return True
             done = conn.execute(select(expiry_backstop.c.outcome).where(expiry_backstop.c.grant_id == grant_id)).first()
         return done is None or done[0] == PROVIDER_TTL
+
+    def claim(self, conn: Connection, grant_id: str, by: str, lease: float) -> bool:
+        """Inside the transaction that locked the row: claim it for `lease` seconds, unless another
+        backstop's claim is still running."""
+        now = datetime.now(UTC).timestamp()
+        res = conn.execute(
+            update(expiry_backstop)
+            .where(expiry_backstop.c.grant_id == grant_id, expiry_backstop.c.done_at.is_(None))
+            .where(
+                expiry_backstop.c.claimed_until.is_(None)
+                | (expiry_backstop.c.claimed_until < now)
+                | (expiry_backstop.c.acted_by == by)
+            )
+            .values(acted_by=by, claimed_until=now + lease)
+            .execution_options(preserve_rowcount=True)
+        )
+        return bool(res.rowcount)
 
     def close(self, grant_id: str, outcome: str, by: str | None = None, conn: Connection | None = None) -> None:
         """Close an open row (idempotent: a closed row keeps its first outcome)."""

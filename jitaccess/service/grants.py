@@ -44,6 +44,13 @@ class RequestRefused(Refusal):
         super().__init__(kind, rule, message)
         self.details = details
 
+    @classmethod
+    def with_details(cls, kind: RefusalKind, rule: str, message: str, details: dict[str, object]) -> RequestRefused:
+        """For details whose names clash with the parameters (e.g. the policy `rule` that refused)."""
+        refused = cls(kind, rule, message)
+        refused.details = details
+        return refused
+
 
 @dataclass(frozen=True)
 class Requested:

@@ -53,6 +53,7 @@ from jitaccess.ledger.holds import HoldStore, access_holds
 from jitaccess.providers.base import ProviderRegistry
 
 log = structlog.get_logger("jitaccess.backstop")
+CLAIM_LEASE = 3.0  # seconds a backstop holds a grant's own credential while it revokes it
 
 
 @dataclass(frozen=True)
@@ -65,10 +66,6 @@ class Action:
     lateness_seconds: float
     read_back: str = ""
     held_by: tuple[str, ...] = ()
-
-
-class _NotGone(Exception):
-    """The read-back still shows the access: roll back (the hold stays), try again later."""
 
 
 class ExpiryBackstop:
@@ -195,20 +192,17 @@ class ExpiryBackstop:
     # -- one grant -----------------------------------------------------------------------------
     def act(self, grant_id: str) -> Action | None:
         """End one grant's access if it is due, under the locks; None when there was nothing to do
-        (closed meanwhile, extended, ended by the workflow)."""
+        (closed meanwhile, extended, ended by the workflow, claimed by another worker's backstop)."""
         row = self.store.row(grant_id)
         if row is None or row["done_at"] is not None:
             return None
-        try:
-            if row["target_key"]:  # shared access: the hold lock first, as the activities take it
-                with self.holds.locked(row["target_key"]) as holds:
-                    return self._act_locked(holds.conn, grant_id, holds)
-            with self.ledger.engine.begin() as conn:
-                return self._act_locked(conn, grant_id, None)
-        except _NotGone as e:
-            raise RuntimeError(f"read-back still shows the access: {e}") from None
+        if row["target_key"]:  # shared access: under the hold lock, as the activities change it
+            with self.holds.locked(row["target_key"]) as holds:
+                return self._act_shared(holds, grant_id)
+        return self._act_own(grant_id)
 
-    def _act_locked(self, conn: Connection, grant_id: str, holds) -> Action | None:
+    def _due(self, conn: Connection, grant_id: str) -> tuple[Pending, float] | None:
+        """Lock the row and decide from what is recorded now: (the row, lateness) when due."""
         p = self.store.lock(conn, grant_id)
         if p is None:
             return None  # closed meanwhile (the workflow's revoke, or another worker's backstop)
@@ -221,24 +215,43 @@ class ExpiryBackstop:
             if expiry is not None and (p.due is None or expiry.timestamp() > p.due):
                 self.store.catch_up(conn, grant_id, expiry)
             return None
-        lateness = (now - expiry).total_seconds()
+        return p, (now - expiry).total_seconds()
+
+    def _act_shared(self, holds, grant_id: str) -> Action | None:
+        due = self._due(holds.conn, grant_id)
+        if due is None:
+            return None
+        p, lateness = due
+        if grant_id not in holds.holders():
+            self.store.close(grant_id, HOLD_RELEASED, self.name, conn=holds.conn)
+            return None
+        holds.remove(grant_id)
+        others = [g for g in holds.holders() if g != grant_id]
+        if others:
+            self.store.close(grant_id, RELEASED, self.name, conn=holds.conn)
+            return self._report(p, RELEASED, lateness, "this grant's hold released", tuple(others))
         provider = self.providers.get(p.provider)
-        cred = p.credential
-        if holds is not None:
-            if grant_id not in holds.holders():
-                self.store.close(grant_id, HOLD_RELEASED, self.name, conn=conn)
-                return None
-            holds.remove(grant_id)
-            others = [g for g in holds.holders() if g != grant_id]
-            if others:
-                self.store.close(grant_id, RELEASED, self.name, conn=conn)
-                return self._report(p, RELEASED, lateness, "this grant's hold released", tuple(others))
-        removed = provider.revoke(cred)
-        gone, seen = provider.verify_revoked(cred)
-        if not gone:
-            raise _NotGone(seen)  # the transaction rolls back: the hold and the row stay as they were
+        removed = provider.revoke(p.credential)
+        gone, seen = provider.verify_revoked(p.credential)
+        if not gone:  # the transaction rolls back: the hold and the row stay as they were
+            raise RuntimeError(f"read-back still shows the access: {seen}")
         outcome = REVOKED if removed else ALREADY_GONE
-        self.store.close(grant_id, outcome, self.name, conn=conn)
+        self.store.close(grant_id, outcome, self.name, conn=holds.conn)
+        return self._report(p, outcome, lateness, seen)
+
+    def _act_own(self, grant_id: str) -> Action | None:
+        with self.ledger.engine.begin() as conn:
+            due = self._due(conn, grant_id)
+            if due is None or not self.store.claim(conn, grant_id, self.name, CLAIM_LEASE):
+                return None
+        p, lateness = due
+        provider = self.providers.get(p.provider)
+        removed = provider.revoke(p.credential)  # outside any database lock: idempotent
+        gone, seen = provider.verify_revoked(p.credential)
+        if not gone:
+            raise RuntimeError(f"read-back still shows the access: {seen}")
+        outcome = REVOKED if removed else ALREADY_GONE
+        self.store.close(grant_id, outcome, self.name)
         return self._report(p, outcome, lateness, seen)
 
     def _report(self, p: Pending, outcome: str, lateness: float, seen: str, held_by: tuple[str, ...] = ()) -> Action:

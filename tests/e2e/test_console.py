@@ -286,3 +286,23 @@ async def test_sign_out_ends_the_session(world: World):
     async with httpx.AsyncClient(base_url=world.base, cookies={"jitaccess_session": sid["value"]}) as c:
         r = await c.get("/access")
     assert r.status_code == 303 and r.headers["location"].startswith("/login")
+
+
+async def test_step_up_prompt_when_the_entitlement_requires_it(world: World):
+    r = await world.api.call(
+        "alice", "POST", "/v1/grants", json={"entitlement": "secrets-admin-mfa", "duration": "PT5M", "reason": "mfa"}
+    )
+    gid = r.json()["grant_id"]
+    await world.api.wait_state("alice", gid, "awaiting_approval")
+    bob = world.pages.get("bob") or await world.sign_in("bob")
+    await bob.goto(world.base + "/approvals")
+    card = bob.locator(f"#inbox-{gid}")
+    prompt = card.locator(".flash.warn")
+    assert "mfa" in await prompt.inner_text()  # what is missing, in the domain's words
+    assert "step_up=1" in (await prompt.get_by_role("link").get_attribute("href") or "")
+    # approving without the step-up is refused by the workflow's rule, and said so
+    await card.get_by_role("button", name="Approve").click()
+    await bob.wait_for_url("**/approvals")
+    assert "step_up_required" in await bob.locator(".flash.error").inner_text()
+    g = await world.api.call("alice", "GET", f"/v1/grants/{gid}")
+    assert g.json()["state"] == "awaiting_approval"

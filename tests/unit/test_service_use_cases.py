@@ -10,12 +10,14 @@ from jitaccess.config import load_catalogue
 from jitaccess.config.settings import EXAMPLES
 from jitaccess.domain.contracts import GrantOptions
 from jitaccess.domain.grant import Grant, GrantInput
+from jitaccess.domain.onboarding import Onboarding, OnboardingInput, OnboardingRequest, WorkloadContext
 from jitaccess.domain.policy import AccessRequest
 from jitaccess.domain.principals import Principal
 from jitaccess.domain.refusals import Refusal
 from jitaccess.domain.states import GrantState
 from jitaccess.service.delegations import DelegationRequest, Delegations
 from jitaccess.service.grants import GrantRequests, RequestRefused
+from jitaccess.service.onboardings import Onboardings
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 ALICE = Principal(id="alice", groups=("platform", "oncall"))
@@ -127,3 +129,56 @@ def test_only_an_approver_delegates_and_never_into_the_past():
         delegations.delegate(BOB, DelegationRequest("erin", "x", starts_at=NOW - timedelta(hours=1)))
     assert e.value.kind.value == "invalid"
     assert store.saved == []
+
+
+class FakeRuns:
+    """Onboarding runs by ID: ended ones, the one going, and what was started."""
+
+    def __init__(self, ended: tuple[str, ...] = (), going: str | None = None) -> None:
+        self.ended, self.going = set(ended), going
+        self.started: list[OnboardingInput] = []
+
+    async def running(self, oid: str) -> bool | None:
+        if oid == self.going:
+            return True
+        return False if oid in self.ended else None
+
+    async def start(self, inp: OnboardingInput) -> None:
+        self.started.append(inp)
+        self.going = inp.onboarding_id
+
+    async def status(self, oid: str) -> Onboarding:
+        return Onboarding(onboarding_id=oid, requester=BOT, workload=WORKLOAD, template="batch-job")
+
+
+BOT = Principal(id="deploy-bot", kind="service", groups=("platform", "platform-automation"), owner="frank")
+WORKLOAD = WorkloadContext(service="nightly", owning_team="platform", environment="staging", repository="git@x:y.git")
+
+
+def onboardings(runs: FakeRuns) -> Onboardings:
+    return Onboardings(load_catalogue(EXAMPLES / "catalogue.yaml"), runs, FixedClock(), (), GrantOptions())
+
+
+async def test_a_re_onboarding_after_an_end_gets_its_own_run_and_chain():
+    runs = FakeRuns(ended=("onboarding-nightly-staging", "onboarding-nightly-staging-r2"))
+    o = await onboardings(runs).onboard(BOT, OnboardingRequest(template="batch-job", workload=WORKLOAD), lambda o: True)
+    assert o.onboarding_id == "onboarding-nightly-staging-r3"
+    assert [i.onboarding_id for i in runs.started] == ["onboarding-nightly-staging-r3"]
+
+
+async def test_a_retry_joins_the_run_going_only_if_the_caller_may_see_it():
+    runs = FakeRuns(going="onboarding-nightly-staging")
+    req = OnboardingRequest(template="batch-job", workload=WORKLOAD)
+    o = await onboardings(runs).onboard(BOT, req, lambda o: True)
+    assert o.onboarding_id == "onboarding-nightly-staging" and runs.started == []
+    with pytest.raises(RequestRefused) as e:
+        await onboardings(runs).onboard(BOT, req, lambda o: False)
+    assert e.value.rule == "already_onboarding"
+
+
+async def test_an_onboarding_a_rule_refuses_names_the_rule_and_starts_nothing():
+    runs = FakeRuns()
+    bob_team = WORKLOAD.model_copy(update={"owning_team": "security"})
+    with pytest.raises(RequestRefused) as e:
+        await onboardings(runs).onboard(BOB, OnboardingRequest(template="batch-job", workload=bob_team), lambda o: True)
+    assert e.value.kind.value == "forbidden" and e.value.details["rule"] and runs.started == []

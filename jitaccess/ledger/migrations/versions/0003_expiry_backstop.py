@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("done_at", sa.String(40)),
         sa.Column("outcome", sa.String(40)),
         sa.Column("acted_by", sa.String(200)),
+        sa.Column("claimed_until", sa.Float),
     )
     op.create_index("ix_expiry_backstop_pending", "expiry_backstop", ["done_at", "due"])
 
