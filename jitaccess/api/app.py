@@ -333,7 +333,9 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
             raise ApiError(422, "invalid_request", "duration: give how much longer, ISO 8601 like PT30M or seconds")
         if g.decision.entitlement is None:
             raise ApiError(409, "wrong_state", f"grant {grant_id} was never allowed; there is nothing to extend")
-        d = evaluate_extension(g.decision, me, g.duration, body.duration, datetime.now(UTC), catalogue.version)
+        # the grant's own rules (its decision's snapshot of the entitlement), so the version recorded
+        # is the one whose rules were applied, not the catalogue's current one
+        d = evaluate_extension(g.decision, me, g.duration, body.duration, datetime.now(UTC), g.decision.policy_version)
         arg = ExtendInput(actor=me, reason=body.reason, decision=d)
         return grant_view(await update(request, grant_id, GrantWorkflow.extend, me, arg=arg))
 
