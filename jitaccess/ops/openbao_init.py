@@ -66,7 +66,7 @@ class InitError(RuntimeError):
 
 
 class Bao:
-    def __init__(self, addr: str, token: str | None = None, timeout: float = 10) -> None:
+    def __init__(self, addr: str, token: str | None = None, timeout: float = 30) -> None:
         self.c = httpx.Client(base_url=addr.rstrip("/"), timeout=timeout)
         self.token = token
 
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.token_file:
             worker_token(bao, a.token_file)
     except (InitError, httpx.HTTPError, OSError) as e:
-        print(f"openbao_init: {e}", file=sys.stderr, flush=True)
+        print(f"openbao_init: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
         return 1
     finally:
         bao.close()
