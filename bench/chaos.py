@@ -39,6 +39,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -58,6 +59,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from temporalio.client import WorkflowExecutionStatus  # noqa: E402
+
 from jitaccess.config import Settings, load_catalogue  # noqa: E402
 from jitaccess.config.settings import EXAMPLES  # noqa: E402
 from jitaccess.dev.seed import seed_dev_approle, seed_dev_aws, seed_dev_vault  # noqa: E402
@@ -74,7 +77,8 @@ from jitaccess.workflows.grant import GrantWorkflow  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 REGION = "us-east-1"
-POLL = 0.25  # seconds between read-backs of one credential
+POLL = 0.25  # seconds between read-backs of one credential (around its expiry)
+EPOCH = datetime.fromtimestamp(0, UTC)
 ENTITLEMENTS = {  # provider -> entitlement of the example catalogue (made auto-approved here)
     "vault_token": "secrets-readonly",
     "vault_approle": "payments-api-secret-id",
@@ -224,6 +228,7 @@ class Poller:
         self.last_alive: dict[str, datetime] = {}
         self.dead_since: dict[str, datetime] = {}
         self.errors: dict[str, int] = defaultdict(int)
+        self.checked: dict[str, datetime] = {}  # grant_id -> when it was last read back
         self.vault_tokens_max: dict[str, int] = {}  # grant_id -> most live tokens tagged with it at one sweep
         self._stop = threading.Event()
         self._pools: dict[str, ThreadPoolExecutor] = {}
@@ -237,6 +242,7 @@ class Poller:
     def _check(self, grant_id: str) -> None:
         provider, cred, expires_at = self.creds[grant_id]
         now = datetime.now(UTC)
+        self.checked[grant_id] = now
         try:
             alive, _seen = self.providers.get(provider).verify_active(cred)
         except Exception:
@@ -264,15 +270,16 @@ class Poller:
     def _loop(self, provider: str) -> None:
         while not self._stop.is_set():
             t0 = time.monotonic()
+            now = datetime.now(UTC)
             with self._lock:
                 ids = [
                     g
                     for g, (p, _c, exp) in self.creds.items()
-                    # keep reading until it has been seen dead for 3 s after its expiry
+                    # every POLL s from 1 s before its expiry until it has been seen dead for 3 s after
+                    # it; before that every 2 s (the target serves the pipeline too: moto is one process)
                     if p == provider
-                    and not (
-                        g in self.dead_since and datetime.now(UTC) > max(exp, self.dead_since[g]) + timedelta(seconds=3)
-                    )
+                    and not (g in self.dead_since and now > max(exp, self.dead_since[g]) + timedelta(seconds=3))
+                    and (now >= exp - timedelta(seconds=1) or now - self.checked.get(g, EPOCH) >= timedelta(seconds=2))
                 ]
             list(self._pools[provider].map(self._check, ids))
             self._stop.wait(max(0.0, POLL - (time.monotonic() - t0)))
@@ -320,6 +327,18 @@ def checks(r: dict) -> dict[str, bool]:
         "missing_events": bool(r["missing_events"]),
         "duplicated_events": bool(r["duplicated_events"]),
     }
+
+
+def nondeterminism(workdir: Path) -> dict[str, int]:
+    """Workflow runs a worker could not replay (SDK `Nondeterminism error` log lines, by run ID)."""
+    runs: Counter[str] = Counter()
+    for path in workdir.glob("worker-*.log"):
+        for line in path.read_text(errors="replace").splitlines():
+            if "Nondeterminism" in line and (
+                m := re.search(r"run_id.{0,30}?([0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12})", line)
+            ):
+                runs[m.group(1)] += 1
+    return dict(runs)
 
 
 def backstop_log(workdir: Path) -> list[dict]:
@@ -402,6 +421,7 @@ async def main(args) -> int:
         poller = Poller(settings)
         poller.run(providers)
         t0 = time.monotonic()
+        load_at_start = os.getloadavg()[0]
         grants: dict[str, dict] = {}
 
         async def one(user: str, provider: str, ttl: float, delay: float) -> None:
@@ -436,6 +456,12 @@ async def main(args) -> int:
         async def faults() -> None:
             first = min(t for _u, _p, t, _d in plan)
             await asyncio.sleep(args.first_fault if args.first_fault is not None else max(1.0, first - 4))
+            # the faults are for revocation: a worker killed mid-issue holds that grant's issue for the
+            # activity's start-to-close timeout (30 s), longer than the grants live here
+            for _ in range(60):
+                if len(poller.creds) + sum(g.get("state") in ENDED for g in grants.values()) >= len(plan):
+                    break
+                await asyncio.sleep(0.5)
             for i, fault in enumerate(args.faults):
                 if i:
                     await asyncio.sleep(args.fault_gap)
@@ -447,6 +473,15 @@ async def main(args) -> int:
                     log(f"fault: restart {fault}")
                     stack.spawn(fault, [sys.executable, "-m", "jitaccess.workers.main"], env)
                     windows.append((f"{fault} kill -9", down, datetime.now(UTC)))
+                elif fault == "workers":  # both at once: no worker (and no backstop) is left running
+                    log("fault: kill -9 worker-1 and worker-2")
+                    stack.kill("worker-1")
+                    stack.kill("worker-2")
+                    await asyncio.sleep(args.worker_down)
+                    log("fault: restart worker-1 and worker-2")
+                    for w in ("worker-1", "worker-2"):
+                        stack.spawn(w, [sys.executable, "-m", "jitaccess.workers.main"], env)
+                    windows.append(("both workers kill -9", down, datetime.now(UTC)))
                 elif fault == "temporal":
                     log("fault: kill -9 Temporal")
                     stack.kill_temporal()
@@ -471,9 +506,12 @@ async def main(args) -> int:
             pending = []
             for gid in grants:
                 try:
-                    g = await client.get_workflow_handle_for(GrantWorkflow.run, gid).query(
-                        GrantWorkflow.status, rpc_timeout=timedelta(seconds=3)
-                    )
+                    handle = client.get_workflow_handle_for(GrantWorkflow.run, gid)
+                    desc = await handle.describe(rpc_timeout=timedelta(seconds=3))
+                    if desc.status == WorkflowExecutionStatus.COMPLETED:  # its result: no replay needed
+                        g = await handle.result(rpc_timeout=timedelta(seconds=3))
+                    else:
+                        g = await handle.query(GrantWorkflow.status, rpc_timeout=timedelta(seconds=3))
                     grants[gid]["state"] = g.state.value
                     grants[gid]["events"] = g.events  # how many events the workflow emitted
                 except Exception:
@@ -552,6 +590,10 @@ async def main(args) -> int:
                 {"fault": f, "from": a.isoformat(), "down_s": round((b - a).total_seconds(), 1)} for f, a, b in windows
             ],
             "providers": by_provider,
+            "nondeterministic_runs": nondeterminism(workdir),
+            # the machine's load (1-min average) when the grants started and at the end: other
+            # sessions' tests share it, and a loaded machine makes every figure later
+            "loadavg_1m": [load_at_start, os.getloadavg()[0]],
         }
         bad = {
             p: [k for k, failed in checks(r).items() if failed]
@@ -589,7 +631,7 @@ if __name__ == "__main__":
         "--faults",
         type=lambda s: [f for f in s.split(",") if f],
         default=["worker-1", "temporal"],
-        help="comma-separated, in order: worker-1, worker-2, temporal, openbao",
+        help="comma-separated, in order: worker-1, worker-2, workers (both at once), temporal, openbao",
     )
     ap.add_argument("--first-fault", type=float, default=None, help="seconds after the start (default: min TTL - 4)")
     ap.add_argument("--fault-gap", type=float, default=4, help="seconds between one fault's end and the next")

@@ -1,6 +1,7 @@
 """The lifecycle bench: N concurrent auto-approved grants through the real stack, end to end.
 
-    python bench/lifecycle.py [N] [TTL_SECONDS] [--floor] [--concurrency 32] [--timeout S] [--keep]
+    python bench/lifecycle.py [N] [TTL_SECONDS] [--floor] [--provider vault|iam] [--concurrency 32] [--timeout S] [--keep]
+    python bench/lifecycle.py --active N [--active-ttl 3600] [--hold 30]
 
 Starts the embedded stack exactly as a user does (`jitaccess dev up --random-ports`),
 fires N concurrent `POST /v1/grants` (secrets-readonly, duration TTL) as alice,

@@ -190,7 +190,7 @@ class Settings(BaseSettings):
     # group, Identity Center, the STS deny: no provider-side TTL) itself `backstop_grace` after the
     # grant's expiry when the workflow has not (Temporal down), scanning every `backstop_interval`.
     backstop: bool = True
-    backstop_grace: timedelta = Field(default=timedelta(seconds=1), ge=timedelta(0), le=timedelta(minutes=5))
+    backstop_grace: timedelta = Field(default=timedelta(milliseconds=500), ge=timedelta(0), le=timedelta(minutes=5))
     backstop_interval: timedelta = Field(
         default=timedelta(milliseconds=250), ge=timedelta(milliseconds=50), le=timedelta(seconds=30)
     )

@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, Connection, Float, Index, String, Table, Text, select, update
+from sqlalchemy import Column, Connection, Float, Index, String, Table, Text, func, select, update
 
 from jitaccess.domain.credentials import IssuedCredential
 from jitaccess.domain.events import IdentityEvent
@@ -192,6 +192,14 @@ class BackstopStore:
         )
         with self.engine.connect() as conn:
             return [_pending(r) for r in conn.execute(q)]
+
+    def next_due(self, after: float) -> float | None:
+        """The earliest due time (epoch s) of an open row after `after`, if any."""
+        q = select(func.min(expiry_backstop.c.due)).where(
+            expiry_backstop.c.done_at.is_(None), expiry_backstop.c.due > after
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(q).scalar()
 
     def lock(self, conn: Connection, grant_id: str) -> Pending | None:
         """Inside a transaction: lock the grant's row (UPDATE first: row lock / SQLite write lock),

@@ -74,7 +74,7 @@ class ExpiryBackstop:
         ledger: Ledger,
         providers: ProviderRegistry,
         *,
-        grace: timedelta = timedelta(seconds=1),
+        grace: timedelta = timedelta(milliseconds=500),
         interval: timedelta = timedelta(milliseconds=250),
         adopt_every: timedelta = timedelta(seconds=10),
         concurrency: int = 4,
@@ -124,9 +124,19 @@ class ExpiryBackstop:
                     self.adopt()
                     next_adopt = started + self.adopt_every.total_seconds()
                 self.scan()
+                soonest = self._until_next_due()
             except Exception as e:  # the ledger unreachable, say: keep going, say so
                 log.warning("backstop_scan_failed", worker=self.name, error=f"{e.__class__.__name__}: {e}")
-            self._stop.wait(max(0.0, self.interval.total_seconds() - (time.monotonic() - started)))
+                soonest = None
+            step = self.interval.total_seconds() - (time.monotonic() - started)
+            self._stop.wait(max(0.0, step if soonest is None else min(step, soonest)))
+
+    def _until_next_due(self) -> float | None:
+        """Seconds until the next grant falls due (expiry + grace), so it is acted on then rather
+        than up to an interval later; None when none is open."""
+        now = time.time()
+        nxt = self.store.next_due(now - self.grace.total_seconds())
+        return None if nxt is None else max(0.0, nxt + self.grace.total_seconds() - now)
 
     # -- one pass ----------------------------------------------------------------------------
     def scan(self, *, wait: bool = False) -> list[Action | None]:

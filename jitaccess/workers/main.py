@@ -7,6 +7,7 @@ import os
 import signal
 
 import structlog
+from temporalio.client import Client
 
 from jitaccess.config import Settings, load_catalogue
 from jitaccess.config.settings import ConfigError
@@ -33,7 +34,13 @@ async def run_worker(settings: Settings) -> None:
 
 
 async def _serve(settings: Settings, ledger: Ledger) -> None:
-    client = await connect(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    client = await _connect_when_up(settings, stop)
+    if client is None:  # stopped before Temporal came back
+        return
     await ensure_reconciliation_schedule(client, settings)  # idempotent: every worker may call it
     await ensure_checkpoint_schedule(client, settings)  # only with JITACCESS_CHECKPOINT_KEY_FILE
     if settings.search_attributes:  # grants upsert them: refuse to run on a namespace without them
@@ -42,14 +49,28 @@ async def _serve(settings: Settings, ledger: Ledger) -> None:
     served = metrics.MetricsServer(settings.metrics_host, settings.metrics_port) if settings.metrics_port else None
     if served is not None:  # GET /metrics: SDK runtime metrics + jitaccess's own
         served.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     async with worker:  # on exit: stop polling, let running activities finish (graceful_shutdown_timeout)
         await stop.wait()
     if served is not None:
         served.stop()
+
+
+async def _connect_when_up(settings: Settings, stop: asyncio.Event) -> Client | None:
+    """Connect to Temporal, waiting (with backoff, up to 10 s apart) while it is unreachable: a worker
+    (re)started during a Temporal outage keeps its expiry backstop running instead of exiting."""
+    delay = 0.5
+    while True:
+        try:
+            return await connect(settings)
+        except RuntimeError as e:  # the SDK's "Failed client connect"
+            structlog.get_logger("jitaccess").warning(
+                "temporal_unreachable", address=settings.temporal_address, retry_in_seconds=delay, error=str(e)[:300]
+            )
+        try:
+            await asyncio.wait_for(stop.wait(), delay)
+            return None
+        except TimeoutError:
+            delay = min(delay * 2, 10.0)
 
 
 def main() -> None:

@@ -17,6 +17,8 @@ import contextlib
 import os
 import secrets
 import signal
+import subprocess
+import sys
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -28,7 +30,7 @@ import pytest
 from jitaccess.dev.seed import seed_dev_aws
 from jitaccess.dev.servers import Server, free_port, start_temporal
 from jitaccess.domain.catalogue import Catalogue
-from jitaccess.domain.credentials import IssuedCredential
+from jitaccess.domain.credentials import IssuedCredential, ProviderGrant
 from jitaccess.domain.grant import ExtendInput
 from jitaccess.domain.policy import evaluate_extension
 from jitaccess.domain.states import GrantState
@@ -47,6 +49,7 @@ from jitaccess.providers.base import ProviderRegistry
 from jitaccess.workers.backstop import ExpiryBackstop
 from jitaccess.workflows.grant import GrantWorkflow
 from tests.conftest import running_worker
+from tests.integration.test_durability import stop, worker_env
 from tests.support import eventually
 from tests.workflows.support import finish, grant_input, one, principal, types, wait_state
 
@@ -378,3 +381,61 @@ def test_the_workflow_first_and_provider_ttl_credentials(ledger):
     target.present.discard("g")  # gone meanwhile (removed by hand): recorded as found gone
     [g] = backstop(ledger, target).scan(wait=True)
     assert g is not None and g.outcome == ALREADY_GONE
+
+
+def spawn_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "jitaccess.workers.main"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: stopped by its pid
+        )
+
+
+async def test_a_worker_started_while_temporal_is_unreachable_keeps_its_backstop_running(
+    settings, tmp_path, iam, group, provider, moto
+):
+    """`python -m jitaccess.workers.main` with no Temporal at its address: it waits for Temporal
+    (instead of exiting) and its backstop ends a grant's membership at the grant's expiry."""
+    ledger = Ledger(settings.ledger_url)
+    expires = datetime.now(UTC) + timedelta(seconds=8)
+    grant = ProviderGrant(
+        grant_id=f"grant-{uuid.uuid4()}",
+        provider=provider.name,
+        params={"group": group},
+        principal="alice",
+        ttl_seconds=8,
+        expires_at=expires,
+    )
+    key = provider.shared_target(grant)
+    with HoldStore(ledger).locked(key) as holds:  # what the issue activity does
+        holds.add(grant.grant_id)
+        cred, _ = provider.issue(grant, wrap_ttl=timedelta(minutes=1))
+    BackstopStore(ledger).record_issue(cred.model_copy(update={"shared_target": key}), expires)
+    assert member(iam, "alice", group)
+
+    env = worker_env(settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}"}))
+    env.update(
+        JITACCESS_AWS_ENDPOINT_URL=moto.address,
+        JITACCESS_AWS_REGION=REGION,
+        JITACCESS_AWS_ACCESS_KEY_ID="testing",
+        JITACCESS_AWS_SECRET_ACCESS_KEY="testing",
+        JITACCESS_SEARCH_ATTRIBUTES="false",
+    )
+    log = tmp_path / "worker.log"
+    proc = spawn_worker(env, log)
+    try:
+        gone = await gone_at(iam, "alice", group, timeout=30)
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert (gone - expires).total_seconds() <= BOUND, f"{(gone - expires).total_seconds():.2f}s late"
+        assert "temporal_unreachable" in log.read_text()
+        assert BackstopStore(ledger).row(grant.grant_id)["outcome"] == REVOKED
+        assert HoldStore(ledger).holders(key) == []
+        assert '"backstop.revoked"' in log.read_text()
+    finally:
+        stop(proc)
+        ledger.close()
+    assert proc.returncode == 0, log.read_text()[-3000:]

@@ -2,8 +2,8 @@
 translated into ProviderErrors.
 
 Endpoint, region and credentials come from settings (`AwsClients.from_settings`), so the same
-code talks to real AWS or to moto. Each activity thread gets its own boto3 session and clients
-(sessions are not thread-safe).
+code talks to real AWS or to moto. The process shares one boto3 client per service (clients are
+thread-safe; the session that makes them is used under a lock).
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def translate(e: Exception, action: str) -> ProviderError:
 
 
 class AwsClients:
-    """One boto3 session (and its clients) per thread; endpoint, region and credentials from settings.
+    """One boto3 client per service, shared by every thread; endpoint, region and credentials from settings.
 
     Credentials left unset fall back to boto3's default chain (environment, profile, instance role)."""
 
@@ -113,6 +113,7 @@ class AwsClients:
         connect_timeout: float = 5,
         read_timeout: float = 15,
         max_attempts: int = 3,
+        max_pool_connections: int = 64,
     ) -> None:
         self.region, self.endpoint_url = region, endpoint_url
         self._creds = (access_key_id, secret_access_key, session_token)
@@ -120,8 +121,11 @@ class AwsClients:
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             retries={"mode": "standard", "max_attempts": max_attempts},
+            max_pool_connections=max_pool_connections,  # shared by every activity thread
         )
-        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._session: Any = None
+        self._clients: dict[str, Any] = {}
 
     @classmethod
     def from_settings(cls, settings: Any) -> AwsClients:
@@ -136,19 +140,27 @@ class AwsClients:
         )
 
     def client(self, service: str) -> Any:
-        cache = getattr(self._local, "clients", None)
-        if cache is None:
-            key_id, secret, token = self._creds
-            self._local.session = boto3.session.Session(
-                aws_access_key_id=key_id,
-                aws_secret_access_key=secret,
-                aws_session_token=token,
-                region_name=self.region,
-            )
-            cache = self._local.clients = {}
-        if service not in cache:
-            cache[service] = self._local.session.client(service, endpoint_url=self.endpoint_url, config=self._config)
-        return cache[service]
+        """One client per service for the whole process: boto3 clients are thread-safe (sessions are
+        not, so the one session is only used under the lock). A session and client per activity
+        thread cost ~12 MB and a few hundred ms of CPU each: 64 threads took the worker from 200 to
+        986 MB and made issues wait seconds at 200 concurrent IAM grants (bench/README.md, issue 15)."""
+        got = self._clients.get(service)
+        if got is not None:
+            return got
+        with self._lock:
+            if service not in self._clients:
+                if self._session is None:
+                    key_id, secret, token = self._creds
+                    self._session = boto3.session.Session(
+                        aws_access_key_id=key_id,
+                        aws_secret_access_key=secret,
+                        aws_session_token=token,
+                        region_name=self.region,
+                    )
+                self._clients[service] = self._session.client(
+                    service, endpoint_url=self.endpoint_url, config=self._config
+                )
+            return self._clients[service]
 
     def client_with_keys(self, service: str, access_key_id: str, secret_access_key: str, session_token: str) -> Any:
         """A throw-away client signed with minted keys (to prove them), never cached."""
