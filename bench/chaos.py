@@ -18,8 +18,8 @@ process only serves /healthz here, its sign-in is out of scope), and while they 
 
 Meanwhile a poller reads every issued credential back *at its target* (the provider's own
 verify_active: lookup-accessor, the secret-ID accessor, the lease, IAM group membership, the
-Identity Center assignment, the STS revocation deny) every POLL seconds, independently of the
-pipeline. Reported per provider: grants, credentials seen alive past their grant's expiry, how
+Identity Center assignment, the STS revocation deny) every POLL seconds around its expiry (every
+2 s before), independently of the pipeline. Reported per provider: grants, credentials seen alive past their grant's expiry, how
 many by more than 2 s, the worst lateness (last seen alive - expires_at), and from the ledger the
 revocation.confirmed lateness (p50/p99/max); double issuance (more than one credential.issued
 per grant, or more than one live Vault token tagged with one grant at any sweep); chains verified;

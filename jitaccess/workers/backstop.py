@@ -293,3 +293,28 @@ def start_backstop(settings, ledger: Ledger, providers: ProviderRegistry | None 
 
         providers = build_providers(settings)
     return ExpiryBackstop(ledger, providers, grace=settings.backstop_grace, interval=settings.backstop_interval).start()
+
+
+def main() -> None:
+    """`python -m jitaccess.workers.backstop`: the backstop alone, without a worker (a process of
+    its own beside the workers, so it runs even when every worker is down). Same settings."""
+    import signal
+
+    from jitaccess.config import Settings
+    from jitaccess.workers.common import configure_logging
+
+    configure_logging()
+    settings = Settings()
+    ledger = Ledger(settings.ledger_url)
+    backstop = start_backstop(settings.model_copy(update={"backstop": True}), ledger)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    if backstop is not None:
+        backstop.stop()
+    ledger.close()
+
+
+if __name__ == "__main__":
+    main()
