@@ -215,7 +215,24 @@ def ledger_url(workdir: Path, kind: str) -> str:
     name = "jitaccess_chaos_ledger_" + secrets.token_hex(4)
     with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=3) as c:
         c.execute(f'CREATE DATABASE "{name}"')
+    LEDGER_DBS[workdir] = name
     return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+
+
+LEDGER_DBS: dict[Path, str] = {}  # work directory -> the PostgreSQL ledger database it created
+
+
+def drop_postgres_ledger(workdir: Path) -> None:
+    name = LEDGER_DBS.pop(workdir, None)
+    if name is None:
+        return
+    import psycopg
+
+    with (
+        contextlib.suppress(Exception),
+        psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=3) as c,
+    ):
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # --------------------------------------------------------------------------- the poller
@@ -613,6 +630,7 @@ async def main(args) -> int:
             log(f"kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+            drop_postgres_ledger(workdir)
 
 
 if __name__ == "__main__":
