@@ -24,12 +24,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import boto3
 import pytest
 
-from jitaccess.dev.seed import seed_dev_aws
 from jitaccess.dev.servers import Server, free_port, start_temporal
-from jitaccess.domain.catalogue import Catalogue
 from jitaccess.domain.credentials import IssuedCredential, ProviderGrant
 from jitaccess.domain.grant import ExtendInput
 from jitaccess.domain.policy import evaluate_extension
@@ -44,17 +41,15 @@ from jitaccess.ledger.backstop import (
     BackstopStore,
 )
 from jitaccess.ledger.holds import HoldStore
-from jitaccess.providers.aws import AwsClients, IamGroupMembershipProvider
 from jitaccess.providers.base import ProviderRegistry
 from jitaccess.workers.backstop import ExpiryBackstop
 from jitaccess.workflows.grant import GrantWorkflow
 from tests.conftest import running_worker
+from tests.integration.iam_group_support import ENTITLEMENT, REGION, catalogue, member
 from tests.integration.test_durability import stop, worker_env
 from tests.support import eventually
 from tests.workflows.support import finish, grant_input, one, principal, types, wait_state
 
-REGION = "us-east-1"
-ENTITLEMENT = "aws-oncall"
 GRACE = timedelta(seconds=1)
 BOUND = 2.0  # seconds past expiry a credential may live (issue 11)
 
@@ -91,60 +86,6 @@ def own_temporal(tmp_path):
     t.start()
     yield t
     t.stop()
-
-
-@pytest.fixture(scope="module")
-def aws_seed(moto) -> dict[str, str]:
-    return seed_dev_aws(moto.address, REGION, ["alice", "bob", "carol", "dave", "erin"])
-
-
-@pytest.fixture
-def iam(moto):
-    return boto3.client(
-        "iam",
-        endpoint_url=moto.address,
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
-@pytest.fixture
-def group(iam, aws_seed) -> str:
-    name = f"oncall-{uuid.uuid4().hex[:8]}"
-    iam.create_group(GroupName=name)
-    return name
-
-
-@pytest.fixture
-def provider(moto, aws_seed) -> IamGroupMembershipProvider:
-    return IamGroupMembershipProvider(
-        AwsClients(region=REGION, endpoint_url=moto.address, access_key_id="testing", secret_access_key="testing")
-    )
-
-
-def catalogue(group: str) -> Catalogue:
-    return Catalogue.model_validate(
-        {
-            "entitlements": [
-                {
-                    "id": ENTITLEMENT,
-                    "description": "Join the on-call IAM group",
-                    "provider": {"type": "aws_iam_group", "params": {"group": group}},
-                    "default_duration": "PT10M",
-                    "max_duration": "PT1H",
-                    "min_duration": "PT1S",
-                    "requester_groups": ["platform"],
-                    "approval": {"auto_approve": True},
-                    "reason_required": True,
-                }
-            ]
-        }
-    )
-
-
-def member(iam, user: str, group: str) -> bool:
-    return group in [g["GroupName"] for g in iam.list_groups_for_user(UserName=user)["Groups"]]
 
 
 async def gone_at(iam, user: str, group: str, timeout: float) -> datetime:

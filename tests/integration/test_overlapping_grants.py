@@ -7,81 +7,19 @@ aws_iam_group provider on a real moto_server, hold counts in the test's SQLite l
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
-import boto3
-import pytest
-
-from jitaccess.dev.seed import seed_dev_aws
-from jitaccess.domain.catalogue import Catalogue
 from jitaccess.domain.credentials import ProviderGrant
 from jitaccess.domain.grant import ActionInput
 from jitaccess.domain.states import GrantState
 from jitaccess.ledger.holds import HoldStore
-from jitaccess.providers.aws import AwsClients, IamGroupMembershipProvider
+from jitaccess.providers.aws import IamGroupMembershipProvider
 from jitaccess.providers.base import ProviderError, ProviderRegistry
 from jitaccess.workflows.grant import GrantWorkflow
 from tests.conftest import running_worker
+from tests.integration.iam_group_support import ENTITLEMENT, catalogue, member
 from tests.support import Delegating
 from tests.workflows.support import grant_input, one, principal, types, wait_state
-
-REGION = "us-east-1"
-ENTITLEMENT = "aws-oncall"
-
-
-@pytest.fixture(scope="module")
-def aws_seed(moto) -> dict[str, str]:
-    return seed_dev_aws(moto.address, REGION, ["alice", "bob", "carol", "dave", "erin"])
-
-
-@pytest.fixture
-def iam(moto):
-    return boto3.client(
-        "iam",
-        endpoint_url=moto.address,
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
-@pytest.fixture
-def group(iam, aws_seed) -> str:
-    name = f"oncall-{uuid.uuid4().hex[:8]}"
-    iam.create_group(GroupName=name)
-    return name
-
-
-@pytest.fixture
-def provider(moto, aws_seed) -> IamGroupMembershipProvider:
-    return IamGroupMembershipProvider(
-        AwsClients(region=REGION, endpoint_url=moto.address, access_key_id="testing", secret_access_key="testing")
-    )
-
-
-def catalogue(group: str) -> Catalogue:
-    return Catalogue.model_validate(
-        {
-            "entitlements": [
-                {
-                    "id": ENTITLEMENT,
-                    "description": "Join the on-call IAM group",
-                    "provider": {"type": "aws_iam_group", "params": {"group": group}},
-                    "default_duration": "PT10M",
-                    "max_duration": "PT1H",
-                    "min_duration": "PT1S",
-                    "requester_groups": ["platform"],
-                    "approval": {"auto_approve": True},
-                    "reason_required": True,
-                }
-            ]
-        }
-    )
-
-
-def member(iam, user: str, group: str) -> bool:
-    return group in [g["GroupName"] for g in iam.list_groups_for_user(UserName=user)["Groups"]]
 
 
 class FailsToIssue(Delegating):
