@@ -13,6 +13,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from jitaccess.domain import contracts as c
+    from jitaccess.domain.event_types import EventBody
     from jitaccess.domain.events import IdentityEvent, make_event
     from jitaccess.domain.grant import Refusal
     from jitaccess.domain.principals import Actor
@@ -49,9 +50,15 @@ class EvidenceChain:
         self.events: list[IdentityEvent] = [last] if last else []
         self._flushed = len(self.events)
 
-    def emit(self, type: str, actor: Actor, data: dict[str, Any]) -> IdentityEvent:
+    def emit(self, event: EventBody | str, actor: Actor, data: dict[str, Any] | None = None) -> IdentityEvent:
+        """Append one event: a typed `EventBody` (the one way for new code), or a type name and
+        its data (emitters not yet moved to typed events)."""
+        if isinstance(event, EventBody):
+            type_name, data = event.TYPE, event.data()
+        else:
+            type_name = event
         prev = self.events[-1] if self.events else None
-        ev = make_event(self.key, prev, type, workflow.now(), actor, data)
+        ev = make_event(self.key, prev, type_name, workflow.now(), actor, data)
         self.events.append(ev)
         return ev
 
