@@ -24,7 +24,7 @@ from jitaccess.domain.principals import Actor, ActorKind, ActorRole, Principal
 from jitaccess.domain.reconciliation import Finding
 from jitaccess.domain.refusals import Refusal as Refusal
 from jitaccess.domain.refusals import RefusalKind as RefusalKind
-from jitaccess.domain.states import GrantState, check_transition
+from jitaccess.domain.states import OPEN_EXTENSION, ExtensionStatus, GrantState, ReviewStatus, check_transition
 from jitaccess.domain.stepup import ApproverAuth, require_step_up
 
 EXECUTOR = Actor(id="jitaccess-worker", kind=ActorKind.service, role=ActorRole.executor)
@@ -213,7 +213,7 @@ class Extension(BaseModel):
     new_total_seconds: int
     reason: str
     requested_at: datetime
-    status: Literal["pending", "approved", "refused", "expired", "applied", "failed"] = "pending"
+    status: ExtensionStatus = ExtensionStatus.pending
     auto_rule: str | None = None
     round: ApprovalRound | None = None
     decided_by: str | None = None
@@ -318,7 +318,7 @@ class Grant(BaseModel):
     def pending_round(self) -> ApprovalRound | None:
         if self.state is GrantState.awaiting_approval:
             return self.approval
-        if self.state is GrantState.active and self.extension and self.extension.status == "pending":
+        if self.state is GrantState.active and self.extension and self.extension.status is ExtensionStatus.pending:
             return self.extension.round
         return None
 
@@ -373,7 +373,7 @@ class Grant(BaseModel):
                 self.decided_by = ",".join(v.approver for v in rnd.votes)
             else:
                 assert self.extension is not None
-                self.extension.status = "approved"
+                self.extension.status = ExtensionStatus.approved
                 self.extension.decided_by = ",".join(v.approver for v in rnd.votes)
         return vote
 
@@ -391,7 +391,7 @@ class Grant(BaseModel):
             self.end_reason = f"denied by {actor.id}: {reason}"
         else:
             assert self.extension is not None
-            self.extension.status = "refused"
+            self.extension.status = ExtensionStatus.refused
             self.extension.decided_by = actor.id
         return rnd.purpose
 
@@ -404,7 +404,7 @@ class Grant(BaseModel):
                 f"only the requester ({self.requester.id}) can extend this grant",
             )
         self._require_state("extend", GrantState.active)
-        if self.extension and self.extension.status in ("pending", "approved"):
+        if self.extension and self.extension.status in OPEN_EXTENSION:
             raise Refusal(
                 RefusalKind.conflict,
                 "extension_pending",
@@ -441,7 +441,7 @@ class Grant(BaseModel):
             requested_at=now,
             auto_rule=d.auto_rule,
             round=rnd,
-            status="approved" if d.auto_rule else "pending",
+            status=ExtensionStatus.approved if d.auto_rule else ExtensionStatus.pending,
         )
         return self.extension
 
@@ -485,6 +485,14 @@ class Grant(BaseModel):
             )
         if inp.outcome == "not_justified" and not inp.notes.strip():
             raise Refusal(RefusalKind.invalid, "notes_required", "a not_justified outcome needs notes saying why")
+
+    @property
+    def review_status(self) -> ReviewStatus:
+        if self.review is not None:
+            return ReviewStatus.done
+        if self.state is not GrantState.pending_review:
+            return ReviewStatus.none
+        return ReviewStatus.overdue if self.review_escalated else ReviewStatus.pending
 
     # -- credential hand-over ------------------------------------------------------
     def check_claim(self, actor: Principal, now: datetime) -> None:

@@ -23,6 +23,31 @@ class GrantState(StrEnum):
     reviewed = "reviewed"
 
 
+class ExtensionStatus(StrEnum):
+    """An extension's sub-state while the grant is active: pending -> approved -> applied | failed,
+    or pending -> refused | expired (the grant keeps its old expiry)."""
+
+    pending = "pending"
+    approved = "approved"
+    refused = "refused"
+    expired = "expired"
+    applied = "applied"
+    failed = "failed"
+
+
+OPEN_EXTENSION = frozenset({ExtensionStatus.pending, ExtensionStatus.approved})  # only one at a time
+
+
+class ReviewStatus(StrEnum):
+    """A break-glass grant's post-hoc review: none (not break-glass, or not revoked yet) ->
+    pending -> overdue (past its deadline, escalated) -> done."""
+
+    none = "none"
+    pending = "pending"
+    overdue = "overdue"
+    done = "done"
+
+
 S = GrantState
 TRANSITIONS: dict[GrantState, frozenset[GrantState]] = {
     S.requested: frozenset({S.policy_evaluated}),
@@ -36,7 +61,10 @@ TRANSITIONS: dict[GrantState, frozenset[GrantState]] = {
     S.revoked: frozenset({S.pending_review}),  # break-glass: the review follows revocation
     S.pending_review: frozenset({S.reviewed}),
 }
-TERMINAL = frozenset({S.denied, S.approval_expired, S.cancelled, S.issue_failed, S.revoked, S.reviewed})
+# Where a grant ends: no way out. `revoked` is not among them (a break-glass grant's review follows it).
+TERMINAL = frozenset(s for s in GrantState if not TRANSITIONS.get(s))
+# States in which the grant's access is over for good (ended, or revoked and only the review left).
+ACCESS_ENDED = TERMINAL | {S.revoked, S.pending_review}
 # States in which access may exist at the target (reconciliation treats these as live).
 HOLDS_ACCESS = frozenset({S.issuing, S.active, S.revoking, S.revocation_failing})
 

@@ -25,7 +25,7 @@ from sqlalchemy import Column, Connection, Float, Index, String, Table, Text, fu
 
 from jitaccess.domain.credentials import IssuedCredential
 from jitaccess.domain.events import IdentityEvent
-from jitaccess.domain.states import TERMINAL, GrantState
+from jitaccess.domain.states import ACCESS_ENDED, GrantState
 from jitaccess.ledger.store import Ledger, grants, metadata
 
 expiry_backstop = Table(
@@ -46,7 +46,7 @@ expiry_backstop = Table(
 )
 
 # grants in these states hold no access any more (or never did): their rows are closed, not acted on
-ENDED = frozenset(s.value for s in TERMINAL | {GrantState.pending_review})
+ENDED = frozenset(s.value for s in ACCESS_ENDED)
 
 # outcomes
 PROVIDER_TTL = "provider_ttl"  # the provider's own TTL ends it at the grant's expiry: nothing to do

@@ -1,0 +1,132 @@
+"""What goes into the grant lifecycle (commands, timers, activity outcomes) and what comes out
+(effects the workflow executes). Plain frozen values: the machine is tested by comparing them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from jitaccess.domain.credentials import IssuedCredential
+from jitaccess.domain.grant import ActionInput, ExtendInput, ReviewInput
+from jitaccess.domain.notifications import Notification
+from jitaccess.domain.principals import Actor
+from jitaccess.domain.reconciliation import Finding
+
+
+class Timer(StrEnum):
+    """The deadlines a waiting grant wakes for (`Lifecycle.due`)."""
+
+    approval_reminder = "approval_reminder"
+    approval_escalation = "approval_escalation"
+    approval_deadline = "approval_deadline"
+    extension_deadline = "extension_deadline"
+    expiry_warning = "expiry_warning"
+    expiry = "expiry"
+    review_reminder = "review_reminder"
+    review_overdue = "review_overdue"
+
+
+# -- commands (updates and signals; `admission` is the signed command's evidence, {} when unsigned)
+@dataclass(frozen=True)
+class Decision:
+    """A person's signed action on the grant."""
+
+    action: ActionInput
+    admission: dict[str, Any] = field(default_factory=dict)
+
+
+class Approve(Decision):
+    pass
+
+
+class Deny(Decision):
+    pass
+
+
+class Revoke(Decision):
+    pass
+
+
+class Claim(Decision):
+    """The requester fetches the single-use wrapped credential."""
+
+
+@dataclass(frozen=True)
+class ParentRevoke:
+    """The onboarding that started this grant ends it (already verified as its parent's)."""
+
+    actor: Actor
+    reason: str
+    admission: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Extend:
+    request: ExtendInput
+    admission: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SubmitReview:
+    review: ReviewInput
+    admission: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReportDrift:
+    finding: Finding
+    admission: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Tick:
+    """The wait ended (its timer fired, or a command woke it): fire whatever is due."""
+
+
+@dataclass(frozen=True)
+class ExtensionApplied:
+    credential: IssuedCredential
+
+
+@dataclass(frozen=True)
+class ExtensionFailed:
+    error: str
+
+
+Command = Approve | Deny | Revoke | ParentRevoke | Extend | SubmitReview | Claim | ReportDrift
+Message = Command | Tick | ExtensionApplied | ExtensionFailed
+
+
+# -- effects
+@dataclass(frozen=True)
+class Emit:
+    """Append an identity event to the grant's chain."""
+
+    type: str
+    actor: Actor
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Notify:
+    """Deliver a notification in the background to its audience's notifiers."""
+
+    notification: Notification
+
+
+@dataclass(frozen=True)
+class Flush:
+    """Write the events not yet in the ledger (and upsert changed search attributes)."""
+
+
+@dataclass(frozen=True)
+class ApplyExtension:
+    """Move the provider's TTL to `expires_at` (then feed back ExtensionApplied/ExtensionFailed)."""
+
+    expires_at: datetime
+    ttl_seconds: int
+
+
+Effect = Emit | Notify | Flush | ApplyExtension
