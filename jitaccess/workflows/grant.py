@@ -57,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
     from jitaccess.domain.principals import SYSTEM_ACTOR, Actor, ActorRole, Principal
     from jitaccess.domain.reconciliation import DriftReport
     from jitaccess.domain.search import grant_search_values
+    from jitaccess.domain.states import ExtensionStatus
     from jitaccess.domain.states import GrantState as S
     from jitaccess.workflows import trust
     from jitaccess.workflows.common import EvidenceChain, failure_message, refuse
@@ -355,7 +356,7 @@ class GrantWorkflow:
                 warned = lead is None or g.expires_at - lead <= workflow.now()
                 continue
             if ext is not None and ext.status == "pending" and ext.round is not None and now >= ext.round.deadline:
-                ext.status = "expired"
+                ext.status = ExtensionStatus.expired
                 self._emit("extension.expired", SYSTEM_ACTOR, {"deadline": ext.round.deadline.isoformat()})
                 self._notify(
                     NotificationKind.extended,
@@ -394,7 +395,7 @@ class GrantWorkflow:
                 retry_policy=RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1)),
             )
         except ActivityError as e:
-            ext.status = "failed"
+            ext.status = ExtensionStatus.failed
             self._emit(
                 "extension.failed", EXECUTOR, {"error": failure_message(e), "expires_at": g.expires_at.isoformat()}
             )
@@ -410,7 +411,7 @@ class GrantWorkflow:
         g.credential, g.expires_at = cred.model_copy(update={"shared_target": g.credential.shared_target}), new_expiry
         g.duration_seconds = ext.new_total_seconds
         g.extensions_applied += 1
-        ext.status = "applied"
+        ext.status = ExtensionStatus.applied
         self._emit(
             "extension.applied",
             EXECUTOR,
