@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from jitaccess import cli
+from jitaccess import cli, cli_client
 from jitaccess.config import load_catalogue
 from jitaccess.config.settings import EXAMPLES
 
@@ -97,13 +97,13 @@ def fake_api(monkeypatch):
     def call(method, path, **kw):
         return ANSWERS[path]
 
-    monkeypatch.setattr(cli, "_call", call)
-    monkeypatch.setattr(cli.ctx, "json", False)
+    monkeypatch.setattr(cli_client, "call", call)
+    monkeypatch.setattr(cli_client.ctx, "json", False)
 
 
 def run(args: list[str], *, width: int, terminal: bool, monkeypatch) -> str:
-    monkeypatch.setattr(cli.console, "width", width)
-    monkeypatch.setattr(cli.console, "_force_terminal", terminal)
+    monkeypatch.setattr(cli_client.console, "width", width)
+    monkeypatch.setattr(cli_client.console, "_force_terminal", terminal)
     result = CliRunner().invoke(cli.app, args, env={"COLUMNS": str(width)})
     assert result.exception is None or isinstance(result.exception, SystemExit), result.output
     return result.output

@@ -116,11 +116,11 @@ def test_spawned_server_logs_are_private_and_redacted(tmp_path: Path):
 
 
 def test_the_cli_shows_other_users_text_as_data(monkeypatch):
-    from jitaccess import cli
+    from jitaccess import cli_client, cli_grants
 
     buf = io.StringIO()
-    monkeypatch.setattr(cli, "console", Console(file=buf, width=300, color_system=None))
-    monkeypatch.setattr(cli.ctx, "json", False)
+    monkeypatch.setattr(cli_client, "console", Console(file=buf, width=300, color_system=None))
+    monkeypatch.setattr(cli_client.ctx, "json", False)
     grant = {
         "grant_id": "grant-1",
         "state": "active",
@@ -129,7 +129,7 @@ def test_the_cli_shows_other_users_text_as_data(monkeypatch):
         "decision": {"outcome": "allow", "rule": "r", "policy_version": "v", "reason_codes": []},
         "review": {"outcome": "justified", "reviewer": "bob", "notes": "[bold]x[/bold]\x00"},
     }
-    cli._show_grant(grant)  # used to raise MarkupError
+    cli_grants.show_grant(grant)  # used to raise MarkupError
     out = buf.getvalue()
     assert "markup crash [/nonexistent]\\r\\nforged line\\x1b[2K" in out
     assert "[bold]x[/bold]\\x00" in out and "\x1b" not in out and "\x00" not in out
