@@ -1,5 +1,5 @@
 """The API's view of the same evidence (GET /v1/evidence/verify, /v1/grants/{id}/evidence): the
-offline verifier (jitaccess.domain.evidence.verify_evidence) with the keys this process knows, and
+offline verifier (jitaccess.domain.evidence_verify.verify_evidence) with the keys this process knows, and
 a grant's inclusion proofs against the newest signed checkpoint."""
 
 from __future__ import annotations

@@ -30,8 +30,8 @@ from jitaccess.domain.evidence import (
     checkpoint_problem,
     event_leaf_hash,
     parse_at,
-    verify_evidence,
 )
+from jitaccess.domain.evidence_verify import verify_evidence
 from jitaccess.ledger import Ledger
 from jitaccess.ledger.evidence_log import inclusion_proofs, latest_checkpoint
 

@@ -1,5 +1,5 @@
 """Load what the offline verifier needs from a ledger database and verify it
-(jitaccess.domain.evidence.verify_evidence)."""
+(jitaccess.domain.evidence_verify.verify_evidence)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from jitaccess.domain.commands import SignerRole
-from jitaccess.domain.evidence import EvidenceReport, verify_evidence
+from jitaccess.domain.evidence_findings import EvidenceReport
+from jitaccess.domain.evidence_verify import verify_evidence
 from jitaccess.ledger import Ledger
 from jitaccess.ledger.evidence_log import (
     all_events,
