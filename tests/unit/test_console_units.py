@@ -8,9 +8,11 @@ import time
 
 import pytest
 
+from jitaccess.console.core import safe_next
+from jitaccess.console.formatting import approvers_of, human_duration
 from jitaccess.console.oidc import OidcClient, SignInFailed
+from jitaccess.console.rules import pending_round, residual_window
 from jitaccess.console.session import SessionStore
-from jitaccess.console.views import approvers_of, human_duration, pending_round, residual_window, safe_next
 
 
 def test_sessions_expire_rotate_and_check_csrf():
