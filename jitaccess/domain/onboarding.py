@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from jitaccess.domain.catalogue import ApprovalStage, Catalogue, OnboardingTemplate
+from jitaccess.domain.catalogue import ApprovalStage, Catalogue, Entitlement, OnboardingTemplate
 from jitaccess.domain.commands import CommandAuth
 from jitaccess.domain.contracts import GrantOptions
 from jitaccess.domain.grant import ApprovalRound, Delegation, Refusal, RefusalKind, authorise_vote
@@ -137,6 +138,22 @@ def _add_stage(
     return name
 
 
+Refused = tuple[str, str, str]  # (reason code, rule, message)
+
+
+@dataclass
+class _Plan:
+    """What an onboarding adds up to as its children are evaluated: the approval round, the
+    children to grant, and every refusal met on the way."""
+
+    stages: list[ApprovalStage]
+    sources: dict[str, list[str]]  # stage name -> the rules that asked for it
+    timeout: timedelta
+    step_up: ApproverAuth | None = None
+    children: list[ChildPlan] = field(default_factory=list)
+    refusals: list[Refused] = field(default_factory=list)
+
+
 def evaluate_onboarding(
     catalogue: Catalogue,
     requester: Principal,
@@ -159,27 +176,62 @@ def evaluate_onboarding(
     t: OnboardingTemplate | None = catalogue.template(req.template)
     if t is None:
         ids = ", ".join(x.id for x in catalogue.onboarding_templates) or "none"
-        return OnboardingDecision(
-            allowed=False,
-            policy_version=version,
-            rule="catalogue",
-            reason_codes=(TEMPLATE_NOT_IN_CATALOGUE,),
-            messages=(f"unknown onboarding template {req.template!r}; valid ids: {ids}",),
-        )
-    w = req.workload
-    env = w.environment
+        message = f"unknown onboarding template {req.template!r}; valid ids: {ids}"
+        return _refused(version, [(TEMPLATE_NOT_IN_CATALOGUE, "catalogue", message)])
+    env = req.workload.environment
     if env not in t.environments:
-        return OnboardingDecision(
-            allowed=False,
-            policy_version=version,
-            rule=f"template:{t.id}",
-            reason_codes=(ENVIRONMENT_NOT_ALLOWED,),
-            messages=(f"template {t.id} is for environments {', '.join(t.environments)}, not {env!r}",),
-        )
+        message = f"template {t.id} is for environments {', '.join(t.environments)}, not {env!r}"
+        return _refused(version, [(ENVIRONMENT_NOT_ALLOWED, f"template:{t.id}", message)])
     automation = requester.id in t.automation_principals
+    inputs = _decision_inputs(t, requester, owner, req.workload, automation, now)
+    template_pre_approves = automation and env in t.pre_approved_environments
+    plan = _template_round(t, req.workload, template_pre_approves)
+    plan.refusals += _requester_refusals(t, requester, owner, req.workload, automation)
+    for ent_id in t.entitlements:
+        _plan_child(plan, catalogue, requester, req, t, ent_id, now)
+    if plan.refusals:
+        return _refused(version, plan.refusals, inputs)
+    pre_approved = template_pre_approves and not plan.stages
+    return OnboardingDecision(
+        allowed=True,
+        policy_version=version,
+        rule=f"template:{t.id}/" + ("pre_approved" if pre_approved else "approval"),
+        pre_approved=pre_approved,
+        stages=tuple(plan.stages),
+        approval_timeout=plan.timeout,
+        lifetime=t.max_lifetime,
+        rotation_interval=t.rotation_interval,
+        rotation_overlap=t.rotation_overlap,
+        children=plan.children,
+        inputs=inputs,
+        stage_sources=plan.sources,
+        approver_auth=None if pre_approved else plan.step_up,
+    )
+
+
+def _refused(version: str, refusals: list[Refused], inputs: dict[str, object] | None = None) -> OnboardingDecision:
+    """A refusal naming every reason; the first one's rule is the decision's."""
+    return OnboardingDecision(
+        allowed=False,
+        policy_version=version,
+        rule=refusals[0][1],
+        reason_codes=tuple(code for code, _, _ in refusals),
+        messages=tuple(message for _, _, message in refusals),
+        inputs=inputs or {},
+    )
+
+
+def _decision_inputs(
+    t: OnboardingTemplate,
+    requester: Principal,
+    owner: Principal | None,
+    w: WorkloadContext,
+    automation: bool,
+    now: datetime | None,
+) -> dict[str, object]:
+    """What the decision saw, kept as its evidence."""
     the_owner = declared_owner(requester, owner)
-    teams = owning_teams(requester, owner)
-    inputs: dict[str, object] = {
+    return {
         "template": t.id,
         "requester": requester.id,
         "requester_kind": requester.kind.value,
@@ -189,10 +241,16 @@ def evaluate_onboarding(
         "automation_principal": automation,
         "owning_team": w.owning_team,
         "service": w.service,
-        "environment": env,
+        "environment": w.environment,
         "evaluated_at": now.isoformat() if now else None,
     }
-    refusals: list[tuple[str, str, str]] = []  # (reason code, rule, message)
+
+
+def _requester_refusals(
+    t: OnboardingTemplate, requester: Principal, owner: Principal | None, w: WorkloadContext, automation: bool
+) -> list[Refused]:
+    """The template's own rules: who may use it, and whose team may own the service."""
+    refusals: list[Refused] = []
     if not (automation or requester.in_any(t.requester_groups)):
         who = [f"its automation principals ({', '.join(t.automation_principals)})"] if t.automation_principals else []
         who += [f"members of {', '.join(t.requester_groups)}"] if t.requester_groups else []
@@ -204,6 +262,7 @@ def evaluate_onboarding(
                 + (" and ".join(who) or "nobody (it lists no requesters)"),
             )
         )
+    teams = owning_teams(requester, owner)
     if w.owning_team not in teams:
         whose = "its own groups or its owner's" if requester.kind is not ActorKind.human else "the requester's groups"
         refusals.append(
@@ -214,101 +273,99 @@ def evaluate_onboarding(
                 f"({', '.join(teams) or 'none'})",
             )
         )
+    return refusals
 
-    template_pre_approves = automation and env in t.pre_approved_environments
-    stages: list[ApprovalStage] = []
-    sources: dict[str, list[str]] = {}
+
+def _template_round(t: OnboardingTemplate, w: WorkloadContext, template_pre_approves: bool) -> _Plan:
+    """The template's own stages: none if it pre-approves; else the owning team, and security for
+    production."""
+    plan = _Plan(stages=[], sources={}, timeout=t.approval_timeout)
     if not template_pre_approves:
-        stages.append(ApprovalStage(name="owning-team", approver_groups=(w.owning_team,), owner_may_approve=True))
-        sources["owning-team"] = [f"template:{t.id}/owning-team"]
-        if env in t.production_environments:
-            stages.append(ApprovalStage(name="security", approver_groups=t.security_groups))
-            sources["security"] = [f"template:{t.id}/security"]
-    timeout = t.approval_timeout
-    step_up: ApproverAuth | None = None
-    children: list[ChildPlan] = []
-    for ent_id in t.entitlements:
-        ent = catalogue.get(ent_id)
-        assert ent is not None  # the catalogue validates template entitlements
-        # the child as a direct request by this requester: the same eligibility and approval rule
-        direct = evaluate(
-            catalogue,
-            requester,
-            AccessRequest(
-                entitlement=ent.id,
-                duration=min(t.max_lifetime, ent.max_duration),
-                reason=req.reason.strip() or f"onboarding {w.service} ({env})",
-            ),
-            now,
-        )
-        if not direct.allowed:
-            for code, message in zip(direct.reason_codes, direct.messages, strict=True):
-                rule = (
-                    f"entitlement:{ent.id}/requester_groups"
-                    if code is ReasonCode.requester_not_eligible
-                    else direct.rule
-                )
-                refusals.append((code.value, rule, message))
-            continue
-        contributed: list[str] = []
-        if not direct.auto_approved:
-            for st in direct.stages:
-                contributed.append(
-                    _add_stage(stages, sources, st, f"{ent.id}-{st.name}", f"entitlement:{ent.id}/{st.name}")
-                )
-            timeout = min(timeout, direct.approval_timeout)
-            if ent.approver_auth is not None:
-                step_up = ent.approver_auth.stricter(step_up)
-        children.append(
-            ChildPlan(
-                entitlement=ent.id,
-                provider=ent.provider.type,
-                secret_bearing=ent.provider.type in SECRET_BEARING,
-                decision=PolicyDecision(
-                    outcome=Outcome.allow,
-                    policy_version=version,
-                    rule=f"onboarding:{t.id}/{ent.id}",
-                    inputs={
-                        "onboarding_template": t.id,
-                        "service": w.service,
-                        "environment": env,
-                        "requester": requester.id,
-                        # the entitlement's own rule for this requester, and the onboarding's
-                        # approval stages it contributed (none: its own rule auto-approves)
-                        "entitlement_rule": direct.rule,
-                        "onboarding_stages": contributed,
-                    },
-                    duration=direct.duration,
-                    auto_approved=True,
-                    auto_rule=f"onboarding:{t.id}",
-                    entitlement=ent,
-                ),
+        plan.stages.append(ApprovalStage(name="owning-team", approver_groups=(w.owning_team,), owner_may_approve=True))
+        plan.sources["owning-team"] = [f"template:{t.id}/owning-team"]
+        if w.environment in t.production_environments:
+            plan.stages.append(ApprovalStage(name="security", approver_groups=t.security_groups))
+            plan.sources["security"] = [f"template:{t.id}/security"]
+    return plan
+
+
+def _plan_child(
+    plan: _Plan,
+    catalogue: Catalogue,
+    requester: Principal,
+    req: OnboardingRequest,
+    t: OnboardingTemplate,
+    ent_id: str,
+    now: datetime | None,
+) -> None:
+    """Evaluate one child as a direct request by this requester (the same eligibility and approval
+    rule) and add it to the plan: its refusals, or its stages (unless its rule auto-approves) and
+    the child itself."""
+    ent = catalogue.get(ent_id)
+    assert ent is not None  # the catalogue validates template entitlements
+    w = req.workload
+    direct = evaluate(
+        catalogue,
+        requester,
+        AccessRequest(
+            entitlement=ent.id,
+            duration=min(t.max_lifetime, ent.max_duration),
+            reason=req.reason.strip() or f"onboarding {w.service} ({w.environment})",
+        ),
+        now,
+    )
+    if not direct.allowed:
+        for code, message in zip(direct.reason_codes, direct.messages, strict=True):
+            rule = (
+                f"entitlement:{ent.id}/requester_groups" if code is ReasonCode.requester_not_eligible else direct.rule
             )
-        )
-    if refusals:
-        return OnboardingDecision(
-            allowed=False,
+            plan.refusals.append((code.value, rule, message))
+        return
+    contributed: list[str] = []
+    if not direct.auto_approved:
+        for st in direct.stages:
+            contributed.append(
+                _add_stage(plan.stages, plan.sources, st, f"{ent.id}-{st.name}", f"entitlement:{ent.id}/{st.name}")
+            )
+        plan.timeout = min(plan.timeout, direct.approval_timeout)
+        if ent.approver_auth is not None:
+            plan.step_up = ent.approver_auth.stricter(plan.step_up)
+    plan.children.append(_child_plan(catalogue.version, t, ent, requester, w, direct, contributed))
+
+
+def _child_plan(
+    version: str,
+    t: OnboardingTemplate,
+    ent: Entitlement,
+    requester: Principal,
+    w: WorkloadContext,
+    direct: PolicyDecision,
+    contributed: list[str],
+) -> ChildPlan:
+    """A child grant pre-approved by the onboarding (its round is the onboarding's)."""
+    return ChildPlan(
+        entitlement=ent.id,
+        provider=ent.provider.type,
+        secret_bearing=ent.provider.type in SECRET_BEARING,
+        decision=PolicyDecision(
+            outcome=Outcome.allow,
             policy_version=version,
-            rule=refusals[0][1],
-            reason_codes=tuple(code for code, _, _ in refusals),
-            messages=tuple(message for _, _, message in refusals),
-            inputs=inputs,
-        )
-    pre_approved = template_pre_approves and not stages
-    return OnboardingDecision(
-        allowed=True,
-        policy_version=version,
-        rule=f"template:{t.id}/" + ("pre_approved" if pre_approved else "approval"),
-        pre_approved=pre_approved,
-        stages=tuple(stages),
-        approval_timeout=timeout,
-        lifetime=t.max_lifetime,
-        rotation_interval=t.rotation_interval,
-        rotation_overlap=t.rotation_overlap,
-        children=children,
-        inputs=inputs,
-        stage_sources=sources,
-        approver_auth=None if pre_approved else step_up,
+            rule=f"onboarding:{t.id}/{ent.id}",
+            inputs={
+                "onboarding_template": t.id,
+                "service": w.service,
+                "environment": w.environment,
+                "requester": requester.id,
+                # the entitlement's own rule for this requester, and the onboarding's
+                # approval stages it contributed (none: its own rule auto-approves)
+                "entitlement_rule": direct.rule,
+                "onboarding_stages": contributed,
+            },
+            duration=direct.duration,
+            auto_approved=True,
+            auto_rule=f"onboarding:{t.id}",
+            entitlement=ent,
+        ),
     )
 
 
