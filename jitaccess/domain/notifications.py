@@ -19,6 +19,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from jitaccess.domain.event_types import NotificationFailed, NotificationSent
+
 
 class Audience(StrEnum):
     approvers = "approvers"
@@ -118,22 +120,23 @@ class DeliveryResult(BaseModel):
     error: str | None = None
     attempt: int = 1
 
+    def event(self, n: Notification | None = None) -> NotificationSent | NotificationFailed:
+        """The identity event recording this attempt (no body, no URL)."""
+        model = NotificationSent if self.ok else NotificationFailed
+        fields: dict[str, Any] = {"notifier": self.notifier, "attempt": self.attempt, "status_code": self.status_code}
+        if self.error:
+            fields["error"] = self.error
+        if n is not None:
+            fields.update(kind=str(n.kind), audience=str(n.audience), severity=str(n.severity))
+        return model(**fields)
+
     @property
     def event_type(self) -> str:
-        return "notification.sent" if self.ok else "notification.failed"
+        return self.event().TYPE
 
     def event_data(self, n: Notification | None = None) -> dict[str, Any]:
-        """Data for the identity event recording this attempt (no body, no URL)."""
-        data: dict[str, Any] = {
-            "notifier": self.notifier,
-            "attempt": self.attempt,
-            "status_code": self.status_code,
-        }
-        if self.error:
-            data["error"] = self.error
-        if n is not None:
-            data.update(kind=str(n.kind), audience=str(n.audience), severity=str(n.severity))
-        return data
+        """Data for the identity event recording this attempt (see `event`)."""
+        return self.event(n).data()
 
 
 # --- links -----------------------------------------------------------------------------

@@ -360,3 +360,52 @@ def test_notifier_config_is_validated():
         NotifierConfig(name="x", url="https://h/x", audiences=["everyone"])
     with pytest.raises(ValidationError, match="unique"):
         Settings(notifiers=[{"name": "a", "url": "https://h/1"}, {"name": "a", "url": "https://h/2"}])
+
+
+# -- notifications derived from events (jitaccess.domain.notification_rules) ------------------
+
+
+def _grant_awaiting_approval():
+    from tests.unit.test_grant_rules import new_grant
+
+    return new_grant("one-approver")
+
+
+def test_an_approval_request_asks_the_open_stage_groups():
+    from jitaccess.domain.event_types import ApprovalRequested
+    from jitaccess.domain.notification_rules import notifications_for
+
+    g = _grant_awaiting_approval()
+    [n] = notifications_for(ApprovalRequested(deadline="2025-03-01T16:00:00+00:00"), g)
+    assert (n.kind, n.audience, n.severity) == ("approval_requested", "approvers", "info")
+    assert n.title == "alice requests one-approver" and n.recipients == ["security"]
+    assert n.links == {"decide": f"/grants/{g.grant_id}#decide"}
+    assert n.summary["state"] == "awaiting_approval" and n.summary["duration"] == "1800s"
+
+
+def test_events_that_tell_the_requester():
+    from jitaccess.domain.event_types import ApprovalDenied, ApprovalExpired, ExtensionFailed, GrantApproved
+    from jitaccess.domain.notification_rules import notifications_for
+
+    g = _grant_awaiting_approval()
+    titles = [
+        (ApprovalExpired(), "Your request for one-approver expired without a decision"),
+        (ApprovalDenied(reason="no"), "Your request for one-approver was denied"),
+        (GrantApproved(rule="r", approvers=["bob"], auto_approved=False), "Your request for one-approver was approved"),
+        (ExtensionFailed(error="e", expires_at="T"), "Extending one-approver failed; it still ends at T"),
+    ]
+    for event, title in titles:
+        [n] = notifications_for(event, g)
+        assert (n.audience, n.recipients, n.title) == ("requester", ["alice"], title)
+
+
+def test_break_glass_alerts_security_and_most_events_tell_nobody():
+    from jitaccess.domain.event_types import GrantApproved, GrantExpired
+    from jitaccess.domain.notification_rules import notifications_for
+
+    g = _grant_awaiting_approval().model_copy(update={"incident": "INC-7"})
+    [n] = notifications_for(GrantApproved(rule="r", break_glass=True, incident="INC-7"), g)
+    assert (n.kind, n.audience, n.severity) == ("break_glass_alert", "security", "high")
+    assert n.title == "BREAK-GLASS: alice took one-approver (INC-7)"
+    assert notifications_for(GrantApproved(rule="r", auto_approved=True, auto_rule="always"), g) == []
+    assert notifications_for(GrantExpired(expires_at="T"), g) == []

@@ -4,30 +4,57 @@ An event's *data* is the model dumped with only the fields its emitter set (`exc
 so an event built from a model is byte-identical to the dict the same emitter wrote before the
 models existed, and chains hash the same. Each model is registered under its type name; the
 registry is the SIEM contract (`docs/events.md` is generated from it, versioned by
-`SCHEMA_VERSION`)."""
+`SCHEMA_VERSION`).
+
+Field types are the types on the wire (times are the ISO 8601 strings the emitter wrote, seconds
+the int or float it wrote), so a stored event parses back and dumps to the same bytes."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 # bump the minor version when a type or an optional field is added, the major one when a
 # field is removed or changes meaning (SIEM rules keyed on the old shape would break)
 SCHEMA_VERSION = "1.0"
 
+Severity = Literal["info", "warning", "high"]
+
+# shared field types (the descriptions appear in docs/events.md)
+IsoTime = Annotated[str, Field(description="ISO 8601 time")]
+Command = Annotated[
+    dict[str, Any],
+    Field(description="the signed command that caused it (target, action, body, signature); absent when unsigned"),
+]
+Pending = Annotated[
+    list[dict[str, Any]], Field(description="per open stage: stage, groups, have, need (votes still needed)")
+]
+Children = Annotated[
+    list[dict[str, Any]], Field(description="the onboarding's child grants: grant_id, entitlement, state, reference")
+]
+
 
 class EventBody(BaseModel):
     """The data of one identity event type. Subclasses set `TYPE` (e.g. "grant.expired") and
-    declare the fields; the class docstring says when the event is written."""
+    declare the fields; the class docstring says when the event is written. `SEVERITY` is how
+    loud it is in the SIEM feed; a type whose severity depends on its data overrides `severity`."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     TYPE: ClassVar[str]
+    SEVERITY: ClassVar[Severity] = "info"
 
     def data(self) -> dict[str, Any]:
         """What the chain records as the event's `data` (only the fields the emitter set)."""
         return self.model_dump(mode="json", exclude_unset=True)
+
+    @classmethod
+    def severity_of(cls, data: Mapping[str, Any]) -> Severity:
+        """The severity of an event of this type carrying `data` (stored data, not parsed:
+        the SIEM feed tags every line, including lines from ledgers older than the models)."""
+        return cls.SEVERITY
 
 
 EVENT_TYPES: dict[str, type[EventBody]] = {}
