@@ -53,17 +53,29 @@ def grant_input(
     reason: str = "workflow test",
 ) -> GrantInput:
     """A GrantInput exactly as the API builds it: the policy decision comes from evaluate()."""
-    cat = catalogue or load_catalogue(settings.catalogue_file)
-    who = principal(settings, requester)
     req = AccessRequest(entitlement=entitlement, duration=duration, reason=reason)
-    decision = evaluate(cat, who, req)
+    cat = catalogue or load_catalogue(settings.catalogue_file)
+    return input_for(cat, principal(settings, requester), req, settings.admin_groups, options)
+
+
+def input_for(
+    catalogue: Catalogue,
+    who: Principal,
+    request: AccessRequest,
+    admin_groups: tuple[str, ...],
+    options: GrantOptions | None = None,
+    now: datetime | None = None,
+) -> GrantInput:
+    """A GrantInput as the API builds it, for an allowed request: the decision comes from evaluate()
+    (`now`: the request time, which business-hours auto-approval rules need)."""
+    decision = evaluate(catalogue, who, request, now)
     assert decision.allowed, decision.messages
     return GrantInput(
         grant_id=f"grant-{uuid.uuid4()}",
         requester=who,
-        request=req,
+        request=request,
         decision=decision,
-        admin_groups=settings.admin_groups,
+        admin_groups=admin_groups,
         options=options or GrantOptions(),
     )
 
@@ -117,6 +129,23 @@ def signed_data(ev: IdentityEvent, action: str) -> dict:
 
 def at(ev: IdentityEvent) -> datetime:
     return datetime.fromisoformat(ev.at.replace("Z", "+00:00"))
+
+
+# secrets-admin's approval schedule (remind every 1h, escalate after 2h, expire after 4h) as
+# `minutes_after` shows it: (event type, minutes after the approval was requested)
+ADMIN_APPROVAL_TIMELINE = [
+    ("approval.requested", 0),
+    ("approval.reminder", 60),
+    ("approval.escalated", 120),
+    ("approval.reminder", 120),
+    ("approval.reminder", 180),
+    ("approval.expired", 240),
+]
+
+
+def minutes_after(first: IdentityEvent, events: list[IdentityEvent]) -> list[tuple[str, int]]:
+    """Each event's type and whole minutes after `first`."""
+    return [(e.type, round((at(e) - at(first)) / timedelta(minutes=1))) for e in events]
 
 
 async def settled_history(handle: WorkflowHandle, timeout: float = 15):

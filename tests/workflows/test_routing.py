@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,14 +16,25 @@ from jitaccess.config import load_catalogue
 from jitaccess.config.settings import NotifierConfig
 from jitaccess.domain.contracts import GrantOptions
 from jitaccess.domain.grant import ActionInput, Delegation, ExtendInput, GrantInput, ReviewInput
-from jitaccess.domain.policy import AccessRequest, evaluate, evaluate_extension
+from jitaccess.domain.policy import AccessRequest, evaluate_extension
 from jitaccess.domain.states import GrantState
 from jitaccess.ledger import Ledger
 from jitaccess.workflows.grant import GrantWorkflow
 from tests.conftest import running_worker
 from tests.http_receiver import HttpReceiver
 from tests.support import eventually
-from tests.workflows.support import at, principal, token_is_dead, types, vault_root, wait_state, worker_on
+from tests.workflows.support import (
+    ADMIN_APPROVAL_TIMELINE,
+    at,
+    input_for,
+    minutes_after,
+    principal,
+    token_is_dead,
+    types,
+    vault_root,
+    wait_state,
+    worker_on,
+)
 
 
 @pytest.fixture
@@ -39,18 +49,10 @@ def notifying(settings, receiver):
 
 
 def make_input(settings, requester: str, entitlement: str, duration: timedelta, **req) -> GrantInput:
-    who = principal(settings, requester)
     request = AccessRequest(entitlement=entitlement, duration=duration, reason="routing test", **req)
-    decision = evaluate(load_catalogue(settings.catalogue_file), who, request, datetime.now(UTC))
-    assert decision.allowed, decision.messages
-    return GrantInput(
-        grant_id=f"grant-{uuid.uuid4()}",
-        requester=who,
-        request=request,
-        decision=decision,
-        admin_groups=settings.admin_groups,
-        options=GrantOptions(notifiers=route_table(settings.notifiers)),
-    )
+    cat, who = load_catalogue(settings.catalogue_file), principal(settings, requester)
+    options = GrantOptions(notifiers=route_table(settings.notifiers))
+    return input_for(cat, who, request, settings.admin_groups, options, datetime.now(UTC))
 
 
 async def applied(handle, n: int):
@@ -74,16 +76,7 @@ async def test_reminders_then_escalation_then_approval_timeout(time_env, setting
         )
     assert result.state is GrantState.approval_expired
     evs = [e for e in ledger.events(inp.grant_id) if not e.type.startswith("notification.")]
-    t0 = at(evs[2])
-    timeline = [(e.type, round((at(e) - t0).total_seconds() / 60)) for e in evs[2:]]  # minutes after the request
-    assert timeline == [
-        ("approval.requested", 0),
-        ("approval.reminder", 60),
-        ("approval.escalated", 120),
-        ("approval.reminder", 120),
-        ("approval.reminder", 180),
-        ("approval.expired", 240),
-    ]
+    assert minutes_after(evs[2], evs[2:]) == ADMIN_APPROVAL_TIMELINE
     assert evs[4].data["escalation_groups"] == ["security-leads"]
     # deliveries run concurrently (the escalation and a reminder fall due together): compare as a multiset
     assert sorted(kinds(receiver)) == sorted(
