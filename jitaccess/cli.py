@@ -32,11 +32,11 @@ app.add_typer(cli_admin.evidence_app, name="evidence")
 app.add_typer(cli_ops.db_app, name="db")
 app.add_typer(cli_ops.keys_app, name="keys")
 app.add_typer(cli_admin.catalog_app, name="catalog")
+app.add_typer(cli_auth.auth_app, name="auth")
 cli_grants.register(app)  # request, approve, ..., events
 cli_admin.register(app)  # reconcile
 cli_ops.register(app)  # worker, api
 evidence_cli.register(app, cli_admin.evidence_app)  # evidence checkpoint / public-key / export / ..., export, report
-cli_auth.register(app, client.dev, lambda: client.ctx.user)  # auth login / print-token / status / logout
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ from urllib.parse import parse_qs, urlencode, urlparse
 import httpx
 import typer
 
+from jitaccess import cli_client as client
+
 REFRESH_MARGIN = 60  # seconds: a token this close to expiry is renewed before use
 
 
@@ -191,6 +193,46 @@ class _Callback(BaseHTTPRequestHandler):
         pass
 
 
+def _authorize_url(
+    doc: dict[str, Any], client_id: str, redirect: str, scopes: str, pkce: tuple[str, str, str], extra: dict[str, str]
+) -> str:
+    verifier, state, nonce = pkce
+    params = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": redirect,
+        "scope": scopes,
+        "state": state,
+        "nonce": nonce,
+        "code_challenge": _b64(hashlib.sha256(verifier.encode()).digest()),
+        "code_challenge_method": "S256",
+        **extra,
+    }
+    return str(doc["authorization_endpoint"]) + "?" + urlencode(params)
+
+
+def _await_redirect(server: _Loopback, timeout: float) -> dict[str, str]:
+    """The redirect's query, once the browser comes back to the loopback server."""
+    deadline = time.monotonic() + timeout
+    try:
+        while server.result is None:
+            if time.monotonic() > deadline:
+                raise SignInError(f"no answer from the browser within {int(timeout)} s")
+            server.handle_request()
+    finally:
+        server.server_close()
+    return server.result or {}
+
+
+def _post_token(endpoint: str, form: dict[str, str], auth: tuple[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    """A token endpoint's status and JSON answer; SignInError when it does not answer with JSON."""
+    try:
+        r = httpx.post(endpoint, data=form, auth=auth, timeout=30)
+        return r.status_code, r.json()
+    except (httpx.HTTPError, ValueError) as e:
+        raise SignInError(f"the token endpoint did not answer: {e.__class__.__name__}") from None
+
+
 def pkce_login(
     issuer: str,
     client_id: str,
@@ -209,48 +251,19 @@ def pkce_login(
     server = _Loopback(("127.0.0.1", port), _Callback)
     server.timeout = 0.5
     redirect = f"http://127.0.0.1:{server.server_address[1]}/callback"
-    params = {
-        "response_type": "code",
-        "client_id": client_id,
-        "redirect_uri": redirect,
-        "scope": scopes,
-        "state": state,
-        "nonce": nonce,
-        "code_challenge": _b64(hashlib.sha256(verifier.encode()).digest()),
-        "code_challenge_method": "S256",
-        **(extra or {}),
-    }
-    url = doc["authorization_endpoint"] + "?" + urlencode(params)
+    url = _authorize_url(doc, client_id, redirect, scopes, (verifier, state, nonce), extra or {})
     (show or (lambda u: print(f"sign in at: {u}", file=sys.stderr, flush=True)))(url)
     if open_browser:
         webbrowser.open(url)
-    deadline = time.monotonic() + timeout
-    try:
-        while server.result is None:
-            if time.monotonic() > deadline:
-                raise SignInError(f"no answer from the browser within {int(timeout)} s")
-            server.handle_request()
-    finally:
-        server.server_close()
-    got: dict[str, str] = server.result or {}
+    got = _await_redirect(server, timeout)
     if got.get("state") != state:
         raise SignInError("the redirect's state is not this sign-in's (a forged or stale redirect): nothing kept")
     if "error" in got:
         raise SignInError(f"the identity provider refused: {got['error']} {got.get('error_description', '')}".strip())
-    form = {
-        "grant_type": "authorization_code",
-        "code": got.get("code", ""),
-        "redirect_uri": redirect,
-        "client_id": client_id,
-        "code_verifier": verifier,
-    }
-    auth = (client_id, client_secret) if client_secret else None
-    try:
-        r = httpx.post(doc["token_endpoint"], data=form, auth=auth, timeout=30)
-        body = r.json()
-    except (httpx.HTTPError, ValueError) as e:
-        raise SignInError(f"the token endpoint did not answer: {e.__class__.__name__}") from None
-    if r.status_code != 200 or "id_token" not in body:
+    form = {"grant_type": "authorization_code", "code": got.get("code", ""), "redirect_uri": redirect}
+    form |= {"client_id": client_id, "code_verifier": verifier}
+    status, body = _post_token(doc["token_endpoint"], form, (client_id, client_secret) if client_secret else None)
+    if status != 200 or "id_token" not in body:
         raise SignInError(
             f"the token endpoint refused the code: {body.get('error')} {body.get('error_description', '')}"
         )
@@ -270,11 +283,10 @@ def _refresh(entry: dict[str, Any]) -> dict[str, Any] | None:
         return None
     form = {"grant_type": "refresh_token", "refresh_token": entry["refresh_token"], "client_id": entry["client_id"]}
     try:
-        r = httpx.post(entry["token_endpoint"], data=form, timeout=30)
-        body = r.json()
-    except (httpx.HTTPError, ValueError):
+        status, body = _post_token(entry["token_endpoint"], form)
+    except SignInError:
         return None
-    if r.status_code != 200 or "id_token" not in body:
+    if status != 200 or "id_token" not in body:
         return None
     _validate_id_token(entry["issuer"], entry["client_id"], body["id_token"], None)
     return {
@@ -305,112 +317,123 @@ def current_token(dev: dict[str, Any] | None = None) -> str:
 
 
 # -- the commands ------------------------------------------------------------------------------
-def register(app: typer.Typer, dev: Callable[[], dict[str, Any]], as_user: Callable[[], str | None]) -> None:
-    """Add `jitaccess auth ...` to the CLI; `dev()` reads dev.json, `as_user()` is the global --as."""
-    auth_app = typer.Typer(help="Sign in (OIDC) and manage the cached token.", no_args_is_help=True)
-    app.add_typer(auth_app, name="auth")
+auth_app = typer.Typer(help="Sign in (OIDC) and manage the cached token.", no_args_is_help=True)
 
-    def err(message: str) -> None:  # messages to stderr: stdout is for what a script reads
-        typer.echo(message, err=True)
 
-    def fail(e: Exception) -> typer.Exit:
-        err(f"error: {e}")
-        return typer.Exit(1)
+def _say(message: str) -> None:  # messages to stderr: stdout is for what a script reads
+    typer.echo(message, err=True)
 
-    @auth_app.command("login")
-    def login(
-        issuer: str | None = typer.Option(None, envvar="JITACCESS_OIDC_ISSUER", help="the OIDC issuer URL"),
-        client_id: str | None = typer.Option(None, envvar="JITACCESS_OIDC_CLIENT_ID", help="this CLI's client ID"),
-        client_secret: str | None = typer.Option(None, envvar="JITACCESS_OIDC_CLIENT_SECRET", hidden=True),
-        scopes: str | None = typer.Option(
-            None, envvar="JITACCESS_OIDC_SCOPES", help="default: openid (+groups in dev)"
-        ),
-        port: int = typer.Option(0, help="loopback port for the redirect (0: any free one)"),
-        browser: bool = typer.Option(True, help="open the browser (--no-browser: only print the URL)"),
-        step_up: bool = typer.Option(False, "--step-up", help="a fresh, strong sign-in (MFA) for approvals"),
-        acr: str | None = typer.Option(None, "--acr", help="acr_values to ask the issuer for (with --step-up)"),
-    ) -> None:
-        """Sign in: authorization code + PKCE in the browser, or `--as USER` in the dev stack."""
-        d = dev()
-        try:
-            user = as_user()
-            if user:
-                entry = dev_sign_in(d, user, step_up=step_up)
-                key = _dev_key(d, user)
-            else:
-                ident = d.get("identity") or {}
-                if not issuer and ident:
-                    issuer = f"{ident['vault_addr']}/v1/identity/oidc/provider/jitaccess"
-                    client_id = client_id or ident.get("console_client_id")
-                    scopes = scopes or "openid groups"
-                if not issuer or not client_id:
-                    raise SignInError("which issuer? pass --issuer and --client-id (or run `jitaccess dev up` here)")
-                extra = {"max_age": "0", "prompt": "login"} if step_up else {}
-                if acr:
-                    extra["acr_values"] = acr
-                entry = pkce_login(
-                    issuer,
-                    client_id,
-                    scopes=scopes or "openid",
-                    port=port,
-                    open_browser=browser,
-                    extra=extra,
-                    client_secret=client_secret,
-                )
-                key = f"oidc:{issuer}:{client_id}"
-        except SignInError as e:
-            raise fail(e) from None
-        cache = load_cache()
-        cache["entries"][key] = entry
-        cache["current"] = key
-        save_cache(cache)
-        c = _claims(entry["id_token"])
-        who = c.get("preferred_username") or c.get("username") or c.get("email") or c.get("sub")
-        amr = f", amr {','.join(c['amr'])}" if isinstance(c.get("amr"), list) else ""
-        err(f"signed in as {who} (groups: {', '.join(c.get('groups') or []) or 'none'}{amr}) until {_until(entry)}")
 
-    @auth_app.command("print-token")
-    def print_token() -> None:
-        """Print a valid ID token (refreshed or signed in again if needed), e.g. for curl."""
-        d, user = dev(), as_user()
-        try:
-            token = dev_token(d, user) if user else current_token(d)
-        except SignInError as e:
-            raise fail(e) from None
-        typer.echo(token)
+def _fail(e: Exception) -> typer.Exit:
+    _say(f"error: {e}")
+    return typer.Exit(1)
 
-    @auth_app.command("status")
-    def status() -> None:
-        """Who you are signed in as, and until when."""
-        d, user = dev(), as_user()
-        cache = load_cache()
-        key = _dev_key(d, user) if user and d.get("identity") else cache.get("current")
-        entry = cache["entries"].get(key) if key else None
-        if not entry:
-            raise fail(SignInError("not signed in"))
-        c = _claims(entry["id_token"])
-        state = "valid" if _fresh(entry) else "expired (renewed on next use)"
-        typer.echo(
-            f"{c.get('username') or c.get('preferred_username') or c.get('sub')} at {c.get('iss')} "
-            f"(aud {c.get('aud')}); groups: {', '.join(c.get('groups') or [])}; amr: {c.get('amr')}; "
-            f"{state} until {_until(entry)}"
-        )
 
-    @auth_app.command("logout")
-    def logout(all_: bool = typer.Option(False, "--all", help="forget every cached sign-in")) -> None:
-        """Forget the cached token (this sign-in, the --as USER one, or --all)."""
-        d, user = dev(), as_user()
-        cache = load_cache()
-        if all_:
-            cache = {"entries": {}}
-        else:
-            key = _dev_key(d, user) if user and d.get("identity") else cache.get("current")
-            cache["entries"].pop(key, None)
-            if cache.get("current") == key:
-                cache.pop("current", None)
-        save_cache(cache)
-        err("signed out")
+def _selected_key(dev: dict[str, Any], cache: dict[str, Any]) -> str | None:
+    """The cache entry a command is about: the --as USER one in the dev stack, else the current sign-in."""
+    user = client.ctx.user
+    return _dev_key(dev, user) if user and dev.get("identity") else cache.get("current")
 
 
 def _until(entry: dict[str, Any]) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(float(entry.get("expires_at", 0))))
+
+
+def _browser_login(
+    dev: dict[str, Any], issuer: str | None, client_id: str | None, scopes: str | None, step_up: bool, acr: str | None
+) -> tuple[str, str, str, dict[str, str]]:
+    """Issuer, client ID, scopes and extra authorize parameters: as given, else the dev stack's console client."""
+    ident = dev.get("identity") or {}
+    if not issuer and ident:
+        issuer = f"{ident['vault_addr']}/v1/identity/oidc/provider/jitaccess"
+        client_id = client_id or ident.get("console_client_id")
+        scopes = scopes or "openid groups"
+    if not issuer or not client_id:
+        raise SignInError("which issuer? pass --issuer and --client-id (or run `jitaccess dev up` here)")
+    extra = {"max_age": "0", "prompt": "login"} if step_up else {}
+    if acr:
+        extra["acr_values"] = acr
+    return issuer, client_id, scopes or "openid", extra
+
+
+@auth_app.command("login")
+def login(
+    issuer: str | None = typer.Option(None, envvar="JITACCESS_OIDC_ISSUER", help="the OIDC issuer URL"),
+    client_id: str | None = typer.Option(None, envvar="JITACCESS_OIDC_CLIENT_ID", help="this CLI's client ID"),
+    client_secret: str | None = typer.Option(None, envvar="JITACCESS_OIDC_CLIENT_SECRET", hidden=True),
+    scopes: str | None = typer.Option(None, envvar="JITACCESS_OIDC_SCOPES", help="default: openid (+groups in dev)"),
+    port: int = typer.Option(0, help="loopback port for the redirect (0: any free one)"),
+    browser: bool = typer.Option(True, help="open the browser (--no-browser: only print the URL)"),
+    step_up: bool = typer.Option(False, "--step-up", help="a fresh, strong sign-in (MFA) for approvals"),
+    acr: str | None = typer.Option(None, "--acr", help="acr_values to ask the issuer for (with --step-up)"),
+) -> None:
+    """Sign in: authorization code + PKCE in the browser, or `--as USER` in the dev stack."""
+    d, user = client.dev(), client.ctx.user
+    try:
+        if user:
+            entry, key = dev_sign_in(d, user, step_up=step_up), _dev_key(d, user)
+        else:
+            issuer, client_id, scopes, extra = _browser_login(d, issuer, client_id, scopes, step_up, acr)
+            entry = pkce_login(
+                issuer,
+                client_id,
+                scopes=scopes,
+                port=port,
+                open_browser=browser,
+                extra=extra,
+                client_secret=client_secret,
+            )
+            key = f"oidc:{issuer}:{client_id}"
+    except SignInError as e:
+        raise _fail(e) from None
+    cache = load_cache()
+    cache["entries"][key] = entry
+    cache["current"] = key
+    save_cache(cache)
+    c = _claims(entry["id_token"])
+    who = c.get("preferred_username") or c.get("username") or c.get("email") or c.get("sub")
+    amr = f", amr {','.join(c['amr'])}" if isinstance(c.get("amr"), list) else ""
+    _say(f"signed in as {who} (groups: {', '.join(c.get('groups') or []) or 'none'}{amr}) until {_until(entry)}")
+
+
+@auth_app.command("print-token")
+def print_token() -> None:
+    """Print a valid ID token (refreshed or signed in again if needed), e.g. for curl."""
+    d, user = client.dev(), client.ctx.user
+    try:
+        token = dev_token(d, user) if user else current_token(d)
+    except SignInError as e:
+        raise _fail(e) from None
+    typer.echo(token)
+
+
+@auth_app.command("status")
+def status() -> None:
+    """Who you are signed in as, and until when."""
+    cache = load_cache()
+    key = _selected_key(client.dev(), cache)
+    entry = cache["entries"].get(key) if key else None
+    if not entry:
+        raise _fail(SignInError("not signed in"))
+    c = _claims(entry["id_token"])
+    state = "valid" if _fresh(entry) else "expired (renewed on next use)"
+    typer.echo(
+        f"{c.get('username') or c.get('preferred_username') or c.get('sub')} at {c.get('iss')} "
+        f"(aud {c.get('aud')}); groups: {', '.join(c.get('groups') or [])}; amr: {c.get('amr')}; "
+        f"{state} until {_until(entry)}"
+    )
+
+
+@auth_app.command("logout")
+def logout(all_: bool = typer.Option(False, "--all", help="forget every cached sign-in")) -> None:
+    """Forget the cached token (this sign-in, the --as USER one, or --all)."""
+    cache = load_cache()
+    if all_:
+        cache = {"entries": {}}
+    else:
+        key = _selected_key(client.dev(), cache)
+        cache["entries"].pop(key, None)
+        if cache.get("current") == key:
+            cache.pop("current", None)
+    save_cache(cache)
+    _say("signed out")

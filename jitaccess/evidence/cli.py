@@ -6,12 +6,19 @@ jitaccess.cli; heavy imports stay inside the commands."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from jitaccess.ledger import Ledger
+    from jitaccess.ledger.evidence_log import CheckpointResult
 
 console = Console()
 err = Console(stderr=True)
@@ -31,6 +38,20 @@ def _ledger(url: str | None):
         return Ledger(url or Settings().ledger_url)
     except (LedgerSchemaError, ValueError) as e:
         raise _fail(str(e)) from None
+
+
+@contextmanager
+def _open_ledger(url: str | None) -> Iterator[Ledger]:
+    """The ledger at URL (default: JITACCESS_LEDGER_URL), closed after use."""
+    ledger = _ledger(url)
+    try:
+        yield ledger
+    finally:
+        ledger.close()
+
+
+_LEDGER_OPTION = typer.Option(None, "--ledger", help="ledger URL (default: JITACCESS_LEDGER_URL)")
+_KEY_FILE_OPTION = typer.Option(None, "--key-file", help="default: JITACCESS_CHECKPOINT_KEY_FILE")
 
 
 def _since(text: str | None) -> str | None:
@@ -98,162 +119,160 @@ def offline_verify(
         raise typer.Exit(1)
 
 
-def register(app: typer.Typer, evidence_app: typer.Typer) -> None:
-    @evidence_app.command("checkpoint")
-    def checkpoint(
-        ledger_url: str | None = typer.Option(None, "--ledger", help="ledger URL (default: JITACCESS_LEDGER_URL)"),
-        key_file: Path | None = typer.Option(None, "--key-file", help="default: JITACCESS_CHECKPOINT_KEY_FILE"),
-        directory: Path | None = typer.Option(None, "--dir", help="export directory (JITACCESS_CHECKPOINT_DIR)"),
-        create_key: bool = typer.Option(False, "--create-key", help="make the key file (0600) if missing (dev)"),
-        as_json: bool = typer.Option(False, "--json"),
-    ) -> None:
-        """Log every event not yet in the global log and sign a checkpoint over it, now."""
-        from jitaccess.config import Settings
-        from jitaccess.ledger.evidence_log import CheckpointError, load_checkpoint_key, make_checkpoint
+def _print_checkpoint(res: CheckpointResult) -> None:
+    cp = res.checkpoint
+    if cp is None:
+        console.print("the ledger holds no event yet: no checkpoint")
+    elif res.created:
+        console.print(
+            f"checkpoint #{cp.number}: {cp.tree_size} events (+{res.appended}), root {cp.root_hash}, key {cp.key_id}"
+        )
+    else:
+        console.print(f"nothing new since checkpoint #{cp.number} ({cp.tree_size} events)")
 
-        settings = Settings()
-        key_path = key_file or settings.checkpoint_key_file
-        if key_path is None:
-            raise _fail("no checkpoint key: pass --key-file or set JITACCESS_CHECKPOINT_KEY_FILE", 2)
-        ledger = _ledger(ledger_url)
+
+def checkpoint(
+    ledger_url: str | None = _LEDGER_OPTION,
+    key_file: Path | None = _KEY_FILE_OPTION,
+    directory: Path | None = typer.Option(None, "--dir", help="export directory (JITACCESS_CHECKPOINT_DIR)"),
+    create_key: bool = typer.Option(False, "--create-key", help="make the key file (0600) if missing (dev)"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Log every event not yet in the global log and sign a checkpoint over it, now."""
+    from jitaccess.config import Settings
+    from jitaccess.ledger.evidence_log import CheckpointError, load_checkpoint_key, make_checkpoint
+
+    settings = Settings()
+    key_path = key_file or settings.checkpoint_key_file
+    if key_path is None:
+        raise _fail("no checkpoint key: pass --key-file or set JITACCESS_CHECKPOINT_KEY_FILE", 2)
+    with _open_ledger(ledger_url) as ledger:
         try:
-            res = make_checkpoint(
-                ledger, load_checkpoint_key(key_path, create=create_key), directory or settings.checkpoint_dir
-            )
+            key = load_checkpoint_key(key_path, create=create_key)
+            res = make_checkpoint(ledger, key, directory or settings.checkpoint_dir)
         except CheckpointError as e:
             raise _fail(str(e)) from None
-        finally:
-            ledger.close()
-        if as_json:
-            print(json.dumps(res.summary(), indent=2))
-            return
-        cp = res.checkpoint
-        if cp is None:
-            console.print("the ledger holds no event yet: no checkpoint")
-        elif res.created:
-            console.print(
-                f"checkpoint #{cp.number}: {cp.tree_size} events (+{res.appended}), root {cp.root_hash}, key {cp.key_id}"
-            )
-        else:
-            console.print(f"nothing new since checkpoint #{cp.number} ({cp.tree_size} events)")
+    if as_json:
+        print(json.dumps(res.summary(), indent=2))
+    else:
+        _print_checkpoint(res)
 
-    @evidence_app.command("public-key")
-    def public_key(
-        key_file: Path | None = typer.Option(None, "--key-file", help="default: JITACCESS_CHECKPOINT_KEY_FILE"),
-    ) -> None:
-        """Print the checkpoint key's public half (give it to auditors: `evidence verify --public-key`)."""
-        from jitaccess.config import Settings
-        from jitaccess.domain.commands import public_key_id
-        from jitaccess.ledger.evidence_log import CheckpointError, load_checkpoint_key, public_key_of
 
-        path = key_file or Settings().checkpoint_key_file
-        if path is None:
-            raise _fail("pass --key-file or set JITACCESS_CHECKPOINT_KEY_FILE", 2)
+def print_public_key(key_file: Path | None = _KEY_FILE_OPTION) -> None:
+    """Print the checkpoint key's public half (give it to auditors: `evidence verify --public-key`)."""
+    from jitaccess.config import Settings
+    from jitaccess.domain.commands import public_key_id
+    from jitaccess.ledger.evidence_log import CheckpointError, load_checkpoint_key, public_key_of
+
+    path = key_file or Settings().checkpoint_key_file
+    if path is None:
+        raise _fail("pass --key-file or set JITACCESS_CHECKPOINT_KEY_FILE", 2)
+    try:
+        key = load_checkpoint_key(path)
+    except CheckpointError as e:
+        raise _fail(str(e)) from None
+    print(public_key_of(key))
+    err.print(f"key ID {public_key_id(key.public_key())}")
+
+
+def export_bundle_cmd(
+    grant_id: str,
+    ledger_url: str | None = _LEDGER_OPTION,
+    out: Path = typer.Option(..., "--out", help="directory; the bundle goes to OUT/<grant_id>/"),
+    public_key: Path | None = typer.Option(None, "--public-key", help="checkpoint public key, to check first"),
+) -> None:
+    """Write one grant's self-contained evidence bundle: events, inclusion proofs against a signed
+    checkpoint, the key ID and a human-readable report (report.html)."""
+    from jitaccess.evidence.bundle import BundleError, export_bundle
+    from jitaccess.ledger.evidence_log import load_public_key_file
+
+    with _open_ledger(ledger_url) as ledger:
         try:
-            key = load_checkpoint_key(path)
-        except CheckpointError as e:
-            raise _fail(str(e)) from None
-        print(public_key_of(key))
-        err.print(f"key ID {public_key_id(key.public_key())}")
-
-    @evidence_app.command("export")
-    def export_bundle(
-        grant_id: str,
-        ledger_url: str | None = typer.Option(None, "--ledger", help="ledger URL (default: JITACCESS_LEDGER_URL)"),
-        out: Path = typer.Option(..., "--out", help="directory; the bundle goes to OUT/<grant_id>/"),
-        public_key: Path | None = typer.Option(None, "--public-key", help="checkpoint public key, to check first"),
-    ) -> None:
-        """Write one grant's self-contained evidence bundle: events, inclusion proofs against a signed
-        checkpoint, the key ID and a human-readable report (report.html)."""
-        from jitaccess.evidence.bundle import BundleError, export_bundle
-        from jitaccess.ledger.evidence_log import load_public_key_file
-
-        ledger = _ledger(ledger_url)
-        try:
-            path = export_bundle(
-                ledger, grant_id, out, public_key=load_public_key_file(public_key) if public_key else None
-            )
+            key = load_public_key_file(public_key) if public_key else None
+            path = export_bundle(ledger, grant_id, out, public_key=key)
         except (BundleError, ValueError, OSError) as e:
             raise _fail(str(e)) from None
-        finally:
-            ledger.close()
-        console.print(f"evidence bundle for {grant_id}: {path} (open {path / 'report.html'})")
+    console.print(f"evidence bundle for {grant_id}: {path} (open {path / 'report.html'})")
 
-    @evidence_app.command("verify-bundle")
-    def verify_bundle_cmd(
-        bundle: Path,
-        public_key: Path = typer.Option(..., "--public-key", help="the checkpoint public key"),
-        command_key: list[Path] = typer.Option([], "--command-key", help="API public key(s) for signed commands"),
-        as_json: bool = typer.Option(False, "--json"),
-    ) -> None:
-        """Check an evidence bundle alone: its chain, each event's inclusion proof against the signed
-        checkpoint in it, and the signed commands."""
-        from jitaccess.evidence.bundle import verify_bundle
-        from jitaccess.evidence.offline import read_keys
 
-        try:
-            result = verify_bundle(bundle, read_keys([public_key])[0], read_keys(command_key))
-        except (OSError, ValueError) as e:
-            raise _fail(str(e), 2) from None
-        if as_json:
-            print(json.dumps(result, indent=2))
-        else:
-            for p in result["problems"]:
-                console.print(f"[red]problem:[/red] {p}")
-            for n in result["notes"]:
-                console.print(f"[yellow]note:[/yellow] {n}")
-            console.print("[green]OK[/green]" if result["ok"] else "[red]bundle does not verify[/red]")
-        if not result["ok"]:
-            raise typer.Exit(1)
+def verify_bundle_cmd(
+    bundle: Path,
+    public_key: Path = typer.Option(..., "--public-key", help="the checkpoint public key"),
+    command_key: list[Path] = typer.Option([], "--command-key", help="API public key(s) for signed commands"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Check an evidence bundle alone: its chain, each event's inclusion proof against the signed
+    checkpoint in it, and the signed commands."""
+    from jitaccess.evidence.bundle import verify_bundle
+    from jitaccess.evidence.offline import read_keys
 
-    @app.command("export")
-    def siem_export(
-        fmt: str = typer.Option("jsonl", "--format", help="ocsf | cloudevents | jsonl"),
-        since: str | None = typer.Option(None, "--since", help="events at or after this ISO 8601 time"),
-        until: str | None = typer.Option(None, "--until", help="events before this ISO 8601 time"),
-        ledger_url: str | None = typer.Option(None, "--ledger", help="ledger URL (default: JITACCESS_LEDGER_URL)"),
-        out: Path | None = typer.Option(None, "--out", help="file to write (default: stdout)"),
-    ) -> None:
-        """Export identity events for a SIEM / GRC tool, one JSON document per line: OCSF 1.5 (User
-        Access Management), CloudEvents 1.0 (structured JSON) or the events as stored."""
-        from jitaccess.evidence.siem import FORMATS, export_lines
+    try:
+        result = verify_bundle(bundle, read_keys([public_key])[0], read_keys(command_key))
+    except (OSError, ValueError) as e:
+        raise _fail(str(e), 2) from None
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        for p in result["problems"]:
+            console.print(f"[red]problem:[/red] {p}")
+        for n in result["notes"]:
+            console.print(f"[yellow]note:[/yellow] {n}")
+        console.print("[green]OK[/green]" if result["ok"] else "[red]bundle does not verify[/red]")
+    if not result["ok"]:
+        raise typer.Exit(1)
 
-        if fmt not in FORMATS:
-            raise _fail(f"--format must be one of {', '.join(FORMATS)}", 2)
-        ledger = _ledger(ledger_url)
-        try:
-            lines = export_lines(ledger, fmt, since=_since(since), until=_since(until))
-            if out is None:
-                for line in lines:
-                    print(line)
-            else:
-                with out.open("w") as f:
-                    n = 0
-                    for line in lines:
-                        f.write(line + "\n")
-                        n += 1
-                err.print(f"{n} event(s) written to {out}")
-        finally:
-            ledger.close()
 
-    @app.command("report")
-    def governance_report(
-        since: str | None = typer.Option(None, "--since", help="grants requested at or after this ISO 8601 time"),
-        until: str | None = typer.Option(None, "--until", help="grants requested before this ISO 8601 time"),
-        ledger_url: str | None = typer.Option(None, "--ledger", help="ledger URL (default: JITACCESS_LEDGER_URL)"),
-        recurring: int = typer.Option(3, "--recurring", help="flag a requester+entitlement asked this often"),
-        as_json: bool = typer.Option(False, "--json"),
-    ) -> None:
-        """Governance analytics from the ledger: approval latency, outcomes and denial reasons,
-        break-glass volume and review compliance, expiry→revocation lag, recurring requests."""
-        from jitaccess.evidence.report import governance_report, render_text
+def siem_export(
+    fmt: str = typer.Option("jsonl", "--format", help="ocsf | cloudevents | jsonl"),
+    since: str | None = typer.Option(None, "--since", help="events at or after this ISO 8601 time"),
+    until: str | None = typer.Option(None, "--until", help="events before this ISO 8601 time"),
+    ledger_url: str | None = _LEDGER_OPTION,
+    out: Path | None = typer.Option(None, "--out", help="file to write (default: stdout)"),
+) -> None:
+    """Export identity events for a SIEM / GRC tool, one JSON document per line: OCSF 1.5 (User
+    Access Management), CloudEvents 1.0 (structured JSON) or the events as stored."""
+    from jitaccess.evidence.siem import FORMATS, export_lines
 
-        ledger = _ledger(ledger_url)
-        try:
-            rep = governance_report(ledger, since=_since(since), until=_since(until), recurring_threshold=recurring)
-        finally:
-            ledger.close()
-        if as_json:
-            print(json.dumps(rep, indent=2))
-        else:
-            render_text(rep, console)
+    if fmt not in FORMATS:
+        raise _fail(f"--format must be one of {', '.join(FORMATS)}", 2)
+    with _open_ledger(ledger_url) as ledger:
+        lines = export_lines(ledger, fmt, since=_since(since), until=_since(until))
+        if out is None:
+            for line in lines:
+                print(line)
+            return
+        with out.open("w") as f:
+            n = 0
+            for line in lines:
+                f.write(line + "\n")
+                n += 1
+        err.print(f"{n} event(s) written to {out}")
+
+
+def governance_report_cmd(
+    since: str | None = typer.Option(None, "--since", help="grants requested at or after this ISO 8601 time"),
+    until: str | None = typer.Option(None, "--until", help="grants requested before this ISO 8601 time"),
+    ledger_url: str | None = _LEDGER_OPTION,
+    recurring: int = typer.Option(3, "--recurring", help="flag a requester+entitlement asked this often"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Governance analytics from the ledger: approval latency, outcomes and denial reasons,
+    break-glass volume and review compliance, expiry→revocation lag, recurring requests."""
+    from jitaccess.evidence.report import governance_report, render_text
+
+    with _open_ledger(ledger_url) as ledger:
+        rep = governance_report(ledger, since=_since(since), until=_since(until), recurring_threshold=recurring)
+    if as_json:
+        print(json.dumps(rep, indent=2))
+    else:
+        render_text(rep, console)
+
+
+def register(app: typer.Typer, evidence_app: typer.Typer) -> None:
+    """These commands on the main CLI (`export`, `report`) and its `evidence` group, in `--help` order."""
+    evidence_app.command("checkpoint")(checkpoint)
+    evidence_app.command("public-key")(print_public_key)
+    evidence_app.command("export")(export_bundle_cmd)
+    evidence_app.command("verify-bundle")(verify_bundle_cmd)
+    app.command("export")(siem_export)
+    app.command("report")(governance_report_cmd)
