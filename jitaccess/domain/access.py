@@ -20,8 +20,9 @@ from pydantic import BaseModel, ConfigDict
 from jitaccess.domain.principals import ActorKind, ActorRole, Principal
 
 if TYPE_CHECKING:
+    from jitaccess.domain.approval import Delegation
     from jitaccess.domain.events import IdentityEvent
-    from jitaccess.domain.grant import Delegation, Grant
+    from jitaccess.domain.grant import Grant
     from jitaccess.domain.onboarding import Onboarding
 
 DEFAULT_AUDITOR_GROUPS: tuple[str, ...] = ("auditors",)

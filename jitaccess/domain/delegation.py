@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 
+from jitaccess.domain.approval import Delegation
 from jitaccess.domain.catalogue import Catalogue
-from jitaccess.domain.grant import Delegation
 from jitaccess.domain.principals import Principal
 from jitaccess.domain.refusals import Refusal, RefusalKind
 

@@ -3,6 +3,9 @@
 The workflow holds one `Grant` and asks it whether an action is allowed
 (`check_*`, used by the update validators so a refused action never enters
 history) before applying it. Pure: no clock, no I/O — callers pass `now`.
+
+The approval round (ApprovalRound, Vote, Delegation, authorise_vote) is jitaccess.domain.approval,
+re-exported here for the workflows, console and ledger that import it with the grant.
 """
 
 from __future__ import annotations
@@ -14,6 +17,10 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from jitaccess.domain.access import grant_facts
+from jitaccess.domain.approval import ApprovalRound as ApprovalRound
+from jitaccess.domain.approval import Delegation as Delegation
+from jitaccess.domain.approval import Vote as Vote
+from jitaccess.domain.approval import authorise_vote as authorise_vote
 from jitaccess.domain.catalogue import ApprovalStage
 from jitaccess.domain.commands import CommandAuth
 from jitaccess.domain.contracts import GrantOptions
@@ -25,23 +32,9 @@ from jitaccess.domain.reconciliation import Finding
 from jitaccess.domain.refusals import Refusal as Refusal
 from jitaccess.domain.refusals import RefusalKind as RefusalKind
 from jitaccess.domain.states import OPEN_EXTENSION, ExtensionStatus, GrantState, ReviewStatus, check_transition
-from jitaccess.domain.stepup import ApproverAuth, require_step_up
+from jitaccess.domain.stepup import ApproverAuth
 
 EXECUTOR = Actor(id="jitaccess-worker", kind=ActorKind.service, role=ActorRole.executor)
-
-
-class Delegation(BaseModel):
-    """`delegator` lends their approval authority to `delegate` for a time window."""
-
-    delegation_id: str
-    delegator: Principal
-    delegate: str
-    starts_at: datetime
-    ends_at: datetime
-    reason: str = ""
-
-    def active_at(self, now: datetime) -> bool:
-        return self.starts_at <= now < self.ends_at
 
 
 class GrantInput(BaseModel):
@@ -88,124 +81,6 @@ class IssueRequest(BaseModel):
     grant: ProviderGrant
     request: GrantInput  # as the API (or, for an onboarding's child, a worker) signed it
     approvals: list[ActionInput] = Field(default_factory=list)  # the signed votes the rule needs
-
-
-class Vote(BaseModel):
-    approver: str  # whose authority counted (the delegator, when acting on behalf)
-    actor: str  # who acted
-    on_behalf_of: str | None = None
-    delegation_id: str | None = None
-    stage: str = "approvers"
-    at: str
-    comment: str = ""
-
-
-class ApprovalRound(BaseModel):
-    """One approval: the stages to satisfy and the votes cast (for the grant or an extension)."""
-
-    purpose: Literal["grant", "extension"] = "grant"
-    stages: tuple[ApprovalStage, ...]
-    stage_order: str = "sequential"
-    votes: list[Vote] = Field(default_factory=list)
-    requested_at: datetime
-    deadline: datetime
-    escalated: bool = False
-    escalation_groups: tuple[str, ...] = ()
-    # what an approver's sign-in must show (the entitlement's `approver_auth`); absent: any sign-in
-    approver_auth: ApproverAuth | None = Field(default=None, exclude_if=lambda v: v is None)
-
-    def votes_in(self, stage: str) -> list[Vote]:
-        return [v for v in self.votes if v.stage == stage]
-
-    def stage_done(self, stage: ApprovalStage) -> bool:
-        return len(self.votes_in(stage.name)) >= stage.min_approvals
-
-    def open_stages(self) -> list[ApprovalStage]:
-        """Stages that can take a vote now: every incomplete one, or in sequence only the first."""
-        incomplete = [s for s in self.stages if not self.stage_done(s)]
-        return incomplete[:1] if self.stage_order == "sequential" else incomplete
-
-    @property
-    def complete(self) -> bool:
-        return all(self.stage_done(s) for s in self.stages)
-
-    def groups_for(self, stage: ApprovalStage) -> tuple[str, ...]:
-        return stage.approver_groups + (self.escalation_groups if self.escalated else ())
-
-    def pending(self) -> list[dict[str, object]]:
-        return [
-            {
-                "stage": s.name,
-                "groups": list(self.groups_for(s)),
-                "have": len(self.votes_in(s.name)),
-                "need": s.min_approvals,
-            }
-            for s in self.open_stages()
-        ]
-
-
-def authorise_vote(
-    rnd: ApprovalRound,
-    requester: Principal,
-    subject: str,
-    actor: Principal,
-    now: datetime,
-    delegations: list[Delegation],
-    action: str,
-) -> tuple[ApprovalStage, Principal, Delegation | None]:
-    """Which open stage of `rnd` this actor's decision counts for, and as whom (self or a delegator).
-    Separation of duties: never the requester; an approver counts once across stages; a non-human
-    requester's owner counts only in stages that allow it; an approval on a round that requires
-    step-up needs the actor's sign-in to show it (a deny never does). Raises Refusal naming the rule."""
-    if actor.id == requester.id:
-        raise Refusal(
-            RefusalKind.forbidden,
-            "self_approval",
-            f"{actor.id} requested {subject} and cannot {action} it (separation of duties)",
-        )
-    if any(v.actor == actor.id for v in rnd.votes):
-        raise Refusal(RefusalKind.conflict, "duplicate_vote", f"{actor.id} has already approved {subject}")
-    mine = [d for d in delegations if d.delegate == actor.id]
-    candidates: list[tuple[Principal, Delegation | None]] = [(actor, None)]
-    candidates += [(d.delegator, d) for d in mine if d.active_at(now)]
-    problems: list[tuple[str, str]] = []
-    open_stages = rnd.open_stages()
-    for who, via in candidates:
-        if who.id == requester.id:
-            continue
-        if any(v.approver == who.id for v in rnd.votes):
-            problems.append(
-                ("duplicate_vote", f"{who.id} has already approved (an approver counts once across stages)")
-            )
-            continue
-        for st in open_stages:
-            if not who.in_any(rnd.groups_for(st)):
-                continue
-            if requester.kind is not ActorKind.human and requester.owner == who.id and not st.owner_may_approve:
-                problems.append(
-                    (
-                        "owner_not_independent",
-                        f"{who.id} owns {requester.id} and cannot satisfy the {st.name} stage, which needs an independent approver",
-                    )
-                )
-                continue
-            if rnd.approver_auth is not None and action == "approve":
-                require_step_up(rnd.approver_auth, actor, now, subject)
-            return st, who, via
-    if problems:
-        rule, msg = problems[0]
-        raise Refusal(RefusalKind.conflict if rule == "duplicate_vote" else RefusalKind.forbidden, rule, msg)
-    stages = "; ".join(f"{s.name}: {', '.join(rnd.groups_for(s))}" for s in open_stages)
-    lapsed = [d for d in mine if not d.active_at(now)]
-    note = "".join(
-        f"; the delegation from {d.delegator.id} is valid only {d.starts_at.isoformat()} to {d.ends_at.isoformat()}"
-        for d in lapsed
-    )
-    raise Refusal(
-        RefusalKind.forbidden,
-        "not_an_approver",
-        f"{actor.id} is in none of the approver groups for {subject} now open ({stages}){note}",
-    )
 
 
 class Extension(BaseModel):
@@ -298,16 +173,7 @@ class Grant(BaseModel):
         return self.decision.min_approvals
 
     def open_approval(self, now: datetime) -> ApprovalRound:
-        d = self.decision
-        self.approval = ApprovalRound(
-            purpose="grant",
-            stages=d.stages,
-            stage_order=d.stage_order,
-            requested_at=now,
-            deadline=now + d.approval_timeout,
-            escalation_groups=d.escalation_groups,
-            approver_auth=self.approver_auth,
-        )
+        self.approval = ApprovalRound.for_grant(self.decision, now)
         return self.approval
 
     @property
@@ -356,16 +222,7 @@ class Grant(BaseModel):
     def approve(self, actor: Principal, now: datetime, comment: str, delegations: Sequence[Delegation] = ()) -> Vote:
         """Record one vote in the pending round; the caller checks `round.complete`."""
         rnd = self._round_for("approve")
-        stage, who, via = self._authority(rnd, actor, now, list(delegations), "approve")
-        vote = Vote(
-            approver=who.id,
-            actor=actor.id,
-            on_behalf_of=who.id if via else None,
-            delegation_id=via.delegation_id if via else None,
-            stage=stage.name,
-            at=now.isoformat(),
-            comment=comment,
-        )
+        vote = Vote.cast(self._authority(rnd, actor, now, list(delegations), "approve"), actor, now, comment)
         rnd.votes.append(vote)
         if rnd.complete:
             if rnd.purpose == "grant":

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from jitaccess.domain.approval import ApprovalRound, Vote, authorise_vote
 from jitaccess.domain.catalogue import Catalogue, Entitlement
 from jitaccess.domain.commands import CommandVerifier, SignerRole
 from jitaccess.domain.credentials import ProviderGrant
-from jitaccess.domain.grant import ApprovalRound, IssueRequest, Vote, authorise_vote
+from jitaccess.domain.grant import IssueRequest
 from jitaccess.domain.policy import Outcome, PolicyDecision
 from jitaccess.domain.refusals import Refusal, RefusalKind
 
@@ -72,32 +73,13 @@ def _require_approvals(req: IssueRequest, verifier: CommandVerifier) -> None:
     inp, d = req.request, req.request.decision
     assert inp.auth is not None  # verified by the caller
     requested_at = inp.auth.issued_at
-    rnd = ApprovalRound(
-        purpose="grant",
-        stages=d.stages,
-        stage_order=d.stage_order,
-        requested_at=requested_at,
-        deadline=requested_at + d.approval_timeout,
-        escalation_groups=d.escalation_groups,
-        approver_auth=d.entitlement.approver_auth if d.entitlement else None,  # step-up, as the rule demanded it
-    )
+    rnd = ApprovalRound.for_grant(d, requested_at)  # step-up too, as the rule demanded it
     subject = f"grant {inp.grant_id} ({inp.request.entitlement})"
     for vote in req.approvals:
         auth = verifier.verify(vote, inp.grant_id, "approve", None, (SignerRole.api,))
         rnd.escalated = d.escalate_after is not None and auth.issued_at >= requested_at + d.escalate_after
-        stage, who, via = authorise_vote(
-            rnd, inp.requester, subject, vote.actor, auth.issued_at, vote.delegations, "approve"
-        )
-        rnd.votes.append(
-            Vote(
-                approver=who.id,
-                actor=vote.actor.id,
-                on_behalf_of=who.id if via else None,
-                delegation_id=via.delegation_id if via else None,
-                stage=stage.name,
-                at=auth.issued_at.isoformat(),
-            )
-        )
+        authority = authorise_vote(rnd, inp.requester, subject, vote.actor, auth.issued_at, vote.delegations, "approve")
+        rnd.votes.append(Vote.cast(authority, vote.actor, auth.issued_at))
     if not rnd.complete:
         pending = "; ".join(f"{p['stage']}: {p['have']}/{p['need']}" for p in rnd.pending())
         raise _refuse("approvals_missing", f"{subject} lacks the signed approvals its rule needs ({pending})")

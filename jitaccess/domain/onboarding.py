@@ -14,12 +14,13 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from jitaccess.domain.approval import ApprovalRound, Delegation, authorise_vote
 from jitaccess.domain.catalogue import ApprovalStage, Catalogue, Entitlement, OnboardingTemplate
 from jitaccess.domain.commands import CommandAuth
 from jitaccess.domain.contracts import GrantOptions
-from jitaccess.domain.grant import ApprovalRound, Delegation, Refusal, RefusalKind, authorise_vote
 from jitaccess.domain.policy import AccessRequest, Outcome, PolicyDecision, ReasonCode, evaluate
 from jitaccess.domain.principals import ActorKind, Principal
+from jitaccess.domain.refusals import Refusal, RefusalKind
 from jitaccess.domain.stepup import ApproverAuth
 
 SECRET_BEARING = frozenset({"vault_token", "vault_database", "vault_approle", "aws_sts_session"})

@@ -320,17 +320,7 @@ class ServiceOnboardingWorkflow:
         o = self._o
         assert o.approval is not None
         stage, who, via = o.check_decide(a.actor, workflow.now(), a.delegations, "approve")
-        o.approval.votes.append(
-            Vote(
-                approver=who.id,
-                actor=a.actor.id,
-                on_behalf_of=who.id if via else None,
-                delegation_id=via.delegation_id if via else None,
-                stage=stage.name,
-                at=workflow.now().isoformat(),
-                comment=a.comment,
-            )
-        )
+        o.approval.votes.append(Vote.cast((stage, who, via), a.actor, workflow.now(), a.comment))
         self._emit(
             "approval.granted",
             a.actor.as_actor(ActorRole.approver),
