@@ -61,10 +61,13 @@ sys.path.insert(0, str(ROOT))
 
 from temporalio.client import WorkflowExecutionStatus  # noqa: E402
 
+from jitaccess.bootstrap import build_providers, connect  # noqa: E402
 from jitaccess.config import Settings, load_catalogue  # noqa: E402
 from jitaccess.config.settings import EXAMPLES  # noqa: E402
 from jitaccess.dev.seed import seed_dev_approle, seed_dev_aws, seed_dev_vault  # noqa: E402
 from jitaccess.dev.servers import Server, free_port, start_moto, start_openbao, start_temporal  # noqa: E402
+from jitaccess.dev.stack import AWS_REGION as REGION  # noqa: E402
+from jitaccess.dev.stack import local_stack_settings  # noqa: E402
 from jitaccess.domain.commands import new_private_key_text  # noqa: E402
 from jitaccess.domain.grant import GrantInput  # noqa: E402
 from jitaccess.domain.policy import AccessRequest, evaluate  # noqa: E402
@@ -72,11 +75,9 @@ from jitaccess.domain.principals import Principal  # noqa: E402
 from jitaccess.ledger import Ledger  # noqa: E402
 from jitaccess.ledger.migrate import upgrade  # noqa: E402
 from jitaccess.workers.codec import new_key  # noqa: E402
-from jitaccess.workers.common import build_providers, connect  # noqa: E402
 from jitaccess.workflows.grant import GrantWorkflow  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-REGION = "us-east-1"
 POLL = 0.25  # seconds between read-backs of one credential (around its expiry)
 EPOCH = datetime.fromtimestamp(0, UTC)
 ENTITLEMENTS = {  # provider -> entitlement of the example catalogue (made auto-approved here)
@@ -401,23 +402,19 @@ async def main(args) -> int:
             if dsn is None or not seed_dev_database(bao.address, root, dsn):
                 providers.remove("vault_database")
         catalogue = chaos_catalogue(workdir, providers)
-        settings = Settings(
+        settings = local_stack_settings(
             temporal_address=f"127.0.0.1:{stack.temporal_port}",
-            task_queue="chaos",
             vault_addr=bao.address,
-            vault_token=root,
+            root_token=root,
+            moto_address=moto.address,
+            aws=aws,
+            postgres_dsn=dsn,
+            task_queue="chaos",
             ledger_url=ledger_url(workdir, args.ledger),
             catalogue_file=catalogue,
             payload_keys=new_key(),
             command_signing_key=new_private_key_text(),
             worker_signing_key=new_private_key_text(),
-            aws_endpoint_url=moto.address,
-            aws_region=REGION,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            aws_sso_instance_arn=aws["instance_arn"],
-            aws_identity_store_id=aws["identity_store_id"],
-            postgres_verify_dsn=dsn,
         )
         upgrade(settings.ledger_url)  # `jitaccess db upgrade`, before the processes start together
         env = process_env(settings, catalogue)

@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import signal
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import uvicorn
@@ -24,11 +25,13 @@ from rich.panel import Panel
 from rich.text import Text
 
 from jitaccess.api import create_app
+from jitaccess.bootstrap import build_worker, configure_logging, connect
 from jitaccess.config import Settings, load_users
 from jitaccess.config.settings import EXAMPLES
 from jitaccess.dev.identity import DevIdentity, seed_dev_identity
 from jitaccess.dev.seed import seed_dev_approle, seed_dev_aws, seed_dev_database, seed_dev_vault
 from jitaccess.dev.servers import Server, free_port, port_open, start_moto, start_openbao, start_temporal
+from jitaccess.dev.stack import AWS_REGION, local_stack_settings
 from jitaccess.domain.commands import new_private_key_text
 from jitaccess.domain.events import IdentityEvent
 from jitaccess.ledger import Ledger
@@ -38,12 +41,12 @@ from jitaccess.textsafe import printable
 from jitaccess.workers.backstop import start_backstop
 from jitaccess.workers.checkpointing import ensure_checkpoint_schedule
 from jitaccess.workers.codec import new_key
-from jitaccess.workers.common import build_worker, configure_logging, connect, ensure_reconciliation_schedule
+from jitaccess.workers.factory import stop_on_signals
+from jitaccess.workers.schedules import ensure_reconciliation_schedule
 
 console = Console()
 
 
-AWS_REGION = "us-east-1"
 DEV_DATABASE = "jitaccess_dev"
 
 
@@ -180,122 +183,148 @@ def dev_keys(workdir: Path) -> dict[str, str]:
     return keys
 
 
+@dataclass
+class DevServers:
+    """What `dev up` started and seeded (stopped in reverse order of `started`)."""
+
+    started: list[Server] = field(default_factory=list)
+    temporal: Server | None = None
+    bao: Server | None = None
+    root: str = ""
+    idp: DevIdentity | None = None
+    moto: Server | None = None
+    aws: dict[str, str] = field(default_factory=dict)
+    postgres_dsn: str | None = None
+
+    def stop(self) -> None:
+        for s in reversed(self.started):
+            s.stop()
+
+
+def _start_servers(workdir: Path, random_ports: bool, dev: DevServers) -> None:
+    with console.status("starting Temporal dev server (SQLite, WAL) ..."):
+        dev.temporal = start_temporal(
+            workdir, db_file=workdir / "temporal.db", port=_port(7233, random_ports), ui_port=_port(8233, random_ports)
+        )
+        dev.started.append(dev.temporal)
+    dev.root = root = "dev-root-" + secrets.token_hex(12)
+    with console.status("starting OpenBao dev server ..."):
+        dev.bao = bao = start_openbao(workdir, root_token=root, port=_port(8200, random_ports))
+        dev.started.append(bao)
+        seed_dev_vault(bao.address, root, yaml.safe_load((EXAMPLES / "vault_policies.yaml").read_text()))
+        approle = seed_dev_approle(bao.address, root)
+        console.print(f"[dim]OpenBao AppRole: {approle.message}[/dim]")
+    with console.status("making OpenBao the identity provider (users, groups, MFA, OIDC provider) ..."):
+        dev.idp = _seed_identity(workdir, bao.address, root)
+    with console.status("starting moto (the AWS test double) and seeding Identity Center, IAM and a role ..."):
+        dev.moto = start_moto(workdir)
+        dev.started.append(dev.moto)
+        dev.aws = seed_dev_aws(dev.moto.address, AWS_REGION, list(dev.idp.users))
+    dev.postgres_dsn = _database_credentials(bao.address, root)
+
+
+def _database_credentials(vault_addr: str, root: str) -> str | None:
+    """The local PostgreSQL's DSN when OpenBao's database secrets engine could be set up on it."""
+    postgres_dsn = _dev_database()
+    if not postgres_dsn:
+        return None
+    with console.status("configuring the database secrets engine against local PostgreSQL ..."):
+        db = seed_dev_database(vault_addr, root, postgres_dsn)
+    console.print(f"[dim]{db.message}[/dim]" if db else f"[yellow]database credentials disabled:[/yellow] {db.message}")
+    return postgres_dsn if db else None
+
+
+def _dev_settings(workdir: Path, dev: DevServers, api_port: int) -> Settings:
+    assert dev.temporal and dev.bao and dev.moto and dev.idp
+    keys = dev_keys(workdir)
+    return local_stack_settings(
+        temporal_address=dev.temporal.address,
+        vault_addr=dev.bao.address,
+        root_token=dev.root,
+        moto_address=dev.moto.address,
+        aws=dev.aws,
+        postgres_dsn=dev.postgres_dsn,
+        command_signing_key=keys["command_signing_key"],
+        worker_signing_key=keys["worker_signing_key"],
+        payload_key=keys["payload_key"],
+        ledger_url=f"sqlite:///{workdir / 'ledger.db'}",
+        users_file=workdir / "users.yaml",
+        oidc_issuers=dev.idp.issuers,
+        api_port=api_port,
+        checkpoint_key_file=workdir / "checkpoint.key",  # signs checkpoints over the ledger (0600)
+        checkpoint_dir=workdir / "checkpoints",
+    )
+
+
+def _dev_json(workdir: Path, dev: DevServers, settings: Settings) -> dict:
+    """What other terminals (the CLI's --as USER, the bench) need to reach and sign in to the stack."""
+    assert dev.temporal and dev.bao and dev.moto and dev.idp and settings.payload_key
+    return {
+        "api_url": f"http://127.0.0.1:{settings.api_port}",
+        "temporal_address": dev.temporal.address,
+        "temporal_ui": dev.temporal.extra.get("ui_url"),
+        "vault_addr": dev.bao.address,
+        "vault_root_token": dev.root,
+        "ledger_url": settings.ledger_url,
+        "checkpoint_public_key_file": str(workdir / "checkpoint.pub"),  # for `evidence verify --public-key`
+        "payload_key": settings.payload_key.get_secret_value(),  # to read histories from other terminals
+        "aws_endpoint": dev.moto.address,
+        "aws_region": AWS_REGION,
+        "postgres_dsn": dev.postgres_dsn,
+        # sign-in: the issuers the API trusts, the console client, each user's password / TOTP
+        # secret / AppRole (jitaccess.dev.identity.DevIdentity); the CLI's --as USER uses them
+        "identity": dev.idp.model_dump(mode="json", exclude={"users"}),
+        "oidc_issuers": [i.model_dump(mode="json") for i in dev.idp.issuers],
+        "users": {name: u.model_dump(mode="json", exclude_none=True) for name, u in dev.idp.users.items()},
+    }
+
+
+async def _serve(settings: Settings, dev: dict, dev_json: Path, stop: asyncio.Event) -> None:
+    """Worker, expiry backstop and API in this process, the event stream on the console, until `stop`."""
+    client = await connect(settings)
+    await ensure_reconciliation_schedule(client, settings)
+    await ensure_checkpoint_schedule(client, settings)
+    worker, ledger = build_worker(client, settings)
+    backstop = start_backstop(settings, ledger)  # ends identity-based access at expiry, Temporal or not
+    if dev["temporal_ui"]:  # the console's grant page links to the workflow there
+        os.environ.setdefault("JITACCESS_CONSOLE_TEMPORAL_UI_URL", str(dev["temporal_ui"]))
+    config = uvicorn.Config(create_app(settings, client), host="127.0.0.1", port=settings.api_port, log_level="warning")
+    server = uvicorn.Server(config)
+    async with worker:
+        api_task = asyncio.create_task(server.serve())
+        while not server.started and not api_task.done():
+            await asyncio.sleep(0.05)
+        if api_task.done():
+            api_task.result()
+        _banner(dev, dev_json)
+        tail = asyncio.create_task(_tail(ledger, stop))
+        await stop.wait()
+        console.print("\n[bold]stopping[/bold] API, worker, OpenBao, Temporal ...")
+        server.should_exit = True
+        await api_task
+        await tail
+    if backstop is not None:
+        backstop.stop()
+    ledger.close()
+
+
 async def dev_up(workdir: Path, random_ports: bool = False) -> None:
     workdir = private_dir(workdir.resolve())  # 0700; and everything created below is 0600 / 0700:
     os.umask(0o077)  # ledger, Temporal's SQLite (+ WAL), server logs, keys — ours and our servers'
     configure_logging(stream=open_private_append(workdir / "events.jsonl"))  # the SIEM feed, as a file
-    servers: list[Server] = []
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals(signal.SIGINT, signal.SIGTERM)
+    servers = DevServers()
     try:
-        with console.status("starting Temporal dev server (SQLite, WAL) ..."):
-            temporal = start_temporal(
-                workdir,
-                db_file=workdir / "temporal.db",
-                port=_port(7233, random_ports),
-                ui_port=_port(8233, random_ports),
-            )
-            servers.append(temporal)
-        root = "dev-root-" + secrets.token_hex(12)
-        with console.status("starting OpenBao dev server ..."):
-            bao = start_openbao(workdir, root_token=root, port=_port(8200, random_ports))
-            servers.append(bao)
-            seed_dev_vault(bao.address, root, yaml.safe_load((EXAMPLES / "vault_policies.yaml").read_text()))
-            approle = seed_dev_approle(bao.address, root)
-            console.print(f"[dim]OpenBao AppRole: {approle.message}[/dim]")
-        with console.status("making OpenBao the identity provider (users, groups, MFA, OIDC provider) ..."):
-            idp = _seed_identity(workdir, bao.address, root)
-        with console.status("starting moto (the AWS test double) and seeding Identity Center, IAM and a role ..."):
-            moto = start_moto(workdir)
-            servers.append(moto)
-            aws = seed_dev_aws(moto.address, AWS_REGION, list(idp.users))
-        postgres_dsn = _dev_database()
-        if postgres_dsn:
-            with console.status("configuring the database secrets engine against local PostgreSQL ..."):
-                db = seed_dev_database(bao.address, root, postgres_dsn)
-            console.print(
-                f"[dim]{db.message}[/dim]" if db else f"[yellow]database credentials disabled:[/yellow] {db.message}"
-            )
-            postgres_dsn = postgres_dsn if db else None
-        api_port = _port(8000, random_ports)
-        keys = dev_keys(workdir)
-        payload_key = keys["payload_key"]
-        settings = Settings(
-            command_signing_key=keys["command_signing_key"],
-            worker_signing_key=keys["worker_signing_key"],
-            temporal_address=temporal.address,
-            vault_addr=bao.address,
-            vault_token=root,
-            ledger_url=f"sqlite:///{workdir / 'ledger.db'}",
-            users_file=workdir / "users.yaml",
-            oidc_issuers=idp.issuers,
-            api_port=api_port,
-            payload_key=payload_key,
-            aws_endpoint_url=moto.address,
-            aws_region=AWS_REGION,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            aws_sso_instance_arn=aws["instance_arn"],
-            aws_identity_store_id=aws["identity_store_id"],
-            postgres_verify_dsn=postgres_dsn,
-            checkpoint_key_file=workdir / "checkpoint.key",  # signs checkpoints over the ledger (0600)
-            checkpoint_dir=workdir / "checkpoints",
-        )
+        _start_servers(workdir, random_ports, servers)
+        settings = _dev_settings(workdir, servers, _port(8000, random_ports))
         dev_checkpoint_key(workdir / "checkpoint.key")
         upgrade_ledger(settings.ledger_url)  # the schema first (jitaccess db upgrade): worker and API only check it
-        client = await connect(settings)
-        await ensure_reconciliation_schedule(client, settings)
-        await ensure_checkpoint_schedule(client, settings)
-        worker, ledger = build_worker(client, settings)
-        backstop = start_backstop(settings, ledger)  # ends identity-based access at expiry, Temporal or not
-        if temporal.extra.get("ui_url"):  # the console's grant page links to the workflow there
-            os.environ.setdefault("JITACCESS_CONSOLE_TEMPORAL_UI_URL", str(temporal.extra["ui_url"]))
-        server = uvicorn.Server(
-            uvicorn.Config(create_app(settings, client), host="127.0.0.1", port=api_port, log_level="warning")
-        )
-        api_url = f"http://127.0.0.1:{api_port}"
-        dev = {
-            "api_url": api_url,
-            "temporal_address": temporal.address,
-            "temporal_ui": temporal.extra.get("ui_url"),
-            "vault_addr": bao.address,
-            "vault_root_token": root,
-            "ledger_url": settings.ledger_url,
-            "checkpoint_public_key_file": str(workdir / "checkpoint.pub"),  # for `evidence verify --public-key`
-            "payload_key": payload_key,  # to read histories from other terminals
-            "aws_endpoint": moto.address,
-            "aws_region": AWS_REGION,
-            "postgres_dsn": postgres_dsn,
-            # sign-in: the issuers the API trusts, the console client, each user's password / TOTP
-            # secret / AppRole (jitaccess.dev.identity.DevIdentity); the CLI's --as USER uses them
-            "identity": idp.model_dump(mode="json", exclude={"users"}),
-            "oidc_issuers": [i.model_dump(mode="json") for i in idp.issuers],
-            "users": {name: u.model_dump(mode="json", exclude_none=True) for name, u in idp.users.items()},
-        }
+        dev = _dev_json(workdir, servers, settings)
         dev_json = workdir / "dev.json"
         write_private(dev_json, json.dumps(dev, indent=2))
-
-        async with worker:
-            api_task = asyncio.create_task(server.serve())
-            while not server.started and not api_task.done():
-                await asyncio.sleep(0.05)
-            if api_task.done():
-                api_task.result()
-            _banner(dev, dev_json)
-            tail = asyncio.create_task(_tail(ledger, stop))
-            await stop.wait()
-            console.print("\n[bold]stopping[/bold] API, worker, OpenBao, Temporal ...")
-            server.should_exit = True
-            await api_task
-            await tail
-        if backstop is not None:
-            backstop.stop()
-        ledger.close()
+        await _serve(settings, dev, dev_json, stop)
     finally:
-        for s in reversed(servers):
-            s.stop()
+        servers.stop()
     console.print("stopped.")
 
 

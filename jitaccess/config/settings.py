@@ -175,6 +175,11 @@ class Settings(BaseSettings):
     codec_cors_origins: list[str] = []
     search_attributes: bool = True
     max_concurrent_activities: int = 64
+    # The worker's workflow cache (each cached run skips a history replay on its next task; an
+    # active grant between timers is one entry) and how many workflow tasks it runs at once
+    # (None: the SDK's default, 100).
+    max_cached_workflows: int = Field(default=1000, ge=0)
+    max_concurrent_workflow_tasks: int | None = Field(default=None, ge=2)
     # Worker recovery after a crash (see README, Configuration). A workflow task (e.g. a fired
     # expiry timer) goes first to the sticky queue of the worker that ran the workflow last; if that
     # worker is dead, Temporal waits this long before handing the task to any worker. Short = a

@@ -289,7 +289,7 @@ def start_backstop(settings, ledger: Ledger, providers: ProviderRegistry | None 
     if not settings.backstop:
         return None
     if providers is None:
-        from jitaccess.workers.common import build_providers
+        from jitaccess.bootstrap import build_providers
 
         providers = build_providers(settings)
     return ExpiryBackstop(ledger, providers, grace=settings.backstop_grace, interval=settings.backstop_interval).start()
@@ -300,8 +300,8 @@ def main() -> None:
     its own beside the workers, so it runs even when every worker is down). Same settings."""
     import signal
 
+    from jitaccess.bootstrap import configure_logging
     from jitaccess.config import Settings
-    from jitaccess.workers.common import configure_logging
 
     configure_logging()
     settings = Settings()

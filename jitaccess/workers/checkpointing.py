@@ -1,6 +1,6 @@
 """The checkpoint Schedule: every `checkpoint_interval`, one CheckpointWorkflow on the grant task
 queue (created when a worker or `dev up` starts with a checkpoint key; idempotent, like the
-reconciliation schedule in jitaccess.workers.common)."""
+reconciliation schedule in jitaccess.workers.schedules)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from temporalio.client import (
 )
 
 from jitaccess.config import Settings
-from jitaccess.workers.common import ensure_schedule
+from jitaccess.workers.schedules import ensure_schedule
 from jitaccess.workflows.checkpoint import CheckpointWorkflow
 
 CHECKPOINT_SCHEDULE_ID = "jitaccess-checkpoint"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 
 import structlog
 from temporalio.client import Client
 
+from jitaccess.bootstrap import build_worker, configure_logging, connect
 from jitaccess.config import Settings, load_catalogue
 from jitaccess.config.settings import ConfigError
 from jitaccess.ledger import Ledger
@@ -17,7 +17,8 @@ from jitaccess.ops import metrics
 from jitaccess.ops.temporal_setup import ensure_search_attributes
 from jitaccess.workers.backstop import start_backstop
 from jitaccess.workers.checkpointing import ensure_checkpoint_schedule
-from jitaccess.workers.common import build_worker, configure_logging, connect, ensure_reconciliation_schedule
+from jitaccess.workers.factory import run_until, stop_on_signals
+from jitaccess.workers.schedules import ensure_reconciliation_schedule
 
 
 async def run_worker(settings: Settings) -> None:
@@ -34,10 +35,7 @@ async def run_worker(settings: Settings) -> None:
 
 
 async def _serve(settings: Settings, ledger: Ledger) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     client = await _connect_when_up(settings, stop)
     if client is None:  # stopped before Temporal came back
         return
@@ -49,8 +47,7 @@ async def _serve(settings: Settings, ledger: Ledger) -> None:
     served = metrics.MetricsServer(settings.metrics_host, settings.metrics_port) if settings.metrics_port else None
     if served is not None:  # GET /metrics: SDK runtime metrics + jitaccess's own
         served.start()
-    async with worker:  # on exit: stop polling, let running activities finish (graceful_shutdown_timeout)
-        await stop.wait()
+    await run_until(worker, stop)  # then: stop polling, let running activities finish (graceful_shutdown_timeout)
     if served is not None:
         served.stop()
 

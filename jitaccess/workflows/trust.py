@@ -59,7 +59,9 @@ def verifier() -> CommandVerifier:
     try:
         v: CommandVerifier = _installed["verifier"]
     except KeyError:
-        raise RuntimeError("no command verifier installed: build workers with jitaccess.workers.common") from None
+        raise RuntimeError(
+            "no command verifier installed: build workers with jitaccess.bootstrap.build_worker"
+        ) from None
     return v
 
 

@@ -1,0 +1,74 @@
+"""The one worker factory: every grant worker (`jitaccess worker`, `dev up`, the tests) is a Worker
+built here, with the same workflows, sandbox, pollers, cache and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Interceptor, PollerBehaviorSimpleMaximum, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from jitaccess.config import Settings
+from jitaccess.workflows.checkpoint import CheckpointWorkflow
+from jitaccess.workflows.grant import GrantWorkflow
+from jitaccess.workflows.onboarding import ServiceOnboardingWorkflow
+from jitaccess.workflows.reconciliation import ReconciliationWorkflow
+
+# Our workflow and domain modules are pure (no I/O, clock or randomness at import or call time),
+# so the sandbox may share them instead of re-importing them for every workflow run: the
+# re-import dominated worker CPU with hundreds of grants starting at once. `cryptography` (command
+# signatures) is passed through too: its Rust core cannot import its exception types in a sandbox.
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("jitaccess", "cryptography", "opentelemetry")
+)
+
+WORKFLOWS = [GrantWorkflow, ServiceOnboardingWorkflow, ReconciliationWorkflow, CheckpointWorkflow]
+
+
+def new_worker(
+    client: Client,
+    settings: Settings,
+    activities: Sequence[Callable[..., Any]],
+    *,
+    interceptors: Sequence[Interceptor] = (),
+) -> Worker:
+    """A worker on `settings.task_queue` running every jitaccess workflow and `activities`. The
+    client's interceptors (tracing) apply too; `interceptors` adds worker-only ones."""
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=WORKFLOWS,
+        activities=list(activities),
+        activity_executor=ThreadPoolExecutor(settings.max_concurrent_activities),
+        max_concurrent_activities=settings.max_concurrent_activities,
+        max_cached_workflows=settings.max_cached_workflows,
+        max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
+        workflow_runner=WORKFLOW_RUNNER,
+        # a dead worker's sticky queue holds a fired timer's task only this long (default 10 s)
+        sticky_queue_schedule_to_start_timeout=settings.sticky_schedule_to_start_timeout,
+        workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.workflow_task_pollers),
+        activity_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.activity_task_pollers),
+        # on shutdown: stop polling, let running activities (a revoke mid-call) finish this long
+        graceful_shutdown_timeout=settings.graceful_shutdown_timeout,
+        interceptors=list(interceptors),
+    )
+
+
+def stop_on_signals(*signals: signal.Signals) -> asyncio.Event:
+    """An event set by SIGTERM / SIGINT (or `signals`): what a process's workers run until."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in signals or (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def run_until(worker: Worker, stop: asyncio.Event) -> None:
+    """Poll until `stop` is set, then shut down gracefully (graceful_shutdown_timeout)."""
+    async with worker:
+        await stop.wait()

@@ -1,0 +1,54 @@
+"""jitaccess.bootstrap: the API's parts load no provider and no AWS/OpenBao client library (the
+API never issues a credential), and the worker settings reach the Worker it builds."""
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import cast
+
+from temporalio.client import Client
+
+from jitaccess.config import Settings
+from jitaccess.workers import factory
+
+
+def test_api_parts_import_no_provider(tmp_path: Path) -> None:
+    # a fresh interpreter: this test process may have imported providers for other tests
+    script = textwrap.dedent(
+        f"""
+        import asyncio, sys
+        from jitaccess.api import create_app
+        from jitaccess.bootstrap import api_parts
+        from jitaccess.config import Settings
+        from jitaccess.ledger.migrate import upgrade
+
+        url = "sqlite:///{tmp_path / "ledger.db"}"
+        upgrade(url)
+        settings = Settings(ledger_url=url)
+        create_app(settings, client=object())
+        parts = asyncio.run(api_parts(settings, client=object()))
+        parts.close()
+        loaded = [m for m in sys.modules if m.split(".")[0] in ("boto3", "botocore", "hvac")]
+        loaded += [m for m in sys.modules if m.startswith("jitaccess.providers.") and m != "jitaccess.providers.base"]
+        print(",".join(loaded))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "", f"the API's parts imported {out.stdout.strip()}"
+
+
+def test_worker_cache_and_concurrency_come_from_settings(monkeypatch) -> None:
+    built: dict = {}
+    monkeypatch.setattr(factory, "Worker", lambda client, **kw: built.update(kw))
+    settings = Settings(max_cached_workflows=7, max_concurrent_workflow_tasks=5, max_concurrent_activities=3)
+    factory.new_worker(cast(Client, None), settings, [])
+    assert built["max_cached_workflows"] == 7
+    assert built["max_concurrent_workflow_tasks"] == 5
+    assert built["max_concurrent_activities"] == 3
+    assert built["graceful_shutdown_timeout"] == settings.graceful_shutdown_timeout
+
+
+def test_worker_defaults_are_the_sdks() -> None:
+    settings = Settings()
+    assert settings.max_cached_workflows == 1000 and settings.max_concurrent_workflow_tasks is None
