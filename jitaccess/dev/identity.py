@@ -246,6 +246,112 @@ def _totp_secret(bao: _Bao, method_id: str, entity_id: str) -> str:
     return str(query["secret"])
 
 
+def _oidc_roles(bao: _Bao) -> None:
+    """The signing key, one OIDC role per kind of sign-in, and the policies that may mint its tokens."""
+    bao(
+        "POST",
+        f"identity/oidc/key/{KEY}",
+        {"algorithm": "RS256", "rotation_period": "24h", "verification_ttl": "24h", "allowed_client_ids": ["*"]},
+    )
+    for role, template in TEMPLATES.items():
+        audience = WORKLOAD_AUDIENCE if role == WORKLOAD_ROLE else CLI_AUDIENCE
+        bao(
+            "POST",
+            f"identity/oidc/role/{role}",
+            {"key": KEY, "client_id": audience, "ttl": TTLS[role], "template": template},
+        )
+    for policy, role in (
+        ("jitaccess-signin", CLI_ROLE),
+        ("jitaccess-signin-mfa", STEP_UP_ROLE),
+        ("jitaccess-workload-signin", WORKLOAD_ROLE),
+    ):
+        rules = f'path "identity/oidc/token/{role}" {{\n  capabilities = ["read"]\n}}\n'
+        bao("PUT", f"sys/policies/acl/{policy}", {"policy": rules})
+
+
+def _mfa(bao: _Bao, acc: dict[str, str]) -> str:
+    """TOTP enforced on the step-up userpass mount; the TOTP method's ID."""
+    method_id = _totp_method(bao)
+    bao(
+        "POST",
+        f"identity/mfa/login-enforcement/{ENFORCEMENT}",
+        {"mfa_method_ids": [method_id], "auth_method_accessors": [acc[USERPASS_MFA]]},
+    )
+    return method_id
+
+
+def _service(bao: _Bao, acc: dict[str, str], name: str, eid: str, groups: list[str], owner: str | None) -> DevUser:
+    """A workload: an AppRole whose logins may mint workload ID tokens for its entity."""
+    bao(
+        "POST",
+        f"auth/{APPROLE}/role/{name}",
+        {"token_policies": ["jitaccess-workload-signin"], "token_ttl": "10m", "token_max_ttl": "10m"},
+    )
+    role_id = bao("GET", f"auth/{APPROLE}/role/{name}/role-id")["data"]["role_id"]
+    secret_id = bao("POST", f"auth/{APPROLE}/role/{name}/secret-id", {})["data"]["secret_id"]
+    _alias(bao, eid, role_id, acc[APPROLE])
+    return DevUser(kind="service", groups=groups, owner=owner, role_id=role_id, secret_id=secret_id)
+
+
+def _person(
+    bao: _Bao,
+    acc: dict[str, str],
+    method_id: str,
+    name: str,
+    eid: str,
+    password: str,
+    groups: list[str],
+    owner: str | None,
+) -> DevUser:
+    """A person: a password on both userpass mounts (plain and step-up) and a fresh TOTP secret."""
+    bao(
+        "POST",
+        f"auth/{USERPASS}/users/{name}",
+        {"password": password, "token_policies": ["jitaccess-signin"], "token_ttl": "10m"},
+    )
+    # step-up tokens live 2 minutes: the ID token minted with one is at most that far from the MFA
+    bao(
+        "POST",
+        f"auth/{USERPASS_MFA}/users/{name}",
+        {"password": password, "token_policies": ["jitaccess-signin-mfa"], "token_ttl": "2m", "token_max_ttl": "2m"},
+    )
+    _alias(bao, eid, name, acc[USERPASS])
+    _alias(bao, eid, name, acc[USERPASS_MFA])
+    return DevUser(groups=groups, password=password, totp_secret=_totp_secret(bao, method_id, eid), owner=owner)
+
+
+def _console_client(bao: _Bao, people: list[str]) -> str:
+    """The web console: authorization code + PKCE against the OIDC provider (people only); its client ID."""
+    bao("POST", f"identity/oidc/assignment/{CONSOLE_CLIENT}-users", {"entity_ids": people})
+    bao(
+        "POST",
+        f"identity/oidc/scope/{SCOPE}",
+        {"template": "{" + _CLAIMS + "}", "description": "username and groups for jitaccess"},
+    )
+    bao(
+        "POST",
+        f"identity/oidc/client/{CONSOLE_CLIENT}",
+        {
+            "key": KEY,
+            "assignments": [f"{CONSOLE_CLIENT}-users"],
+            "client_type": "public",
+            # loopback redirects: OpenBao ignores the port (RFC 8252), so any local port works;
+            # /callback is the CLI's (`auth login`), /auth/callback the web console's (the API's)
+            "redirect_uris": [
+                "http://127.0.0.1/callback",
+                "http://localhost/callback",
+                "http://127.0.0.1/auth/callback",
+                "http://localhost/auth/callback",
+            ],
+            "id_token_ttl": "1h",
+            "access_token_ttl": "1h",
+        },
+    )
+    client_id = str(bao("GET", f"identity/oidc/client/{CONSOLE_CLIENT}")["data"]["client_id"])
+    bao("POST", f"identity/oidc/provider/{PROVIDER}", {"allowed_client_ids": [client_id], "scopes_supported": [SCOPE]})
+    return client_id
+
+
 def seed_dev_identity(
     vault_addr: str, root_token: str, users: Mapping[str, Any], passwords: Mapping[str, str] | None = None
 ) -> DevIdentity:
@@ -254,112 +360,26 @@ def seed_dev_identity(
     bao = _Bao(vault_addr, root_token)
     try:
         acc = _mounts(bao)
-        bao(
-            "POST",
-            f"identity/oidc/key/{KEY}",
-            {"algorithm": "RS256", "rotation_period": "24h", "verification_ttl": "24h", "allowed_client_ids": ["*"]},
-        )
-        for role, template in TEMPLATES.items():
-            audience = WORKLOAD_AUDIENCE if role == WORKLOAD_ROLE else CLI_AUDIENCE
-            bao(
-                "POST",
-                f"identity/oidc/role/{role}",
-                {"key": KEY, "client_id": audience, "ttl": TTLS[role], "template": template},
-            )
-        for policy, role in (
-            ("jitaccess-signin", CLI_ROLE),
-            ("jitaccess-signin-mfa", STEP_UP_ROLE),
-            ("jitaccess-workload-signin", WORKLOAD_ROLE),
-        ):
-            rules = f'path "identity/oidc/token/{role}" {{\n  capabilities = ["read"]\n}}\n'
-            bao("PUT", f"sys/policies/acl/{policy}", {"policy": rules})
-
-        method_id = _totp_method(bao)
-        bao(
-            "POST",
-            f"identity/mfa/login-enforcement/{ENFORCEMENT}",
-            {"mfa_method_ids": [method_id], "auth_method_accessors": [acc[USERPASS_MFA]]},
-        )
-
+        _oidc_roles(bao)
+        method_id = _mfa(bao, acc)
         dev: dict[str, DevUser] = {}
         members: dict[str, list[str]] = {}
         people: list[str] = []
         for name, entry in users.items():
-            kind = "service" if str(getattr(entry, "kind", "human")) == "service" else "human"
             owner = getattr(entry, "owner", None)
             groups = list(getattr(entry, "groups", ()))
             eid = _entity(bao, name, {"owner": owner} if owner else {})
             for g in groups:
                 members.setdefault(g, []).append(eid)
-            if kind == "service":
-                bao(
-                    "POST",
-                    f"auth/{APPROLE}/role/{name}",
-                    {"token_policies": ["jitaccess-workload-signin"], "token_ttl": "10m", "token_max_ttl": "10m"},
-                )
-                role_id = bao("GET", f"auth/{APPROLE}/role/{name}/role-id")["data"]["role_id"]
-                secret_id = bao("POST", f"auth/{APPROLE}/role/{name}/secret-id", {})["data"]["secret_id"]
-                _alias(bao, eid, role_id, acc[APPROLE])
-                dev[name] = DevUser(kind="service", groups=groups, owner=owner, role_id=role_id, secret_id=secret_id)
+            if str(getattr(entry, "kind", "human")) == "service":
+                dev[name] = _service(bao, acc, name, eid, groups, owner)
                 continue
             password = (passwords or {}).get(name) or secrets.token_urlsafe(12)
-            bao(
-                "POST",
-                f"auth/{USERPASS}/users/{name}",
-                {"password": password, "token_policies": ["jitaccess-signin"], "token_ttl": "10m"},
-            )
-            # step-up tokens live 2 minutes: the ID token minted with one is at most that far from the MFA
-            bao(
-                "POST",
-                f"auth/{USERPASS_MFA}/users/{name}",
-                {
-                    "password": password,
-                    "token_policies": ["jitaccess-signin-mfa"],
-                    "token_ttl": "2m",
-                    "token_max_ttl": "2m",
-                },
-            )
-            _alias(bao, eid, name, acc[USERPASS])
-            _alias(bao, eid, name, acc[USERPASS_MFA])
+            dev[name] = _person(bao, acc, method_id, name, eid, password, groups, owner)
             people.append(eid)
-            dev[name] = DevUser(
-                groups=groups, password=password, totp_secret=_totp_secret(bao, method_id, eid), owner=owner
-            )
         for group, ids in members.items():
             bao("POST", f"identity/group/name/{group}", {"type": "internal", "member_entity_ids": ids})
-
-        # the web console: authorization code + PKCE against the OIDC provider (people only)
-        bao("POST", f"identity/oidc/assignment/{CONSOLE_CLIENT}-users", {"entity_ids": people})
-        bao(
-            "POST",
-            f"identity/oidc/scope/{SCOPE}",
-            {"template": "{" + _CLAIMS + "}", "description": "username and groups for jitaccess"},
-        )
-        bao(
-            "POST",
-            f"identity/oidc/client/{CONSOLE_CLIENT}",
-            {
-                "key": KEY,
-                "assignments": [f"{CONSOLE_CLIENT}-users"],
-                "client_type": "public",
-                # loopback redirects: OpenBao ignores the port (RFC 8252), so any local port works;
-                # /callback is the CLI's (`auth login`), /auth/callback the web console's (the API's)
-                "redirect_uris": [
-                    "http://127.0.0.1/callback",
-                    "http://localhost/callback",
-                    "http://127.0.0.1/auth/callback",
-                    "http://localhost/auth/callback",
-                ],
-                "id_token_ttl": "1h",
-                "access_token_ttl": "1h",
-            },
-        )
-        client_id = bao("GET", f"identity/oidc/client/{CONSOLE_CLIENT}")["data"]["client_id"]
-        bao(
-            "POST",
-            f"identity/oidc/provider/{PROVIDER}",
-            {"allowed_client_ids": [client_id], "scopes_supported": [SCOPE]},
-        )
+        client_id = _console_client(bao, people)
         return DevIdentity(vault_addr=vault_addr, console_client_id=client_id, users=dev)
     finally:
         bao.close()

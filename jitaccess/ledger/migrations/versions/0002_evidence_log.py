@@ -11,7 +11,8 @@ Create Date: 2026-12-03
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import op
+
+from jitaccess.ledger.migrations.ddl import create_table_once, existing_tables
 
 revision = "0002"
 down_revision = "0001"
@@ -20,15 +21,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    have = set(sa.inspect(op.get_bind()).get_table_names())  # a dev ledger made by create_all is adopted
-    if "evidence_log" not in have:
-        _create_log()
-    if "evidence_checkpoints" not in have:
-        _create_checkpoints()
-
-
-def _create_log() -> None:
-    op.create_table(
+    have = existing_tables()
+    create_table_once(
+        have,
         "evidence_log",
         sa.Column("log_index", sa.BigInteger, primary_key=True, autoincrement=False),
         sa.Column("event_id", sa.String(200), nullable=False),
@@ -37,12 +32,10 @@ def _create_log() -> None:
         sa.Column("event_hash", sa.String(64), nullable=False),
         sa.Column("leaf_hash", sa.String(64), nullable=False),
         sa.UniqueConstraint("event_id", name="uq_evidence_log_event_id"),
+        indexes={"ix_evidence_log_grant_id": ["grant_id"]},
     )
-    op.create_index("ix_evidence_log_grant_id", "evidence_log", ["grant_id"])
-
-
-def _create_checkpoints() -> None:
-    op.create_table(
+    create_table_once(
+        have,
         "evidence_checkpoints",
         sa.Column("number", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("origin", sa.String(100), nullable=False),

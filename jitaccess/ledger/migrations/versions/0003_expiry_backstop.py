@@ -10,7 +10,8 @@ Create Date: 2026-12-04
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import op
+
+from jitaccess.ledger.migrations.ddl import create_table_once, existing_tables
 
 revision = "0003"
 down_revision = "0002"
@@ -19,9 +20,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    if "expiry_backstop" in set(sa.inspect(op.get_bind()).get_table_names()):  # a dev ledger made by create_all
-        return
-    op.create_table(
+    create_table_once(
+        existing_tables(),
         "expiry_backstop",
         sa.Column("grant_id", sa.String(160), primary_key=True),
         sa.Column("provider", sa.String(40), nullable=False),
@@ -34,8 +34,8 @@ def upgrade() -> None:
         sa.Column("outcome", sa.String(40)),
         sa.Column("acted_by", sa.String(200)),
         sa.Column("claimed_until", sa.Float),
+        indexes={"ix_expiry_backstop_pending": ["done_at", "due"]},
     )
-    op.create_index("ix_expiry_backstop_pending", "expiry_backstop", ["done_at", "due"])
 
 
 def downgrade() -> None:
