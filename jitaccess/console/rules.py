@@ -12,9 +12,10 @@ from fastapi import Request
 
 from jitaccess.console.core import Console
 from jitaccess.console.session import Session
+from jitaccess.domain.approval import ApprovalRound, Delegation, authorise_vote
 from jitaccess.domain.delegation import current_delegations
-from jitaccess.domain.grant import ApprovalRound, Delegation, Refusal, authorise_vote
 from jitaccess.domain.principals import Principal
+from jitaccess.domain.refusals import Refusal
 
 REVOCABLE = ("awaiting_approval", "approved", "issuing", "active")  # Grant.check_revoke's states
 
