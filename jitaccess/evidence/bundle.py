@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +28,9 @@ from jitaccess.domain.evidence import (
     Checkpoint,
     checkpoint_problem,
     event_leaf_hash,
-    parse_at,
 )
 from jitaccess.domain.evidence_verify import verify_evidence
+from jitaccess.evidence.story import grant_story
 from jitaccess.ledger import Ledger
 from jitaccess.ledger.evidence_log import inclusion_proofs, latest_checkpoint
 
@@ -163,142 +162,6 @@ def verify_bundle(
     return {"grant_id": grant_id, "ok": not problems, "problems": problems, "notes": notes}
 
 
-# -- the story of a grant ------------------------------------------------------------------------
-def _dur(a: str | None, b: str | None) -> float | None:
-    if not a or not b:
-        return None
-    return round((_dt(b) - _dt(a)).total_seconds(), 3)
-
-
-def _dt(text: str) -> datetime:
-    return parse_at(text)
-
-
-def _command(ev: IdentityEvent) -> dict[str, Any] | None:
-    cmd = ev.data.get("command")
-    if not isinstance(cmd, dict):
-        return None
-    return {k: cmd.get(k) for k in ("key_id", "role", "nonce", "issued_at", "signature", "action", "target")}
-
-
-def grant_story(events: Sequence[IdentityEvent]) -> dict[str, Any]:
-    """The answers an auditor asks for, read off the chain."""
-    first: dict[str, IdentityEvent] = {}
-    for ev in events:
-        first.setdefault(ev.type, ev)
-    of = lambda t: [e for e in events if e.type == t]
-    req, dec = first.get("grant.requested"), first.get("policy.decided")
-    decision = dec.data if dec else {}
-    stages = {s.get("name"): s for s in decision.get("stages", []) if isinstance(s, dict)}
-    approvals = []
-    for ev in of("approval.granted"):
-        cmd = ev.data.get("command") or {}
-        actor = (cmd.get("body") or {}).get("actor") or {}
-        groups = list(actor.get("groups") or [])
-        stage = stages.get(ev.data.get("stage")) or {}
-        allowed = set(stage.get("approver_groups") or decision.get("approver_groups") or [])
-        via = sorted(allowed & set(groups))
-        if ev.data.get("on_behalf_of"):
-            authority = f"delegated by {ev.data['on_behalf_of']} (delegation {ev.data.get('delegation_id')})"
-        elif via:
-            authority = "member of " + ", ".join(via) + f" (stage {ev.data.get('stage')})"
-        else:
-            authority = f"stage {ev.data.get('stage')}; groups {', '.join(groups) or 'not recorded'}"
-        approvals.append(
-            {
-                "at": ev.at,
-                "approver": ev.actor.id,
-                "groups": groups,
-                "authority": authority,
-                "comment": ev.data.get("comment"),
-                "stage": ev.data.get("stage"),
-                "command": _command(ev),
-            }
-        )
-    issued, verified = first.get("credential.issued"), first.get("fulfilment.verified")
-    confirmed = first.get("revocation.confirmed")
-    expired, revoke_req = first.get("grant.expired"), first.get("grant.revoke_requested")
-    end_trigger: dict[str, Any] | None = None
-    if revoke_req:
-        end_trigger = {
-            "how": "revoked early",
-            "at": revoke_req.at,
-            "by": revoke_req.actor.id,
-            "reason": revoke_req.data.get("reason"),
-            "authority": revoke_req.data.get("authority"),
-            "command": _command(revoke_req),
-        }
-    elif expired:
-        end_trigger = {"how": "expired (timer)", "at": expired.at, "by": "jitaccess", "reason": None}
-    residual: list[str] = []
-    if issued:
-        rw = issued.data.get("residual_window_seconds")
-        if rw:
-            residual.append(f"the provider keeps the credential valid {rw}s past the grant's expiry")
-    if confirmed:
-        cred_exp = confirmed.data.get("credential_expires_at")
-        if cred_exp and _dt(cred_exp) > _dt(confirmed.at):
-            residual.append(f"the credential itself stays valid-but-denied until {cred_exp}")
-    return {
-        "grant_id": events[0].grant_id if events else None,
-        "requested": {
-            "at": req.at,
-            "by": req.actor.id,
-            "kind": req.actor.kind.value,
-            "groups": (req.data.get("requester") or {}).get("groups"),
-            "entitlement": req.data.get("entitlement"),
-            "duration_seconds": req.data.get("duration_seconds"),
-            "reason": req.data.get("reason"),
-            "ticket": req.data.get("ticket"),
-            "incident": req.data.get("incident"),
-            "break_glass": req.data.get("break_glass"),
-            "workload": req.data.get("workload"),
-        }
-        if req
-        else None,
-        "decision": {
-            "at": dec.at,
-            "outcome": decision.get("outcome"),
-            "rule": decision.get("rule"),
-            "policy_version": decision.get("policy_version"),
-            "reason_codes": decision.get("reason_codes") or [],
-            "auto_rule": decision.get("auto_rule"),
-            "approver_groups": decision.get("approver_groups") or [],
-            "min_approvals": decision.get("min_approvals"),
-        }
-        if dec
-        else None,
-        "approvals": approvals,
-        "denials": [{"at": e.at, "by": e.actor.id, "reason": e.data.get("reason")} for e in of("approval.denied")],
-        "approved": {"at": first["grant.approved"].at, **first["grant.approved"].data}
-        if "grant.approved" in first
-        else None,
-        "issued": {"at": issued.at, **{k: v for k, v in issued.data.items() if k != "handover"}} if issued else None,
-        "usable_at": verified.at if verified else None,
-        "usable_read_back": verified.data.get("read_back") if verified else None,
-        "delivered_at": first["credential.delivered"].at if "credential.delivered" in first else None,
-        "extensions": [
-            {"at": e.at, "type": e.type, "by": e.actor.id} for e in events if e.type.startswith("extension.")
-        ],
-        "ended": end_trigger,
-        "removal": {
-            "confirmed_at": confirmed.at,
-            "read_back": confirmed.data.get("read_back"),
-            "attempts": confirmed.data.get("attempts"),
-            "already_gone": confirmed.data.get("already_gone"),
-            "lag_seconds": _dur(end_trigger["at"] if end_trigger else None, confirmed.at),
-        }
-        if confirmed
-        else None,
-        "retries": len(of("revocation.retrying")),
-        "residual": residual,
-        "review": {"at": e.at, "by": e.actor.id, **{k: v for k, v in e.data.items() if k != "command"}}
-        if (e := first.get("review.completed"))
-        else None,
-        "last_event": {"type": events[-1].type, "at": events[-1].at} if events else None,
-    }
-
-
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Evidence: {{ s.grant_id }}</title>
 <style>
@@ -395,15 +258,6 @@ def render_html(
     grant: dict[str, Any] | None,
 ) -> str:
     env = jinja2.Environment(autoescape=True)
+    context = {"s": story, "events": events, "chain": chain, "cp": cp, "proof": proof, "notes": notes, "grant": grant}
     positions = {i["event_id"]: i["log_index"] for i in proof["inclusion"]}
-    return env.from_string(TEMPLATE).render(
-        s=story,
-        events=events,
-        chain=chain,
-        cp=cp,
-        proof=proof,
-        notes=notes,
-        grant=grant,
-        positions=positions,
-        hashing=HASHING,
-    )
+    return env.from_string(TEMPLATE).render(context, positions=positions, hashing=HASHING)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
@@ -52,20 +53,122 @@ def _secs(a: str, b: str) -> float:
     return round((parse_at(b) - parse_at(a)).total_seconds(), 3)
 
 
+def _outcome(first: dict[str, IdentityEvent]) -> tuple[str, list[str]]:
+    """How a grant's request ended, and its denial reasons (policy reason codes; `approver` for a person's no)."""
+    dec, approved = first.get("policy.decided"), first.get("grant.approved")
+    if dec is not None and dec.data.get("outcome") == "deny":
+        return "denied_by_policy", list(dec.data.get("reason_codes") or ["unspecified"])
+    if "approval.denied" in first:
+        return "denied_by_approver", ["approver"]
+    if "approval.expired" in first:
+        return "approval_expired", []
+    if "grant.cancelled" in first and approved is None:
+        return "cancelled", []
+    for event_type, outcome in (
+        ("credential.issue_refused", "issue_refused"),
+        ("credential.issue_failed", "issue_failed"),
+    ):
+        if event_type in first:
+            return outcome, []
+    return ("approved" if approved is not None else "pending"), []
+
+
+def _revocation_lag(first: dict[str, IdentityEvent]) -> tuple[str, float] | None:
+    """The provider, and seconds from the scheduled expiry to the confirmed removal."""
+    expired, confirmed, issued = (
+        first.get("grant.expired"),
+        first.get("revocation.confirmed"),
+        first.get("credential.issued"),
+    )
+    if expired is None or confirmed is None:
+        return None
+    due = expired.data.get("expires_at")
+    start = parse_at(due).isoformat() if due else expired.at
+    provider = str((issued.data.get("provider") if issued else None) or "unknown")
+    return provider, _secs(start, confirmed.at)
+
+
+@dataclass
+class _Tally:
+    """What `analyse` counts over the grants in the window."""
+
+    grants: int = 0
+    latency: defaultdict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    lag: defaultdict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    outcomes: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+    asks: Counter[tuple[str, str]] = field(default_factory=Counter)
+    bg_volume: Counter[str] = field(default_factory=Counter)
+    review: Counter[str] = field(
+        default_factory=lambda: Counter(
+            {"break_glass": 0, "reviewed": 0, "on_time": 0, "overdue": 0, "not_justified": 0, "pending": 0}
+        )
+    )
+
+    def add_review(self, first: dict[str, IdentityEvent]) -> None:
+        """A break-glass grant's post-hoc review: done, on time, overdue, justified."""
+        self.review["break_glass"] += 1
+        done, asked = first.get("review.completed"), first.get("review.requested")
+        if "review.overdue" in first:
+            self.review["overdue"] += 1
+        if done is None:
+            self.review["pending"] += 1
+            return
+        self.review["reviewed"] += 1
+        deadline = asked.data.get("deadline") if asked else None
+        if deadline and parse_at(done.at) <= parse_at(deadline):
+            self.review["on_time"] += 1
+        if done.data.get("outcome") == "not_justified":
+            self.review["not_justified"] += 1
+
+    def add_grant(self, req: IdentityEvent, first: dict[str, IdentityEvent]) -> None:
+        self.grants += 1
+        ent = str(req.data.get("entitlement"))
+        self.asks[(req.actor.id, ent)] += 1
+        outcome, reasons = _outcome(first)
+        self.outcomes[outcome] += 1
+        self.reasons.update(reasons)
+        approved = first.get("grant.approved")
+        if approved is not None and not approved.data.get("auto_approved") and not approved.data.get("break_glass"):
+            self.latency[ent].append(_secs(req.at, approved.at))
+        if req.data.get("break_glass"):
+            self.bg_volume[ent] += 1
+            self.add_review(first)
+        if lag := _revocation_lag(first):
+            self.lag[lag[0]].append(lag[1])
+
+    def report(self, since: str | None, until: str | None, recurring_threshold: int) -> dict[str, Any]:
+        review = self.review
+        return {
+            "window": {"since": since, "until": until},
+            "grants": self.grants,
+            "approval_latency_seconds": {k: _stats(v) for k, v in sorted(self.latency.items())},
+            "outcomes": dict(sorted(self.outcomes.items())),
+            "denial_reasons": dict(self.reasons.most_common()),
+            "break_glass": {
+                "volume": sum(self.bg_volume.values()),
+                "by_entitlement": dict(sorted(self.bg_volume.items())),
+                "reviews": dict(review),
+                "review_compliance": round(review["on_time"] / review["break_glass"], 3)
+                if review["break_glass"]
+                else None,
+            },
+            "expiry_to_revocation_seconds": {k: _stats(v) for k, v in sorted(self.lag.items())},
+            "recurring_requests": [
+                {"requester": who, "entitlement": ent, "requests": n}
+                for (who, ent), n in sorted(self.asks.items(), key=lambda kv: (-kv[1], kv[0]))
+                if n >= recurring_threshold
+            ],
+        }
+
+
 def analyse(
     events: Iterable[IdentityEvent], since: str | None = None, until: str | None = None, recurring_threshold: int = 3
 ) -> dict[str, Any]:
     chains: dict[str, list[IdentityEvent]] = defaultdict(list)
     for ev in events:
         chains[ev.grant_id].append(ev)
-    latency: dict[str, list[float]] = defaultdict(list)
-    lag: dict[str, list[float]] = defaultdict(list)
-    outcomes: Counter[str] = Counter()
-    reasons: Counter[str] = Counter()
-    asks: Counter[tuple[str, str]] = Counter()
-    bg_volume: Counter[str] = Counter()
-    review = Counter({"break_glass": 0, "reviewed": 0, "on_time": 0, "overdue": 0, "not_justified": 0, "pending": 0})
-    grants = 0
+    tally = _Tally()
     for evs in chains.values():
         evs.sort(key=lambda e: e.seq)
         first: dict[str, IdentityEvent] = {}
@@ -74,75 +177,8 @@ def analyse(
         req = first.get("grant.requested")
         if req is None or (since and req.at < since) or (until and req.at >= until):
             continue  # not a grant (delegation, reconciliation, onboarding) or outside the window
-        grants += 1
-        ent = str(req.data.get("entitlement"))
-        asks[(req.actor.id, ent)] += 1
-        dec = first.get("policy.decided")
-        approved = first.get("grant.approved")
-        if dec is not None and dec.data.get("outcome") == "deny":
-            outcomes["denied_by_policy"] += 1
-            reasons.update(dec.data.get("reason_codes") or ["unspecified"])
-        elif "approval.denied" in first:
-            outcomes["denied_by_approver"] += 1
-            reasons["approver"] += 1
-        elif "approval.expired" in first:
-            outcomes["approval_expired"] += 1
-        elif "grant.cancelled" in first and approved is None:
-            outcomes["cancelled"] += 1
-        elif "credential.issue_refused" in first:
-            outcomes["issue_refused"] += 1
-        elif "credential.issue_failed" in first:
-            outcomes["issue_failed"] += 1
-        elif approved is not None:
-            outcomes["approved"] += 1
-        else:
-            outcomes["pending"] += 1
-        if approved is not None and not approved.data.get("auto_approved") and not approved.data.get("break_glass"):
-            latency[ent].append(_secs(req.at, approved.at))
-        if req.data.get("break_glass"):
-            bg_volume[ent] += 1
-            review["break_glass"] += 1
-            done, asked = first.get("review.completed"), first.get("review.requested")
-            if "review.overdue" in first:
-                review["overdue"] += 1
-            if done is None:
-                review["pending"] += 1
-            else:
-                review["reviewed"] += 1
-                deadline = asked.data.get("deadline") if asked else None
-                if deadline and parse_at(done.at) <= parse_at(deadline):
-                    review["on_time"] += 1
-                if done.data.get("outcome") == "not_justified":
-                    review["not_justified"] += 1
-        expired, confirmed, issued = (
-            first.get("grant.expired"),
-            first.get("revocation.confirmed"),
-            first.get("credential.issued"),
-        )
-        if expired is not None and confirmed is not None:
-            due = expired.data.get("expires_at")
-            start = parse_at(due).isoformat() if due else expired.at
-            provider = str((issued.data.get("provider") if issued else None) or "unknown")
-            lag[provider].append(round((parse_at(confirmed.at) - parse_at(start)).total_seconds(), 3))
-    return {
-        "window": {"since": since, "until": until},
-        "grants": grants,
-        "approval_latency_seconds": {k: _stats(v) for k, v in sorted(latency.items())},
-        "outcomes": dict(sorted(outcomes.items())),
-        "denial_reasons": dict(reasons.most_common()),
-        "break_glass": {
-            "volume": sum(bg_volume.values()),
-            "by_entitlement": dict(sorted(bg_volume.items())),
-            "reviews": dict(review),
-            "review_compliance": round(review["on_time"] / review["break_glass"], 3) if review["break_glass"] else None,
-        },
-        "expiry_to_revocation_seconds": {k: _stats(v) for k, v in sorted(lag.items())},
-        "recurring_requests": [
-            {"requester": who, "entitlement": ent, "requests": n}
-            for (who, ent), n in sorted(asks.items(), key=lambda kv: (-kv[1], kv[0]))
-            if n >= recurring_threshold
-        ],
-    }
+        tally.add_grant(req, first)
+    return tally.report(since, until, recurring_threshold)
 
 
 def governance_report(
@@ -164,13 +200,17 @@ def governance_report(
     return analyse(events, since, until, recurring_threshold)
 
 
+def _stats_table(stats: dict[str, dict[str, Any]], title: str, key: str, count: str) -> Table:
+    t = Table(key, count, "p50 s", "p90 s", "max s", title=title)
+    for k, s in stats.items():
+        t.add_row(k, str(s["count"]), str(s["p50"]), str(s["p90"]), str(s["max"]))
+    return t
+
+
 def render_text(rep: dict[str, Any], console: Console) -> None:
     w = rep["window"]
     console.print(f"[bold]{rep['grants']} grant(s)[/bold] requested {w['since'] or 'ever'} → {w['until'] or 'now'}")
-    t = Table("entitlement", "approvals", "p50 s", "p90 s", "max s", title="approval latency")
-    for ent, s in rep["approval_latency_seconds"].items():
-        t.add_row(ent, str(s["count"]), str(s["p50"]), str(s["p90"]), str(s["max"]))
-    console.print(t)
+    console.print(_stats_table(rep["approval_latency_seconds"], "approval latency", "entitlement", "approvals"))
     console.print("outcomes: " + ", ".join(f"{k} {v}" for k, v in rep["outcomes"].items()))
     if rep["denial_reasons"]:
         console.print("denial reasons: " + ", ".join(f"{k} {v}" for k, v in rep["denial_reasons"].items()))
@@ -181,10 +221,8 @@ def render_text(rep: dict[str, Any], console: Console) -> None:
         f"reviewed {r['reviewed']}, on time {r['on_time']}, overdue {r['overdue']}, not justified "
         f"{r['not_justified']}, unreviewed {r['pending']}"
     )
-    t = Table("provider", "revocations", "p50 s", "p90 s", "max s", title="expiry → revocation confirmed")
-    for p, s in rep["expiry_to_revocation_seconds"].items():
-        t.add_row(p, str(s["count"]), str(s["p50"]), str(s["p90"]), str(s["max"]))
-    console.print(t)
+    lag = rep["expiry_to_revocation_seconds"]
+    console.print(_stats_table(lag, "expiry → revocation confirmed", "provider", "revocations"))
     for x in rep["recurring_requests"]:
         console.print(
             f"[yellow]recurring:[/yellow] {x['requester']} asked for {x['entitlement']} {x['requests']} times "
