@@ -66,23 +66,30 @@ class Outcome(StrEnum):
     deny = "deny"
 
 
-class PolicyDecision(BaseModel):
+class Ruling(BaseModel):
+    """What a policy decision and an extension decision share: why a request was refused (codes and
+    messages, in the same order), and otherwise the approval it needs — none when an auto-approval
+    rule matched (`auto_rule`)."""
+
     model_config = ConfigDict(frozen=True)
 
-    outcome: Outcome
-    policy_version: str
-    rule: str
     reason_codes: tuple[ReasonCode, ...] = ()
     messages: tuple[str, ...] = ()
-    inputs: dict[str, object] = Field(default_factory=dict)
-    duration: timedelta = timedelta(0)
-    auto_approved: bool = False
     auto_rule: str | None = None  # which auto-approval rule matched (None: unconditional or manual)
-    approver_groups: tuple[str, ...] = ()  # union over stages
-    min_approvals: int = 0  # total over stages
     stages: tuple[ApprovalStage, ...] = ()
     stage_order: str = "sequential"
     approval_timeout: timedelta = timedelta(0)
+
+
+class PolicyDecision(Ruling):
+    outcome: Outcome
+    policy_version: str
+    rule: str
+    inputs: dict[str, object] = Field(default_factory=dict)
+    duration: timedelta = timedelta(0)
+    auto_approved: bool = False
+    approver_groups: tuple[str, ...] = ()  # union over stages
+    min_approvals: int = 0  # total over stages
     reminder_every: timedelta | None = None
     escalate_after: timedelta | None = None
     escalation_groups: tuple[str, ...] = ()
@@ -157,67 +164,21 @@ def evaluate(
     catalogue: Catalogue, requester: Principal, request: AccessRequest, now: datetime | None = None
 ) -> PolicyDecision:
     """`now` is the request time (business-hours auto-approval rules need it)."""
-    version = catalogue.version
-    inputs: dict[str, object] = {
-        "requester": requester.id,
-        "requester_kind": requester.kind.value,
-        "requester_groups": list(requester.groups),
-        "requester_owner": requester.owner,
-        "entitlement": request.entitlement,
-        "duration_seconds": int(request.duration.total_seconds()) if request.duration is not None else None,
-        "reason_given": bool(request.reason.strip()),
-        "ticket": request.ticket,
-        "break_glass": request.break_glass,
-        "incident": request.incident,
-        "evaluated_at": now.isoformat() if now else None,
-    }
+    inputs = _request_inputs(requester, request, now)
     ent = catalogue.get(request.entitlement)
     if ent is None:
         return PolicyDecision(
             outcome=Outcome.deny,
-            policy_version=version,
+            policy_version=catalogue.version,
             rule="catalogue",
             reason_codes=(ReasonCode.not_in_catalogue,),
             messages=(f"unknown entitlement {request.entitlement!r}; valid ids: {', '.join(catalogue.ids)}",),
             inputs=inputs,
         )
-
-    codes: list[ReasonCode] = []
-    messages: list[str] = []
     bg = ent.break_glass if request.break_glass else None
-    if request.break_glass and ent.break_glass is None:
-        codes.append(ReasonCode.break_glass_not_allowed)
-        messages.append(f"{ent.id} does not allow break-glass access")
     max_duration = bg.max_duration if bg else ent.max_duration
     duration = request.duration if request.duration is not None else min(ent.default_duration, max_duration)
-    if duration <= timedelta(0):
-        codes.append(ReasonCode.duration_not_positive)
-        messages.append(f"duration must be positive; allowed for {ent.id}: {_range(ent.min_duration, max_duration)}")
-    elif duration < ent.min_duration:
-        codes.append(ReasonCode.duration_below_min)
-        messages.append(
-            f"duration {_fmt(duration)} is below the minimum for {ent.id}: {_fmt(ent.min_duration)}; "
-            f"allowed: {_range(ent.min_duration, max_duration)}"
-        )
-    elif duration > max_duration:
-        codes.append(ReasonCode.duration_exceeds_max)
-        what = "break-glass maximum" if bg else "maximum"
-        messages.append(f"duration {_fmt(duration)} exceeds the {what} for {ent.id}: {_fmt(max_duration)}")
-    if (ent.reason_required or request.break_glass) and not request.reason.strip():
-        codes.append(ReasonCode.reason_required)
-        messages.append(f"a reason is required for {ent.id}" + (" (break-glass)" if request.break_glass else ""))
-    if request.break_glass and not (request.incident or "").strip():
-        codes.append(ReasonCode.incident_required)
-        messages.append("break-glass needs an incident reference (e.g. --incident INC-1234)")
-    if bg is not None and not requester.in_any(bg.groups):
-        codes.append(ReasonCode.not_break_glass_eligible)
-        messages.append(f"{requester.id} is in none of the break-glass groups for {ent.id}: {', '.join(bg.groups)}")
-    elif not request.break_glass and not requester.in_any(ent.requester_groups):
-        codes.append(ReasonCode.requester_not_eligible)
-        messages.append(
-            f"{requester.id} is in none of the groups allowed to request {ent.id}: {', '.join(ent.requester_groups)}"
-        )
-
+    problems = _request_problems(ent, requester, request, duration, max_duration)
     rule = ent.approval
     auto = "break-glass" if request.break_glass else match_auto_rule(rule, requester, duration, now)
     rule_kind = (
@@ -225,17 +186,18 @@ def evaluate(
         if request.break_glass
         else ("auto_approve" if rule.auto_approve else (f"auto:{auto}" if auto else "approval"))
     )
-    stages = rule.effective_stages
     common = dict(
-        policy_version=version,
+        policy_version=catalogue.version,
         rule=f"entitlement:{ent.id}/{rule_kind}",
         inputs=inputs,
         duration=duration,
         entitlement=ent,
         break_glass=request.break_glass,
     )
-    if codes:
-        return PolicyDecision(outcome=Outcome.deny, reason_codes=tuple(codes), messages=tuple(messages), **common)
+    if problems:
+        codes, messages = tuple(c for c, _ in problems), tuple(m for _, m in problems)
+        return PolicyDecision(outcome=Outcome.deny, reason_codes=codes, messages=messages, **common)
+    stages = rule.effective_stages
     return PolicyDecision(
         outcome=Outcome.allow,
         auto_approved=auto is not None,
@@ -252,20 +214,68 @@ def evaluate(
     )
 
 
-class ExtensionDecision(BaseModel):
-    """Policy on an extension: cumulative duration within the max, then the same approval rule."""
+def _request_inputs(requester: Principal, request: AccessRequest, now: datetime | None) -> dict[str, object]:
+    """What the decision saw, kept as its evidence."""
+    return {
+        "requester": requester.id,
+        "requester_kind": requester.kind.value,
+        "requester_groups": list(requester.groups),
+        "requester_owner": requester.owner,
+        "entitlement": request.entitlement,
+        "duration_seconds": int(request.duration.total_seconds()) if request.duration is not None else None,
+        "reason_given": bool(request.reason.strip()),
+        "ticket": request.ticket,
+        "break_glass": request.break_glass,
+        "incident": request.incident,
+        "evaluated_at": now.isoformat() if now else None,
+    }
 
-    model_config = ConfigDict(frozen=True)
+
+def _request_problems(
+    ent: Entitlement, requester: Principal, request: AccessRequest, duration: timedelta, max_duration: timedelta
+) -> list[tuple[ReasonCode, str]]:
+    """Every reason to deny the request, in a fixed order: break-glass, duration, reason, incident,
+    eligibility. `max_duration` is the break-glass maximum for a break-glass request."""
+    problems: list[tuple[ReasonCode, str]] = []
+    bg = ent.break_glass if request.break_glass else None
+    if request.break_glass and ent.break_glass is None:
+        problems.append((ReasonCode.break_glass_not_allowed, f"{ent.id} does not allow break-glass access"))
+    if duration <= timedelta(0):
+        message = f"duration must be positive; allowed for {ent.id}: {_range(ent.min_duration, max_duration)}"
+        problems.append((ReasonCode.duration_not_positive, message))
+    elif duration < ent.min_duration:
+        message = (
+            f"duration {_fmt(duration)} is below the minimum for {ent.id}: {_fmt(ent.min_duration)}; "
+            f"allowed: {_range(ent.min_duration, max_duration)}"
+        )
+        problems.append((ReasonCode.duration_below_min, message))
+    elif duration > max_duration:
+        what = "break-glass maximum" if bg else "maximum"
+        message = f"duration {_fmt(duration)} exceeds the {what} for {ent.id}: {_fmt(max_duration)}"
+        problems.append((ReasonCode.duration_exceeds_max, message))
+    if (ent.reason_required or request.break_glass) and not request.reason.strip():
+        message = f"a reason is required for {ent.id}" + (" (break-glass)" if request.break_glass else "")
+        problems.append((ReasonCode.reason_required, message))
+    if request.break_glass and not (request.incident or "").strip():
+        message = "break-glass needs an incident reference (e.g. --incident INC-1234)"
+        problems.append((ReasonCode.incident_required, message))
+    if bg is not None and not requester.in_any(bg.groups):
+        message = f"{requester.id} is in none of the break-glass groups for {ent.id}: {', '.join(bg.groups)}"
+        problems.append((ReasonCode.not_break_glass_eligible, message))
+    elif not request.break_glass and not requester.in_any(ent.requester_groups):
+        message = (
+            f"{requester.id} is in none of the groups allowed to request {ent.id}: {', '.join(ent.requester_groups)}"
+        )
+        problems.append((ReasonCode.requester_not_eligible, message))
+    return problems
+
+
+class ExtensionDecision(Ruling):
+    """Policy on an extension: cumulative duration within the max, then the same approval rule."""
 
     allowed: bool
     extension: timedelta
     new_total: timedelta
-    reason_codes: tuple[ReasonCode, ...] = ()
-    messages: tuple[str, ...] = ()
-    auto_rule: str | None = None
-    stages: tuple[ApprovalStage, ...] = ()
-    stage_order: str = "sequential"
-    approval_timeout: timedelta = timedelta(0)
     policy_version: str = ""
 
 

@@ -130,6 +130,9 @@ def test_several_reasons_collected_and_input_error_only_if_all_are(catalogue):
     }
     assert len(d.messages) == 3
     assert not d.is_input_error  # requester_not_eligible is a policy outcome
+    # in a fixed order, each message beside its code: duration, reason, eligibility
+    assert [c.value for c in d.reason_codes] == ["duration_exceeds_max", "reason_required", "requester_not_eligible"]
+    assert d.messages[0].startswith("duration 32400s") and "mallory is in none" in d.messages[2]
 
     d2 = evaluate(catalogue, ALICE, req(duration=timedelta(hours=9), reason=""))
     assert set(d2.reason_codes) == {ReasonCode.duration_exceeds_max, ReasonCode.reason_required}
