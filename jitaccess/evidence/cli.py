@@ -16,6 +16,8 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from jitaccess.evidence import schema_cli
+
 if TYPE_CHECKING:
     from jitaccess.ledger import Ledger
     from jitaccess.ledger.evidence_log import CheckpointResult
@@ -274,5 +276,6 @@ def register(app: typer.Typer, evidence_app: typer.Typer) -> None:
     evidence_app.command("public-key")(print_public_key)
     evidence_app.command("export")(export_bundle_cmd)
     evidence_app.command("verify-bundle")(verify_bundle_cmd)
+    evidence_app.command("schema")(schema_cli.schema)  # the events' schema (docs/events.md)
     app.command("export")(siem_export)
     app.command("report")(governance_report_cmd)

@@ -13,10 +13,12 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from jitaccess.domain import contracts as c
+    from jitaccess.domain.commands import Signable
     from jitaccess.domain.event_types import EventBody
     from jitaccess.domain.events import IdentityEvent, make_event
     from jitaccess.domain.grant import Refusal
     from jitaccess.domain.principals import Actor
+    from jitaccess.workflows import trust
 
 
 def refuse(*checks: Callable[[], Any]) -> None:
@@ -27,6 +29,12 @@ def refuse(*checks: Callable[[], Any]) -> None:
             check()
     except Refusal as r:
         raise ApplicationError(r.message, r.kind.value, r.rule, type=c.REFUSAL, non_retryable=True) from None
+
+
+def refuse_unless_signed(gate: trust.CommandGate, cmd: Signable, action: str, rule: Callable[[], Any]) -> None:
+    """An update validator: the command must be signed for this workflow and action, then the
+    domain `rule` must allow it."""
+    refuse(lambda: gate.check(cmd, action), rule)
 
 
 def failure_message(err: BaseException) -> str:

@@ -17,13 +17,33 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from jitaccess.domain import contracts as c
     from jitaccess.domain.contracts import GrantOptions
+    from jitaccess.domain.event_types import (
+        ApprovalDenied,
+        ApprovalExpired,
+        ApprovalGranted,
+        ApprovalRequested,
+        EventBody,
+        OffboardingCompleted,
+        OffboardingRequested,
+        OnboardingActive,
+        OnboardingApproved,
+        OnboardingChildEnded,
+        OnboardingChildStarted,
+        OnboardingProvisioningFailed,
+        OnboardingRequested,
+        PolicyDecided,
+        RotationCompleted,
+        RotationFailed,
+        RotationIssued,
+    )
+    from jitaccess.domain.event_types.onboarding import ONBOARDING_ENDED
     from jitaccess.domain.grant import ActionInput, ApprovalRound, GrantInput, Refusal, Vote
-    from jitaccess.domain.onboarding import ChildGrant, ChildPlan, Onboarding, OnboardingInput
+    from jitaccess.domain.onboarding import ChildGrant, ChildPlan, Onboarding, OnboardingDecision, OnboardingInput
     from jitaccess.domain.onboarding import OnboardingState as O
     from jitaccess.domain.policy import AccessRequest
     from jitaccess.domain.principals import SYSTEM_ACTOR, Actor, ActorRole
     from jitaccess.workflows import trust
-    from jitaccess.workflows.common import EvidenceChain, refuse
+    from jitaccess.workflows.common import EvidenceChain, refuse_unless_signed
     from jitaccess.workflows.grant import GrantWorkflow
 
 ENDED = frozenset({"revoked", "issue_failed", "cancelled", "denied", "approval_expired", "reviewed"})
@@ -49,91 +69,93 @@ class ServiceOnboardingWorkflow:
     async def run(self, inp: OnboardingInput) -> Onboarding:
         o, d = self._o, inp.decision
         self._emit(
-            "onboarding.requested",
+            OnboardingRequested(
+                template=o.template,
+                workload=o.workload.model_dump(mode="json"),
+                reason=inp.request.reason,
+                requester=o.requester.model_dump(mode="json"),
+                owner=o.workload.owning_team,
+            ),
             o.requester.as_actor(ActorRole.requester),
-            {
-                "template": o.template,
-                "workload": o.workload.model_dump(mode="json"),
-                "reason": inp.request.reason,
-                "requester": o.requester.model_dump(mode="json"),
-                "owner": o.workload.owning_team,
-            },
         )
         if workflow.patched(trust.SIGNED_COMMANDS) and (
             forged := self._gate.start_refusal(inp, "start:ServiceOnboardingWorkflow", trust.API, fresh=True)
         ):
-            self._emit(
-                "policy.decided",
-                SYSTEM_ACTOR,
-                {
-                    "outcome": "deny",
-                    "rule": "trust:signed_request",
-                    "reason_codes": [forged.rule],
-                    "messages": [forged.message],
-                },
+            refusal = PolicyDecided(
+                outcome="deny", rule="trust:signed_request", reason_codes=[forged.rule], messages=[forged.message]
             )
+            self._emit(refusal, SYSTEM_ACTOR)
             return await self._end(O.denied, f"refused: {forged.message}")
-        self._emit(
-            "policy.decided",
-            SYSTEM_ACTOR,
-            {
-                "rule": d.rule,
-                "policy_version": d.policy_version,
-                "pre_approved": d.pre_approved,
-                "stages": [s.model_dump(mode="json") for s in d.stages],
-                "stage_sources": d.stage_sources,  # which rule (template / entitlement) asked for each stage
-                "inputs": d.inputs,
-                "lifetime": d.lifetime.total_seconds(),
-                "entitlements": [p.entitlement for p in d.children],
-                "entitlement_rules": {p.entitlement: p.decision.inputs.get("entitlement_rule") for p in d.children},
-            },
-        )
-        if not d.pre_approved:
-            now = workflow.now()
-            o.state = O.awaiting_approval
-            o.approval = ApprovalRound(
-                stages=d.stages, requested_at=now, deadline=now + d.approval_timeout, approver_auth=d.approver_auth
-            )
-            self._emit(
-                "approval.requested",
-                SYSTEM_ACTOR,
-                {"pending": o.approval.pending(), "deadline": o.approval.deadline.isoformat()},
-            )
-            await self._flush()
-            try:
-                await workflow.wait_condition(lambda: o.state is not O.awaiting_approval, timeout=d.approval_timeout)
-            except TimeoutError:
-                self._emit("approval.expired", SYSTEM_ACTOR, {})
-                return await self._end(O.approval_expired, "no decision before the approval deadline")
+        self._emit(self._decided(d), SYSTEM_ACTOR)
+        if not d.pre_approved and not await self._approved(d):
             if o.state is O.denied:
                 return await self._end(O.denied, o.end_reason or "denied")
+            return await self._end(O.approval_expired, "no decision before the approval deadline")
+        failed = await self._provision(d)
+        if failed:
+            # all or nothing: what was issued is revoked and confirmed before the onboarding ends
+            failures = [{"grant_id": ch.grant_id, "entitlement": ch.entitlement, "state": ch.state} for ch in failed]
+            self._emit(OnboardingProvisioningFailed(failed=failures))
+            await self._revoke_children("all-or-nothing: a sibling failed to issue")
+            return await self._end(O.failed, "failed: " + ", ".join(f"{ch.entitlement} {ch.state}" for ch in failed))
+        await self._live(d)
+        if self._offboard is not None:
+            actor, reason = self._offboard
+            o.state = O.offboarding
+            await self._revoke_children(f"offboarded by {actor.id}: {reason}")
+            self._emit(OffboardingCompleted(children=self._children_view()))
+            return await self._end(O.offboarded, f"offboarded by {actor.id}: {reason}")
+        await self._revoke_children("onboarding lifetime ended")
+        return await self._end(O.expired, "lifetime ended")
 
+    @staticmethod
+    def _decided(d: OnboardingDecision) -> PolicyDecided:
+        return PolicyDecided(
+            rule=d.rule,
+            policy_version=d.policy_version,
+            pre_approved=d.pre_approved,
+            stages=[s.model_dump(mode="json") for s in d.stages],
+            stage_sources=d.stage_sources,  # which rule (template / entitlement) asked for each stage
+            inputs=d.inputs,
+            lifetime=d.lifetime.total_seconds(),
+            entitlements=[p.entitlement for p in d.children],
+            entitlement_rules={p.entitlement: p.decision.inputs.get("entitlement_rule") for p in d.children},
+        )
+
+    async def _approved(self, d: OnboardingDecision) -> bool:
+        """Ask the approvers and wait; False when denied or undecided at the deadline."""
+        o, now = self._o, workflow.now()
+        o.state = O.awaiting_approval
+        o.approval = ApprovalRound(
+            stages=d.stages, requested_at=now, deadline=now + d.approval_timeout, approver_auth=d.approver_auth
+        )
+        self._emit(ApprovalRequested(pending=o.approval.pending(), deadline=o.approval.deadline.isoformat()))
+        await self._flush()
+        try:
+            await workflow.wait_condition(lambda: o.state is not O.awaiting_approval, timeout=d.approval_timeout)
+        except TimeoutError:
+            self._emit(ApprovalExpired())
+            return False
+        return o.state is not O.denied
+
+    async def _provision(self, d: OnboardingDecision) -> list[ChildGrant]:
+        """Start one child grant per entitlement and wait for them; the children that failed."""
+        o = self._o
         o.state = O.provisioning
         o.ends_at = workflow.now() + d.lifetime
-        plans = {p.entitlement: p for p in d.children}
         for plan in d.children:
             await self._start_child(plan, generation=1)
         await self._await_children(lambda ch: ch.state not in ("requested", "issuing"), CHILD_ACTIVE_TIMEOUT)
-        failed = [ch for ch in o.children if ch.state != "active"]
-        if failed:
-            # all or nothing: what was issued is revoked and confirmed before the onboarding ends
-            self._emit(
-                "onboarding.provisioning_failed",
-                SYSTEM_ACTOR,
-                {
-                    "failed": [
-                        {"grant_id": ch.grant_id, "entitlement": ch.entitlement, "state": ch.state} for ch in failed
-                    ]
-                },
-            )
-            await self._revoke_children("all-or-nothing: a sibling failed to issue")
-            return await self._end(O.failed, "failed: " + ", ".join(f"{ch.entitlement} {ch.state}" for ch in failed))
-        o.state = O.active
-        self._emit(
-            "onboarding.active", SYSTEM_ACTOR, {"children": self._children_view(), "ends_at": o.ends_at.isoformat()}
-        )
-        await self._flush()
+        return [ch for ch in o.children if ch.state != "active"]
 
+    async def _live(self, d: OnboardingDecision) -> None:
+        """Active until the lifetime ends or an offboard arrives, rotating children when due."""
+        o = self._o
+        assert o.ends_at is not None
+        o.state = O.active
+        self._emit(OnboardingActive(children=self._children_view(), ends_at=o.ends_at.isoformat()))
+        await self._flush()
+        plans = {p.entitlement: p for p in d.children}
         while True:
             now = workflow.now()
             due = self._next_renewal(plans, d.rotation_interval, d.rotation_overlap)
@@ -144,18 +166,9 @@ class ServiceOnboardingWorkflow:
                 except TimeoutError:
                     pass
             if self._offboard is not None or workflow.now() >= o.ends_at:
-                break
+                return
             if due and workflow.now() >= due[0]:
                 await self._rotate(plans[due[1].entitlement], due[1], d.rotation_overlap)
-
-        if self._offboard is not None:
-            actor, reason = self._offboard
-            o.state = O.offboarding
-            await self._revoke_children(f"offboarded by {actor.id}: {reason}")
-            self._emit("offboarding.completed", SYSTEM_ACTOR, {"children": self._children_view()})
-            return await self._end(O.offboarded, f"offboarded by {actor.id}: {reason}")
-        await self._revoke_children("onboarding lifetime ended")
-        return await self._end(O.expired, "lifetime ended")
 
     # -- children ---------------------------------------------------------------------
     async def _start_child(self, plan: ChildPlan, generation: int) -> ChildGrant:
@@ -188,14 +201,12 @@ class ServiceOnboardingWorkflow:
             parent_close_policy=ParentClosePolicy.ABANDON,
         )
         self._emit(
-            "onboarding.child_started",
-            SYSTEM_ACTOR,
-            {
-                "grant_id": grant_id,
-                "entitlement": plan.entitlement,
-                "generation": generation,
-                "duration_seconds": int(duration.total_seconds()),
-            },
+            OnboardingChildStarted(
+                grant_id=grant_id,
+                entitlement=plan.entitlement,
+                generation=generation,
+                duration_seconds=int(duration.total_seconds()),
+            )
         )
         return child
 
@@ -242,49 +253,23 @@ class ServiceOnboardingWorkflow:
         o = self._o
         new = await self._start_child(plan, generation=old.generation + 1)
         await workflow.wait_condition(lambda: new.state not in ("requested", "issuing"), timeout=CHILD_ACTIVE_TIMEOUT)
+        pair = {"entitlement": plan.entitlement, "old_grant": old.grant_id, "new_grant": new.grant_id}
         if new.state != "active":
-            self._emit(
-                "rotation.failed",
-                SYSTEM_ACTOR,
-                {
-                    "entitlement": plan.entitlement,
-                    "old_grant": old.grant_id,
-                    "new_grant": new.grant_id,
-                    "state": new.state,
-                },
-            )
+            self._emit(RotationFailed(**pair, state=new.state))
             old.started_at = workflow.now()  # keep the old credential; try again next interval
             await self._flush()
             return
-        self._emit(
-            "rotation.issued",
-            SYSTEM_ACTOR,
-            {
-                "entitlement": plan.entitlement,
-                "old_grant": old.grant_id,
-                "old_reference": old.reference,
-                "new_grant": new.grant_id,
-                "new_reference": new.reference,
-                "overlap_seconds": overlap.total_seconds(),
-            },
-        )
+
+        def refs() -> dict[str, str | None]:  # as the children last reported them
+            return {"old_reference": old.reference, "new_reference": new.reference}
+
+        self._emit(RotationIssued(**pair, **refs(), overlap_seconds=overlap.total_seconds()))
         await self._flush()
         await workflow.sleep(overlap)
         await self._signal_revoke(old.grant_id, "rotated")
         await workflow.wait_condition(lambda: old.state in ENDED)
         o.rotations += 1
-        self._emit(
-            "rotation.completed",
-            SYSTEM_ACTOR,
-            {
-                "entitlement": plan.entitlement,
-                "old_grant": old.grant_id,
-                "old_reference": old.reference,
-                "old_state": old.state,
-                "new_grant": new.grant_id,
-                "new_reference": new.reference,
-            },
-        )
+        self._emit(RotationCompleted(**pair, **refs(), old_state=old.state))
         await self._flush()
 
     def _children_view(self) -> list[dict[str, Any]]:
@@ -304,11 +289,7 @@ class ServiceOnboardingWorkflow:
                     ch.started_at = workflow.now()
                 ch.state, ch.reference, ch.expires_at = u.state, u.reference or ch.reference, u.expires_at
                 if u.state in ENDED:
-                    self._emit(
-                        "onboarding.child_ended",
-                        SYSTEM_ACTOR,
-                        {"grant_id": u.grant_id, "state": u.state, "reference": ch.reference},
-                    )
+                    self._emit(OnboardingChildEnded(grant_id=u.grant_id, state=u.state, reference=ch.reference))
 
     # -- decisions ----------------------------------------------------------------------
     @workflow.query
@@ -321,27 +302,23 @@ class ServiceOnboardingWorkflow:
         assert o.approval is not None
         stage, who, via = o.check_decide(a.actor, workflow.now(), a.delegations, "approve")
         o.approval.votes.append(Vote.cast((stage, who, via), a.actor, workflow.now(), a.comment))
-        self._emit(
-            "approval.granted",
-            a.actor.as_actor(ActorRole.approver),
-            {
-                "stage": stage.name,
-                "comment": a.comment,
-                "on_behalf_of": who.id if via else None,
-                "pending": o.approval.pending(),
-                **self._gate.admit(a, "approve"),
-            },
+        vote = ApprovalGranted(
+            stage=stage.name,
+            comment=a.comment,
+            on_behalf_of=who.id if via else None,
+            pending=o.approval.pending(),
+            **self._gate.admit(a, "approve"),
         )
+        self._emit(vote, a.actor.as_actor(ActorRole.approver))
         if o.approval.complete:
             o.state = O.provisioning
-            self._emit("onboarding.approved", SYSTEM_ACTOR, {"approvers": [v.approver for v in o.approval.votes]})
+            self._emit(OnboardingApproved(approvers=[v.approver for v in o.approval.votes]))
         return o
 
     @approve.validator
     def _validate_approve(self, a: ActionInput) -> None:
-        refuse(
-            lambda: self._gate.check(a, "approve"),
-            lambda: self._o.check_decide(a.actor, workflow.now(), a.delegations, "approve"),
+        refuse_unless_signed(
+            self._gate, a, "approve", lambda: self._o.check_decide(a.actor, workflow.now(), a.delegations, "approve")
         )
 
     @workflow.update
@@ -350,16 +327,14 @@ class ServiceOnboardingWorkflow:
         o.check_decide(a.actor, workflow.now(), a.delegations)
         o.state, o.end_reason = O.denied, f"denied by {a.actor.id}: {a.comment}"
         self._emit(
-            "approval.denied",
-            a.actor.as_actor(ActorRole.approver),
-            {"reason": a.comment, **self._gate.admit(a, "deny")},
+            ApprovalDenied(reason=a.comment, **self._gate.admit(a, "deny")), a.actor.as_actor(ActorRole.approver)
         )
         return o
 
     @deny.validator
     def _validate_deny(self, a: ActionInput) -> None:
-        refuse(
-            lambda: self._gate.check(a, "deny"), lambda: self._o.check_decide(a.actor, workflow.now(), a.delegations)
+        refuse_unless_signed(
+            self._gate, a, "deny", lambda: self._o.check_decide(a.actor, workflow.now(), a.delegations)
         )
 
     @workflow.update
@@ -369,28 +344,26 @@ class ServiceOnboardingWorkflow:
             role = ActorRole.requester if a.actor.id == self._o.requester.id else ActorRole.approver
             self._offboard = (a.actor.as_actor(role), a.comment)
             self._emit(
-                "offboarding.requested",
-                a.actor.as_actor(role),
-                {"reason": a.comment, **self._gate.admit(a, "offboard")},
+                OffboardingRequested(reason=a.comment, **self._gate.admit(a, "offboard")), a.actor.as_actor(role)
             )
         return self._o
 
     @offboard.validator
     def _validate_offboard(self, a: ActionInput) -> None:
-        refuse(lambda: self._gate.check(a, "offboard"), lambda: self._o.check_offboard(a.actor, self._inp.admin_groups))
+        refuse_unless_signed(self._gate, a, "offboard", lambda: self._o.check_offboard(a.actor, self._inp.admin_groups))
 
     # -- evidence -------------------------------------------------------------------------
     async def _end(self, state: O, reason: str) -> Onboarding:
         o = self._o
         o.state, o.end_reason = state, reason
-        self._emit(f"onboarding.{state.value}", SYSTEM_ACTOR, {"reason": reason, "children": self._children_view()})
+        self._emit(ONBOARDING_ENDED[state.value](reason=reason, children=self._children_view()))
         await self._flush()
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._flush()
         return o
 
-    def _emit(self, type: str, actor: Actor, data: dict[str, Any]) -> None:
-        ev = self._chain.emit(type, actor, data)
+    def _emit(self, event: EventBody, actor: Actor = SYSTEM_ACTOR) -> None:
+        ev = self._chain.emit(event, actor)
         self._o.events, self._o.last_hash = ev.seq, ev.hash
 
     async def _flush(self) -> None:

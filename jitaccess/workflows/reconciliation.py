@@ -5,7 +5,7 @@ ensure_reconciliation_schedule) or on demand (API `POST /v1/reconciliation/runs`
 `jitaccess reconcile`). One run:
 
 1. `reconciliation.started` on the run's own hash chain (ID `reconciliation-<run_id>`,
-   equal to the workflow ID), built here with make_event and stored by `record_events`;
+   equal to the workflow ID), built here (jitaccess.domain.event_types.reconciliation) and stored by `record_events`;
 2. `reconcile_scan`: every provider's list_managed, the ledger's live grants and their
    issued credentials read back, compared (jitaccess.domain.reconciliation.compare);
 3. unless `dry_run`, per finding:
@@ -36,6 +36,17 @@ from temporalio.exceptions import ActivityError, FailureError
 with workflow.unsafe.imports_passed_through():
     from jitaccess.domain import contracts as c
     from jitaccess.domain.credentials import RevocationResult
+    from jitaccess.domain.event_types import (
+        EventBody,
+        ReconciliationCompleted,
+        ReconciliationDriftDetected,
+        ReconciliationFailed,
+        ReconciliationMismatchDetected,
+        ReconciliationOrphanRevoked,
+        ReconciliationOrphanRevokeFailed,
+        ReconciliationStarted,
+    )
+    from jitaccess.domain.event_types.reconciliation import DETECTED
     from jitaccess.domain.events import format_at
     from jitaccess.domain.grant import EXECUTOR
     from jitaccess.domain.principals import SYSTEM_ACTOR, Actor, ActorKind, ActorRole
@@ -80,16 +91,8 @@ class ReconciliationWorkflow:
             if inp.requested_by
             else SYSTEM_ACTOR
         )
-        self._emit(
-            "reconciliation.started",
-            who,
-            {
-                "run_id": run_id,
-                "workflow_id": wid,
-                "dry_run": inp.dry_run,
-                "trigger": "request" if inp.requested_by else "schedule",
-            },
-        )
+        trigger = "request" if inp.requested_by else "schedule"
+        self._emit(ReconciliationStarted(run_id=run_id, workflow_id=wid, dry_run=inp.dry_run, trigger=trigger), who)
         await self._flush()
 
         try:
@@ -101,7 +104,7 @@ class ReconciliationWorkflow:
             )
         except ActivityError as e:
             report.error = f"scan failed: {failure_message(e)}"
-            self._emit("reconciliation.failed", SYSTEM_ACTOR, {"error": report.error, "dry_run": inp.dry_run})
+            self._emit(ReconciliationFailed(error=report.error, dry_run=inp.dry_run))
             return await self._finish(report)
 
         report.providers, report.notes = comp.providers, comp.notes
@@ -113,12 +116,7 @@ class ReconciliationWorkflow:
     async def _handle(self, f: Finding, dry_run: bool) -> Finding:
         if dry_run:
             done = f.model_copy(update={"remediation": Remediation(action="none", detail="dry run: reported only")})
-            kind = {
-                FindingKind.orphan: "orphan_detected",
-                FindingKind.drift: "drift_detected",
-                FindingKind.mismatch: "mismatch_detected",
-            }[f.kind]
-            self._emit(f"reconciliation.{kind}", SYSTEM_ACTOR, {**done.evidence(), "dry_run": True})
+            self._emit(DETECTED[f.kind.value](**done.evidence(), dry_run=True))
             return done
         if f.remedy is Remedy.revoke:
             return await self._revoke(f)
@@ -131,15 +129,8 @@ class ReconciliationWorkflow:
                 )
             }
         )
-        self._emit(
-            "reconciliation.mismatch_detected",
-            SYSTEM_ACTOR,
-            {
-                **done.evidence(),
-                "severity": "high",
-                "alert": f"access at {f.provider} for {f.grant_id} differs from what was approved",
-            },
-        )
+        alert = f"access at {f.provider} for {f.grant_id} differs from what was approved"
+        self._emit(ReconciliationMismatchDetected(**done.evidence(), severity="high", alert=alert))
         return done
 
     async def _revoke(self, f: Finding) -> Finding:
@@ -163,13 +154,13 @@ class ReconciliationWorkflow:
         done = f.model_copy(update={"remediation": rem})
         data: dict[str, Any] = {**done.evidence(), "read_back": rem.detail}
         if f.kind is FindingKind.mismatch:
-            data.update(severity="high", alert=f"unapproved access tagged with {f.grant_id} at {f.provider}")
-            self._emit("reconciliation.mismatch_detected", SYSTEM_ACTOR, data)
+            alert = f"unapproved access tagged with {f.grant_id} at {f.provider}"
+            self._emit(ReconciliationMismatchDetected(**data, severity="high", alert=alert))
         elif rem.confirmed:
-            self._emit("reconciliation.orphan_revoked", EXECUTOR, data)
+            self._emit(ReconciliationOrphanRevoked(**data), EXECUTOR)
         else:
-            data.update(severity="high", alert="orphaned access not confirmed revoked; the next run retries")
-            self._emit("reconciliation.orphan_revoke_failed", EXECUTOR, data)
+            alert = "orphaned access not confirmed revoked; the next run retries"
+            self._emit(ReconciliationOrphanRevokeFailed(**data, severity="high", alert=alert), EXECUTOR)
         return done
 
     async def _signal_drift(self, f: Finding) -> Finding:
@@ -186,20 +177,16 @@ class ReconciliationWorkflow:
                 action="signal_failed", detail=f"the grant's workflow could not be signalled: {failure_message(e)}"
             )
         done = f.model_copy(update={"remediation": rem})
-        self._emit("reconciliation.drift_detected", SYSTEM_ACTOR, done.evidence())
+        self._emit(ReconciliationDriftDetected(**done.evidence()))
         return done
 
     async def _finish(self, report: ReconciliationReport) -> ReconciliationReport:
         report.counts = report.count()
+        providers = [p.model_dump(mode="json") for p in report.providers]
         self._emit(
-            "reconciliation.completed",
-            SYSTEM_ACTOR,
-            {
-                "counts": report.counts,
-                "dry_run": report.dry_run,
-                "error": report.error,
-                "providers": [p.model_dump(mode="json") for p in report.providers],
-            },
+            ReconciliationCompleted(
+                counts=report.counts, dry_run=report.dry_run, error=report.error, providers=providers
+            )
         )
         await self._flush()
         assert self._chain is not None
@@ -216,9 +203,9 @@ class ReconciliationWorkflow:
         return report
 
     # -- evidence (the run's own chain) ----------------------------------------------------
-    def _emit(self, type: str, actor: Actor, data: dict[str, Any]) -> None:
+    def _emit(self, event: EventBody, actor: Actor = SYSTEM_ACTOR) -> None:
         assert self._chain is not None
-        self._chain.emit(type, actor, data)
+        self._chain.emit(event, actor)
 
     async def _flush(self) -> None:
         assert self._chain is not None

@@ -134,3 +134,25 @@ def test_every_recorded_event_parses_and_dumps_to_the_same_data():
 )
 def test_severity_comes_from_the_model(type_name, data, expected):
     assert severity(type_name, data) == expected
+
+
+def test_docs_events_md_is_generated_from_the_models():
+    from jitaccess.domain.event_types import schema
+
+    assert (ROOT / "docs" / "events.md").read_text() == schema.markdown(), (
+        "docs/events.md is out of date: jitaccess evidence schema --format markdown > docs/events.md"
+    )
+
+
+def test_the_json_schema_names_every_type_with_its_severity():
+    from typer.testing import CliRunner
+
+    from jitaccess.cli import app
+
+    out = CliRunner().invoke(app, ["evidence", "schema", "--format", "json"])
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.output)
+    assert set(doc["events"]) == set(EVENT_TYPES) and doc["version"]
+    assert doc["events"]["revocation.failing"]["severity"] == "high"
+    assert doc["events"]["grant.expired"]["data"]["required"] == ["expires_at"]
+    assert CliRunner().invoke(app, ["evidence", "schema", "--format", "xml"]).exit_code == 2

@@ -166,3 +166,10 @@ class RotationCompleted(_Rotation):
     old_reference: str | None = None
     old_state: str
     new_reference: str | None = None
+
+
+# an onboarding's end, by its final state (OnboardingState value)
+ONBOARDING_ENDED: dict[str, type[_OnboardingEnded]] = {
+    m.TYPE.removeprefix("onboarding."): m
+    for m in (OnboardingDenied, OnboardingApprovalExpired, OnboardingFailed, OnboardingOffboarded, OnboardingExpired)
+}

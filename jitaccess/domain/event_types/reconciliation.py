@@ -104,3 +104,11 @@ class ReconciliationOrphanRevokeFailed(_FindingEvent):
 
     TYPE: ClassVar[str] = "reconciliation.orphan_revoke_failed"
     SEVERITY: ClassVar[Severity] = "high"
+
+
+# a dry run's finding, by its kind (FindingKind value): reported only, nothing changed
+DETECTED: dict[str, type[_FindingEvent]] = {
+    "orphan": ReconciliationOrphanDetected,
+    "drift": ReconciliationDriftDetected,
+    "mismatch": ReconciliationMismatchDetected,
+}
