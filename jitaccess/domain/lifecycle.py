@@ -16,12 +16,13 @@ from datetime import datetime, timedelta
 
 from jitaccess.domain import lifecycle_notices as notices
 from jitaccess.domain.contracts import GrantOptions
-from jitaccess.domain.grant import EXECUTOR, ActionInput, Grant
+from jitaccess.domain.grant import EXECUTOR, ActionInput, Grant, GrantInput, Refusal
 from jitaccess.domain.grant import Review as ReviewRecord
 from jitaccess.domain.lifecycle_effects import (
     ApplyExtension,
     Approve,
     Claim,
+    CleanedUp,
     Command,
     Deny,
     Effect,
@@ -30,15 +31,19 @@ from jitaccess.domain.lifecycle_effects import (
     ExtensionApplied,
     ExtensionFailed,
     Flush,
+    Issued,
+    IssueFailed,
+    IssueRefused,
     Message,
     ParentRevoke,
     ReportDrift,
     Revoke,
+    RevokeAttempted,
     SubmitReview,
     Tick,
     Timer,
 )
-from jitaccess.domain.lifecycle_schedule import Schedule
+from jitaccess.domain.lifecycle_provider import ProviderSteps
 from jitaccess.domain.notifications import NotificationKind as K
 from jitaccess.domain.principals import SYSTEM_ACTOR, Actor, ActorRole, Principal
 from jitaccess.domain.states import ExtensionStatus as X
@@ -53,7 +58,7 @@ def revoke_authority(g: Grant, who: Principal) -> tuple[Actor, str]:
     return who.as_actor(ActorRole.approver), "approver" if who.in_any(g.decision.approver_groups) else "admin"
 
 
-class Lifecycle(Schedule):
+class Lifecycle(ProviderSteps):
     """One grant's decisions and schedule. `revoke_request` is set once someone asked to end an
     issued (or about to be issued) grant; `approvals` are the signed votes that approved it."""
 
@@ -104,6 +109,16 @@ class Lifecycle(Schedule):
                 return self._tick(now)
             case ExtensionApplied() | ExtensionFailed():
                 return self._extension_done(msg, now)
+            case Issued():
+                return self.issued(msg)
+            case IssueRefused():
+                return self.issue_refused(msg, now)
+            case IssueFailed():
+                return self.issue_failed(msg)
+            case CleanedUp():
+                return self.cleaned_up(msg, now)
+            case RevokeAttempted():
+                return self.revoke_attempted(msg, now)
         raise TypeError(f"not a lifecycle message: {msg!r}")
 
     def should_wake(self) -> bool:
@@ -113,6 +128,86 @@ class Lifecycle(Schedule):
         if g.state is S.active:
             return self.revoke_request is not None or self.woken
         return g.state not in (S.awaiting_approval, S.pending_review)
+
+    # -- the steps between the waits --------------------------------------------------------------
+    def start(self, inp: GrantInput, forged: Refusal | None, now: datetime) -> list[Effect]:
+        """Requested and decided by policy: denied, approved at once (break-glass, auto-approval:
+        then issued), or waiting for approval. `forged`: the start was not signed by the API."""
+        g, d = self.grant, inp.decision
+        requested = {
+            "entitlement": g.entitlement,
+            "duration_seconds": g.duration_seconds,
+            "reason": g.reason,
+            "ticket": g.ticket,
+            "request_id": g.request_id,
+            "break_glass": g.break_glass,
+            "incident": g.incident,
+            "requester": g.requester.model_dump(mode="json"),
+            "workload": inp.request.workload,
+        }
+        out: list[Effect] = [Emit("grant.requested", g.requester.as_actor(ActorRole.requester), requested)]
+        g.move(S.policy_evaluated)
+        if forged is not None:
+            refused = {
+                "outcome": "deny",
+                "rule": "trust:signed_request",
+                "reason_codes": [forged.rule],
+                "messages": [forged.message],
+                "signer": inp.auth.key_id if inp.auth else None,
+            }
+            out.append(Emit("policy.decided", SYSTEM_ACTOR, refused))
+            return [*out, *self.finish(S.denied, f"refused: {forged.message}", now)]
+        out.append(Emit("policy.decided", SYSTEM_ACTOR, d.evidence()))
+        if not d.allowed:
+            return [*out, *self.finish(S.denied, "policy denied: " + ", ".join(d.reason_codes), now)]
+        if not (d.break_glass or d.auto_approved):
+            return [*out, *self.open_approval(now)]
+        g.move(S.approved)
+        if d.break_glass:
+            data: dict[str, object] = {"rule": d.rule, "break_glass": True, "incident": g.incident}
+            out += [Emit("grant.approved", SYSTEM_ACTOR, data), notices.break_glass_alert(g)]
+        else:
+            data = {"rule": d.rule, "auto_approved": True, "auto_rule": d.auto_rule}
+            out.append(Emit("grant.approved", SYSTEM_ACTOR, data))
+        return [*out, *self.issue_unless_revoked(now)]
+
+    def issue_unless_revoked(self, now: datetime) -> list[Effect]:
+        if self.revoke_request is None:
+            return self.begin_issue(now)
+        actor, reason = self.revoke_request  # revoked between approval and issuance
+        cancelled = Emit("grant.cancelled", actor, {"reason": reason, "before": "issuance"})
+        return [cancelled, *self.finish(S.cancelled, f"cancelled by {actor.id}", now)]
+
+    def after_wait(self, now: datetime) -> list[Effect]:
+        """A wait is over (`settled`): approval decided or expired, active grant ended, review done."""
+        g = self.grant
+        if g.state is S.active:
+            g.end_reason = self.ended
+            return self.begin_revocation()
+        if g.state is S.reviewed:
+            assert g.review is not None
+            return self.finish(S.reviewed, f"{g.end_reason}; review: {g.review.outcome}", now)
+        out = self.approval_outcome()
+        if g.state is S.approved:
+            return [*out, *self.issue_unless_revoked(now)]
+        if g.state is S.awaiting_approval:
+            return [*out, *self.finish(S.approval_expired, "no decision before the approval deadline", now)]
+        return [*out, *self.finish(g.state, g.end_reason or g.state.value, now)]
+
+    def after_revocation(self, now: datetime) -> list[Effect]:
+        g = self.grant
+        reason = g.end_reason or "revoked"
+        out: list[Effect] = [notices.to_requester(g, K.revoked, f"{g.entitlement} was revoked ({reason})")]
+        if g.break_glass:
+            return [*out, *self.open_review(now)]
+        return [*out, *self.finish(S.revoked, reason, now)]
+
+    def resume(self, phase: str, now: datetime) -> list[Effect]:
+        """A run continued as new while revoking or awaiting review picks up where it was."""
+        if phase == "revoking":
+            return self.begin_revocation(resumed=True)
+        self.resume_review(now)
+        return []
 
     # -- entering and leaving the waits --------------------------------------------------------
     def open_approval(self, now: datetime) -> list[Effect]:

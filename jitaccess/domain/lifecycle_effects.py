@@ -4,15 +4,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
-from jitaccess.domain.credentials import IssuedCredential
+from jitaccess.domain.credentials import IssuedCredential, IssueResult, RevocationResult
 from jitaccess.domain.grant import ActionInput, ExtendInput, ReviewInput
 from jitaccess.domain.notifications import Notification
 from jitaccess.domain.principals import Actor
 from jitaccess.domain.reconciliation import Finding
+from jitaccess.domain.states import GrantState
 
 
 class Timer(StrEnum):
@@ -95,8 +96,44 @@ class ExtensionFailed:
     error: str
 
 
+@dataclass(frozen=True)
+class Issued:
+    """The issue activity's answer (verified by read-back, or not)."""
+
+    result: IssueResult
+
+
+@dataclass(frozen=True)
+class IssueRefused:
+    """The issuer could not prove the grant from signed evidence: nothing was issued."""
+
+    rule: str
+    message: str
+
+
+@dataclass(frozen=True)
+class IssueFailed:
+    error: str
+
+
+@dataclass(frozen=True)
+class CleanedUp:
+    """Whatever a failed issue left behind is gone (read back)."""
+
+    result: RevocationResult
+
+
+@dataclass(frozen=True)
+class RevokeAttempted:
+    """One revocation attempt: its read-back, or the error that stopped it."""
+
+    result: RevocationResult | None = None
+    error: str = ""
+
+
 Command = Approve | Deny | Revoke | ParentRevoke | Extend | SubmitReview | Claim | ReportDrift
-Message = Command | Tick | ExtensionApplied | ExtensionFailed
+Outcome = ExtensionApplied | ExtensionFailed | Issued | IssueRefused | IssueFailed | CleanedUp | RevokeAttempted
+Message = Command | Tick | Outcome
 
 
 # -- effects
@@ -129,4 +166,58 @@ class ApplyExtension:
     ttl_seconds: int
 
 
-Effect = Emit | Notify | Flush | ApplyExtension
+@dataclass(frozen=True)
+class IssueCredential:
+    """Run the issue activity (then feed back Issued, IssueRefused or IssueFailed)."""
+
+
+@dataclass(frozen=True)
+class CleanUp:
+    """Remove what a failed issue left and confirm it absent (then feed back CleanedUp)."""
+
+
+@dataclass(frozen=True)
+class RevokeCredential:
+    """One revocation attempt with read-back (then feed back RevokeAttempted)."""
+
+
+@dataclass(frozen=True)
+class Sleep:
+    delay: timedelta
+
+
+Phase = Literal["revoking", "review"]  # where a grant that continued as new picks up (GrantResume.phase)
+
+
+@dataclass(frozen=True)
+class ContinueAsNewIfLong:
+    """A loop that may run for weeks hands over to a fresh run before the history grows too long."""
+
+    phase: Phase
+
+
+@dataclass(frozen=True)
+class TellParent:
+    """A child grant of a service onboarding reports its state upward."""
+
+
+@dataclass(frozen=True)
+class End:
+    """The grant is over (`state`, with `reason`): flush, let handlers and notifications finish."""
+
+    state: GrantState
+
+
+Effect = (
+    Emit
+    | Notify
+    | Flush
+    | ApplyExtension
+    | IssueCredential
+    | CleanUp
+    | RevokeCredential
+    | Sleep
+    | ContinueAsNewIfLong
+    | TellParent
+    | End
+)

@@ -78,6 +78,11 @@ class Schedule:
         self.woken = False
         return self.next_wake(now)
 
+    def extension_ready(self) -> bool:
+        """An approved extension waits to be applied (the active wait wakes at once for it)."""
+        ext = self.grant.extension
+        return self.grant.state is S.active and ext is not None and ext.status is X.approved
+
     def begin_active(self) -> None:
         """Issued: the expiry warning is due `expiry_warning_lead` before expiry, unless the grant is that short."""
         lead = self.options.expiry_warning_lead

@@ -1,0 +1,179 @@
+"""The lifecycle's provider steps: issue (verified by read-back, cleaned up when not), revocation
+that never gives up (capped backoff, an event per failed attempt), and how a grant ends."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from typing import Any
+
+from jitaccess.domain import lifecycle_notices as notices
+from jitaccess.domain.credentials import IssuedCredential, ProviderGrant
+from jitaccess.domain.grant import EXECUTOR
+from jitaccess.domain.lifecycle_effects import (
+    CleanedUp,
+    CleanUp,
+    ContinueAsNewIfLong,
+    Effect,
+    Emit,
+    End,
+    Flush,
+    IssueCredential,
+    Issued,
+    IssueFailed,
+    IssueRefused,
+    RevokeAttempted,
+    RevokeCredential,
+    Sleep,
+    TellParent,
+)
+from jitaccess.domain.lifecycle_schedule import Schedule
+from jitaccess.domain.notifications import NotificationKind as K
+from jitaccess.domain.principals import SYSTEM_ACTOR
+from jitaccess.domain.states import GrantState as S
+
+
+class ProviderSteps(Schedule):
+    """`window`: the grant's (issued_at, expires_at), fixed before issuing so every provider ends
+    its own TTL at the grant's expiry (None in histories from before that change)."""
+
+    window: tuple[datetime, datetime] | None = None
+    issue_started: datetime | None = None
+    finished = False
+
+    def finish(self, state: S, reason: str, now: datetime) -> list[Effect]:
+        g = self.grant
+        if g.state is not state:
+            g.move(state)
+        g.ended_at, g.end_reason = now, reason
+        self.finished = True
+        return [End(state)]
+
+    def after_revocation(self, now: datetime) -> list[Effect]:
+        raise NotImplementedError  # Lifecycle: the review (break-glass) or the end
+
+    # -- issue ------------------------------------------------------------------------------
+    def begin_issue(self, now: datetime) -> list[Effect]:
+        self.grant.move(S.issuing)
+        self.issue_started = now
+        return [IssueCredential()]
+
+    def fix_window(self) -> None:
+        assert self.issue_started is not None
+        self.window = (self.issue_started, self.issue_started + self.grant.duration)
+
+    def provider_request(self) -> ProviderGrant:
+        g = self.grant
+        assert g.provider is not None and g.decision.entitlement is not None
+        return ProviderGrant(
+            grant_id=g.grant_id,
+            provider=g.provider,
+            params=g.decision.entitlement.provider.params,
+            principal=g.requester.id,
+            ttl_seconds=g.duration_seconds,
+            max_ttl_seconds=int(self.max_duration().total_seconds()),
+            issued_at=self.window[0] if self.window else None,
+            expires_at=self.window[1] if self.window else None,
+        )
+
+    def max_duration(self) -> timedelta:
+        ent = self.grant.decision.entitlement
+        assert ent is not None
+        return ent.break_glass.max_duration if self.grant.break_glass and ent.break_glass else ent.max_duration
+
+    def residual_window(self, cred: IssuedCredential) -> dict[str, Any]:
+        """How long the provider's own expiry lies past the grant's (e.g. STS's 900 s minimum):
+        revocation ends the access at expiry, the credential itself lives on this long."""
+        if self.window is None:  # histories from before the window was fixed: no such field
+            return {}
+        if cred.expires_at is None:
+            return {"residual_window_seconds": None}
+        return {"residual_window_seconds": max(0, math.ceil((cred.expires_at - self.window[1]).total_seconds()))}
+
+    def issued(self, msg: Issued) -> list[Effect]:
+        g, res = self.grant, msg.result
+        assert self.issue_started is not None
+        g.credential, g.handover = res.credential, res.handover
+        g.issued_at, g.expires_at = self.issue_started, self.issue_started + g.duration
+        handover = res.handover
+        data = {
+            "provider": g.provider,
+            "reference": res.credential.reference,
+            "details": res.credential.details,
+            "expires_at": g.expires_at.isoformat(),
+            "provider_expires_at": res.credential.expires_at.isoformat() if res.credential.expires_at else None,
+            **self.residual_window(res.credential),
+            "handover": (
+                {"kind": "response-wrapped", "single_use": True, "expires_at": handover.expires_at.isoformat()}
+                if handover
+                else None
+            ),
+        }
+        out: list[Effect] = [Emit("credential.issued", EXECUTOR, data)]
+        if not res.verified:
+            return [*out, Emit("fulfilment.verification_failed", EXECUTOR, {"read_back": res.verification}), CleanUp()]
+        out.append(Emit("fulfilment.verified", EXECUTOR, {"read_back": res.verification}))
+        g.move(S.active)
+        self.begin_active()
+        issued = notices.to_requester(g, K.issued, f"{g.entitlement} is active until {notices.expires(g)}")
+        return [*out, Flush(), TellParent(), issued]
+
+    def issue_refused(self, msg: IssueRefused, now: datetime) -> list[Effect]:
+        self.grant.move(S.denied)
+        refused = Emit("credential.issue_refused", EXECUTOR, {"rule": msg.rule, "message": msg.message})
+        return [refused, *self.finish(S.denied, "refused by the issuer: not provable from signed evidence", now)]
+
+    def issue_failed(self, msg: IssueFailed) -> list[Effect]:
+        return [
+            Emit("credential.issue_failed", EXECUTOR, {"provider": self.grant.provider, "error": msg.error}),
+            CleanUp(),
+        ]
+
+    def cleaned_up(self, msg: CleanedUp, now: datetime) -> list[Effect]:
+        g = self.grant
+        g.credential, g.handover = None, None
+        data = {"read_back": msg.result.verification, "held_by": msg.result.deferred_to}
+        reason = "issue failed; partial issues cleaned up and confirmed absent"
+        return [Emit("credential.cleanup_confirmed", EXECUTOR, data), *self.finish(S.issue_failed, reason, now)]
+
+    # -- revocation -------------------------------------------------------------------------------
+    def begin_revocation(self, resumed: bool = False) -> list[Effect]:
+        g = self.grant
+        if not resumed:
+            g.move(S.revoking)
+        g.handover = None
+        return [ContinueAsNewIfLong("revoking"), RevokeCredential()]
+
+    def revoke_attempted(self, msg: RevokeAttempted, now: datetime) -> list[Effect]:
+        g, res = self.grant, msg.result
+        assert g.credential is not None
+        g.revocation_attempts += 1
+        attempt = g.revocation_attempts
+        if res is not None and res.deferred_to:  # shared access: our hold is released, another grant still holds it
+            data = {"held_by": res.deferred_to, "reference": g.credential.reference, "read_back": res.verification}
+            g.move(S.revoked)
+            return [Emit("revocation.deferred", EXECUTOR, data), *self.after_revocation(now)]
+        if res is not None and res.confirmed:
+            confirmed = {
+                "attempts": attempt,
+                "reference": g.credential.reference,
+                "already_gone": res.already_gone,
+                "read_back": res.verification,
+                # when the provider would have ended it anyway (the residual window, if any)
+                "credential_expires_at": g.credential.expires_at.isoformat() if g.credential.expires_at else None,
+            }
+            g.move(S.revoked)
+            return [Emit("revocation.confirmed", EXECUTOR, confirmed), *self.after_revocation(now)]
+        problem = "read-back shows access still present: " + res.verification if res is not None else msg.error
+        return self._retry_revocation(attempt, problem)
+
+    def _retry_revocation(self, attempt: int, problem: str) -> list[Effect]:
+        g = self.grant
+        delay = min(timedelta(seconds=2 ** min(attempt - 1, 20)), self.options.revocation_backoff_cap)
+        data = {"attempt": attempt, "problem": problem, "retry_in_seconds": delay.total_seconds()}
+        out: list[Effect] = [Emit("revocation.retrying", EXECUTOR, data)]
+        if attempt >= self.options.revocation_failing_after and g.state is S.revoking:
+            g.move(S.revocation_failing)
+            alert = {"attempts": attempt, "problem": problem, "alert": "revocation not confirmed; still retrying"}
+            out.append(Emit("revocation.failing", SYSTEM_ACTOR, alert))
+        return [*out, Flush(), Sleep(delay), *self.begin_revocation(resumed=True)]
