@@ -10,6 +10,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from jitaccess.domain.refusals import Refusal
+from jitaccess.service.errors import NotFound, RunFailed, UpdateFailed
+
+# a use case's refusal by kind; `error` is the refusing rule, extra fields its details
+REFUSAL_STATUS = {"forbidden": 403, "conflict": 409, "gone": 410, "invalid": 422}
+
 
 class ErrorBody(BaseModel):
     """Every error: a stable code, a message saying what was wrong and what is allowed, and
@@ -52,6 +58,23 @@ def install(app: FastAPI) -> None:
     async def _api_error(_: Request, e: ApiError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else None
         return JSONResponse(_body(e.error, e.message, **e.extra), status_code=e.status, headers=headers)
+
+    @app.exception_handler(Refusal)
+    async def _refused(_: Request, e: Refusal) -> JSONResponse:
+        details = getattr(e, "details", {})
+        return JSONResponse(_body(e.rule, e.message, **details), status_code=REFUSAL_STATUS.get(e.kind.value, 409))
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_: Request, e: NotFound) -> JSONResponse:
+        return JSONResponse(_body("not_found", e.message), status_code=404)
+
+    @app.exception_handler(UpdateFailed)
+    async def _update_failed(_: Request, e: UpdateFailed) -> JSONResponse:
+        return JSONResponse(_body("update_failed", e.message), status_code=409)
+
+    @app.exception_handler(RunFailed)
+    async def _run_failed(_: Request, e: RunFailed) -> JSONResponse:
+        return JSONResponse(_body("reconciliation_failed", e.message), status_code=500)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, e: RequestValidationError) -> JSONResponse:

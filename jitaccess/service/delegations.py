@@ -5,20 +5,15 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from ulid import ULID
 
 from jitaccess.domain.catalogue import Catalogue
 from jitaccess.domain.delegation import check_delegator, delegation_window
-from jitaccess.domain.events import IdentityEvent, make_event
+from jitaccess.domain.events import make_event
 from jitaccess.domain.grant import Delegation
 from jitaccess.domain.principals import ActorRole, Principal
-from jitaccess.service.ports import Clock
-
-
-class DelegationStore(Protocol):
-    def add_delegation(self, d: Delegation, event: IdentityEvent) -> None: ...
+from jitaccess.service.ports import Clock, DelegationStore
 
 
 @dataclass(frozen=True)
@@ -31,13 +26,19 @@ class DelegationRequest:
 
 
 @dataclass(frozen=True)
+class Lent:
+    to_me: list[Delegation]
+    from_me: list[Delegation]
+
+
+@dataclass(frozen=True)
 class Delegations:
     catalogue: Catalogue
     store: DelegationStore
     clock: Clock
     known_users: Collection[str] = ()  # the directory, when there is one (an unknown delegate is refused)
 
-    def delegate(self, me: Principal, req: DelegationRequest) -> Delegation:
+    async def delegate(self, me: Principal, req: DelegationRequest) -> Delegation:
         """Only an approver may delegate, for a window that does not start in the past; Refusal otherwise."""
         now = self.clock.now()
         check_delegator(self.catalogue, me)
@@ -61,5 +62,12 @@ class Delegations:
             "auth_context": me.auth_context.model_dump(mode="json") if me.auth_context else None,
         }
         ev = make_event(d.delegation_id, None, "delegation.granted", now, me.as_actor(ActorRole.approver), data)
-        self.store.add_delegation(d, ev)
+        await self.store.add_delegation(d, ev)
         return d
+
+    async def mine(self, me: Principal) -> Lent:
+        """The delegations made to `me` and by `me`, every one (past, active, future)."""
+        return Lent(
+            to_me=await self.store.delegations(delegate=me.id),
+            from_me=await self.store.delegations(delegator=me.id),
+        )

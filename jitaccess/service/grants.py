@@ -11,45 +11,20 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Protocol
 
 from ulid import ULID
 
-from jitaccess.domain.catalogue import Catalogue
+from jitaccess.domain.catalogue import Catalogue, Entitlement
 from jitaccess.domain.contracts import GrantOptions
 from jitaccess.domain.grant import Grant, GrantInput
 from jitaccess.domain.policy import AccessRequest, PolicyDecision, evaluate
 from jitaccess.domain.principals import Principal
-from jitaccess.domain.refusals import Refusal, RefusalKind
+from jitaccess.domain.refusals import RefusalKind
 from jitaccess.domain.states import GrantState
-from jitaccess.service.ports import Clock
+from jitaccess.service.errors import RequestRefused
+from jitaccess.service.ports import Clock, WorkflowGateway
 
 REQUEST_ID_NAMESPACE = uuid.UUID("6f1c7a52-3f0e-4a8e-9a55-0d1f3c2b9e11")
-
-
-class GrantStarter(Protocol):
-    """The workflow side of a request (Temporal in production, a fake in unit tests)."""
-
-    async def start(self, inp: GrantInput) -> None:
-        """Start the grant's workflow; an existing workflow with this ID is left as it is."""
-
-    async def status(self, grant_id: str) -> Grant:
-        """The grant's live state."""
-
-
-class RequestRefused(Refusal):
-    """A refused request, with what the caller needs to act on it (reason codes, valid IDs, ...)."""
-
-    def __init__(self, kind: RefusalKind, rule: str, message: str, **details: object) -> None:
-        super().__init__(kind, rule, message)
-        self.details = details
-
-    @classmethod
-    def with_details(cls, kind: RefusalKind, rule: str, message: str, details: dict[str, object]) -> RequestRefused:
-        """For details whose names clash with the parameters (e.g. the policy `rule` that refused)."""
-        refused = cls(kind, rule, message)
-        refused.details = details
-        return refused
 
 
 @dataclass(frozen=True)
@@ -68,7 +43,7 @@ def grant_id_for(requester: str, request_id: str | None) -> str:
 @dataclass(frozen=True)
 class GrantRequests:
     catalogue: Catalogue
-    starter: GrantStarter
+    workflows: WorkflowGateway
     clock: Clock
     admin_groups: tuple[str, ...]
     options: GrantOptions
@@ -92,11 +67,11 @@ class GrantRequests:
             admin_groups=self.admin_groups,
             options=self.options,
         )
-        await self.starter.start(inp)  # a denied request starts too: its denial is evidence
+        await self.workflows.start_grant(inp)  # a denied request starts too: its denial is evidence
         if req.request_id is None:
             _raise_if_denied(inp.grant_id, decision)
             return Requested(inp.grant_id, Grant.from_input(inp))
-        g = await self.starter.status(inp.grant_id)
+        g = await self.workflows.grant(inp.grant_id)
         if (g.entitlement, g.reason, g.duration_seconds) != (
             req.entitlement,
             req.reason,
@@ -124,3 +99,8 @@ def _raise_if_denied(grant_id: str, decision: PolicyDecision) -> None:
             reason_codes=[r.value for r in decision.reason_codes],
             messages=list(decision.messages),
         )
+
+
+def entitlements_for(catalogue: Catalogue, me: Principal) -> list[tuple[Entitlement, bool]]:
+    """The catalogue as `me` sees it: each entitlement and whether they may request it."""
+    return [(e, me.in_any(e.requester_groups)) for e in catalogue.entitlements]
