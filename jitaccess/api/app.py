@@ -13,10 +13,9 @@ from temporalio.client import Client
 from jitaccess import console
 from jitaccess.api import auth, codec_server, errors, wiring
 from jitaccess.api.routes import decisions, delegations, evidence, grants, onboarding, ops, reconciliation
+from jitaccess.bootstrap import api_parts
 from jitaccess.config import Settings, load_catalogue, load_users
-from jitaccess.ledger import Ledger
 from jitaccess.ops import tracing
-from jitaccess.workers.common import connect
 
 API_ROUTERS = (grants, decisions, delegations, onboarding, evidence, reconciliation)
 
@@ -28,11 +27,11 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.client = client or await connect(settings)
-        app.state.ledger = Ledger(settings.ledger_url)
-        app.state.use_cases = wiring.use_cases(settings, catalogue, users, app.state.client, app.state.ledger)
+        parts = await api_parts(settings, client)
+        app.state.client, app.state.ledger = parts.client, parts.ledger  # /readyz and /metrics look at them
+        app.state.use_cases = wiring.use_cases(settings, catalogue, users, parts.client, parts.ledger)
         yield
-        app.state.ledger.close()
+        parts.close()
 
     # FastAPIOffline: FastAPI with /docs (Swagger UI) and /redoc served from assets vendored in the
     # fastapi-offline package (FastAPI's self-hosting recipe), so the docs work with no CDN

@@ -9,6 +9,7 @@ from temporalio.client import Client
 
 from jitaccess.api.gateway import TemporalWorkflows
 from jitaccess.api.stores import LedgerStores
+from jitaccess.bootstrap import grant_options
 from jitaccess.config import Settings
 from jitaccess.config.settings import UserEntry
 from jitaccess.domain.catalogue import Catalogue
@@ -16,7 +17,6 @@ from jitaccess.domain.principals import Principal
 from jitaccess.ledger import Ledger
 from jitaccess.service.ports import Directory, SystemClock
 from jitaccess.service.use_cases import Config, UseCases, build_use_cases
-from jitaccess.workers.common import grant_options
 
 
 def directory_of(users: Mapping[str, UserEntry]) -> Directory | None:
