@@ -304,96 +304,100 @@ def _target_side(
     provider: str, rule: MatchRule, gid: str, objs: list[IssuedCredential], g: GrantRecord | None, notes: list[str]
 ) -> list[Finding]:
     """Objects at the target tagged with one grant ID: orphans, duplicates and mismatches."""
-    out: list[Finding] = []
     if g is not None and g.uncertain:
         notes.append(
             f"{gid}: state could not be established ({g.note or 'workflow unreachable'}); "
             f"{len(objs)} object(s) at {provider} left alone"
         )
-        return out
+        return []
     state = g.state if g is not None else None
-    if not gid or not _holds(state):
-        why = (
-            "tagged as managed by jitaccess but carries no grant ID"
-            if not gid
-            else f"grant {gid} is unknown (no ledger record, no workflow)"
-            if state is None
-            else f"grant {gid} is {state}: it holds no access"
-        )
-        for obj in objs:
-            out.append(
-                Finding(
-                    kind=FindingKind.orphan,
-                    provider=provider,
-                    grant_id=gid,
-                    reference=obj.reference,
-                    detail=f"access exists at {provider} but {why}",
-                    remedy=Remedy.revoke,
-                    grant_state=state,
-                    observed=dict(obj.details),
-                    credential=obj,
-                    issued_reference=g.credential.reference if g is not None and g.credential else None,
-                )
-            )
-        return out
-    assert g is not None
+    if g is None or not gid or not _holds(state):
+        return _orphans(provider, gid, objs, g)
     if g.credential is None or state in _QUIET:
-        return out  # being issued / revoked right now: its workflow owns the target
+        return []  # being issued / revoked right now: its workflow owns the target
     issued = rule.issued_ref(g.credential) if g.credential.provider == provider else None
     approved = _approved(g)
+    out: list[Finding] = []
     for obj in objs:
         diffs = _differences(rule, approved, obj.details)
         if issued is not None and obj.reference == issued:
             if diffs:
-                out.append(
-                    Finding(
-                        kind=FindingKind.mismatch,
-                        provider=provider,
-                        grant_id=gid,
-                        reference=obj.reference,
-                        detail=f"the grant's credential differs from what was approved: {_describe(diffs)}",
-                        remedy=Remedy.alert,
-                        grant_state=state,
-                        issued_reference=g.credential.reference,
-                        expected={k: a for k, (a, _) in diffs.items()},
-                        observed={k: o for k, (_, o) in diffs.items()},
-                        credential=obj,
-                    )
-                )
-            continue
-        # an object carrying a live grant's tag that the grant never issued
-        if g.credential.provider != provider:
-            diffs["provider"] = (g.credential.provider, provider)
-        common = dict(
-            kind=FindingKind.mismatch,
-            provider=provider,
-            grant_id=gid,
-            reference=obj.reference,
-            remedy=Remedy.revoke,
-            grant_state=state,
-            issued_reference=g.credential.reference,
-            credential=obj,
-        )
-        if diffs:
-            out.append(
-                Finding(
-                    **common,
-                    detail=f"an object tagged with {gid} that the grant did not issue (issued: {g.credential.reference}) "
-                    f"carries other access: {_describe(diffs)}",
-                    expected={k: a for k, (a, _) in diffs.items()},
-                    observed={k: o for k, (_, o) in diffs.items()},
-                )
-            )
+                detail = f"the grant's credential differs from what was approved: {_describe(diffs)}"
+                finding = _at_target(FindingKind.mismatch, Remedy.alert, provider, gid, g, obj, detail, **_sides(diffs))
+                out.append(finding)
         else:
-            out.append(
-                Finding(
-                    **{**common, "kind": FindingKind.orphan},
-                    detail=f"duplicate: an object tagged with {gid} that the grant did not issue "
-                    f"(issued: {g.credential.reference}); same access as approved",
-                    observed=dict(obj.details),
-                )
-            )
+            out.append(_not_issued(provider, gid, g, obj, diffs))
     return out
+
+
+def _at_target(
+    kind: FindingKind,
+    remedy: Remedy,
+    provider: str,
+    gid: str,
+    g: GrantRecord | None,
+    obj: IssuedCredential,
+    detail: str,
+    **compared: dict[str, Any] | None,
+) -> Finding:
+    """A finding about one object listed at the target, tagged with grant ID `gid` (whose record
+    is `g`, if any); `compared` holds what was expected and observed."""
+    return Finding(
+        kind=kind,
+        provider=provider,
+        grant_id=gid,
+        reference=obj.reference,
+        detail=detail,
+        remedy=remedy,
+        grant_state=g.state if g is not None else None,
+        issued_reference=g.credential.reference if g is not None and g.credential else None,
+        credential=obj,
+        **compared,
+    )
+
+
+def _sides(diffs: dict[str, tuple[Any, Any]]) -> dict[str, dict[str, Any] | None]:
+    """The differing keys as the finding's expected (approved) and observed sides."""
+    return {"expected": {k: a for k, (a, _) in diffs.items()}, "observed": {k: o for k, (_, o) in diffs.items()}}
+
+
+def _orphans(provider: str, gid: str, objs: list[IssuedCredential], g: GrantRecord | None) -> list[Finding]:
+    """Objects whose grant holds no access (or that carry no grant ID): each is revoked."""
+    state = g.state if g is not None else None
+    why = (
+        "tagged as managed by jitaccess but carries no grant ID"
+        if not gid
+        else f"grant {gid} is unknown (no ledger record, no workflow)"
+        if state is None
+        else f"grant {gid} is {state}: it holds no access"
+    )
+    detail = f"access exists at {provider} but {why}"
+    return [
+        _at_target(FindingKind.orphan, Remedy.revoke, provider, gid, g, obj, detail, observed=dict(obj.details))
+        for obj in objs
+    ]
+
+
+def _not_issued(
+    provider: str, gid: str, g: GrantRecord, obj: IssuedCredential, diffs: dict[str, tuple[Any, Any]]
+) -> Finding:
+    """An object carrying a live grant's tag that the grant never issued: a mismatch if it grants
+    other access, else a duplicate (an orphan); either way it is revoked."""
+    assert g.credential is not None
+    if g.credential.provider != provider:
+        diffs["provider"] = (g.credential.provider, provider)
+    issued = g.credential.reference
+    if diffs:
+        detail = (
+            f"an object tagged with {gid} that the grant did not issue (issued: {issued}) "
+            f"carries other access: {_describe(diffs)}"
+        )
+        return _at_target(FindingKind.mismatch, Remedy.revoke, provider, gid, g, obj, detail, **_sides(diffs))
+    detail = (
+        f"duplicate: an object tagged with {gid} that the grant did not issue "
+        f"(issued: {issued}); same access as approved"
+    )
+    return _at_target(FindingKind.orphan, Remedy.revoke, provider, gid, g, obj, detail, observed=dict(obj.details))
 
 
 def _drift(provider: str, rule: MatchRule, g: GrantRecord, inv: Inventory, found: list[Finding]) -> Finding | None:
