@@ -14,6 +14,7 @@ import hvac
 import pytest
 import yaml
 
+from jitaccess.bootstrap import build_worker, connect
 from jitaccess.config import Settings, load_users
 from jitaccess.config.settings import EXAMPLES
 from jitaccess.dev.identity import DevIdentity, seed_dev_identity
@@ -22,7 +23,6 @@ from jitaccess.dev.servers import start_moto, start_openbao, start_temporal
 from jitaccess.domain.commands import new_private_key_text
 from jitaccess.ledger.migrate import upgrade as upgrade_ledger
 from jitaccess.workers.codec import new_key
-from jitaccess.workers.common import build_worker, connect
 
 
 @pytest.fixture(scope="session")

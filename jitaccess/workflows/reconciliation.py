@@ -1,6 +1,6 @@
 """ReconciliationWorkflow: compare every target with the grants, and act on the difference.
 
-Started by the Temporal Schedule `jitaccess-reconciliation` (workers.common.
+Started by the Temporal Schedule `jitaccess-reconciliation` (workers.schedules.
 ensure_reconciliation_schedule) or on demand (API `POST /v1/reconciliation/runs`, CLI
 `jitaccess reconcile`). One run:
 

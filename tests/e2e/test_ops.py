@@ -12,9 +12,9 @@ import uvicorn
 from temporalio.api.common.v1 import Payload
 
 from jitaccess.api import create_app
+from jitaccess.bootstrap import connect
 from jitaccess.dev.servers import free_port
 from jitaccess.workers.codec import EncryptionCodec
-from jitaccess.workers.common import connect
 
 READONLY = {"entitlement": "secrets-readonly", "duration": "PT1H", "reason": "ops test"}
 

@@ -15,10 +15,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from jitaccess.api import create_app
+from jitaccess.bootstrap import connect
 from jitaccess.dev.identity import DevTokens
 from jitaccess.dev.servers import free_port
 from jitaccess.ops import tracing
-from jitaccess.workers.common import connect
 from tests.conftest import IDPS, running_worker
 
 

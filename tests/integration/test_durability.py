@@ -26,13 +26,13 @@ import hvac
 import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 
+from jitaccess.bootstrap import connect
 from jitaccess.config import Settings, load_catalogue, load_users
 from jitaccess.domain.commands import CommandSigner, SignerRole, public_key_text
 from jitaccess.domain.grant import GrantInput
 from jitaccess.domain.policy import AccessRequest, evaluate
 from jitaccess.domain.states import GrantState
 from jitaccess.ledger import Ledger
-from jitaccess.workers.common import connect
 from jitaccess.workflows.grant import GrantWorkflow
 from tests.support import eventually
 

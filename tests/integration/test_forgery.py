@@ -22,6 +22,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from jitaccess.bootstrap import data_converter
 from jitaccess.domain import contracts as c
 from jitaccess.domain.commands import CommandSigner, SignerRole, new_private_key_text
 from jitaccess.domain.credentials import IssueResult, ProviderGrant
@@ -29,7 +30,6 @@ from jitaccess.domain.grant import ActionInput, Delegation, IssueRequest
 from jitaccess.domain.principals import Principal
 from jitaccess.domain.reconciliation import DriftReport, Finding, FindingKind, Remedy
 from jitaccess.domain.states import GrantState
-from jitaccess.workers.common import data_converter
 from jitaccess.workflows.grant import GrantWorkflow
 from tests.conftest import running_worker
 from tests.workflows.support import (

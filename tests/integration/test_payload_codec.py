@@ -22,6 +22,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from jitaccess.bootstrap import data_converter
 from jitaccess.config import Settings
 from jitaccess.domain import contracts as c
 from jitaccess.domain.grant import ActionInput
@@ -35,7 +36,6 @@ from jitaccess.workers.codec import (
     key_id,
     new_key,
 )
-from jitaccess.workers.common import data_converter
 from jitaccess.workflows.grant import GrantWorkflow
 from tests.conftest import running_worker
 from tests.workflows.support import finish, grant_input, principal, token_is_dead, types, wait_state

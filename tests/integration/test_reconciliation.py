@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from jitaccess.domain.grant import ActionInput
 from jitaccess.domain.reconciliation import Finding, ReconcileInput, ReconciliationReport, chain_id
 from jitaccess.domain.states import GrantState
-from jitaccess.workers.common import RECONCILIATION_SCHEDULE_ID, ensure_reconciliation_schedule
+from jitaccess.workers.schedules import RECONCILIATION_SCHEDULE_ID, ensure_reconciliation_schedule
 from jitaccess.workflows.grant import GrantWorkflow
 from jitaccess.workflows.reconciliation import ReconciliationWorkflow
 from tests.conftest import running_worker
@@ -221,9 +221,9 @@ async def test_a_ledger_that_lags_its_workflow_never_turns_live_access_into_an_o
     """An auto-approved grant is first written to the ledger after its issue: in between, its
     token exists and the ledger knows nothing. The live check (its running workflow's state) wins."""
     from jitaccess.activities.reconcile import ReconcileActivities
+    from jitaccess.bootstrap import build_providers
     from jitaccess.domain.reconciliation import compare
     from jitaccess.ledger import Ledger
-    from jitaccess.workers.common import build_providers
 
     inp = grant_input(settings, "alice", "secrets-readonly", timedelta(minutes=5))
     async with running_worker(settings) as (client, ledger):

@@ -42,7 +42,7 @@ from jitaccess.domain.grant import ActionInput, Grant, GrantInput, IssueRequest
 from jitaccess.domain.notifications import DeliveryRequest, DeliveryResult
 from jitaccess.domain.policy import AccessRequest
 from jitaccess.domain.principals import Principal
-from jitaccess.workers.common import WORKFLOW_RUNNER
+from jitaccess.workers.factory import WORKFLOW_RUNNER
 from jitaccess.workflows import trust
 from jitaccess.workflows.grant import GrantWorkflow
 from tests.workflows.support import input_for

@@ -36,7 +36,7 @@ from temporalio.worker import Replayer
 
 from jitaccess.domain.commands import CommandSigner, CommandVerifier, SignerRole, load_public_key, new_private_key_text
 from jitaccess.domain.grant import Grant, GrantInput
-from jitaccess.workers.common import WORKFLOW_RUNNER
+from jitaccess.workers.factory import WORKFLOW_RUNNER
 from jitaccess.workflows import trust
 from jitaccess.workflows.grant import GrantWorkflow
 from tests.conftest import running_worker
