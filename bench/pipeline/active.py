@@ -38,6 +38,51 @@ async def sdk_cache(api: str) -> dict[str, float]:
     return out
 
 
+async def _sample(dev: dict, pid: int, ledger, n: int, done: list[dict], progress: Progress, now: float) -> dict:
+    st = proc_status(pid)
+    ours = await ledger_states(ledger, n, progress)
+    _, counts = tally(done, ours)
+    return {
+        "t": round(now, 1),
+        "requested": len(done),
+        "active": counts["active"],
+        "failed": counts["failed"],
+        "rss_mb": st.get("VmRSS", 0) / 1024,
+        **await sdk_cache(dev["api_url"]),
+    }
+
+
+def _print(s: dict, n: int) -> None:
+    log(
+        f"  t={s['t']:6.1f}s requested {s['requested']}/{n} active {s['active']} failed {s['failed']} "
+        f"RSS {s['rss_mb']:.0f} MB cache {s.get('temporal_sticky_cache_size', '?')} "
+        f"evictions {s.get('temporal_sticky_cache_total_forced_eviction', '?')}"
+    )
+
+
+def _summary(n: int, ttl: int, done: list[dict], samples: list[dict], all_active_at, idle: dict, end: dict) -> dict:
+    held = [s for s in samples if all_active_at is not None and s["t"] >= all_active_at]
+    idle_mb = idle.get("VmRSS", 0) / 1024
+    rss_end = end.get("VmRSS", 0) / 1024
+    active = samples[-1]["active"] if samples else 0
+    return {
+        "n": n,
+        "ttl_s": ttl,
+        "active": active,
+        "http_errors": sum(1 for d in done if "error" in d),
+        "seconds_to_all_active": all_active_at,
+        "rss_mb": {
+            "idle": idle_mb,
+            "peak_VmHWM": end.get("VmHWM", 0) / 1024,
+            "end": rss_end,
+            "held_min": min((s["rss_mb"] for s in held), default=None),
+            "held_max": max((s["rss_mb"] for s in held), default=None),
+            "per_active_grant_kb": (rss_end - idle_mb) * 1024 / active if active else None,
+        },
+        "samples": samples,
+    }
+
+
 async def run_active(stack: Stack, n: int, ttl: int, conc: int, hold: float, tick: float, entitlement) -> dict:
     from jitaccess.dev.identity import DevIdentity
     from jitaccess.ledger import Ledger
@@ -59,26 +104,12 @@ async def run_active(stack: Stack, n: int, ttl: int, conc: int, hold: float, tic
     while True:
         await asyncio.sleep(1.0)
         now = time.time() - t0
-        st = proc_status(pid)
-        ours = await ledger_states(ledger, n, progress)
-        _, counts = tally(done, ours)
-        s = {
-            "t": round(now, 1),
-            "requested": len(done),
-            "active": counts["active"],
-            "failed": counts["failed"],
-            "rss_mb": st.get("VmRSS", 0) / 1024,
-            **await sdk_cache(dev["api_url"]),
-        }
+        s = await _sample(dev, pid, ledger, n, done, progress, now)
         samples.append(s)
         if time.monotonic() - last_print >= tick:
             last_print = time.monotonic()
-            log(
-                f"  t={now:6.1f}s requested {s['requested']}/{n} active {s['active']} failed {s['failed']} "
-                f"RSS {s['rss_mb']:.0f} MB cache {s.get('temporal_sticky_cache_size', '?')} "
-                f"evictions {s.get('temporal_sticky_cache_total_forced_eviction', '?')}"
-            )
-        if all_active_at is None and fire_task.done() and counts["active"] + counts["failed"] >= n:
+            _print(s, n)
+        if all_active_at is None and fire_task.done() and s["active"] + s["failed"] >= n:
             all_active_at = now
             log(f"  all {n} active (or failed) at t={now:.1f}s; holding {hold:.0f}s")
         if all_active_at is not None and now - all_active_at >= hold:
@@ -89,24 +120,4 @@ async def run_active(stack: Stack, n: int, ttl: int, conc: int, hold: float, tic
     if not fire_task.done():
         fire_task.cancel()
     ledger.close()
-    end = proc_status(pid)
-    held = [s for s in samples if all_active_at is not None and s["t"] >= all_active_at]
-    idle_mb = idle.get("VmRSS", 0) / 1024
-    rss_end = end.get("VmRSS", 0) / 1024
-    active = samples[-1]["active"] if samples else 0
-    return {
-        "n": n,
-        "ttl_s": ttl,
-        "active": active,
-        "http_errors": sum(1 for d in done if "error" in d),
-        "seconds_to_all_active": all_active_at,
-        "rss_mb": {
-            "idle": idle_mb,
-            "peak_VmHWM": end.get("VmHWM", 0) / 1024,
-            "end": rss_end,
-            "held_min": min((s["rss_mb"] for s in held), default=None),
-            "held_max": max((s["rss_mb"] for s in held), default=None),
-            "per_active_grant_kb": (rss_end - idle_mb) * 1024 / active if active else None,
-        },
-        "samples": samples,
-    }
+    return _summary(n, ttl, done, samples, all_active_at, idle, proc_status(pid))
