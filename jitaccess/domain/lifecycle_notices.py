@@ -3,10 +3,12 @@ happens, so the summary shows the grant as it was then."""
 
 from __future__ import annotations
 
+from jitaccess.domain import notification_rules
 from jitaccess.domain.catalogue import BreakGlass
 from jitaccess.domain.grant import ApprovalRound, Grant
 from jitaccess.domain.lifecycle_effects import Notify
-from jitaccess.domain.notifications import Audience, Notification, NotificationKind, Scalar, Severity, grant_links
+from jitaccess.domain.notification_rules import notification
+from jitaccess.domain.notifications import Audience, NotificationKind, Severity
 
 K = NotificationKind
 
@@ -19,27 +21,7 @@ def notice(
     recipients: list[str],
     severity: Severity = Severity.info,
 ) -> Notify:
-    summary: dict[str, Scalar] = {
-        "entitlement": g.entitlement,
-        "requester": g.requester.id,
-        "state": g.state.value,
-        "reason": g.reason,
-        "ticket": g.ticket,
-        "incident": g.incident,
-        "duration": f"{g.duration_seconds}s",
-        "expires_at": g.expires_at.isoformat() if g.expires_at else None,
-    }
-    n = Notification(
-        grant_id=g.grant_id,
-        kind=kind,
-        audience=audience,
-        severity=severity,
-        recipients=recipients,
-        title=title,
-        summary=summary,
-        links=grant_links(g.grant_id, audience),
-    )
-    return Notify(n)
+    return Notify(notification(g, kind, audience, title, recipients, severity))
 
 
 def to_requester(g: Grant, kind: NotificationKind, title: str) -> Notify:
@@ -48,8 +30,7 @@ def to_requester(g: Grant, kind: NotificationKind, title: str) -> Notify:
 
 def to_approvers(g: Grant, kind: NotificationKind, title: str, rnd: ApprovalRound) -> Notify:
     """To the groups that can vote in the round's open stages (escalation groups once escalated)."""
-    groups = [grp for st in rnd.open_stages() for grp in rnd.groups_for(st)]
-    return notice(g, kind, Audience.approvers, title, list(dict.fromkeys(groups)))
+    return Notify(*notification_rules.to_approvers(g, kind, title, rnd))
 
 
 def approval_requested(g: Grant, rnd: ApprovalRound) -> Notify:

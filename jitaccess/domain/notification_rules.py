@@ -34,7 +34,7 @@ from jitaccess.domain.event_types import (
     RevocationConfirmed,
     RevocationDeferred,
 )
-from jitaccess.domain.grant import Grant
+from jitaccess.domain.grant import ApprovalRound, Grant
 from jitaccess.domain.notifications import Audience, Notification, NotificationKind, Severity, grant_links
 
 K = NotificationKind
@@ -78,10 +78,10 @@ def _to_requester(g: Grant, kind: NotificationKind, title: str) -> list[Notifica
     return [notification(g, kind, Audience.requester, title, [g.requester.id])]
 
 
-def _to_approvers(g: Grant, kind: NotificationKind, title: str) -> list[Notification]:
-    """To the groups that can vote now on the pending round (none pending: nobody to ask)."""
-    rnd = g.pending_round()
-    if rnd is None or not rnd.open_stages():
+def to_approvers(g: Grant, kind: NotificationKind, title: str, rnd: ApprovalRound | None = None) -> list[Notification]:
+    """To the groups that can vote now in round `rnd` (default: the pending one; none: nobody to ask)."""
+    rnd = rnd or g.pending_round()
+    if rnd is None:
         return []
     groups = [grp for st in rnd.open_stages() for grp in rnd.groups_for(st)]
     return [notification(g, kind, Audience.approvers, title, list(dict.fromkeys(groups)))]
@@ -110,16 +110,16 @@ def _approved(e: GrantApproved, g: Grant) -> list[Notification]:
 
 
 def _approval_requested(e: ApprovalRequested, g: Grant) -> list[Notification]:
-    return _to_approvers(g, K.approval_requested, f"{g.requester.id} requests {g.entitlement}")
+    return to_approvers(g, K.approval_requested, f"{g.requester.id} requests {g.entitlement}")
 
 
 def _approval_granted(e: ApprovalGranted, g: Grant) -> list[Notification]:
     # a stage is done and the round is not: the next stage's approvers are asked
-    return _to_approvers(g, K.approval_requested, f"{g.requester.id} requests {g.entitlement}")
+    return to_approvers(g, K.approval_requested, f"{g.requester.id} requests {g.entitlement}")
 
 
 def _approval_reminder(e: ApprovalReminder, g: Grant) -> list[Notification]:
-    return _to_approvers(g, K.approval_reminder, f"Reminder: {g.requester.id} requests {g.entitlement}")
+    return to_approvers(g, K.approval_reminder, f"Reminder: {g.requester.id} requests {g.entitlement}")
 
 
 def _approval_escalated(e: ApprovalEscalated, g: Grant) -> list[Notification]:
@@ -145,7 +145,7 @@ def _revoked(e: RevocationConfirmed | RevocationDeferred, g: Grant) -> list[Noti
 
 def _extension_requested(e: ExtensionRequested, g: Grant) -> list[Notification]:
     title = f"{g.requester.id} asks to extend {g.entitlement} by {e.extension_seconds}s"
-    return _to_approvers(g, K.approval_requested, title)
+    return to_approvers(g, K.approval_requested, title)
 
 
 def _extension_refused(e: ExtensionRefused, g: Grant) -> list[Notification]:
