@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
@@ -117,6 +119,20 @@ class PerGrantCredentials:
 
     def expected_credential(self, grant: ProviderGrant) -> IssuedCredential | None:
         return None
+
+    @staticmethod
+    @contextmanager
+    def discard_on_failure(discard: Callable[[], None]) -> Iterator[None]:
+        """For the steps after a credential was created: if one fails (or is interrupted), remove the
+        credential, best effort (a later clean-up finds it by its grant tag), and re-raise."""
+        try:
+            yield
+        except BaseException:
+            try:
+                discard()
+            except Exception:
+                pass
+            raise
 
 
 class ProviderRegistry:

@@ -129,15 +129,16 @@ class VaultAppRoleSecretIdProvider(PerGrantCredentials):
 
     # ---- the port ------------------------------------------------------------------------
 
-    def issue(
-        self, grant: ProviderGrant, *, wrap_ttl: timedelta, first_attempt: bool = True
-    ) -> tuple[IssuedCredential, WrappedHandover]:
-        params = grant_params(VaultAppRoleParams, grant)
-        role, policies = params.role_name, sorted(params.policies)
-        if not first_attempt:
-            # an earlier attempt may have created a secret-ID whose reply we never saw: remove it
-            for stale in self._scan([role], grant.grant_id):
-                self.revoke(stale)
+    def _credential(
+        self, grant_id: str, accessor: str, role: str, policies: list[str], expires_at: datetime | None, **more: object
+    ) -> IssuedCredential:
+        details = {"kind": KIND, "mount": self.mount, "role_name": role, "policies": policies, **more}
+        return IssuedCredential(
+            provider=self.name, grant_id=grant_id, reference=accessor, details=details, expires_at=expires_at
+        )
+
+    def _write_role(self, role: str, policies: list[str]) -> str:
+        """Create or update the entitlement's AppRole; its role-ID."""
         try:
             self._vault.auth.approle.create_or_update_approle(
                 role,
@@ -147,22 +148,38 @@ class VaultAppRoleSecretIdProvider(PerGrantCredentials):
                 token_type="service",  # batch tokens have no accessor: they could be neither found nor revoked
                 mount_point=self.mount,
             )
-            role_id = self._vault.auth.approle.read_role_id(role, mount_point=self.mount)["data"]["role_id"]
+            return str(self._vault.auth.approle.read_role_id(role, mount_point=self.mount)["data"]["role_id"])
         except hv.InvalidPath as e:
             raise ProviderError(f"no AppRole auth method mounted at auth/{self.mount}/", retryable=False) from e
         except Exception as e:
             raise translate(e, f"write the AppRole {role!r}") from e
-        now = datetime.now(UTC)
-        wanted = remaining_ttl(grant, now)  # the grant's remaining time at this call, rounded down
+
+    def _create_secret_id(self, grant: ProviderGrant, role: str, ttl: int) -> dict:
         meta = {"grant_id": grant.grant_id, "requester": grant.principal, "managed_by": MANAGED_BY}
         try:
-            resp = self._vault.adapter.post(
-                self._path(role, "/secret-id"), json={"metadata": json.dumps(meta), "ttl": f"{wanted}s"}
-            )["data"]
+            return dict(
+                self._vault.adapter.post(
+                    self._path(role, "/secret-id"), json={"metadata": json.dumps(meta), "ttl": f"{ttl}s"}
+                )["data"]
+            )
         except Exception as e:
             raise translate(e, f"create a secret-ID for the AppRole {role!r}") from e
+
+    def issue(
+        self, grant: ProviderGrant, *, wrap_ttl: timedelta, first_attempt: bool = True
+    ) -> tuple[IssuedCredential, WrappedHandover]:
+        params = grant_params(VaultAppRoleParams, grant)
+        role, policies = params.role_name, sorted(params.policies)
+        if not first_attempt:
+            # an earlier attempt may have created a secret-ID whose reply we never saw: remove it
+            for stale in self._scan([role], grant.grant_id):
+                self.revoke(stale)
+        role_id = self._write_role(role, policies)
+        now = datetime.now(UTC)
+        wanted = remaining_ttl(grant, now)  # the grant's remaining time at this call, rounded down
+        resp = self._create_secret_id(grant, role, wanted)
         accessor = resp["secret_id_accessor"]
-        try:
+        with self.discard_on_failure(lambda: self._destroy(role, accessor)):  # else clean_up_grant finds it by metadata
             ttl = int(resp.get("secret_id_ttl") or 0)
             if ttl != wanted:
                 raise ProviderError(
@@ -171,31 +188,12 @@ class VaultAppRoleSecretIdProvider(PerGrantCredentials):
                 )
             if ends_late(grant, ttl, datetime.now(UTC)):
                 # a slow call may have started the TTL late, and a secret-ID's TTL cannot be moved:
-                # destroy it (below) and let the activity retry with a fresh one
+                # destroy it and let the activity retry with a fresh one
                 raise ProviderError("vault answered too slowly to end the secret-ID at the grant's expiry; retrying")
             handover = self._wrapper.wrap({"role_id": role_id, "secret_id": resp["secret_id"]}, wrap_ttl)
-        except BaseException:
-            try:
-                self._destroy(role, accessor)
-            except Exception:
-                pass  # clean_up_grant finds it by its grant_id metadata
-            raise
-        cred = IssuedCredential(
-            provider=self.name,
-            grant_id=grant.grant_id,
-            reference=accessor,
-            details={
-                "kind": KIND,
-                "mount": self.mount,
-                "role_name": role,
-                "policies": policies,
-                "secret_id_ttl": ttl,
-                "token_ttl": self.token_ttl,
-                "token_max_ttl": self.token_max_ttl,
-            },
-            expires_at=now + timedelta(seconds=ttl),
-        )
-        return cred, handover
+        lifetimes = {"secret_id_ttl": ttl, "token_ttl": self.token_ttl, "token_max_ttl": self.token_max_ttl}
+        expires_at = now + timedelta(seconds=ttl)
+        return self._credential(grant.grant_id, accessor, role, policies, expires_at, **lifetimes), handover
 
     def verify_active(self, cred: IssuedCredential) -> tuple[bool, str]:
         role = str(cred.details.get("role_name"))  # a path segment: formatted into the URL either way
@@ -285,21 +283,8 @@ class VaultAppRoleSecretIdProvider(PerGrantCredentials):
                 if policies is None:
                     policies = self._role_policies(role) or []
                 expires = _parse_time(data.get("expiration_time"))
-                found.append(
-                    IssuedCredential(
-                        provider=self.name,
-                        grant_id=meta.get("grant_id", ""),
-                        reference=acc,
-                        details={
-                            "kind": KIND,
-                            "mount": self.mount,
-                            "role_name": role,
-                            "policies": policies,
-                            "requester": meta.get("requester"),
-                        },
-                        expires_at=expires,
-                    )
-                )
+                grant = meta.get("grant_id", "")
+                found.append(self._credential(grant, acc, role, policies, expires, requester=meta.get("requester")))
         return found
 
     def list_managed(self, grant_id: str | None = None) -> list[IssuedCredential]:

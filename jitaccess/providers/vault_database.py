@@ -63,7 +63,13 @@ from hvac import exceptions as hv
 from jitaccess.domain.credentials import IssuedCredential, ProviderGrant, WrappedHandover
 from jitaccess.domain.provider_params import VaultDatabaseParams
 from jitaccess.providers.base import PerGrantCredentials, ProviderError, ends_late, grant_params, remaining_ttl
-from jitaccess.providers.vault_token import VaultClients, VaultWrapper, lookup_token, tagged_tokens, translate
+from jitaccess.providers.vault_token import (
+    VaultClients,
+    VaultWrapper,
+    lookup_token,
+    managed_token_credentials,
+    translate,
+)
 
 MANAGED_BY = "jitaccess:vault_database"
 LEASE_KIND = "database lease"
@@ -175,16 +181,9 @@ class VaultDatabaseCredentialsProvider(PerGrantCredentials):
 
     # ---- the port ------------------------------------------------------------------------
 
-    def issue(
-        self, grant: ProviderGrant, *, wrap_ttl: timedelta, first_attempt: bool = True
-    ) -> tuple[IssuedCredential, WrappedHandover]:
-        role = grant_params(VaultDatabaseParams, grant).role
-        if not first_attempt:
-            # an earlier attempt may have created a user whose reply we never saw: remove it
-            for stale in self.list_managed(grant.grant_id):
-                self.revoke(stale)
+    def _read_role(self, role: str) -> dict:
         try:
-            role_cfg = self._vault.secrets.database.read_role(role, mount_point=self.mount)["data"]
+            return dict(self._vault.secrets.database.read_role(role, mount_point=self.mount)["data"])
         except hv.InvalidPath as e:
             raise ProviderError(
                 f"no Vault database role {role!r} at {self.mount}/roles/{role} (or no database engine at {self.mount}/)",
@@ -192,6 +191,9 @@ class VaultDatabaseCredentialsProvider(PerGrantCredentials):
             ) from e
         except Exception as e:
             raise translate(e, f"read the database role {role!r}") from e
+
+    def _create_owner(self, grant: ProviderGrant, role: str) -> dict:
+        """The grant's owner token (see the module's docstring): its `auth` answer."""
         policy = self._policy_name(role)
         # TTLs are the grant's remaining time at each call (ProviderGrant.ttl_at), never more; an
         # approved extension may move the backstop up to the entitlement's max (see extend)
@@ -201,26 +203,48 @@ class VaultDatabaseCredentialsProvider(PerGrantCredentials):
             self._vault.sys.create_or_update_acl_policy(
                 name=policy, policy=f'path "{self.mount}/creds/{role}" {{ capabilities = ["read"] }}\n'
             )
-            owner = self._vault.auth.token.create(
-                policies=[policy],
-                no_default_policy=True,
-                renewable=max_ttl > ttl,  # never handed out: only extend() renews it
-                ttl=f"{ttl}s",
-                explicit_max_ttl=f"{max_ttl}s",
-                display_name=grant.grant_id,
-                meta={"grant_id": grant.grant_id, "requester": grant.principal, "role": role, "managed_by": MANAGED_BY},
-            )["auth"]
+            return dict(
+                self._vault.auth.token.create(
+                    policies=[policy],
+                    no_default_policy=True,
+                    renewable=max_ttl > ttl,  # never handed out: only extend() renews it
+                    ttl=f"{ttl}s",
+                    explicit_max_ttl=f"{max_ttl}s",
+                    display_name=grant.grant_id,
+                    meta={
+                        "grant_id": grant.grant_id,
+                        "requester": grant.principal,
+                        "role": role,
+                        "managed_by": MANAGED_BY,
+                    },
+                )["auth"]
+            )
         except Exception as e:
             raise translate(e, "create the lease owner token") from e
-        accessor, lease_id = owner["accessor"], None
+
+    def _generate_as(self, owner: dict, role: str) -> dict:
+        """Database credentials read with the owner token, so their lease belongs to it."""
+        as_owner = hvac.Client(url=self._clients.addr, token=owner["client_token"], timeout=self._clients._timeout)
         try:
-            as_owner = hvac.Client(url=self._clients.addr, token=owner["client_token"], timeout=self._clients._timeout)
-            try:
-                creds = as_owner.secrets.database.generate_credentials(role, mount_point=self.mount)
-            except Exception as e:
-                raise translate(e, f"generate database credentials for role {role!r}") from e
-            finally:
-                as_owner.adapter.close()
+            return dict(as_owner.secrets.database.generate_credentials(role, mount_point=self.mount))
+        except Exception as e:
+            raise translate(e, f"generate database credentials for role {role!r}") from e
+        finally:
+            as_owner.adapter.close()
+
+    def issue(
+        self, grant: ProviderGrant, *, wrap_ttl: timedelta, first_attempt: bool = True
+    ) -> tuple[IssuedCredential, WrappedHandover]:
+        role = grant_params(VaultDatabaseParams, grant).role
+        if not first_attempt:
+            # an earlier attempt may have created a user whose reply we never saw: remove it
+            for stale in self.list_managed(grant.grant_id):
+                self.revoke(stale)
+        role_cfg = self._read_role(role)
+        owner = self._create_owner(grant, role)
+        accessor, lease_id = owner["accessor"], None
+        with self.discard_on_failure(lambda: self._discard(accessor, lease_id)):
+            creds = self._generate_as(owner, role)
             lease_id = creds["lease_id"]
             now, lease_ttl = self._lease_to_expiry(lease_id, grant, role, role_cfg)
             if ends_late(grant, lease_ttl, datetime.now(UTC)):  # a slow renewal: set it again
@@ -229,25 +253,12 @@ class VaultDatabaseCredentialsProvider(PerGrantCredentials):
                     raise ProviderError("vault answered too slowly to end the lease at the grant's expiry; retrying")
             data = creds["data"]
             handover = self._wrapper.wrap({"username": data["username"], "password": data["password"]}, wrap_ttl)
-        except BaseException:
-            self._discard(accessor, lease_id)
-            raise
-        cred = IssuedCredential(
-            provider=self.name,
-            grant_id=grant.grant_id,
-            reference=lease_id,
-            details={
-                "kind": LEASE_KIND,
-                "mount": self.mount,
-                "role": role,
-                "db": role_cfg.get("db_name"),
-                "username": data["username"],
-                "token_accessor": accessor,
-                "lease_ttl_seconds": lease_ttl,
-            },
-            expires_at=now + timedelta(seconds=lease_ttl),
-        )
-        return cred, handover
+        details = {"kind": LEASE_KIND, "mount": self.mount, "role": role, "db": role_cfg.get("db_name")}
+        details |= {"username": data["username"], "token_accessor": accessor, "lease_ttl_seconds": lease_ttl}
+        expires_at = now + timedelta(seconds=lease_ttl)
+        return IssuedCredential(
+            provider=self.name, grant_id=grant.grant_id, reference=lease_id, details=details, expires_at=expires_at
+        ), handover
 
     def _lease_to_expiry(self, lease_id: str, grant: ProviderGrant, role: str, role_cfg: dict) -> tuple[datetime, int]:
         """Renew the lease to the grant's remaining time as of this call: (when, lease TTL)."""
@@ -401,26 +412,13 @@ class VaultDatabaseCredentialsProvider(PerGrantCredentials):
     def list_managed(self, grant_id: str | None = None) -> list[IssuedCredential]:
         """The per-grant owner tokens (each holds its grant's lease): found by meta, since
         Vault cannot list leases by requester."""
-        tokens = tagged_tokens(self._vault, managed_by=MANAGED_BY, grant_id=grant_id)
-        if tokens is None:
-            raise ProviderError(
-                "vault refused to list token accessors (needs sudo on auth/token/accessors)", retryable=False
-            )
-        return [
-            IssuedCredential(
-                provider=self.name,
-                grant_id=data["meta"].get("grant_id", ""),
-                reference=acc,
-                details={
-                    "kind": OWNER_KIND,
-                    "mount": self.mount,
-                    "role": data["meta"].get("role"),
-                    "requester": data["meta"].get("requester"),
-                    "token_accessor": acc,
-                },
-            )
-            for acc, data in tokens
-        ]
+
+        def details(accessor: str, data: dict) -> dict:
+            meta = data["meta"]
+            owner = {"requester": meta.get("requester"), "token_accessor": accessor}
+            return {"kind": OWNER_KIND, "mount": self.mount, "role": meta.get("role"), **owner}
+
+        return managed_token_credentials(self._vault, self.name, MANAGED_BY, grant_id, details)
 
 
 __all__ = ["LEASE_KIND", "MANAGED_BY", "OWNER_KIND", "PgRoles", "VaultDatabaseCredentialsProvider", "plain_dsn"]

@@ -8,6 +8,7 @@ grant's remaining time: a backstop that ends access even if the pipeline is dead
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import hvac
@@ -76,6 +77,24 @@ def tagged_tokens(vault: hvac.Client, **meta: str | None) -> list[tuple[str, dic
         if data is not None and all(tags.get(k) == v for k, v in wanted.items()):
             found.append((acc, data))
     return found
+
+
+def managed_token_credentials(
+    vault: hvac.Client, provider: str, managed_by: str, grant_id: str | None, details: Callable[[str, dict], dict]
+) -> list[IssuedCredential]:
+    """The live tokens a provider tagged (`managed_by`, and `grant_id` when given) as its
+    credentials, each with `details(accessor, lookup data)`; not retryable when listing is forbidden."""
+    tokens = tagged_tokens(vault, managed_by=managed_by, grant_id=grant_id)
+    if tokens is None:
+        raise ProviderError(
+            "vault refused to list token accessors (needs sudo on auth/token/accessors)", retryable=False
+        )
+    return [
+        IssuedCredential(
+            provider=provider, grant_id=data["meta"].get("grant_id", ""), reference=acc, details=details(acc, data)
+        )
+        for acc, data in tokens
+    ]
 
 
 class VaultClients:
@@ -212,24 +231,11 @@ class VaultTokenProvider(PerGrantCredentials):
         return False, f"lookup-accessor: token still live (ttl={data.get('ttl')}s)"
 
     def list_managed(self, grant_id: str | None = None) -> list[IssuedCredential]:
-        tokens = tagged_tokens(self._vault, managed_by=MANAGED_BY, grant_id=grant_id)
-        if tokens is None:
-            raise ProviderError(
-                "vault refused to list token accessors (needs sudo on auth/token/accessors)", retryable=False
-            )
-        return [
-            IssuedCredential(
-                provider=self.name,
-                grant_id=data["meta"].get("grant_id", ""),
-                reference=acc,
-                details={
-                    "policies": sorted(p for p in data.get("policies") or [] if p != "default"),
-                    "requester": data["meta"].get("requester"),
-                    "kind": "vault token accessor",
-                },
-            )
-            for acc, data in tokens
-        ]
+        def details(accessor: str, data: dict) -> dict:
+            policies = sorted(p for p in data.get("policies") or [] if p != "default")
+            return {"policies": policies, "requester": data["meta"].get("requester"), "kind": "vault token accessor"}
+
+        return managed_token_credentials(self._vault, self.name, MANAGED_BY, grant_id, details)
 
 
 class VaultWrapper:

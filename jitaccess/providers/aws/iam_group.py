@@ -105,11 +105,10 @@ class IamGroupMembershipProvider:
     def verify_revoked(self, cred: IssuedCredential) -> tuple[bool, str]:
         user, group = cred.details["user_name"], cred.details["group"]
         member = self._member(cred)
-        if member is None:
-            return True, f"list_groups_for_user({user}): no such user (no membership left)"
         if member:
             return False, f"list_groups_for_user({user}): still a member of {group}"
-        return True, f"list_groups_for_user({user}): not a member of {group}"
+        left = "no such user (no membership left)" if member is None else f"not a member of {group}"
+        return True, f"list_groups_for_user({user}): {left}"
 
     def extend(self, cred: IssuedCredential, ttl_seconds: int) -> IssuedCredential:
         """A membership has no provider-side TTL: the grant's own timer is what ends it."""
