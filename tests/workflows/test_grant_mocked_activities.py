@@ -346,3 +346,43 @@ async def test_revocation_is_retried_until_the_read_back_confirms_it(time_env, c
     assert "still present" in retries[1].data["problem"] and "unavailable" in retries[0].data["problem"]
     assert one(events, "revocation.confirmed").data["attempts"] == 5
     assert run.chain_ok(result)
+
+
+async def test_extension_the_provider_refuses_leaves_the_expiry_untouched(time_env, command_keys):
+    async with mocked_worker(time_env, command_keys, FakeActivities(extend_fails=True)) as run:
+        inp, handle, g = await _active_admin_grant(run)
+        await handle.execute_update(GrantWorkflow.extend, _extension(g, "alice", timedelta(minutes=15)))
+        await handle.execute_update(GrantWorkflow.approve, action("carol"))
+        result = await finish(handle)
+    fakes = run.fakes
+
+    assert result.state is GrantState.revoked and result.extension.status == "failed"
+    assert result.expires_at == g.expires_at and result.duration_seconds == 30 * 60
+    assert len(fakes.inputs(c.EXTEND_CREDENTIAL)) == 1  # the provider's refusal is final
+    assert [t for t in fakes.types(inp.grant_id) if t.startswith("extension.")] == [
+        "extension.requested",
+        "extension.approved",
+        "extension.failed",
+    ]
+    assert expired_on_time(fakes.chain(inp.grant_id), result) and run.chain_ok(result)
+
+
+async def test_notifications_go_to_each_audience_and_their_delivery_is_evidence(time_env, command_keys):
+    options = GrantOptions(notifiers={"approvers": ["chat"], "requester": ["mail"]})
+    inp = request_input("alice", "secrets-admin", timedelta(minutes=30), options=options)
+    async with mocked_worker(time_env, command_keys) as run:
+        handle = await run.start(inp)
+        await wait_state(handle, GrantState.awaiting_approval)
+        await handle.execute_update(GrantWorkflow.deny, action("carol", "no ticket"))
+        result = await finish(handle)
+    fakes = run.fakes
+
+    sent = [(d.notifier, d.notification.kind.value, d.notification.recipients) for d in fakes.delivered]
+    assert sent == [("chat", "approval_requested", ["security"]), ("mail", "denied", ["alice"])]
+    assert all(d.notification.grant_id == inp.grant_id for d in fakes.delivered)
+    notified = [e for e in fakes.chain(inp.grant_id) if e.type.startswith("notification.")]
+    assert [(e.type, e.data["notifier"]) for e in notified] == [
+        ("notification.sent", "chat"),
+        ("notification.sent", "mail"),
+    ]
+    assert run.chain_ok(result)
