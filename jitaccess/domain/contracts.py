@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from jitaccess.domain.commands import CommandAuth
 from jitaccess.domain.credentials import IssuedCredential
 from jitaccess.domain.events import IdentityEvent
+from jitaccess.domain.principals import Principal
 
 ISSUE_CREDENTIAL = "issue_credential"  # provider.issue + provider.verify_active (read-back)
 REVOKE_CREDENTIAL = "revoke_credential"  # provider.revoke + provider.verify_revoked (read-back)
@@ -84,3 +85,13 @@ class GrantOptions(BaseModel):
     # this many history events (or when Temporal suggests it), carrying its state and chain
     history_budget: int = 10_000
     expiry_warning_lead: timedelta | None = None
+
+
+class WorkflowStart(BaseModel):
+    """What every grant or onboarding workflow starts from, besides its own request and decision:
+    who asked, the admin groups, the operational options, and the signature of whoever sent it."""
+
+    requester: Principal
+    admin_groups: tuple[str, ...] = ()
+    options: GrantOptions = GrantOptions()
+    auth: CommandAuth | None = None  # the API's (or, for an onboarding's child grant, a worker's) signature

@@ -23,7 +23,7 @@ from jitaccess.domain.approval import Vote as Vote
 from jitaccess.domain.approval import authorise_vote as authorise_vote
 from jitaccess.domain.catalogue import ApprovalStage
 from jitaccess.domain.commands import CommandAuth
-from jitaccess.domain.contracts import GrantOptions
+from jitaccess.domain.contracts import WorkflowStart
 from jitaccess.domain.credentials import IssuedCredential, ProviderGrant, WrappedHandover
 from jitaccess.domain.events import IdentityEvent
 from jitaccess.domain.policy import AccessRequest, ExtensionDecision, PolicyDecision
@@ -37,17 +37,13 @@ from jitaccess.domain.stepup import ApproverAuth
 EXECUTOR = Actor(id="jitaccess-worker", kind=ActorKind.service, role=ActorRole.executor)
 
 
-class GrantInput(BaseModel):
+class GrantInput(WorkflowStart):
     """The workflow's input: everything decided before the grant existed."""
 
     grant_id: str
-    requester: Principal
     request: AccessRequest
     decision: PolicyDecision
-    admin_groups: tuple[str, ...] = ()
-    options: GrantOptions = GrantOptions()
     resume: GrantResume | None = None  # set when the workflow continues as new
-    auth: CommandAuth | None = None  # the API's (or, for an onboarding's child, a worker's) signature
 
 
 class ActionInput(BaseModel):

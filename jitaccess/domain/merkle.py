@@ -99,23 +99,37 @@ def _subproof(leaves: Sequence[bytes], m: int, lo: int, hi: int, complete: bool)
     return [*_subproof(leaves, m - k, lo + k, hi, False), root(leaves[lo : lo + k])]
 
 
+def _climb(fn: int, sn: int, proof: Sequence[bytes]) -> tuple[list[tuple[bytes, bool]], int] | None:
+    """The walk both RFC 9162 verifications share, from node `fn` of a tree whose last node is
+    `sn`: each proof hash with whether it is a left sibling (hash(p, r)) or a right one
+    (hash(r, p)), and the final `sn` (0 when the walk reached the root); None when the proof is
+    longer than the path."""
+    steps: list[tuple[bytes, bool]] = []
+    for p in proof:
+        if sn == 0:
+            return None
+        left = bool(fn & 1 or fn == sn)
+        steps.append((p, left))
+        if left:
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        fn >>= 1
+        sn >>= 1
+    return steps, sn
+
+
 def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes], expected_root: bytes) -> bool:
     """RFC 9162 2.1.3.2: does `proof` place `leaf` at `index` in the tree of `size` with this root?"""
     if not 0 <= index < size or any(len(p) != 32 for p in proof):
         return False
-    fn, sn, r = index, size - 1, leaf
-    for p in proof:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
-            r = node_hash(p, r)
-            while not fn & 1 and fn != 0:
-                fn >>= 1
-                sn >>= 1
-        else:
-            r = node_hash(r, p)
-        fn >>= 1
-        sn >>= 1
+    climbed = _climb(index, size - 1, proof)
+    if climbed is None:
+        return False
+    steps, sn = climbed
+    r = leaf
+    for p, left in steps:
+        r = node_hash(p, r) if left else node_hash(r, p)
     return sn == 0 and r == expected_root
 
 
@@ -136,17 +150,14 @@ def verify_consistency(first: int, first_root: bytes, second: int, second_root: 
     while fn & 1:
         fn >>= 1
         sn >>= 1
+    climbed = _climb(fn, sn, path[1:])
+    if climbed is None:
+        return False
+    steps, sn = climbed
     fr = sr = path[0]
-    for c in path[1:]:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
+    for c, left in steps:
+        if left:
             fr, sr = node_hash(c, fr), node_hash(c, sr)
-            while not fn & 1 and fn != 0:
-                fn >>= 1
-                sn >>= 1
         else:
             sr = node_hash(sr, c)
-        fn >>= 1
-        sn >>= 1
     return fr == first_root and sr == second_root and sn == 0

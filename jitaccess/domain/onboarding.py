@@ -16,8 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from jitaccess.domain.approval import ApprovalRound, Delegation, authorise_vote
 from jitaccess.domain.catalogue import ApprovalStage, Catalogue, Entitlement, OnboardingTemplate
-from jitaccess.domain.commands import CommandAuth
-from jitaccess.domain.contracts import GrantOptions
+from jitaccess.domain.contracts import WorkflowStart
 from jitaccess.domain.policy import AccessRequest, Outcome, PolicyDecision, ReasonCode, evaluate
 from jitaccess.domain.principals import ActorKind, Principal
 from jitaccess.domain.refusals import Refusal, RefusalKind
@@ -392,14 +391,10 @@ class ChildGrant(BaseModel):
     generation: int = 1  # rotation count: a rotated credential is a new child grant
 
 
-class OnboardingInput(BaseModel):
+class OnboardingInput(WorkflowStart):
     onboarding_id: str
-    requester: Principal
     request: OnboardingRequest
     decision: OnboardingDecision
-    admin_groups: tuple[str, ...] = ()
-    options: GrantOptions = GrantOptions()
-    auth: CommandAuth | None = None  # signed by the API that authenticated the requester
 
 
 class Onboarding(BaseModel):

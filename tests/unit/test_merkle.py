@@ -128,6 +128,7 @@ def test_every_proof_up_to_40_leaves_verifies_and_a_wrong_one_does_not():
             p = inclusion_proof(leaves, m, n)
             assert verify_inclusion(leaves[m], m, n, p, r)
             assert not verify_inclusion(leaf_hash(b"other"), m, n, p, r)
+            assert not verify_inclusion(leaves[m], m, n, [*p, r], r)  # longer than the path to the root
             if n > 1:
                 assert not verify_inclusion(leaves[m], (m + 1) % n, n, p, r)
         for m in range(1, n + 1):
@@ -136,6 +137,7 @@ def test_every_proof_up_to_40_leaves_verifies_and_a_wrong_one_does_not():
             if m < n:
                 assert not verify_consistency(m, root(leaves[1 : m + 1]), n, r, p)
                 assert not verify_consistency(m, root(leaves[:m]), n, r, p[:-1])
+                assert not verify_consistency(m, root(leaves[:m]), n, r, [*p, r])
 
 
 def test_the_frontier_is_the_tree():
