@@ -10,6 +10,7 @@ from ulid import ULID
 
 from jitaccess.domain.catalogue import Catalogue
 from jitaccess.domain.delegation import check_delegator, delegation_window
+from jitaccess.domain.event_types.delegation import DelegationGranted
 from jitaccess.domain.events import make_event
 from jitaccess.domain.grant import Delegation
 from jitaccess.domain.principals import ActorRole, Principal
@@ -53,15 +54,16 @@ class Delegations:
             ends_at=ends,
             reason=req.reason,
         )
-        data = {
-            "delegate": d.delegate,
-            "starts_at": starts.isoformat(),
-            "ends_at": ends.isoformat(),
-            "reason": d.reason,
-            "delegator_groups": list(me.groups),
-            "auth_context": me.auth_context.model_dump(mode="json") if me.auth_context else None,
-        }
-        ev = make_event(d.delegation_id, None, "delegation.granted", now, me.as_actor(ActorRole.approver), data)
+        granted = DelegationGranted(
+            delegate=d.delegate,
+            starts_at=starts.isoformat(),
+            ends_at=ends.isoformat(),
+            reason=d.reason,
+            delegator_groups=list(me.groups),
+            auth_context=me.auth_context.model_dump(mode="json") if me.auth_context else None,
+        )
+        actor = me.as_actor(ActorRole.approver)
+        ev = make_event(d.delegation_id, None, granted.TYPE, now, actor, granted.data())
         await self.store.add_delegation(d, ev)
         return d
 

@@ -18,7 +18,15 @@ async def test_a_delegation_is_stored_with_its_evidence():
     assert (d.delegator.id, d.delegate, d.starts_at, d.ends_at) == ("bob", "erin", NOW, NOW + timedelta(days=1))
     [(saved, ev)] = ledger.saved
     assert saved == d and ev.type == "delegation.granted" and ev.grant_id == d.delegation_id
-    assert ev.actor.id == "bob" and ev.data["delegator_groups"] == ["security"]
+    assert ev.actor.id == "bob" and ev.actor.role == "approver"
+    assert ev.data == {  # as the chains have always held it (DelegationGranted)
+        "delegate": "erin",
+        "starts_at": NOW.isoformat(),
+        "ends_at": (NOW + timedelta(days=1)).isoformat(),
+        "reason": "on leave",
+        "delegator_groups": ["security"],
+        "auth_context": None,
+    }
 
 
 async def test_only_an_approver_delegates():
