@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from jitaccess.activities.notify import notifier_routes, route_table
 from jitaccess.config.settings import NotifierConfig, Settings
+from jitaccess.domain import event_types as ev
 from jitaccess.domain.notifications import (
     HIGH_MARK,
     Audience,
@@ -409,3 +410,109 @@ def test_break_glass_alerts_security_and_most_events_tell_nobody():
     assert n.title == "BREAK-GLASS: alice took one-approver (INC-7)"
     assert notifications_for(GrantApproved(rule="r", auto_approved=True, auto_rule="always"), g) == []
     assert notifications_for(GrantExpired(expires_at="T"), g) == []
+
+
+def _active_break_glass_grant():
+    from datetime import UTC, datetime, timedelta
+
+    from jitaccess.domain.catalogue import BreakGlass
+    from jitaccess.domain.states import GrantState
+
+    g = _grant_awaiting_approval()
+    assert g.decision.entitlement is not None
+    bg = BreakGlass(groups=("oncall",), max_duration=timedelta(hours=1), reviewer_groups=("security",))
+    ent = g.decision.entitlement.model_copy(update={"break_glass": bg})
+    expires = datetime(2025, 3, 1, 13, 0, tzinfo=UTC)
+    update = {"decision": g.decision.model_copy(update={"entitlement": ent}), "incident": "INC-7"}
+    return g.model_copy(update={**update, "state": GrantState.active, "expires_at": expires, "end_reason": "expired"})
+
+
+T = "2025-03-01T13:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("event", "kind", "audience", "title", "recipients"),
+    [
+        (ev.FulfilmentVerified(read_back="ok"), "issued", "requester", f"one-approver is active until {T}", ["alice"]),
+        (
+            ev.RevocationConfirmed(attempts=1, reference="r", already_gone=False, read_back="gone"),
+            "revoked",
+            "requester",
+            "one-approver was revoked (expired)",
+            ["alice"],
+        ),
+        (
+            ev.RevocationDeferred(held_by=["g2"], reference="r", read_back="held"),
+            "revoked",
+            "requester",
+            "one-approver was revoked (expired)",
+            ["alice"],
+        ),
+        (
+            ev.ExtensionRefused(reason="no need"),
+            "extended",
+            "requester",
+            "Your extension of one-approver was refused: no need",
+            ["alice"],
+        ),
+        (
+            ev.ExtensionExpired(deadline="D"),
+            "extended",
+            "requester",
+            f"Your extension of one-approver expired undecided; the grant still ends at {T}",
+            ["alice"],
+        ),
+        (
+            ev.ExtensionApplied(added_seconds=60, total_seconds=1860, expires_at="E"),
+            "extended",
+            "requester",
+            "one-approver extended until E",
+            ["alice"],
+        ),
+        (
+            ev.ReviewRequested(deadline="D", reviewer_groups=["security"], incident="INC-7"),
+            "review_requested",
+            "reviewers",
+            "Review break-glass use of one-approver by alice (INC-7)",
+            ["security"],
+        ),
+        (
+            ev.ReviewReminder(deadline="D"),
+            "review_requested",
+            "reviewers",
+            "Reminder: review break-glass use of one-approver by alice",
+            ["security"],
+        ),
+        (
+            ev.ApprovalEscalated(escalation_groups=["security-leads"], pending=[]),
+            "approval_escalated",
+            "approvers",
+            "Escalated: alice's request for one-approver is still pending",
+            ["security-leads"],
+        ),
+        (
+            ev.ReviewOverdue(deadline="D", escalation_groups=["security-leads"]),
+            "review_overdue",
+            "reviewers",
+            "OVERDUE review of break-glass use of one-approver by alice",
+            ["security", "security-leads"],
+        ),
+    ],
+)
+def test_the_title_and_recipients_each_event_sends(event, kind, audience, title, recipients):
+    from jitaccess.domain.notification_rules import notifications_for
+
+    g = _active_break_glass_grant()
+    [n] = notifications_for(event, g)
+    assert (n.kind, n.audience, n.title, n.recipients) == (kind, audience, title, recipients)
+    assert n.severity == ("high" if kind in ("approval_escalated", "review_overdue") else "info")
+    assert n.summary["state"] == "active" and n.summary["expires_at"] == T
+
+
+def test_the_expiry_warning_and_no_approver_notice_without_a_pending_round():
+    from jitaccess.domain.notification_rules import expiry_warning, notifications_for
+
+    g = _active_break_glass_grant()
+    n = expiry_warning(g)
+    assert (n.kind, n.audience, n.title) == ("expiry_warning", "requester", f"one-approver expires at {T}")
+    assert notifications_for(ev.ApprovalReminder(pending=[]), g) == []  # an active grant asks nobody

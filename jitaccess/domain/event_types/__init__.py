@@ -9,7 +9,6 @@ from jitaccess.domain.event_types.base import (
     EventBody,
     Severity,
     body_for,
-    event_type,
 )
 from jitaccess.domain.event_types.credential import (
     CredentialCleanupConfirmed,
@@ -94,7 +93,6 @@ __all__ = [
     "EventBody",
     "Severity",
     "body_for",
-    "event_type",
     "GrantRequested",
     "PolicyDecided",
     "GrantApproved",

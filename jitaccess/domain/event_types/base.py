@@ -12,7 +12,7 @@ the int or float it wrote), so a stored event parses back and dumps to the same 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,14 +37,28 @@ Children = Annotated[
 
 
 class EventBody(BaseModel):
-    """The data of one identity event type. Subclasses set `TYPE` (e.g. "grant.expired") and
-    declare the fields; the class docstring says when the event is written. `SEVERITY` is how
-    loud it is in the SIEM feed; a type whose severity depends on its data overrides `severity`."""
+    """The data of one identity event type. A model names its type and, unless `info`, its
+    severity in the SIEM feed as class keywords, and is registered by them:
+
+        class GrantExpired(EventBody, type="grant.expired"):
+            # a docstring saying when it is written
+            expires_at: IsoTime
+
+    A type whose severity depends on its data overrides `severity_of`. A class without `type`
+    is a shared base of several types."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     TYPE: ClassVar[str]
     SEVERITY: ClassVar[Severity] = "info"
+
+    def __init_subclass__(cls, type: str | None = None, severity: Severity | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if severity is not None:
+            cls.SEVERITY = severity
+        if type is not None:
+            cls.TYPE = type
+            _register(cls)
 
     def data(self) -> dict[str, Any]:
         """What the chain records as the event's `data` (only the fields the emitter set)."""
@@ -59,16 +73,13 @@ class EventBody(BaseModel):
 
 EVENT_TYPES: dict[str, type[EventBody]] = {}
 
-E = TypeVar("E", bound=type[EventBody])
 
-
-def event_type(cls: E) -> E:
-    """Class decorator: register an event model under its `TYPE` (one model per type)."""
+def _register(cls: type[EventBody]) -> None:
+    """One model per type: a second model for a type is a mistake."""
     name = cls.TYPE
-    if name in EVENT_TYPES and EVENT_TYPES[name] is not cls:
+    if name in EVENT_TYPES and EVENT_TYPES[name].__qualname__ != cls.__qualname__:
         raise ValueError(f"event type {name!r} is registered twice ({EVENT_TYPES[name].__name__}, {cls.__name__})")
     EVENT_TYPES[name] = cls
-    return cls
 
 
 def body_for(type_name: str, data: dict[str, Any]) -> EventBody:

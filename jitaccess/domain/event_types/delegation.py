@@ -3,16 +3,13 @@ keyed by the delegation ID; written by jitaccess.service.delegations)."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
-from jitaccess.domain.event_types.base import EventBody, IsoTime, event_type
+from jitaccess.domain.event_types.base import EventBody, IsoTime
 
 
-@event_type
-class DelegationGranted(EventBody):
+class DelegationGranted(EventBody, type="delegation.granted"):
     """The actor (the delegator) lets `delegate` approve in their place from `starts_at` to `ends_at`."""
-
-    TYPE: ClassVar[str] = "delegation.granted"
 
     delegate: str
     starts_at: IsoTime

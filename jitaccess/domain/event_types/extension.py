@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Literal
 
-from jitaccess.domain.event_types.base import Command, EventBody, IsoTime, Severity, event_type
+from jitaccess.domain.event_types.base import Command, EventBody, IsoTime
 
 
-@event_type
-class ExtensionRequested(EventBody):
+class ExtensionRequested(EventBody, type="extension.requested"):
     """The requester asked for more time; `stages` name the approval stages it needs (none: auto)."""
-
-    TYPE: ClassVar[str] = "extension.requested"
 
     extension_seconds: int
     total_seconds: int
@@ -22,41 +19,29 @@ class ExtensionRequested(EventBody):
     command: Command | None = None
 
 
-@event_type
-class ExtensionApproved(EventBody):
+class ExtensionApproved(EventBody, type="extension.approved"):
     """The extension may be applied: by an auto-approval rule or by `approvers`."""
-
-    TYPE: ClassVar[str] = "extension.approved"
 
     approvers: list[str] | None = None
     auto_rule: str | None = None
     auto_approved: bool | None = None
 
 
-@event_type
-class ExtensionRefused(EventBody):
+class ExtensionRefused(EventBody, type="extension.refused"):
     """An approver refused the extension; the grant keeps its expiry."""
-
-    TYPE: ClassVar[str] = "extension.refused"
 
     reason: str | None = None
     command: Command | None = None
 
 
-@event_type
-class ExtensionExpired(EventBody):
+class ExtensionExpired(EventBody, type="extension.expired"):
     """The extension was not decided before its deadline; the grant keeps its expiry."""
-
-    TYPE: ClassVar[str] = "extension.expired"
 
     deadline: IsoTime
 
 
-@event_type
-class ExtensionApplied(EventBody):
+class ExtensionApplied(EventBody, type="extension.applied"):
     """The provider's TTL and the grant's expiry timer moved to `expires_at`."""
-
-    TYPE: ClassVar[str] = "extension.applied"
 
     added_seconds: int
     total_seconds: int
@@ -66,53 +51,36 @@ class ExtensionApplied(EventBody):
     auto_rule: str | None = None
 
 
-@event_type
-class ExtensionFailed(EventBody):
+class ExtensionFailed(EventBody, type="extension.failed", severity="warning"):
     """The provider could not extend the access; the grant keeps its expiry."""
-
-    TYPE: ClassVar[str] = "extension.failed"
-    SEVERITY: ClassVar[Severity] = "warning"
 
     error: str
     expires_at: IsoTime
 
 
-@event_type
-class ReviewRequested(EventBody):
+class ReviewRequested(EventBody, type="review.requested"):
     """A break-glass grant ended: a reviewer (not the requester) must judge its use by `deadline`."""
-
-    TYPE: ClassVar[str] = "review.requested"
 
     deadline: IsoTime
     reviewer_groups: list[str]
     incident: str | None = None
 
 
-@event_type
-class ReviewReminder(EventBody):
+class ReviewReminder(EventBody, type="review.reminder"):
     """Reviewers were reminded of a pending break-glass review."""
-
-    TYPE: ClassVar[str] = "review.reminder"
 
     deadline: IsoTime
 
 
-@event_type
-class ReviewOverdue(EventBody):
+class ReviewOverdue(EventBody, type="review.overdue", severity="warning"):
     """The review deadline passed: the escalation groups are told."""
-
-    TYPE: ClassVar[str] = "review.overdue"
-    SEVERITY: ClassVar[Severity] = "warning"
 
     deadline: IsoTime
     escalation_groups: list[str]
 
 
-@event_type
-class ReviewCompleted(EventBody):
+class ReviewCompleted(EventBody, type="review.completed"):
     """A reviewer judged the break-glass use."""
-
-    TYPE: ClassVar[str] = "review.completed"
 
     outcome: Literal["justified", "not_justified"]
     notes: str | None = None
@@ -121,12 +89,8 @@ class ReviewCompleted(EventBody):
     command: Command | None = None
 
 
-@event_type
-class ReviewFinding(EventBody):
+class ReviewFinding(EventBody, type="review.finding", severity="high"):
     """A break-glass use was judged not justified: a finding for security."""
-
-    TYPE: ClassVar[str] = "review.finding"
-    SEVERITY: ClassVar[Severity] = "high"
 
     finding: str
     requester: str

@@ -4,16 +4,13 @@ also written by ServiceOnboardingWorkflow on an onboarding's chain)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
-from jitaccess.domain.event_types.base import Command, EventBody, IsoTime, Pending, Severity, event_type
+from jitaccess.domain.event_types.base import Command, EventBody, IsoTime, Pending, Severity
 
 
-@event_type
-class GrantRequested(EventBody):
+class GrantRequested(EventBody, type="grant.requested"):
     """A person or service asked for an entitlement (the chain's first event)."""
-
-    TYPE: ClassVar[str] = "grant.requested"
 
     entitlement: str
     duration_seconds: int
@@ -30,13 +27,10 @@ class GrantRequested(EventBody):
         return "high" if data.get("break_glass") is True else "info"  # access at once, reviewed afterwards
 
 
-@event_type
-class PolicyDecided(EventBody):
+class PolicyDecided(EventBody, type="policy.decided"):
     """The policy's decision on a request: for a grant the decision itself (outcome, rule, stages,
     timeouts...) and the provider type; for an onboarding its plan (entitlements, lifetime, stage
     sources); a start the API did not sign is denied with rule `trust:signed_request`."""
-
-    TYPE: ClassVar[str] = "policy.decided"
 
     outcome: Literal["allow", "deny"] | None = None
     policy_version: str | None = None
@@ -70,12 +64,9 @@ class PolicyDecided(EventBody):
         return "high" if str(data.get("rule", "")).startswith("trust:") else "info"  # a forged or unsigned start
 
 
-@event_type
-class GrantApproved(EventBody):
+class GrantApproved(EventBody, type="grant.approved"):
     """The grant may be issued: by break-glass (`break_glass`), an auto-approval rule
     (`auto_approved`, `auto_rule`) or the approvers of every stage (`approvers`)."""
-
-    TYPE: ClassVar[str] = "grant.approved"
 
     rule: str | None = None
     break_glass: bool | None = None
@@ -89,11 +80,8 @@ class GrantApproved(EventBody):
         return "high" if data.get("break_glass") is True else "info"
 
 
-@event_type
-class GrantCancelled(EventBody):
+class GrantCancelled(EventBody, type="grant.cancelled"):
     """The grant ended before access was given: revoked while awaiting approval or before issuance."""
-
-    TYPE: ClassVar[str] = "grant.cancelled"
 
     reason: str
     before: Literal["approval", "issuance"]
@@ -101,32 +89,23 @@ class GrantCancelled(EventBody):
     command: Command | None = None
 
 
-@event_type
-class GrantRevokeRequested(EventBody):
+class GrantRevokeRequested(EventBody, type="grant.revoke_requested"):
     """Someone (`authority`: requester, approver, admin or the owning onboarding) asked to end
     active access early; `revocation.*` follows."""
-
-    TYPE: ClassVar[str] = "grant.revoke_requested"
 
     reason: str
     authority: str
     command: Command | None = None
 
 
-@event_type
-class GrantExpired(EventBody):
+class GrantExpired(EventBody, type="grant.expired"):
     """The grant's time ran out; revocation follows."""
-
-    TYPE: ClassVar[str] = "grant.expired"
 
     expires_at: IsoTime
 
 
-@event_type
-class ApprovalRequested(EventBody):
+class ApprovalRequested(EventBody, type="approval.requested"):
     """Approvers were asked (a grant: its stages; an onboarding: what is pending)."""
-
-    TYPE: ClassVar[str] = "approval.requested"
 
     stages: list[dict[str, Any]] | None = None
     stage_order: str | None = None
@@ -136,12 +115,9 @@ class ApprovalRequested(EventBody):
     deadline: IsoTime
 
 
-@event_type
-class ApprovalGranted(EventBody):
+class ApprovalGranted(EventBody, type="approval.granted"):
     """One approver's vote (in person or `on_behalf_of` a delegator); `purpose` says whether it
     approves the grant or an extension."""
-
-    TYPE: ClassVar[str] = "approval.granted"
 
     purpose: Literal["grant", "extension"] | None = None
     stage: str | None = None
@@ -153,41 +129,28 @@ class ApprovalGranted(EventBody):
     command: Command | None = None
 
 
-@event_type
-class ApprovalDenied(EventBody):
+class ApprovalDenied(EventBody, type="approval.denied"):
     """An approver denied the request."""
-
-    TYPE: ClassVar[str] = "approval.denied"
 
     reason: str | None = None
     command: Command | None = None
 
 
-@event_type
-class ApprovalExpired(EventBody):
+class ApprovalExpired(EventBody, type="approval.expired"):
     """No decision before the approval deadline: the request ends."""
-
-    TYPE: ClassVar[str] = "approval.expired"
 
     deadline: IsoTime | None = None
     votes: int | None = None
 
 
-@event_type
-class ApprovalReminder(EventBody):
+class ApprovalReminder(EventBody, type="approval.reminder"):
     """Approvers were reminded of a pending request."""
-
-    TYPE: ClassVar[str] = "approval.reminder"
 
     pending: Pending
 
 
-@event_type
-class ApprovalEscalated(EventBody):
+class ApprovalEscalated(EventBody, type="approval.escalated", severity="warning"):
     """The request waited too long: the escalation groups may now approve it too."""
-
-    TYPE: ClassVar[str] = "approval.escalated"
-    SEVERITY: ClassVar[Severity] = "warning"
 
     escalation_groups: list[str]
     pending: Pending

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
-from jitaccess.domain.event_types.base import EventBody, Severity, event_type
+from jitaccess.domain.event_types.base import EventBody
 
 
 class _DeliveryAttempt(EventBody):
@@ -17,27 +15,16 @@ class _DeliveryAttempt(EventBody):
     severity: str | None = None
 
 
-@event_type
-class NotificationSent(_DeliveryAttempt):
+class NotificationSent(_DeliveryAttempt, type="notification.sent"):
     """A notifier accepted the notification."""
 
-    TYPE: ClassVar[str] = "notification.sent"
 
-
-@event_type
-class NotificationFailed(_DeliveryAttempt):
+class NotificationFailed(_DeliveryAttempt, type="notification.failed", severity="warning"):
     """One delivery attempt failed; the workflow retries with backoff."""
 
-    TYPE: ClassVar[str] = "notification.failed"
-    SEVERITY: ClassVar[Severity] = "warning"
 
-
-@event_type
-class NotificationAbandoned(EventBody):
+class NotificationAbandoned(EventBody, type="notification.abandoned", severity="warning"):
     """Every attempt failed: the notification is given up (the grant goes on regardless)."""
-
-    TYPE: ClassVar[str] = "notification.abandoned"
-    SEVERITY: ClassVar[Severity] = "warning"
 
     notifier: str
     kind: str

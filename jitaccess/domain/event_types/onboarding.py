@@ -3,16 +3,13 @@ Its approval and policy events are the grant's types (`approval.*`, `policy.deci
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
-from jitaccess.domain.event_types.base import Children, Command, EventBody, IsoTime, event_type
+from jitaccess.domain.event_types.base import Children, Command, EventBody, IsoTime
 
 
-@event_type
-class OnboardingRequested(EventBody):
+class OnboardingRequested(EventBody, type="onboarding.requested"):
     """A bundle of entitlements for a workload was asked for (the chain's first event)."""
-
-    TYPE: ClassVar[str] = "onboarding.requested"
 
     template: str
     workload: dict[str, Any]
@@ -21,20 +18,14 @@ class OnboardingRequested(EventBody):
     owner: str | None = None
 
 
-@event_type
-class OnboardingApproved(EventBody):
+class OnboardingApproved(EventBody, type="onboarding.approved"):
     """Every approval stage voted yes."""
-
-    TYPE: ClassVar[str] = "onboarding.approved"
 
     approvers: list[str]
 
 
-@event_type
-class OnboardingChildStarted(EventBody):
+class OnboardingChildStarted(EventBody, type="onboarding.child_started"):
     """A child grant (one entitlement, `generation` counts its rotations) was started."""
-
-    TYPE: ClassVar[str] = "onboarding.child_started"
 
     grant_id: str
     entitlement: str
@@ -42,31 +33,22 @@ class OnboardingChildStarted(EventBody):
     duration_seconds: int
 
 
-@event_type
-class OnboardingChildEnded(EventBody):
+class OnboardingChildEnded(EventBody, type="onboarding.child_ended"):
     """A child grant reported its end."""
-
-    TYPE: ClassVar[str] = "onboarding.child_ended"
 
     grant_id: str
     state: str
     reference: str | None = None
 
 
-@event_type
-class OnboardingProvisioningFailed(EventBody):
+class OnboardingProvisioningFailed(EventBody, type="onboarding.provisioning_failed"):
     """A child failed to become active: all or nothing, the others are revoked."""
-
-    TYPE: ClassVar[str] = "onboarding.provisioning_failed"
 
     failed: list[dict[str, Any]]  # grant_id, entitlement, state
 
 
-@event_type
-class OnboardingActive(EventBody):
+class OnboardingActive(EventBody, type="onboarding.active"):
     """Every child is active; the onboarding lasts until `ends_at`."""
-
-    TYPE: ClassVar[str] = "onboarding.active"
 
     children: Children
     ends_at: IsoTime
@@ -77,56 +59,35 @@ class _OnboardingEnded(EventBody):
     children: Children
 
 
-@event_type
-class OnboardingDenied(_OnboardingEnded):
+class OnboardingDenied(_OnboardingEnded, type="onboarding.denied"):
     """The onboarding ended denied (by an approver, or its start was not signed)."""
 
-    TYPE: ClassVar[str] = "onboarding.denied"
 
-
-@event_type
-class OnboardingApprovalExpired(_OnboardingEnded):
+class OnboardingApprovalExpired(_OnboardingEnded, type="onboarding.approval_expired"):
     """The onboarding ended undecided at its approval deadline."""
 
-    TYPE: ClassVar[str] = "onboarding.approval_expired"
 
-
-@event_type
-class OnboardingFailed(_OnboardingEnded):
+class OnboardingFailed(_OnboardingEnded, type="onboarding.failed"):
     """The onboarding ended because a child failed to issue (the others revoked)."""
 
-    TYPE: ClassVar[str] = "onboarding.failed"
 
-
-@event_type
-class OnboardingOffboarded(_OnboardingEnded):
+class OnboardingOffboarded(_OnboardingEnded, type="onboarding.offboarded"):
     """The onboarding ended by offboarding (every child revoked)."""
 
-    TYPE: ClassVar[str] = "onboarding.offboarded"
 
-
-@event_type
-class OnboardingExpired(_OnboardingEnded):
+class OnboardingExpired(_OnboardingEnded, type="onboarding.expired"):
     """The onboarding's lifetime ended (every child revoked)."""
 
-    TYPE: ClassVar[str] = "onboarding.expired"
 
-
-@event_type
-class OffboardingRequested(EventBody):
+class OffboardingRequested(EventBody, type="offboarding.requested"):
     """The requester, an approver or an admin asked to end the onboarding."""
-
-    TYPE: ClassVar[str] = "offboarding.requested"
 
     reason: str
     command: Command | None = None
 
 
-@event_type
-class OffboardingCompleted(EventBody):
+class OffboardingCompleted(EventBody, type="offboarding.completed"):
     """Every child of an offboarded onboarding is revoked."""
-
-    TYPE: ClassVar[str] = "offboarding.completed"
 
     children: Children
 
@@ -137,31 +98,22 @@ class _Rotation(EventBody):
     new_grant: str
 
 
-@event_type
-class RotationFailed(_Rotation):
+class RotationFailed(_Rotation, type="rotation.failed"):
     """The new credential did not become active: the old one is kept, retried next interval."""
-
-    TYPE: ClassVar[str] = "rotation.failed"
 
     state: str
 
 
-@event_type
-class RotationIssued(_Rotation):
+class RotationIssued(_Rotation, type="rotation.issued"):
     """The new credential is active; the old one is revoked after `overlap_seconds`."""
-
-    TYPE: ClassVar[str] = "rotation.issued"
 
     old_reference: str | None = None
     new_reference: str | None = None
     overlap_seconds: float
 
 
-@event_type
-class RotationCompleted(_Rotation):
+class RotationCompleted(_Rotation, type="rotation.completed"):
     """The old credential is revoked (`old_state`)."""
-
-    TYPE: ClassVar[str] = "rotation.completed"
 
     old_reference: str | None = None
     old_state: str

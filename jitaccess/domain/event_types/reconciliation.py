@@ -4,16 +4,13 @@ written on the drifted grant's own chain (with the signed report as `command`)."
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
-from jitaccess.domain.event_types.base import Command, EventBody, Severity, event_type
+from jitaccess.domain.event_types.base import Command, EventBody
 
 
-@event_type
-class ReconciliationStarted(EventBody):
+class ReconciliationStarted(EventBody, type="reconciliation.started"):
     """A run began, on request or by the schedule (`trigger`)."""
-
-    TYPE: ClassVar[str] = "reconciliation.started"
 
     run_id: str
     workflow_id: str
@@ -21,22 +18,15 @@ class ReconciliationStarted(EventBody):
     trigger: Literal["request", "schedule"]
 
 
-@event_type
-class ReconciliationFailed(EventBody):
+class ReconciliationFailed(EventBody, type="reconciliation.failed", severity="warning"):
     """The scan failed; the run ends with no findings."""
-
-    TYPE: ClassVar[str] = "reconciliation.failed"
-    SEVERITY: ClassVar[Severity] = "warning"
 
     error: str
     dry_run: bool
 
 
-@event_type
-class ReconciliationCompleted(EventBody):
+class ReconciliationCompleted(EventBody, type="reconciliation.completed"):
     """The run ended: finding counts and each provider's scan status."""
-
-    TYPE: ClassVar[str] = "reconciliation.completed"
 
     counts: dict[str, int]
     dry_run: bool
@@ -65,45 +55,26 @@ class _FindingEvent(EventBody):
     alert: str | None = None
 
 
-@event_type
-class ReconciliationOrphanDetected(_FindingEvent):
+class ReconciliationOrphanDetected(_FindingEvent, type="reconciliation.orphan_detected"):
     """Dry run: access at a target that no live grant holds."""
 
-    TYPE: ClassVar[str] = "reconciliation.orphan_detected"
 
-
-@event_type
-class ReconciliationDriftDetected(_FindingEvent):
+class ReconciliationDriftDetected(_FindingEvent, type="reconciliation.drift_detected", severity="warning"):
     """An active grant's access was removed at the target by someone else."""
-
-    TYPE: ClassVar[str] = "reconciliation.drift_detected"
-    SEVERITY: ClassVar[Severity] = "warning"
 
     command: Command | None = None  # on the grant's chain: the run's signed report
 
 
-@event_type
-class ReconciliationMismatchDetected(_FindingEvent):
+class ReconciliationMismatchDetected(_FindingEvent, type="reconciliation.mismatch_detected", severity="high"):
     """Access at a target differs from what was approved (alerted; an extra object is revoked)."""
 
-    TYPE: ClassVar[str] = "reconciliation.mismatch_detected"
-    SEVERITY: ClassVar[Severity] = "high"
 
-
-@event_type
-class ReconciliationOrphanRevoked(_FindingEvent):
+class ReconciliationOrphanRevoked(_FindingEvent, type="reconciliation.orphan_revoked", severity="warning"):
     """Access nobody holds a grant for was revoked, confirmed by read-back."""
 
-    TYPE: ClassVar[str] = "reconciliation.orphan_revoked"
-    SEVERITY: ClassVar[Severity] = "warning"
 
-
-@event_type
-class ReconciliationOrphanRevokeFailed(_FindingEvent):
+class ReconciliationOrphanRevokeFailed(_FindingEvent, type="reconciliation.orphan_revoke_failed", severity="high"):
     """Orphaned access is still there; the next run tries again."""
-
-    TYPE: ClassVar[str] = "reconciliation.orphan_revoke_failed"
-    SEVERITY: ClassVar[Severity] = "high"
 
 
 # a dry run's finding, by its kind (FindingKind value): reported only, nothing changed
