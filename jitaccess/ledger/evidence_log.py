@@ -48,7 +48,7 @@ from jitaccess.domain.evidence import (
     log_order,
     sign_checkpoint,
 )
-from jitaccess.ledger.store import Ledger, _event, grants, identity_events, metadata
+from jitaccess.ledger.store import Ledger, _event, grants, identity_events, metadata, row_model
 
 evidence_log = Table(
     "evidence_log",
@@ -116,27 +116,11 @@ def public_key_of(key: Ed25519PrivateKey) -> str:
 
 # -- reading the ledger ------------------------------------------------------------------------
 def _entry(r) -> LogEntry:
-    return LogEntry(
-        log_index=r.log_index,
-        event_id=r.event_id,
-        grant_id=r.grant_id,
-        seq=r.seq,
-        event_hash=r.event_hash,
-        leaf_hash=r.leaf_hash,
-    )
+    return row_model(LogEntry, r)
 
 
 def _checkpoint(r) -> Checkpoint:
-    return Checkpoint(
-        origin=r.origin,
-        number=r.number,
-        tree_size=r.tree_size,
-        root_hash=r.root_hash,
-        issued_at=r.issued_at,
-        prev_checkpoint_hash=r.prev_checkpoint_hash,
-        key_id=r.key_id,
-        signature=r.signature,
-    )
+    return row_model(Checkpoint, r)
 
 
 def all_events(ledger: Ledger) -> list[IdentityEvent]:
@@ -242,6 +226,61 @@ def _lock(conn: Connection) -> None:
         conn.execute(evidence_log.delete().where(text("1 = 0")))
 
 
+def _pending_events(conn: Connection) -> list[IdentityEvent]:
+    """Every event not yet in the log."""
+    logged = select(evidence_log.c.log_index).where(evidence_log.c.event_id == identity_events.c.event_id).exists()
+    return [_event(x) for x in conn.execute(select(identity_events).where(~logged))]
+
+
+def _logged_seq(conn: Connection, chains: list[str]) -> dict[str, int]:
+    """Each chain's last logged seq (chains with nothing logged yet are left out)."""
+    logged_seq: dict[str, int] = {}
+    for i in range(0, len(chains), 500):
+        q = (
+            select(evidence_log.c.grant_id, func.max(evidence_log.c.seq))
+            .where(evidence_log.c.grant_id.in_(chains[i : i + 500]))
+            .group_by(evidence_log.c.grant_id)
+        )
+        logged_seq.update({gid: seq for gid, seq in conn.execute(q)})
+    return logged_seq
+
+
+def _append(conn: Connection, batch: list[IdentityEvent], frontier: merkle.Frontier) -> None:
+    """Log the batch at the next indices, growing the frontier with each leaf."""
+    rows = []
+    for ev in batch:
+        leaf = event_leaf_hash(ev)
+        rows.append(
+            {
+                "log_index": frontier.size,
+                "event_id": ev.event_id,
+                "grant_id": ev.grant_id,
+                "seq": ev.seq,
+                "event_hash": ev.hash,
+                "leaf_hash": leaf,
+            }
+        )
+        frontier.append(bytes.fromhex(leaf))
+    for i in range(0, len(rows), 1000):
+        conn.execute(evidence_log.insert(), rows[i : i + 1000])
+
+
+def _sign_and_store(
+    conn: Connection, key: Ed25519PrivateKey, prev: Checkpoint | None, frontier: merkle.Frontier, now: datetime
+) -> Checkpoint:
+    cp = sign_checkpoint(
+        key,
+        number=prev.number + 1 if prev else 1,
+        tree_size=frontier.size,
+        root_hash=frontier.root().hex(),
+        issued_at=format_at(now),
+        prev=prev,
+    )
+    stored_frontier = json.dumps([h.hex() for h in frontier.hashes])
+    conn.execute(evidence_checkpoints.insert().values(**cp.model_dump(exclude={"v"}), frontier=stored_frontier))
+    return cp
+
+
 def make_checkpoint(
     ledger: Ledger, key: Ed25519PrivateKey, export_dir: Path | None = None, *, now: datetime | None = None
 ) -> CheckpointResult:
@@ -249,71 +288,23 @@ def make_checkpoint(
     transaction). Refuses (CheckpointError) when the ledger's latest checkpoint does not verify
     with this key, or the export directory holds checkpoints the ledger lost: it never signs on
     top of a history it cannot vouch for."""
-    public = key.public_key()
     with ledger.engine.begin() as conn:
         _lock(conn)
         r = conn.execute(select(evidence_checkpoints).order_by(evidence_checkpoints.c.number.desc()).limit(1)).first()
         prev = _checkpoint(r) if r else None
-        frontier = _trusted_frontier(conn, prev, r.frontier if r else "[]", public, export_dir)
-        pending = [
-            _event(x)
-            for x in conn.execute(
-                select(identity_events).where(
-                    ~select(evidence_log.c.log_index)
-                    .where(evidence_log.c.event_id == identity_events.c.event_id)
-                    .exists()
-                )
-            )
-        ]
-        logged_seq: dict[str, int] = {}
-        chains = sorted({ev.grant_id for ev in pending})
-        for i in range(0, len(chains), 500):
-            q = (
-                select(evidence_log.c.grant_id, func.max(evidence_log.c.seq))
-                .where(evidence_log.c.grant_id.in_(chains[i : i + 500]))
-                .group_by(evidence_log.c.grant_id)
-            )
-            logged_seq.update({gid: seq for gid, seq in conn.execute(q)})
-        batch = log_order(pending, logged_seq)
-        if not batch and prev is not None:
-            cp, created = prev, False
-        elif not batch:
+        frontier = _trusted_frontier(conn, prev, r.frontier if r else "[]", key.public_key(), export_dir)
+        pending = _pending_events(conn)
+        batch = log_order(pending, _logged_seq(conn, sorted({ev.grant_id for ev in pending})))
+        if not batch and prev is None:
             return CheckpointResult(None, False, 0)
-        else:
-            rows = []
-            for ev in batch:
-                leaf = event_leaf_hash(ev)
-                rows.append(
-                    {
-                        "log_index": frontier.size,
-                        "event_id": ev.event_id,
-                        "grant_id": ev.grant_id,
-                        "seq": ev.seq,
-                        "event_hash": ev.hash,
-                        "leaf_hash": leaf,
-                    }
-                )
-                frontier.append(bytes.fromhex(leaf))
-            for i in range(0, len(rows), 1000):
-                conn.execute(evidence_log.insert(), rows[i : i + 1000])
-            cp = sign_checkpoint(
-                key,
-                number=prev.number + 1 if prev else 1,
-                tree_size=frontier.size,
-                root_hash=frontier.root().hex(),
-                issued_at=format_at(now or datetime.now(UTC)),
-                prev=prev,
-            )
-            conn.execute(
-                evidence_checkpoints.insert().values(
-                    **cp.model_dump(exclude={"v"}), frontier=json.dumps([h.hex() for h in frontier.hashes])
-                )
-            )
-            created = True
+        cp = prev
+        if batch:
+            _append(conn, batch, frontier)
+            cp = _sign_and_store(conn, key, prev, frontier, now or datetime.now(UTC))
     if export_dir is not None:
         for c in checkpoints(ledger):
             write_export(export_dir, c)
-    return CheckpointResult(cp, created, len(batch))
+    return CheckpointResult(cp, bool(batch), len(batch))
 
 
 def _trusted_frontier(

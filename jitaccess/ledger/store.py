@@ -11,7 +11,9 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -115,6 +117,14 @@ def _row(ev: IdentityEvent) -> dict:
 
 def _utc_text(t: datetime) -> str:
     return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def row_model(model: type[M], r: Any) -> M:
+    """A row as the model whose fields are (some of) its columns; other columns are left out."""
+    return model.model_validate({k: v for k, v in r._mapping.items() if k in model.model_fields})
 
 
 def _event(r) -> IdentityEvent:
