@@ -177,15 +177,13 @@ class _Callback(BaseHTTPRequestHandler):
             return
         got = {k: v[0] for k, v in parse_qs(url.query).items()}
         self.server.result = got
-        ok = "error" not in got
-        page = (
-            b"<html><body><p>Signed in to jitaccess. You can close this tab.</p></body></html>"
-            if ok
-            else b"<html><body><p>Sign-in failed; see the terminal.</p></body></html>"
+        said = (
+            "Sign-in failed; see the terminal." if "error" in got else "Signed in to jitaccess. You can close this tab."
         )
+        page = f"<html><body><p>{said}</p></body></html>".encode()
         self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(page)))
+        for header, value in (("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(page)))):
+            self.send_header(header, value)
         self.end_headers()
         self.wfile.write(page)
 

@@ -69,8 +69,10 @@ class OidcIssuer(BaseModel):
 
     @property
     def label(self) -> str:
+        """How messages name this issuer: its configured name, else its URL."""
         return self.name or self.issuer
 
     @property
     def discovery(self) -> str:
+        """The OpenID discovery document's URL: as configured, else the issuer's well-known one."""
         return self.discovery_url or self.issuer.rstrip("/") + "/.well-known/openid-configuration"
