@@ -67,52 +67,46 @@ def _reviewer_groups(g: Grant) -> list[str]:
     return list(bg.reviewer_groups) if bg else []
 
 
-# Most events tell one audience in one sentence: (kind, audience, title), the title filled from
-# the event's fields and the grant's (entitlement, requester, incident, expires, end_reason).
+# Most events tell one audience one sentence: by (kind, audience), each event's title, filled
+# from the event's fields and the grant's (entitlement, requester, incident, expires, end_reason).
 # Recipients follow the audience: the requester; the approvers who can vote now in the pending
 # round; the break-glass reviewer groups.
-TOLD: dict[type[EventBody], tuple[NotificationKind, Audience, str]] = {
-    ev.ApprovalRequested: (K.approval_requested, Audience.approvers, "{requester} requests {entitlement}"),
-    # a stage is done and the round is not: the next stage's approvers are asked
-    ev.ApprovalGranted: (K.approval_requested, Audience.approvers, "{requester} requests {entitlement}"),
-    ev.ApprovalReminder: (K.approval_reminder, Audience.approvers, "Reminder: {requester} requests {entitlement}"),
-    ev.ExtensionRequested: (
-        K.approval_requested,
-        Audience.approvers,
-        "{requester} asks to extend {entitlement} by {extension_seconds}s",
-    ),
-    ev.ApprovalExpired: (K.denied, Audience.requester, "Your request for {entitlement} expired without a decision"),
-    ev.ApprovalDenied: (K.denied, Audience.requester, "Your request for {entitlement} was denied"),
-    ev.FulfilmentVerified: (K.issued, Audience.requester, "{entitlement} is active until {expires}"),
-    ev.RevocationConfirmed: (K.revoked, Audience.requester, "{entitlement} was revoked ({end_reason})"),
-    ev.RevocationDeferred: (K.revoked, Audience.requester, "{entitlement} was revoked ({end_reason})"),
-    ev.ExtensionRefused: (K.extended, Audience.requester, "Your extension of {entitlement} was refused: {reason}"),
-    ev.ExtensionExpired: (
-        K.extended,
-        Audience.requester,
-        "Your extension of {entitlement} expired undecided; the grant still ends at {expires}",
-    ),
-    ev.ExtensionFailed: (
-        K.extended,
-        Audience.requester,
-        "Extending {entitlement} failed; it still ends at {expires_at}",
-    ),
-    ev.ExtensionApplied: (K.extended, Audience.requester, "{entitlement} extended until {expires_at}"),
-    ev.ReviewRequested: (
-        K.review_requested,
-        Audience.reviewers,
-        "Review break-glass use of {entitlement} by {requester} ({incident})",
-    ),
-    ev.ReviewReminder: (
-        K.review_requested,
-        Audience.reviewers,
-        "Reminder: review break-glass use of {entitlement} by {requester}",
-    ),
+REQ, APP, REV = Audience.requester, Audience.approvers, Audience.reviewers
+TOLD: dict[tuple[NotificationKind, Audience], dict[type[EventBody], str]] = {
+    (K.approval_requested, APP): {
+        ev.ApprovalRequested: "{requester} requests {entitlement}",
+        # a stage is done and the round is not: the next stage's approvers are asked
+        ev.ApprovalGranted: "{requester} requests {entitlement}",
+        ev.ExtensionRequested: "{requester} asks to extend {entitlement} by {extension_seconds}s",
+    },
+    (K.approval_reminder, APP): {ev.ApprovalReminder: "Reminder: {requester} requests {entitlement}"},
+    (K.denied, REQ): {
+        ev.ApprovalExpired: "Your request for {entitlement} expired without a decision",
+        ev.ApprovalDenied: "Your request for {entitlement} was denied",
+    },
+    (K.issued, REQ): {ev.FulfilmentVerified: "{entitlement} is active until {expires}"},
+    (K.revoked, REQ): {
+        ev.RevocationConfirmed: "{entitlement} was revoked ({end_reason})",
+        ev.RevocationDeferred: "{entitlement} was revoked ({end_reason})",  # shared access: our hold released
+    },
+    (K.extended, REQ): {
+        ev.ExtensionRefused: "Your extension of {entitlement} was refused: {reason}",
+        ev.ExtensionExpired: "Your extension of {entitlement} expired undecided; the grant still ends at {expires}",
+        ev.ExtensionFailed: "Extending {entitlement} failed; it still ends at {expires_at}",
+        ev.ExtensionApplied: "{entitlement} extended until {expires_at}",
+    },
+    (K.review_requested, REV): {
+        ev.ReviewRequested: "Review break-glass use of {entitlement} by {requester} ({incident})",
+        ev.ReviewReminder: "Reminder: review break-glass use of {entitlement} by {requester}",
+    },
+}
+_TOLD_BY_EVENT = {
+    e: (kind, audience, title) for (kind, audience), titles in TOLD.items() for e, title in titles.items()
 }
 
 
 def _told(event: EventBody, g: Grant) -> list[Notification]:
-    kind, audience, template = TOLD[type(event)]
+    kind, audience, template = _TOLD_BY_EVENT[type(event)]
     facts = {
         "entitlement": g.entitlement,
         "requester": g.requester.id,
@@ -146,7 +140,7 @@ def _alerts(event: EventBody, g: Grant) -> list[Notification]:
 
 def notifications_for(event: EventBody, g: Grant) -> list[Notification]:
     """The notifications `event` sends about grant `g` (none for most events)."""
-    if type(event) in TOLD:
+    if type(event) in _TOLD_BY_EVENT:
         return _told(event, g)
     if isinstance(event, ev.GrantApproved) and event.approvers is not None and not event.break_glass:
         # approved by its approvers (an auto-approval tells nobody)
