@@ -9,7 +9,9 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from jitaccess.domain.credentials import IssuedCredential, IssueResult, RevocationResult
-from jitaccess.domain.grant import ActionInput, ExtendInput, ReviewInput
+from jitaccess.domain.event_types import EventBody
+from jitaccess.domain.grant import ActionInput, ExtendInput, Grant, ReviewInput
+from jitaccess.domain.notification_rules import notifications_for
 from jitaccess.domain.notifications import Notification
 from jitaccess.domain.principals import Actor
 from jitaccess.domain.reconciliation import Finding
@@ -141,9 +143,8 @@ Message = Command | Tick | Outcome
 class Emit:
     """Append an identity event to the grant's chain."""
 
-    type: str
+    event: EventBody
     actor: Actor
-    data: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -221,3 +222,9 @@ Effect = (
     | TellParent
     | End
 )
+
+
+def said(event: EventBody, actor: Actor, g: Grant, tell: bool = True) -> list[Effect]:
+    """Emit `event`; `tell`: and send the notifications it stands for (domain/notification_rules),
+    made now, so they show the grant as it is now. Not `tell`: the caller notifies later."""
+    return [Emit(event, actor), *(Notify(n) for n in notifications_for(event, g) if tell)]

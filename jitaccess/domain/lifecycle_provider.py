@@ -7,7 +7,7 @@ import math
 from datetime import datetime, timedelta
 from typing import Any
 
-from jitaccess.domain import lifecycle_notices as notices
+from jitaccess.domain import event_types as ev
 from jitaccess.domain.credentials import IssuedCredential, ProviderGrant
 from jitaccess.domain.grant import EXECUTOR
 from jitaccess.domain.lifecycle_effects import (
@@ -22,13 +22,15 @@ from jitaccess.domain.lifecycle_effects import (
     Issued,
     IssueFailed,
     IssueRefused,
+    Notify,
     RevokeAttempted,
     RevokeCredential,
     Sleep,
     TellParent,
+    said,
 )
 from jitaccess.domain.lifecycle_schedule import Schedule
-from jitaccess.domain.notifications import NotificationKind as K
+from jitaccess.domain.notification_rules import notifications_for
 from jitaccess.domain.principals import SYSTEM_ACTOR
 from jitaccess.domain.states import GrantState as S
 
@@ -92,49 +94,47 @@ class ProviderSteps(Schedule):
 
     def issued(self, msg: Issued) -> list[Effect]:
         g, res = self.grant, msg.result
-        assert self.issue_started is not None
+        assert self.issue_started is not None and g.provider is not None
         g.credential, g.handover = res.credential, res.handover
         g.issued_at, g.expires_at = self.issue_started, self.issue_started + g.duration
         handover = res.handover
-        data = {
-            "provider": g.provider,
-            "reference": res.credential.reference,
-            "details": res.credential.details,
-            "expires_at": g.expires_at.isoformat(),
-            "provider_expires_at": res.credential.expires_at.isoformat() if res.credential.expires_at else None,
+        issued = ev.CredentialIssued(
+            provider=g.provider,
+            reference=res.credential.reference,
+            details=res.credential.details,
+            expires_at=g.expires_at.isoformat(),
+            provider_expires_at=res.credential.expires_at.isoformat() if res.credential.expires_at else None,
             **self.residual_window(res.credential),
-            "handover": (
+            handover=(
                 {"kind": "response-wrapped", "single_use": True, "expires_at": handover.expires_at.isoformat()}
                 if handover
                 else None
             ),
-        }
-        out: list[Effect] = [Emit("credential.issued", EXECUTOR, data)]
+        )
+        out: list[Effect] = [Emit(issued, EXECUTOR)]
         if not res.verified:
-            return [*out, Emit("fulfilment.verification_failed", EXECUTOR, {"read_back": res.verification}), CleanUp()]
-        out.append(Emit("fulfilment.verified", EXECUTOR, {"read_back": res.verification}))
+            return [*out, Emit(ev.FulfilmentVerificationFailed(read_back=res.verification), EXECUTOR), CleanUp()]
+        verified = ev.FulfilmentVerified(read_back=res.verification)
         g.move(S.active)
         self.begin_active()
-        issued = notices.to_requester(g, K.issued, f"{g.entitlement} is active until {notices.expires(g)}")
-        return [*out, Flush(), TellParent(), issued]
+        # the requester hears once the ledger has it and the parent (if any) was told
+        tell = [Notify(n) for n in notifications_for(verified, g)]
+        return [*out, Emit(verified, EXECUTOR), Flush(), TellParent(), *tell]
 
     def issue_refused(self, msg: IssueRefused, now: datetime) -> list[Effect]:
         self.grant.move(S.denied)
-        refused = Emit("credential.issue_refused", EXECUTOR, {"rule": msg.rule, "message": msg.message})
+        refused = Emit(ev.CredentialIssueRefused(rule=msg.rule, message=msg.message), EXECUTOR)
         return [refused, *self.finish(S.denied, "refused by the issuer: not provable from signed evidence", now)]
 
     def issue_failed(self, msg: IssueFailed) -> list[Effect]:
-        return [
-            Emit("credential.issue_failed", EXECUTOR, {"provider": self.grant.provider, "error": msg.error}),
-            CleanUp(),
-        ]
+        return [Emit(ev.CredentialIssueFailed(provider=self.grant.provider, error=msg.error), EXECUTOR), CleanUp()]
 
     def cleaned_up(self, msg: CleanedUp, now: datetime) -> list[Effect]:
         g = self.grant
         g.credential, g.handover = None, None
-        data = {"read_back": msg.result.verification, "held_by": msg.result.deferred_to}
+        confirmed = ev.CredentialCleanupConfirmed(read_back=msg.result.verification, held_by=msg.result.deferred_to)
         reason = "issue failed; partial issues cleaned up and confirmed absent"
-        return [Emit("credential.cleanup_confirmed", EXECUTOR, data), *self.finish(S.issue_failed, reason, now)]
+        return [Emit(confirmed, EXECUTOR), *self.finish(S.issue_failed, reason, now)]
 
     # -- revocation -------------------------------------------------------------------------------
     def begin_revocation(self, resumed: bool = False) -> list[Effect]:
@@ -150,30 +150,32 @@ class ProviderSteps(Schedule):
         g.revocation_attempts += 1
         attempt = g.revocation_attempts
         if res is not None and res.deferred_to:  # shared access: our hold is released, another grant still holds it
-            data = {"held_by": res.deferred_to, "reference": g.credential.reference, "read_back": res.verification}
+            deferred = ev.RevocationDeferred(
+                held_by=res.deferred_to, reference=g.credential.reference, read_back=res.verification
+            )
             g.move(S.revoked)
-            return [Emit("revocation.deferred", EXECUTOR, data), *self.after_revocation(now)]
+            return [*said(deferred, EXECUTOR, g), *self.after_revocation(now)]
         if res is not None and res.confirmed:
-            confirmed = {
-                "attempts": attempt,
-                "reference": g.credential.reference,
-                "already_gone": res.already_gone,
-                "read_back": res.verification,
-                # when the provider would have ended it anyway (the residual window, if any)
-                "credential_expires_at": g.credential.expires_at.isoformat() if g.credential.expires_at else None,
-            }
-            g.move(S.revoked)
-            return [Emit("revocation.confirmed", EXECUTOR, confirmed), *self.after_revocation(now)]
+            ends = g.credential.expires_at  # when the provider would have ended it anyway (residual window)
+            confirmed = ev.RevocationConfirmed(
+                attempts=attempt,
+                reference=g.credential.reference,
+                already_gone=res.already_gone,
+                read_back=res.verification,
+                credential_expires_at=ends.isoformat() if ends else None,
+            )
+            g.move(S.revoked)  # the requester hears (notification_rules); then the review or the end
+            return [*said(confirmed, EXECUTOR, g), *self.after_revocation(now)]
         problem = "read-back shows access still present: " + res.verification if res is not None else msg.error
         return self._retry_revocation(attempt, problem)
 
     def _retry_revocation(self, attempt: int, problem: str) -> list[Effect]:
         g = self.grant
         delay = min(timedelta(seconds=2 ** min(attempt - 1, 20)), self.options.revocation_backoff_cap)
-        data = {"attempt": attempt, "problem": problem, "retry_in_seconds": delay.total_seconds()}
-        out: list[Effect] = [Emit("revocation.retrying", EXECUTOR, data)]
+        retrying = ev.RevocationRetrying(attempt=attempt, problem=problem, retry_in_seconds=delay.total_seconds())
+        out: list[Effect] = [Emit(retrying, EXECUTOR)]
         if attempt >= self.options.revocation_failing_after and g.state is S.revoking:
             g.move(S.revocation_failing)
-            alert = {"attempts": attempt, "problem": problem, "alert": "revocation not confirmed; still retrying"}
-            out.append(Emit("revocation.failing", SYSTEM_ACTOR, alert))
+            alert = "revocation not confirmed; still retrying"
+            out.append(Emit(ev.RevocationFailing(attempts=attempt, problem=problem, alert=alert), SYSTEM_ACTOR))
         return [*out, Flush(), Sleep(delay), *self.begin_revocation(resumed=True)]

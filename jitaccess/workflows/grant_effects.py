@@ -14,6 +14,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from jitaccess.domain import contracts as c
+    from jitaccess.domain.event_types import NotificationAbandoned
     from jitaccess.domain.grant import Grant, GrantInput, GrantResume
     from jitaccess.domain.lifecycle import Lifecycle
     from jitaccess.domain.lifecycle_effects import (
@@ -67,7 +68,7 @@ class GrantEffects:
         for e in effects:
             match e:
                 case Emit():
-                    ev = self._chain.emit(e.type, e.actor, e.data)
+                    ev = self._chain.emit(e.event, e.actor)
                     self._grant.events, self._grant.last_hash = ev.seq, ev.hash
                 case Notify():
                     self._notify(e.notification)
@@ -163,15 +164,15 @@ class GrantEffects:
                 )
             except ActivityError as e:
                 res = DeliveryResult(notifier=notifier, ok=False, error=failure_message(e), attempt=attempt)
-            self._apply([Emit(res.event_type, SYSTEM_ACTOR, res.event_data(n))])
+            self._apply([Emit(res.event(n), SYSTEM_ACTOR)])
             await self._flush()
             if res.ok:
                 return
             if attempt < attempts:
                 await workflow.sleep(delay)
                 delay *= 2
-        abandoned = {"notifier": notifier, "kind": n.kind.value, "attempts": attempts}
-        self._apply([Emit("notification.abandoned", SYSTEM_ACTOR, abandoned)])
+        abandoned = NotificationAbandoned(notifier=notifier, kind=n.kind.value, attempts=attempts)
+        self._apply([Emit(abandoned, SYSTEM_ACTOR)])
         await self._flush()
 
     # -- the ledger and visibility -------------------------------------------------------

@@ -164,7 +164,7 @@ def kinds(effects: list[Effect]) -> list[str]:
     def name(e: Effect) -> str:
         match e:
             case Emit():
-                return e.type
+                return e.event.TYPE
             case Notify():
                 return "notify:" + e.notification.kind.value
             case Flush():

@@ -22,6 +22,7 @@ add a new recording beside the old one (tests/fixtures/record_history.py OUT.jso
 
 from __future__ import annotations
 
+import base64
 import json
 from collections import Counter
 from datetime import timedelta
@@ -35,9 +36,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from jitaccess.domain.commands import CommandSigner, CommandVerifier, SignerRole, load_public_key, new_private_key_text
+from jitaccess.domain.contracts import RECORD_EVENTS
 from jitaccess.domain.grant import Grant, GrantInput
 from jitaccess.workers.factory import WORKFLOW_RUNNER
 from jitaccess.workflows import trust
+from jitaccess.workflows.common import EvidenceChain
 from jitaccess.workflows.grant import GrantWorkflow
 from tests.conftest import running_worker
 from tests.fixtures.record_history import keys_file
@@ -104,6 +107,38 @@ async def test_signed_commands_history_replays():
     stranger = CommandSigner.from_text(new_private_key_text(), SignerRole.api)
     with trust.installed(CommandVerifier([(stranger.public_key, SignerRole.api)]), throwaway):
         assert (await replayer().replay_workflow(history, raise_on_replay_failure=False)).replay_failure is not None
+
+
+def recorded_chain(history: Path) -> list[tuple[int, str, str]]:
+    """(seq, type, hash) of every event the recording stored (the record_events activity inputs)."""
+    out = []
+    for ev in json.loads(history.read_text())["events"]:
+        attrs = ev.get("activityTaskScheduledEventAttributes")
+        if attrs and attrs["activityType"]["name"] == RECORD_EVENTS:
+            batch = json.loads(base64.b64decode(attrs["input"]["payloads"][0]["data"]))
+            out += [(e["seq"], e["type"], e["hash"]) for e in batch["events"]]
+    return out
+
+
+async def test_replay_rebuilds_the_recorded_chain_byte_for_byte(monkeypatch):
+    """The events the current code builds while replaying hash exactly as the recording's did:
+    typed events and the lifecycle state machine changed nothing on the wire."""
+    built: list[tuple[int, str, str]] = []
+    emit = EvidenceChain.emit
+
+    def recording_emit(self, *args, **kwargs):
+        ev = emit(self, *args, **kwargs)
+        built.append((ev.seq, ev.type, ev.hash))
+        return ev
+
+    monkeypatch.setattr(EvidenceChain, "emit", recording_emit)
+    history = WorkflowHistory.from_json("grant-fixture-full-lifecycle", SIGNED.read_text())
+    throwaway = CommandSigner.from_text(new_private_key_text(), SignerRole.worker)
+    with trust.installed(recording_trust(SIGNED), throwaway):
+        assert (await replayer().replay_workflow(history)).replay_failure is None
+    expected = recorded_chain(SIGNED)
+    assert len(expected) == 10
+    assert built == expected
 
 
 @workflow.defn(name="GrantWorkflow", sandboxed=False)
