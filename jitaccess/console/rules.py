@@ -1,98 +1,91 @@
-"""What the console shows a person, decided by the domain's own rules over the API's views: whether
-they may vote on a grant's open round (jitaccess.domain.grant.authorise_vote, which the workflow's
-validator runs again), review a break-glass use, or revoke. The API stays the authority: a button
-shown here that the API then refuses only costs a flash message."""
+"""What the console shows a person on a grant, decided by the grant aggregate's own checks
+(`Grant.check_approve`, `check_deny`, `check_review`, `check_revoke`: the rules the workflow's
+validators run when the form is posted). The grant is read through the same use case as the API's
+`GET /v1/grants/{id}` (`app.state.use_cases.reads`) and shown with the API's own view of it
+(jitaccess.api.views), so the console renders exactly the summary the API returns."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Request
 
-from jitaccess.console.core import Console
-from jitaccess.console.session import Session
-from jitaccess.domain.approval import ApprovalRound, Delegation, authorise_vote
-from jitaccess.domain.delegation import current_delegations
+from jitaccess.api.views import archived_grant_view, grant_view
+from jitaccess.domain.approval import Delegation
+from jitaccess.domain.grant import Grant, ReviewInput
 from jitaccess.domain.principals import Principal
 from jitaccess.domain.refusals import Refusal
-
-REVOCABLE = ("awaiting_approval", "approved", "issuing", "active")  # Grant.check_revoke's states
-
-
-def pending_round(view: dict[str, Any]) -> dict[str, Any] | None:
-    """The round open for votes, as `Grant.pending_round` defines it, from the API's view."""
-    if view.get("state") == "awaiting_approval":
-        return view.get("approval")
-    ext = view.get("extension") or {}
-    if view.get("state") == "active" and ext.get("status") == "pending":
-        return ext.get("round")
-    return None
+from jitaccess.service.errors import NotFound
+from jitaccess.service.use_cases import UseCases
 
 
-async def delegations_to(c: Console, request: Request, sess: Session) -> list[Delegation]:
-    """Delegations made to the signed-in person, each delegator with their current groups (as the
-    API does before a vote)."""
-    r = await c.api(request, sess, "GET", "/v1/delegations")
-    made = [Delegation.model_validate(d) for d in (r.body.get("to_me", []) if r.ok else [])]
-    if c.users:
-        users = c.users
-        made = current_delegations(made, lambda uid: users[uid].principal(uid) if uid in users else None)
-    return made
+def use_cases(request: Request) -> UseCases:
+    uc: UseCases = request.app.state.use_cases
+    return uc
 
 
-def vote_status(
-    view: dict[str, Any], me: Principal, delegations: list[Delegation]
-) -> tuple[bool, str | None, str | None]:
-    """(may decide now, step-up message if approving needs a fresh sign-in, why not) for the grant's
-    pending round."""
-    rnd_raw = pending_round(view)
-    if rnd_raw is None:
-        return False, None, "nothing to decide"
-    rnd = ApprovalRound.model_validate(rnd_raw)
-    requester = Principal.model_validate(view["requester"])
-    subject = f"grant {view['grant_id']} ({view['entitlement']})"
+def view_of(g: Grant | dict[str, Any]) -> dict[str, Any]:
+    """The API's answer for a grant: the live grant's view, or its ledger summary once archived."""
+    return grant_view(g) if isinstance(g, Grant) else archived_grant_view(g)
+
+
+async def live_grant(request: Request, me: Principal, grant_id: str) -> Grant | None:
+    """The live grant if this person may read it (None: unknown, hidden, or only in the ledger)."""
+    try:
+        g = await use_cases(request).reads.grant(me, grant_id)
+    except NotFound:
+        return None
+    return g if isinstance(g, Grant) else None
+
+
+def allowed(check: Callable[[], None]) -> bool:
+    try:
+        check()
+    except Refusal:
+        return False
+    return True
+
+
+def vote_status(g: Grant, me: Principal, delegations: list[Delegation]) -> tuple[bool, str | None]:
+    """(may decide now, the step-up message if approving needs a fresh sign-in) on the grant's
+    open round: whoever may deny may decide; approving may still ask for a step-up sign-in."""
     now = datetime.now(UTC)
+    if not allowed(lambda: g.check_deny(me, now, delegations)):
+        return False, None
     try:
-        authorise_vote(rnd, requester, subject, me, now, delegations, "deny")
+        g.check_approve(me, now, delegations)
     except Refusal as e:
-        return False, None, e.message
-    try:
-        authorise_vote(rnd, requester, subject, me, now, delegations, "approve")
-    except Refusal as e:
-        if e.rule == "step_up_required":
-            return True, e.message, None
-        return False, None, e.message
-    return True, None, None
+        return (True, e.message) if e.rule == "step_up_required" else (False, None)
+    return True, None
 
 
-def reviewer_groups(view: dict[str, Any], entitlement: dict[str, Any]) -> tuple[str, ...]:
-    """Who reviews a break-glass use (`Grant.reviewer_groups`): the entitlement's reviewers, and
-    its escalation groups once the review is overdue."""
-    bg = entitlement.get("break_glass") or {}
-    escalation = tuple(bg.get("escalation_groups", ())) if view.get("review_escalated") else ()
-    return tuple(bg.get("reviewer_groups", ())) + escalation
+def may_review(g: Grant, me: Principal) -> bool:
+    return allowed(lambda: g.check_review(ReviewInput(actor=me, outcome="justified")))
 
 
-def requester_id(view: dict[str, Any]) -> str | None:
-    return (view.get("requester") or {}).get("id")
+def may_revoke(g: Grant, me: Principal) -> bool:
+    return allowed(lambda: g.check_revoke(me))
 
 
-def may_review(view: dict[str, Any], me: Principal, entitlement: dict[str, Any]) -> bool:
-    """`Grant.check_review`'s authority: pending review, not the requester, a reviewer."""
-    return (
-        view.get("state") == "pending_review"
-        and requester_id(view) != me.id
-        and me.in_any(reviewer_groups(view, entitlement))
-    )
+@dataclass(frozen=True)
+class Shown:
+    """Which of a grant page's forms this person may use (the API decides again when they do)."""
 
+    may_decide: bool = False
+    step_up: str | None = None
+    may_review: bool = False
+    may_revoke: bool = False
 
-def may_revoke(view: dict[str, Any], me: Principal, admin_groups: tuple[str, ...]) -> bool:
-    """`Grant.check_revoke`'s authority: the requester, the grant's approver groups, admins."""
-    decision = view.get("decision") or {}
-    return view.get("state") in REVOCABLE and (
-        requester_id(view) == me.id or me.in_any(tuple(decision.get("approver_groups", ()))) or me.in_any(admin_groups)
-    )
+    @classmethod
+    async def on(cls, request: Request, me: Principal, g: Grant) -> Shown:
+        may_decide, step_up = False, None
+        if g.pending_round() is not None and g.requester.id != me.id:
+            delegations = await use_cases(request).authority.lent_to(me)
+            may_decide, step_up = vote_status(g, me, delegations)
+        return cls(may_decide, step_up, may_review(g, me), may_revoke(g, me))
 
 
 def requestable(me: Principal, entitlements: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,11 +1,12 @@
 """The web console: server-rendered pages (Jinja2, htmx for live state) served by the API process.
 
-It is a client of the JSON API in the same process: every read and every decision is the API's
-own route, called in-process (ASGI) with the signed-in person's ID token, so authentication,
+It is a client of the JSON API in the same process: every decision, list and form goes through the
+API's own route, called in-process (ASGI) with the signed-in person's ID token, so authentication,
 read scope, the domain's rules, the signed commands to the worker and the error messages are
-exactly the API's. Beside that the console only decides what to *show* (e.g. which grants go in
-an approvals inbox), using the domain's own rules (jitaccess.console.rules). Every form is a POST
-with a per-session CSRF token.
+exactly the API's. Pages that show which forms a person may use (a grant, the approvals inbox, the
+reviews queue) read the grant through the use case the API's route calls and show it with the
+API's own view, so the grant aggregate's own checks decide what is shown (jitaccess.console.rules).
+Every form is a POST with a per-session CSRF token.
 
 The pages are in jitaccess.console.pages, one module each; what they share (session, sign-in,
 CSRF, the in-process API call, rendering) is jitaccess.console.core.

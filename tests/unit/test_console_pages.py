@@ -1,5 +1,5 @@
 """The console's page logic without a browser: the route class that answers a lapsed sign-in and a
-missing CSRF token for every page, the rules for which forms a person sees, and how the request
+missing CSRF token for every page, which forms a person sees (the grant's own checks), and how the request
 and audit forms become API calls (the pages in a real browser: tests/e2e/test_console.py)."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from jitaccess.console.core import ApiAnswer, ConsoleRoute, FormRefused, NeedSig
 from jitaccess.console.pages.access import digest
 from jitaccess.console.pages.audit import audit_params
 from jitaccess.console.pages.request import field_errors, request_body
-from jitaccess.console.rules import may_review, may_revoke, requestable, reviewer_groups
+from jitaccess.console.rules import may_review, may_revoke, requestable, vote_status
 from jitaccess.domain.principals import Principal
+from tests.unit.test_grant_rules import ALICE, BOB, ERIN, MALLORY, new_grant
 
 
 def app_raising(exc: Exception) -> FastAPI:
@@ -50,24 +51,13 @@ async def test_a_form_without_the_csrf_token_is_refused():
 ME = Principal(id="bob", kind="human", groups=("platform-leads",))
 
 
-def grant(state: str, requester: str = "alice", **kw) -> dict:
-    return {"grant_id": "grant-1", "state": state, "requester": {"id": requester}, **kw}
-
-
-def test_who_may_revoke_and_review():
-    approved_by_leads = {"decision": {"approver_groups": ["platform-leads"]}}
-    assert may_revoke(grant("active", **approved_by_leads), ME, ("admins",))
-    assert may_revoke(grant("awaiting_approval", requester="bob"), ME, ("admins",))
-    assert not may_revoke(grant("active"), ME, ("admins",))
-    assert may_revoke(grant("active"), ME, ("platform-leads",))  # an admin
-    assert not may_revoke(grant("revoked", **approved_by_leads), ME, ("admins",))
-    ent = {"break_glass": {"reviewer_groups": ["security"], "escalation_groups": ["platform-leads"]}}
-    assert reviewer_groups(grant("pending_review"), ent) == ("security",)
-    assert not may_review(grant("pending_review"), ME, ent)
-    escalated = grant("pending_review", review_escalated=True)
-    assert reviewer_groups(escalated, ent) == ("security", "platform-leads") and may_review(escalated, ME, ent)
-    assert not may_review({**escalated, "requester": {"id": "bob"}}, ME, ent)  # never your own
-    assert not may_review({**escalated, "state": "reviewed"}, ME, ent)
+def test_the_forms_shown_on_a_grant_are_the_grants_own_rules():
+    g = new_grant()  # alice's, awaiting one approval from security
+    assert vote_status(g, BOB, []) == (True, None)
+    assert vote_status(g, ALICE, []) == (False, None)  # never your own
+    assert vote_status(g, MALLORY, []) == (False, None)
+    assert [may_revoke(g, p) for p in (ALICE, BOB, ERIN, MALLORY)] == [True, True, True, False]
+    assert not may_review(g, BOB)  # not a break-glass grant pending review
 
 
 def test_requestable_entitlements_mark_break_glass_eligibility():

@@ -11,7 +11,7 @@ import pytest
 from jitaccess.console.core import safe_next
 from jitaccess.console.formatting import approvers_of, human_duration
 from jitaccess.console.oidc import OidcClient, SignInFailed
-from jitaccess.console.rules import pending_round, residual_window
+from jitaccess.console.rules import residual_window
 from jitaccess.console.session import SessionStore
 
 
@@ -73,9 +73,6 @@ def test_display_helpers():
     }
     assert approvers_of(staged) == "1 of platform-leads and 2 of security"
     assert approvers_of({"approval": {"auto_approve": True}}) == "auto-approved"
-    assert pending_round({"state": "awaiting_approval", "approval": {"x": 1}}) == {"x": 1}
-    assert pending_round({"state": "active", "extension": {"status": "pending", "round": {"y": 2}}}) == {"y": 2}
-    assert pending_round({"state": "active", "extension": {"status": "applied"}}) is None
     events = [
         {"type": "credential.issued", "data": {"residual_window_seconds": 600}},
         {"type": "revocation.confirmed", "data": {"credential_expires_at": "2030-01-01T00:00:00+00:00"}},

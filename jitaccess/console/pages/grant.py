@@ -4,24 +4,19 @@ revoke, extend), the live refresh, and the credential shown once."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from jitaccess.api.errors import ApiError
+from jitaccess.api.routes.common import expect_id
 from jitaccess.console.core import Pages, back, safe_next
 from jitaccess.console.pages.access import SECRETLESS
-from jitaccess.console.rules import (
-    delegations_to,
-    may_review,
-    may_revoke,
-    pending_round,
-    requester_id,
-    residual_window,
-    vote_status,
-)
-from jitaccess.console.session import Session
-from jitaccess.domain.principals import Principal
+from jitaccess.console.rules import Shown, residual_window, use_cases, view_of
+from jitaccess.domain.grant import Grant
+from jitaccess.service.errors import NotFound
 
 FormBody = Callable[[dict[str, str]], dict[str, Any]]
 # each form on the page: the API route it posts to, and the API's body from the form
@@ -33,6 +28,12 @@ ACTIONS: dict[str, FormBody] = {
     "review": lambda f: {"outcome": f.get("outcome", ""), "notes": f.get("notes", "")},
 }
 NO_EVIDENCE: dict[str, Any] = {"events": [], "verification": None}
+
+
+def view_requester(view: dict[str, Any]) -> str | None:
+    """The requester's ID: a mapping in a live grant's view, the ID itself in a ledger summary."""
+    r = view.get("requester")
+    return r.get("id") if isinstance(r, dict) else r
 
 
 def live_key(view: dict[str, Any]) -> str:
@@ -55,12 +56,17 @@ class GrantPages(Pages):
     async def page(self, request: Request, grant_id: str) -> Response:
         c = self.c
         sess, me = await c.me(request)
-        g = await c.api(request, sess, "GET", f"/v1/grants/{grant_id}")
-        if not g.ok:
-            return c.error_page(request, sess, me, g.status, g.message)
-        view = g.body
+        try:
+            expect_id("grant", grant_id)
+            g = await use_cases(request).reads.grant(me, grant_id)
+        except ApiError as e:
+            return c.error_page(request, sess, me, e.status, e.message)
+        except NotFound as e:
+            return c.error_page(request, sess, me, 404, e.message)
+        view = view_of(g)
         ev = await c.api(request, sess, "GET", f"/v1/grants/{grant_id}/evidence")
         evidence = ev.body if ev.ok else NO_EVIDENCE
+        shown = await Shown.on(request, me, g) if isinstance(g, Grant) else Shown()
         return c.render(
             request,
             "grant.html",
@@ -68,27 +74,13 @@ class GrantPages(Pages):
             me,
             g=view,
             evidence=evidence,
-            **await self.may(request, sess, me, view),
-            mine=requester_id(view) == me.id,
+            **asdict(shown),
+            mine=view_requester(view) == me.id,
             residual=residual_window(evidence.get("events", [])),
             temporal=self.temporal_link(view),
             secretless=SECRETLESS,
             live_key=live_key(view),
         )
-
-    async def may(self, request: Request, sess: Session, me: Principal, view: dict[str, Any]) -> dict[str, Any]:
-        """Which of the page's forms this person may use (the API decides again when they do)."""
-        may_decide, step_up = False, None
-        if pending_round(view) is not None and requester_id(view) != me.id:
-            may_decide, step_up, _ = vote_status(view, me, await delegations_to(self.c, request, sess))
-        entitlements = await self.c.rows(request, sess, "/v1/catalog", "entitlements")
-        entitlement = next((e for e in entitlements if e["id"] == view.get("entitlement", "")), {})
-        return {
-            "may_decide": may_decide,
-            "step_up": step_up,
-            "may_review": may_review(view, me, entitlement),
-            "may_revoke": may_revoke(view, me, tuple(self.c.settings.admin_groups)),
-        }
 
     def temporal_link(self, view: dict[str, Any]) -> str | None:
         """The grant's workflow in the Temporal UI (not for a grant read back from the ledger)."""

@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 from fastapi import Request
 from fastapi.responses import Response
 
+from jitaccess.api.views import grant_view
 from jitaccess.console.core import Pages
-from jitaccess.console.rules import may_review
+from jitaccess.console.rules import live_grant, may_review
 
 
 class ReviewPages(Pages):
@@ -21,13 +22,12 @@ class ReviewPages(Pages):
         pending = await c.rows(
             request, sess, "/v1/grants", "grants", state="pending_review", break_glass="true", limit=200
         )
-        entitlements = {e["id"]: e for e in await c.rows(request, sess, "/v1/catalog", "entitlements")}
         queue = []
         for row in pending:
             if row.get("requester") == me.id:
                 continue
-            g = await c.api(request, sess, "GET", f"/v1/grants/{row['grant_id']}")
-            if g.ok and may_review(g.body, me, entitlements.get(g.body.get("entitlement", "")) or {}):
-                queue.append(g.body)
+            g = await live_grant(request, me, row["grant_id"])
+            if g is not None and may_review(g, me):
+                queue.append(grant_view(g))
         queue.sort(key=lambda x: x.get("review_deadline") or "")
         return c.render(request, "reviews.html", sess, me, queue=queue, now=datetime.now(UTC).isoformat())
