@@ -22,6 +22,7 @@ from jitaccess.domain import contracts as c
 from jitaccess.domain.catalogue import Catalogue
 from jitaccess.domain.commands import CommandVerifier
 from jitaccess.domain.credentials import IssuedCredential, IssueResult, ProviderGrant, RevocationResult
+from jitaccess.domain.event_types import CredentialIssueRefused
 from jitaccess.domain.grant import IssueRequest
 from jitaccess.domain.issuance import authorise_issue
 from jitaccess.domain.refusals import Refusal
@@ -74,13 +75,13 @@ class GrantActivities:
         try:
             grant = authorise_issue(req, self.catalogue, self.verifier)
         except Refusal as r:
+            refused = CredentialIssueRefused(rule=r.rule, message=r.message)
             siem.warning(
                 "issue_refused",
-                type="credential.issue_refused",
-                severity=severity("credential.issue_refused"),
+                type=refused.TYPE,
+                severity=refused.SEVERITY,
                 grant_id=req.grant.grant_id,
-                rule=r.rule,
-                message=r.message,
+                **refused.data(),
             )
             raise ApplicationError(r.message, r.rule, type=c.ISSUE_REFUSED, non_retryable=True) from None
         try:
