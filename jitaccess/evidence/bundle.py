@@ -44,6 +44,28 @@ class BundleError(RuntimeError):
     pass
 
 
+def _proven_inclusion(ledger: Ledger, events: list[IdentityEvent], cp: Checkpoint) -> list[dict[str, Any]]:
+    """Each logged event's audit path to the checkpoint's root, checked against the events as the
+    ledger holds them now (BundleError otherwise): a bundle never carries a proof that fails."""
+    by_id = {e.event_id: e for e in events}
+    inclusion = []
+    for inc in inclusion_proofs(ledger, list(by_id), cp):
+        ev = by_id[inc.event_id]
+        path = [bytes.fromhex(p) for p in inc.proof]
+        leaf = event_leaf_hash(ev)
+        if leaf != inc.leaf_hash or not merkle.verify_inclusion(
+            bytes.fromhex(leaf), inc.log_index, cp.tree_size, path, bytes.fromhex(cp.root_hash)
+        ):
+            raise BundleError(
+                f"{ev.event_id} is not in checkpoint #{cp.number} as the ledger holds it now: "
+                "run `jitaccess evidence verify --ledger ...`"
+            )
+        inclusion.append(
+            {"event_id": ev.event_id, "log_index": inc.log_index, "leaf_hash": leaf, "audit_path": inc.proof}
+        )
+    return inclusion
+
+
 def export_bundle(ledger: Ledger, grant_id: str, out: Path, *, public_key: Ed25519PublicKey | None = None) -> Path:
     events = ledger.events(grant_id)
     if not events:
@@ -56,21 +78,7 @@ def export_bundle(ledger: Ledger, grant_id: str, out: Path, *, public_key: Ed255
     else:
         if public_key is not None and (problem := checkpoint_problem(cp, {public_key_id(public_key): public_key})):
             raise BundleError(f"the ledger's latest checkpoint #{cp.number} does not verify: {problem}")
-        by_id = {e.event_id: e for e in events}
-        for inc in inclusion_proofs(ledger, list(by_id), cp):
-            ev = by_id[inc.event_id]
-            path = [bytes.fromhex(p) for p in inc.proof]
-            leaf = event_leaf_hash(ev)
-            if leaf != inc.leaf_hash or not merkle.verify_inclusion(
-                bytes.fromhex(leaf), inc.log_index, cp.tree_size, path, bytes.fromhex(cp.root_hash)
-            ):
-                raise BundleError(
-                    f"{ev.event_id} is not in checkpoint #{cp.number} as the ledger holds it now: "
-                    "run `jitaccess evidence verify --ledger ...`"
-                )
-            inclusion.append(
-                {"event_id": ev.event_id, "log_index": inc.log_index, "leaf_hash": leaf, "audit_path": inc.proof}
-            )
+        inclusion = _proven_inclusion(ledger, events, cp)
         missing = [e.event_id for e in events if e.event_id not in {i["event_id"] for i in inclusion}]
         if missing:
             notes.append(f"{len(missing)} event(s) are newer than checkpoint #{cp.number}: " + ", ".join(missing))
