@@ -5,8 +5,10 @@ forever), so workers are deployed while grants are in flight and every new
 worker replays histories written by the old code. This test replays
 tests/fixtures/histories/grant_full_lifecycle.json — a recorded secrets-admin
 lifecycle: request, bob's approve update, alice's claim_credential update,
-expiry timer, confirmed revocation, local-activity ledger flushes — and a
-history recorded fresh in this run.
+expiry timer, confirmed revocation, local-activity ledger flushes —, the same
+lifecycle with signed commands, a break-glass grant with an approved extension and
+a review (recorded before and after the lifecycle state machine), and a history
+recorded fresh in this run.
 
 The fixture was written by the first GrantWorkflow (commit 5316562): it is a
 history from an older release, and it still replays because inputs written then
@@ -122,6 +124,8 @@ def recorded_chain(history: Path) -> list[tuple[int, str, str]]:
 
 
 BREAK_GLASS = FIXTURE.with_name("grant_break_glass_lifecycle.json")
+# the same scenario recorded by the GrantWorkflow before the lifecycle state machine (commit ede683d)
+BREAK_GLASS_BEFORE = FIXTURE.with_name("grant_break_glass_before_lifecycle.json")
 
 
 async def replay_signed(history_file: Path):
@@ -132,17 +136,18 @@ async def replay_signed(history_file: Path):
         return await replayer().replay_workflow(history, raise_on_replay_failure=False)
 
 
-async def test_break_glass_history_replays():
+@pytest.mark.parametrize("history", [BREAK_GLASS, BREAK_GLASS_BEFORE], ids=["lifecycle", "before-lifecycle"])
+async def test_break_glass_history_replays(history):
     """Recorded by the lifecycle state machine (one effects loop, one updatable-timer wait): a
     break-glass grant issued at once, claimed, extended by an approved extension (the provider's
     TTL moved, the expiry timer re-armed), expired, revoked, then reviewed (the review wait)."""
-    kinds = Counter(e.event_type for e in WorkflowHistory.from_json("bg", BREAK_GLASS.read_text()).events)
+    kinds = Counter(e.event_type for e in WorkflowHistory.from_json("bg", history.read_text()).events)
     assert kinds[EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED] == 4  # claim, extend, approve, review
     assert kinds[EventType.EVENT_TYPE_TIMER_CANCELED] >= 2  # expiry re-armed, review wait ended by the review
     assert kinds[EventType.EVENT_TYPE_TIMER_FIRED] == 1  # expiry
-    scheduled = [n for n in activity_names(BREAK_GLASS) if n != RECORD_EVENTS]
+    scheduled = [n for n in activity_names(history) if n != RECORD_EVENTS]
     assert scheduled == [c.ISSUE_CREDENTIAL, c.EXTEND_CREDENTIAL, c.REVOKE_CREDENTIAL]
-    assert (await replay_signed(BREAK_GLASS)).replay_failure is None
+    assert (await replay_signed(history)).replay_failure is None
 
 
 def activity_names(history: Path) -> list[str]:
@@ -150,7 +155,9 @@ def activity_names(history: Path) -> list[str]:
     return [a["activityType"]["name"] for ev in events if (a := ev.get("activityTaskScheduledEventAttributes"))]
 
 
-@pytest.mark.parametrize("history", [SIGNED, BREAK_GLASS], ids=["signed", "break-glass"])
+@pytest.mark.parametrize(
+    "history", [SIGNED, BREAK_GLASS, BREAK_GLASS_BEFORE], ids=["signed", "break-glass", "break-glass-before"]
+)
 async def test_replay_rebuilds_the_recorded_chain_byte_for_byte(monkeypatch, history):
     """The events the current code builds while replaying hash exactly as the recording's did:
     typed events and the lifecycle state machine changed nothing on the wire."""
