@@ -63,7 +63,7 @@ def _types_in_code() -> set[str]:
     found: set[str] = set()
     for path in (ROOT / "jitaccess").rglob("*.py"):
         text = path.read_text()
-        found |= set(re.findall(r'emit\(\s*"([a-z_]+\.[a-z_]+)"', text))
+        found |= set(re.findall(r'[Ee]mit\(\s*"([a-z_]+\.[a-z_]+)"', text))  # EvidenceChain.emit, lifecycle Emit
         found |= set(re.findall(r'make_event\([^)]*?"([a-z_]+\.[a-z_]+)"', text, re.S))
         found |= {m.TYPE for m in EVENT_TYPES.values() if f"{m.__name__}(" in text}
     # the types named by a value: an onboarding's end, a dry run's finding, a delivery attempt
