@@ -156,20 +156,32 @@ def command_keys() -> dict[str, str]:
     return {"command_signing_key": new_private_key_text(), "worker_signing_key": new_private_key_text()}
 
 
-@pytest.fixture
-def settings(tmp_path, temporal_server, openbao, dev_idp, users_file, catalogue_file, command_keys) -> Settings:
-    upgrade_ledger(f"sqlite:///{tmp_path}/ledger.db")  # as `jitaccess db upgrade` (workers only check the schema)
+def stack_settings(tmp: Path, temporal_server, openbao, command_keys, queue: str = "test", **over) -> Settings:
+    """Settings on the session's Temporal and OpenBao with its command keys: a SQLite ledger in
+    `tmp`, a task queue of its own, a fresh payload key; `over` sets the rest."""
     return Settings(
         **command_keys,
-        catalogue_file=catalogue_file,
         temporal_address=temporal_server.address,
         vault_addr=openbao.address,
         vault_token=openbao.extra["root_token"],
-        ledger_url=f"sqlite:///{tmp_path}/ledger.db",
-        task_queue=f"test-{uuid.uuid4().hex[:8]}",
+        ledger_url=f"sqlite:///{tmp}/ledger.db",
+        task_queue=f"{queue}-{uuid.uuid4().hex[:8]}",
+        payload_key=new_key(),
+        **over,
+    )
+
+
+@pytest.fixture
+def settings(tmp_path, temporal_server, openbao, dev_idp, users_file, catalogue_file, command_keys) -> Settings:
+    upgrade_ledger(f"sqlite:///{tmp_path}/ledger.db")  # as `jitaccess db upgrade` (workers only check the schema)
+    return stack_settings(
+        tmp_path,
+        temporal_server,
+        openbao,
+        command_keys,
+        catalogue_file=catalogue_file,
         users_file=users_file,
         oidc_issuers=dev_idp.issuers,
-        payload_key=new_key(),
     )
 
 

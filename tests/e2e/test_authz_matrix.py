@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import itertools
 import secrets
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +29,7 @@ from jitaccess.api import create_app
 from jitaccess.config import Settings
 from jitaccess.config.settings import EXAMPLES
 from jitaccess.dev.seed import seed_dev_approle
-from jitaccess.workers.codec import new_key
+from tests.conftest import stack_settings
 from tests.e2e.conftest import Api, serve_api
 from tests.support import eventually
 
@@ -372,16 +371,14 @@ async def world(tmp_path_factory, temporal_server, openbao, catalogue_file, comm
     catalogue["entitlements"].append(MATRIX_ENTITLEMENT)
     (tmp / "catalogue.yaml").write_text(yaml.safe_dump(catalogue))
     (tmp / "users.yaml").write_text((EXAMPLES / "users.yaml").read_text())  # the directory (sign-in: OpenBao)
-    settings = Settings(
-        **command_keys,
+    settings = stack_settings(
+        tmp,
+        temporal_server,
+        openbao,
+        command_keys,
+        "test-authz",
         catalogue_file=tmp / "catalogue.yaml",
-        temporal_address=temporal_server.address,
-        vault_addr=openbao.address,
-        vault_token=openbao.extra["root_token"],
-        ledger_url=f"sqlite:///{tmp}/ledger.db",
-        task_queue=f"test-authz-{uuid.uuid4().hex[:8]}",
         users_file=tmp / "users.yaml",
-        payload_key=new_key(),
     )
     seed_dev_approle(openbao.address, openbao.extra["root_token"])
     async with serve_api(settings) as (api, ledger):

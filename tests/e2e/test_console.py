@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,10 +17,9 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from jitaccess.config import Settings
 from jitaccess.config.settings import EXAMPLES
 from jitaccess.dev.identity import DevIdentity
-from jitaccess.workers.codec import new_key
+from tests.conftest import stack_settings
 from tests.e2e.conftest import Api, serve_api
 
 playwright_api = pytest.importorskip("playwright.async_api", reason="playwright (dev extra) drives the browser")
@@ -90,17 +88,15 @@ async def world(tmp_path_factory, temporal_server, openbao, dev_idp, catalogue_f
 
     tmp = tmp_path_factory.mktemp("console")
     (tmp / "users.yaml").write_text((EXAMPLES / "users.yaml").read_text())
-    settings = Settings(
-        **command_keys,
+    settings = stack_settings(
+        tmp,
+        temporal_server,
+        openbao,
+        command_keys,
+        "test-console",
         catalogue_file=catalogue_file,
-        temporal_address=temporal_server.address,
-        vault_addr=openbao.address,
-        vault_token=openbao.extra["root_token"],
-        ledger_url=f"sqlite:///{tmp}/ledger.db",
-        task_queue=f"test-console-{uuid.uuid4().hex[:8]}",
         users_file=tmp / "users.yaml",
         oidc_issuers=dev_idp.issuers,
-        payload_key=new_key(),
     )
     shots = tmp / "shots"
     shots.mkdir()
