@@ -11,25 +11,28 @@ import pytest
 
 from jitaccess.domain.catalogue import Catalogue
 from jitaccess.domain.contracts import GrantOptions
-from jitaccess.domain.credentials import IssuedCredential, WrappedHandover
-from jitaccess.domain.grant import ActionInput, ExtendInput, Grant, GrantInput, Refusal, ReviewInput
+from jitaccess.domain.credentials import IssuedCredential, IssueResult, RevocationResult, WrappedHandover
+from jitaccess.domain.grant import ActionInput, ExtendInput, Grant, GrantInput, Refusal, RefusalKind, ReviewInput
 from jitaccess.domain.lifecycle import Lifecycle
 from jitaccess.domain.lifecycle_effects import (
-    ApplyExtension,
     Approve,
     Claim,
+    CleanedUp,
     Deny,
     Effect,
     Emit,
     Extend,
     ExtensionApplied,
     ExtensionFailed,
-    Flush,
+    Issued,
+    IssueFailed,
+    IssueRefused,
     Message,
     Notify,
     ParentRevoke,
     ReportDrift,
     Revoke,
+    RevokeAttempted,
     SubmitReview,
     Tick,
     Timer,
@@ -159,18 +162,40 @@ def review_overdue() -> Lifecycle:
     return life
 
 
+def issuing() -> Lifecycle:
+    life = approved()
+    life.begin_issue(NOW)
+    return life
+
+
+def revoking(break_glass: bool = False, failed: int = 0) -> Lifecycle:
+    life = active() if not break_glass else awaiting(break_glass=True)
+    if break_glass:
+        life.begin_issue(NOW)
+        life.handle(Issued(ISSUED), NOW)
+    life.ended = life.grant.end_reason = "expired"
+    life.begin_revocation()
+    for _ in range(failed):
+        life.handle(RevokeAttempted(error="vault down"), NOW)
+    return life
+
+
+CREDENTIAL = IssuedCredential(provider="vault_token", grant_id="g-1", reference="acc-1")
+ISSUED = IssueResult(credential=CREDENTIAL, verified=True, verification="live")
+GONE = RevocationResult(confirmed=True, verification="gone")
+
+
 # -- the table ----------------------------------------------------------------------------------
 def kinds(effects: list[Effect]) -> list[str]:
+    """An event by its type, a notification by its kind, any other effect by its class name."""
+
     def name(e: Effect) -> str:
         match e:
             case Emit():
                 return e.event.TYPE
             case Notify():
                 return "notify:" + e.notification.kind.value
-            case Flush():
-                return "flush"
-            case ApplyExtension():
-                return "apply_extension"
+        return type(e).__name__
 
     return [name(e) for e in effects]
 
@@ -207,14 +232,14 @@ TABLE = [
         "review before issue", awaiting, *bad(SubmitReview(ReviewInput(actor=BOB, outcome="justified")), "wrong_state")
     ),
     Row("claim before issue", awaiting, *bad(Claim(ActionInput(actor=ALICE)), "wrong_state")),
-    Row("nothing due yet", awaiting, Tick(), 5 * MIN, S.awaiting_approval, ("flush",)),
+    Row("nothing due yet", awaiting, Tick(), 5 * MIN, S.awaiting_approval, ("Flush",)),
     Row(
         "reminder",
         awaiting,
         Tick(),
         10 * MIN,
         S.awaiting_approval,
-        ("approval.reminder", "notify:approval_reminder", "flush"),
+        ("approval.reminder", "notify:approval_reminder", "Flush"),
     ),
     Row(
         "escalation (with the reminder missed)",
@@ -222,7 +247,7 @@ TABLE = [
         Tick(),
         30 * MIN,
         S.awaiting_approval,
-        ("approval.escalated", "notify:approval_escalated", "approval.reminder", "notify:approval_reminder", "flush"),
+        ("approval.escalated", "notify:approval_escalated", "approval.reminder", "notify:approval_reminder", "Flush"),
     ),
     Row(
         "deadline: no reminder",
@@ -230,7 +255,7 @@ TABLE = [
         Tick(),
         60 * MIN,
         S.awaiting_approval,
-        ("approval.escalated", "notify:approval_escalated", "flush"),
+        ("approval.escalated", "notify:approval_escalated", "Flush"),
     ),
     Row("drift while awaiting: ignored", awaiting, ReportDrift(DRIFT), 0 * MIN, S.awaiting_approval),
     # approved, not issued yet
@@ -267,14 +292,14 @@ TABLE = [
         S.active,
         ("extension.refused", "notify:extended"),
     ),
-    Row("extension approved: apply", extension_approved, Tick(), 0 * MIN, S.active, ("apply_extension",)),
+    Row("extension approved: apply", extension_approved, Tick(), 0 * MIN, S.active, ("ApplyExtension",)),
     Row(
         "extension applied",
         extension_approved,
         ExtensionApplied(IssuedCredential(provider="vault_token", grant_id="g-1", reference="acc-1")),
         0 * MIN,
         S.active,
-        ("extension.applied", "notify:extended", "flush"),
+        ("extension.applied", "notify:extended", "Flush"),
     ),
     Row(
         "extension failed",
@@ -282,7 +307,7 @@ TABLE = [
         ExtensionFailed("boom"),
         0 * MIN,
         S.active,
-        ("extension.failed", "notify:extended", "flush"),
+        ("extension.failed", "notify:extended", "Flush"),
     ),
     Row(
         "extension expires undecided",
@@ -290,16 +315,16 @@ TABLE = [
         Tick(),
         60 * MIN,
         S.active,
-        ("extension.expired", "notify:extended", "flush", "grant.expired"),
+        ("extension.expired", "notify:extended", "Flush", "grant.expired"),
     ),
     Row("expiry warning", active, Tick(), 25 * MIN, S.active, ("notify:expiry_warning",)),
     Row("expiry", active, Tick(), 30 * MIN, S.active, ("grant.expired",)),
     Row("revoke", active, Revoke(ActionInput(actor=BOB)), 0 * MIN, S.active, ("grant.revoke_requested",)),
     Row("revoke by admin", active, Revoke(ActionInput(actor=ERIN)), 0 * MIN, S.active, ("grant.revoke_requested",)),
-    Row("claim", active, Claim(ActionInput(actor=ALICE)), 0 * MIN, S.active, ("credential.delivered", "flush")),
+    Row("claim", active, Claim(ActionInput(actor=ALICE)), 0 * MIN, S.active, ("credential.delivered", "Flush")),
     Row("claim by another", active, *bad(Claim(ActionInput(actor=BOB)), "not_requester")),
     Row("claim too late", active, Claim(ActionInput(actor=ALICE)), 6 * MIN, None, (), "handover_expired"),
-    Row("drift", active, ReportDrift(DRIFT), 0 * MIN, S.active, ("reconciliation.drift_detected", "flush")),
+    Row("drift", active, ReportDrift(DRIFT), 0 * MIN, S.active, ("reconciliation.drift_detected", "Flush")),
     Row("approve with nothing pending", active, *bad(Approve(BOB_SAYS), "wrong_state")),
     # break-glass review
     Row(
@@ -343,7 +368,7 @@ TABLE = [
         Tick(),
         6 * 60 * MIN,
         S.pending_review,
-        ("review.reminder", "notify:review_requested", "flush"),
+        ("review.reminder", "notify:review_requested", "Flush"),
     ),
     Row(
         "review overdue",
@@ -351,9 +376,76 @@ TABLE = [
         Tick(),
         24 * 60 * MIN,
         S.pending_review,
-        ("review.overdue", "notify:review_overdue", "review.reminder", "notify:review_requested", "flush"),
+        ("review.overdue", "notify:review_overdue", "review.reminder", "notify:review_requested", "Flush"),
     ),
     Row("revoke after revocation", in_review, *bad(Revoke(ActionInput(actor=ALICE)), "wrong_state")),
+    # provider outcomes: issue, clean-up, revocation
+    Row(
+        "issued and verified",
+        issuing,
+        Issued(ISSUED),
+        0 * MIN,
+        S.active,
+        ("credential.issued", "fulfilment.verified", "Flush", "TellParent", "notify:issued"),
+    ),
+    Row(
+        "issued, read-back fails",
+        issuing,
+        Issued(ISSUED.model_copy(update={"verified": False})),
+        0 * MIN,
+        S.issuing,
+        ("credential.issued", "fulfilment.verification_failed", "CleanUp"),
+    ),
+    Row("issue failed", issuing, IssueFailed("vault down"), 0 * MIN, S.issuing, ("credential.issue_failed", "CleanUp")),
+    Row("cleaned up", issuing, CleanedUp(GONE), 0 * MIN, S.issue_failed, ("credential.cleanup_confirmed", "End")),
+    Row(
+        "issuer refuses",
+        issuing,
+        IssueRefused("no_votes", "no"),
+        0 * MIN,
+        S.denied,
+        ("credential.issue_refused", "End"),
+    ),
+    Row(
+        "revoked",
+        revoking,
+        RevokeAttempted(GONE),
+        0 * MIN,
+        S.revoked,
+        ("revocation.confirmed", "notify:revoked", "End"),
+    ),
+    Row(
+        "revoked, another grant still holds it",
+        revoking,
+        RevokeAttempted(RevocationResult(confirmed=False, verification="held", deferred_to=["g-2"])),
+        0 * MIN,
+        S.revoked,
+        ("revocation.deferred", "notify:revoked", "End"),
+    ),
+    Row(
+        "revocation fails: retry",
+        revoking,
+        RevokeAttempted(error="vault down"),
+        0 * MIN,
+        S.revoking,
+        ("revocation.retrying", "Flush", "Sleep", "ContinueAsNewIfLong", "RevokeCredential"),
+    ),
+    Row(
+        "revocation keeps failing: alert",
+        lambda: revoking(failed=2),
+        RevokeAttempted(RevocationResult(confirmed=False, verification="still live")),
+        0 * MIN,
+        S.revocation_failing,
+        ("revocation.retrying", "revocation.failing", "Flush", "Sleep", "ContinueAsNewIfLong", "RevokeCredential"),
+    ),
+    Row(
+        "break-glass revoked: review",
+        lambda: revoking(break_glass=True),
+        RevokeAttempted(GONE),
+        0 * MIN,
+        S.pending_review,
+        ("revocation.confirmed", "notify:revoked", "review.requested", "notify:review_requested", "Flush"),
+    ),
 ]
 
 
@@ -438,3 +530,79 @@ def test_terminal_states_are_the_ones_without_a_way_out() -> None:
     assert TERMINAL == {S.denied, S.approval_expired, S.cancelled, S.issue_failed, S.reviewed}
     assert all(not TRANSITIONS.get(s) for s in TERMINAL)
     assert not (ACCESS_ENDED & HOLDS_ACCESS) and S.revoked in ACCESS_ENDED
+
+
+# -- the steps between the waits ----------------------------------------------------------------
+def started(
+    entitlement_request: AccessRequest, requester: Principal = ALICE, forged: bool = False
+) -> tuple[Lifecycle, list[Effect]]:
+    decision = evaluate(CATALOGUE, requester, entitlement_request)
+    inp = GrantInput(grant_id="g-1", requester=requester, request=entitlement_request, decision=decision)
+    life = Lifecycle(Grant.from_input(inp), OPTIONS)
+    forgery = Refusal(RefusalKind.forbidden, "unsigned", "not signed") if forged else None
+    return life, life.start(inp, forgery, NOW)
+
+
+APPROVAL = ("grant.requested", "policy.decided", "approval.requested", "notify:approval_requested", "Flush")
+
+
+@pytest.mark.parametrize(
+    "request_, requester, forged, state, effects",
+    [
+        (AccessRequest(entitlement="db", reason="fix"), ALICE, False, S.awaiting_approval, APPROVAL),
+        (
+            AccessRequest(entitlement="db", reason="fix", break_glass=True, incident="INC-7"),
+            ALICE,
+            False,
+            S.issuing,
+            ("grant.requested", "policy.decided", "grant.approved", "notify:break_glass_alert", "IssueCredential"),
+        ),
+        (
+            AccessRequest(entitlement="db", reason="fix"),
+            MALLORY,
+            False,
+            S.denied,
+            ("grant.requested", "policy.decided", "End"),
+        ),
+        (
+            AccessRequest(entitlement="db", reason="fix"),
+            ALICE,
+            True,
+            S.denied,
+            ("grant.requested", "policy.decided", "End"),
+        ),
+    ],
+    ids=["needs approval", "break-glass", "policy denies", "forged start"],
+)
+def test_start_decides_by_policy(request_, requester, forged, state, effects) -> None:
+    life, out = started(request_, requester, forged)
+    assert kinds(out) == list(effects)
+    assert life.grant.state is state and life.finished == (state is S.denied)
+
+
+def denied_by_bob() -> Lifecycle:
+    life = awaiting()
+    life.handle(Deny(BOB_SAYS), NOW)
+    return life
+
+
+def revoked_while_approved() -> Lifecycle:
+    life = approved()
+    life.handle(Revoke(ActionInput(actor=ALICE, comment="not needed")), NOW)
+    return life
+
+
+@pytest.mark.parametrize(
+    "start, state, effects",
+    [
+        (approved, S.issuing, ("notify:approved", "IssueCredential")),
+        (awaiting, S.approval_expired, ("approval.expired", "notify:denied", "End")),
+        (denied_by_bob, S.denied, ("notify:denied", "End")),
+        (revoked_while_approved, S.cancelled, ("notify:approved", "grant.cancelled", "End")),
+    ],
+    ids=["approved: issue", "expired", "denied", "revoked before issue"],
+)
+def test_after_the_approval_wait(start, state, effects) -> None:
+    life = start()
+    assert kinds(life.after_wait(NOW + 60 * MIN)) == list(effects)
+    assert life.grant.state is state
