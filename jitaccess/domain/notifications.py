@@ -4,7 +4,7 @@ Pure (no I/O, no clock, no randomness), so the workflow can build a
 `Notification` inside the Temporal sandbox and hand it to the
 `deliver_notification` activity as a `DeliveryRequest`. The activity answers a
 `DeliveryResult`, which the workflow records as an identity event
-(`DeliveryResult.event_type` / `.event_data()`).
+(`DeliveryResult.event`).
 
 A notification never carries a secret: its fields are fixed (`extra="forbid"`),
 `summary` holds scalars only and refuses keys that name secret material, and
@@ -129,14 +129,6 @@ class DeliveryResult(BaseModel):
         if n is not None:
             fields.update(kind=str(n.kind), audience=str(n.audience), severity=str(n.severity))
         return model(**fields)
-
-    @property
-    def event_type(self) -> str:
-        return self.event().TYPE
-
-    def event_data(self, n: Notification | None = None) -> dict[str, Any]:
-        """Data for the identity event recording this attempt (see `event`)."""
-        return self.event(n).data()
 
 
 # --- links -----------------------------------------------------------------------------

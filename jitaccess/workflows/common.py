@@ -58,15 +58,10 @@ class EvidenceChain:
         self.events: list[IdentityEvent] = [last] if last else []
         self._flushed = len(self.events)
 
-    def emit(self, event: EventBody | str, actor: Actor, data: dict[str, Any] | None = None) -> IdentityEvent:
-        """Append one event: a typed `EventBody` (the one way for new code), or a type name and
-        its data (emitters not yet moved to typed events)."""
-        if isinstance(event, EventBody):
-            type_name, data = event.TYPE, event.data()
-        else:
-            type_name = event
+    def emit(self, event: EventBody, actor: Actor) -> IdentityEvent:
+        """Append one event (its data: the fields the model was given, see EventBody.data)."""
         prev = self.events[-1] if self.events else None
-        ev = make_event(self.key, prev, type_name, workflow.now(), actor, data)
+        ev = make_event(self.key, prev, event.TYPE, workflow.now(), actor, event.data())
         self.events.append(ev)
         return ev
 

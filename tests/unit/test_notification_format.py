@@ -89,8 +89,8 @@ def test_notification_refuses_unknown_fields_and_secret_summary_keys():
 def test_delivery_result_event():
     ok = DeliveryResult(notifier="hook", ok=True, status_code=200, attempt=1)
     bad = DeliveryResult(notifier="hook", ok=False, status_code=503, error="HTTP 503", attempt=2)
-    assert ok.event_type == "notification.sent" and bad.event_type == "notification.failed"
-    assert bad.event_data(approval_requested()) == {
+    assert ok.event().TYPE == "notification.sent" and bad.event().TYPE == "notification.failed"
+    assert bad.event(approval_requested()).data() == {
         "notifier": "hook",
         "attempt": 2,
         "status_code": 503,
