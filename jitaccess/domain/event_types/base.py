@@ -28,6 +28,7 @@ Command = Annotated[
     dict[str, Any],
     Field(description="the signed command that caused it (target, action, body, signature); absent when unsigned"),
 ]
+ReadBack = Annotated[str, Field(description="what reading the target back showed")]
 Pending = Annotated[
     list[dict[str, Any]], Field(description="per open stage: stage, groups, have, need (votes still needed)")
 ]

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from jitaccess.domain.event_types.base import Command, EventBody, IsoTime
+from pydantic import Field
+
+from jitaccess.domain.event_types.base import Command, EventBody, IsoTime, ReadBack
 
 
 class CredentialIssued(EventBody, type="credential.issued"):
@@ -13,12 +15,12 @@ class CredentialIssued(EventBody, type="credential.issued"):
     provider's own TTL backstop and `residual_window_seconds` how far past the grant it lies."""
 
     provider: str
-    reference: str
-    details: dict[str, Any]
+    reference: str = Field(description="the provider's non-secret handle of what was issued")
+    details: dict[str, Any] = Field(description="non-secret facts of it (policies, role, account...)")
     expires_at: IsoTime
     provider_expires_at: IsoTime | None = None
     residual_window_seconds: int | None = None
-    handover: dict[str, Any] | None = None  # kind, single_use, expires_at of the wrapped handover
+    handover: dict[str, Any] | None = Field(None, description="kind, single_use, expires_at of the wrapped handover")
 
 
 class CredentialIssueRefused(EventBody, type="credential.issue_refused", severity="high"):
@@ -38,8 +40,8 @@ class CredentialIssueFailed(EventBody, type="credential.issue_failed", severity=
 class CredentialCleanupConfirmed(EventBody, type="credential.cleanup_confirmed"):
     """What a failed issue left behind was removed, confirmed by reading the target back."""
 
-    read_back: str
-    held_by: list[str] | None = None
+    read_back: ReadBack
+    held_by: list[str] | None = Field(None, description="other grants still holding shared access")
 
 
 class CredentialDelivered(EventBody, type="credential.delivered"):
@@ -47,38 +49,38 @@ class CredentialDelivered(EventBody, type="credential.delivered"):
 
     kind: Literal["response-wrapped"]
     single_use: bool
-    wrap_expires_at: IsoTime
+    wrap_expires_at: IsoTime = Field(description="when the wrapping token would have expired unclaimed")
     command: Command | None = None
 
 
 class FulfilmentVerified(EventBody, type="fulfilment.verified"):
     """Reading the target back shows the access the grant approved."""
 
-    read_back: str
+    read_back: ReadBack
 
 
 class FulfilmentVerificationFailed(EventBody, type="fulfilment.verification_failed", severity="warning"):
     """Reading the target back does not show the approved access; it is cleaned up."""
 
-    read_back: str
+    read_back: ReadBack
 
 
 class RevocationDeferred(EventBody, type="revocation.deferred"):
     """Shared access: this grant's hold is released, other grants (`held_by`) still hold it."""
 
-    held_by: list[str]
+    held_by: list[str] = Field(description="the grants still holding the shared access")
     reference: str
-    read_back: str
+    read_back: ReadBack
 
 
 class RevocationConfirmed(EventBody, type="revocation.confirmed"):
     """The access is gone, confirmed by reading the target back."""
 
-    attempts: int
+    attempts: int = Field(description="attempts it took")
     reference: str
-    already_gone: bool
-    read_back: str
-    credential_expires_at: IsoTime | None = None  # when the provider would have ended it anyway
+    already_gone: bool = Field(description="the access was already absent")
+    read_back: ReadBack
+    credential_expires_at: IsoTime | None = Field(None, description="when the provider would have ended it anyway")
 
 
 class RevocationRetrying(EventBody, type="revocation.retrying", severity="warning"):
@@ -86,7 +88,7 @@ class RevocationRetrying(EventBody, type="revocation.retrying", severity="warnin
 
     attempt: int
     problem: str
-    retry_in_seconds: float
+    retry_in_seconds: float = Field(description="the backoff before the next attempt")
 
 
 class RevocationFailing(EventBody, type="revocation.failing", severity="high"):

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from jitaccess.domain.event_types.base import Command, EventBody, IsoTime
 
 
 class ExtensionRequested(EventBody, type="extension.requested"):
     """The requester asked for more time; `stages` name the approval stages it needs (none: auto)."""
 
-    extension_seconds: int
-    total_seconds: int
+    extension_seconds: int = Field(description="the time asked for")
+    total_seconds: int = Field(description="the grant's duration with it")
     reason: str
     policy_version: str | None = None
     auto_rule: str | None = None
-    stages: list[str] | None = None
+    stages: list[str] | None = Field(None, description="the approval stages it needs (none: auto-approved)")
     command: Command | None = None
 
 
@@ -44,10 +46,10 @@ class ExtensionApplied(EventBody, type="extension.applied"):
     """The provider's TTL and the grant's expiry timer moved to `expires_at`."""
 
     added_seconds: int
-    total_seconds: int
+    total_seconds: int = Field(description="the grant's duration now")
     expires_at: IsoTime
     provider_expires_at: IsoTime | None = None
-    decided_by: str | None = None
+    decided_by: str | None = Field(None, description="who approved it (none: an auto-approval rule)")
     auto_rule: str | None = None
 
 
@@ -84,7 +86,7 @@ class ReviewCompleted(EventBody, type="review.completed"):
 
     outcome: Literal["justified", "not_justified"]
     notes: str | None = None
-    overdue: bool | None = None
+    overdue: bool | None = Field(None, description="decided after the deadline")
     incident: str | None = None
     command: Command | None = None
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from jitaccess.domain.event_types.base import EventBody
 
 
 class _DeliveryAttempt(EventBody):
     notifier: str
-    attempt: int
-    status_code: int | None = None
+    attempt: int = Field(description="the workflow's attempt number")
+    status_code: int | None = Field(None, description="the HTTP status (null: no answer)")
     error: str | None = None
-    kind: str | None = None  # the notification's kind, audience and severity
+    kind: str | None = Field(None, description="the notification's kind, audience and severity")
     audience: str | None = None
     severity: str | None = None
 

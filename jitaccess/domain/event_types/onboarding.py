@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from jitaccess.domain.event_types.base import Children, Command, EventBody, IsoTime
 
 
@@ -12,10 +14,10 @@ class OnboardingRequested(EventBody, type="onboarding.requested"):
     """A bundle of entitlements for a workload was asked for (the chain's first event)."""
 
     template: str
-    workload: dict[str, Any]
+    workload: dict[str, Any] = Field(description="service, environment, owning team and dependencies")
     reason: str
     requester: dict[str, Any]
-    owner: str | None = None
+    owner: str | None = Field(None, description="the owning team")
 
 
 class OnboardingApproved(EventBody, type="onboarding.approved"):
@@ -29,7 +31,7 @@ class OnboardingChildStarted(EventBody, type="onboarding.child_started"):
 
     grant_id: str
     entitlement: str
-    generation: int
+    generation: int = Field(description="1, then one more per rotation")
     duration_seconds: int
 
 
@@ -44,7 +46,7 @@ class OnboardingChildEnded(EventBody, type="onboarding.child_ended"):
 class OnboardingProvisioningFailed(EventBody, type="onboarding.provisioning_failed"):
     """A child failed to become active: all or nothing, the others are revoked."""
 
-    failed: list[dict[str, Any]]  # grant_id, entitlement, state
+    failed: list[dict[str, Any]] = Field(description="grant_id, entitlement and state of each child that failed")
 
 
 class OnboardingActive(EventBody, type="onboarding.active"):
@@ -109,7 +111,7 @@ class RotationIssued(_Rotation, type="rotation.issued"):
 
     old_reference: str | None = None
     new_reference: str | None = None
-    overlap_seconds: float
+    overlap_seconds: float = Field(description="how long both credentials live")
 
 
 class RotationCompleted(_Rotation, type="rotation.completed"):

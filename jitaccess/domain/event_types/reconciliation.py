@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from jitaccess.domain.event_types.base import Command, EventBody
+from pydantic import Field
+
+from jitaccess.domain.event_types.base import Command, EventBody, ReadBack
 
 
 class ReconciliationStarted(EventBody, type="reconciliation.started"):
@@ -15,7 +17,7 @@ class ReconciliationStarted(EventBody, type="reconciliation.started"):
     run_id: str
     workflow_id: str
     dry_run: bool
-    trigger: Literal["request", "schedule"]
+    trigger: Literal["request", "schedule"] = Field(description="on request or by the schedule")
 
 
 class ReconciliationFailed(EventBody, type="reconciliation.failed", severity="warning"):
@@ -28,29 +30,31 @@ class ReconciliationFailed(EventBody, type="reconciliation.failed", severity="wa
 class ReconciliationCompleted(EventBody, type="reconciliation.completed"):
     """The run ended: finding counts and each provider's scan status."""
 
-    counts: dict[str, int]
+    counts: dict[str, int] = Field(description="findings by kind, remediated and failed")
     dry_run: bool
     error: str | None = None
-    providers: list[dict[str, Any]]
+    providers: list[dict[str, Any]] = Field(description="each provider's scan status")
 
 
 class _FindingEvent(EventBody):
     """A finding (jitaccess.domain.reconciliation.Finding without its credential object)."""
 
-    kind: Literal["orphan", "drift", "mismatch"]
+    kind: Literal["orphan", "drift", "mismatch"] = Field(
+        description="orphan: access no grant holds; drift: a grant's access gone; mismatch: access differs from what was approved"
+    )
     provider: str
     grant_id: str
-    reference: str | None = None
+    reference: str | None = Field(None, description="the object at the target")
     detail: str
-    remedy: Literal["revoke", "signal_grant", "alert"]
-    grant_state: str | None = None
-    issued_reference: str | None = None
-    expected: dict[str, Any] | None = None
-    observed: dict[str, Any] | None = None
+    remedy: Literal["revoke", "signal_grant", "alert"] = Field(description="what the finding calls for")
+    grant_state: str | None = Field(None, description="the state reconciliation saw (null: no such grant)")
+    issued_reference: str | None = Field(None, description="the grant's own credential, when it has one")
+    expected: dict[str, Any] | None = Field(None, description="the approved details")
+    observed: dict[str, Any] | None = Field(None, description="what the target shows")
     run_id: str | None = None
-    remediation: dict[str, Any] | None = None  # action, confirmed, already_gone, detail
-    dry_run: bool | None = None  # true: reported only, nothing changed
-    read_back: str | None = None
+    remediation: dict[str, Any] | None = Field(None, description="action, confirmed, already_gone, detail")
+    dry_run: bool | None = Field(None, description="true: reported only, nothing changed")
+    read_back: ReadBack | None = None
     severity: Literal["high"] | None = None
     alert: str | None = None
 
@@ -62,7 +66,7 @@ class ReconciliationOrphanDetected(_FindingEvent, type="reconciliation.orphan_de
 class ReconciliationDriftDetected(_FindingEvent, type="reconciliation.drift_detected", severity="warning"):
     """An active grant's access was removed at the target by someone else."""
 
-    command: Command | None = None  # on the grant's chain: the run's signed report
+    command: Command | None = Field(None, description="on the grant's chain: the run's signed report")
 
 
 class ReconciliationMismatchDetected(_FindingEvent, type="reconciliation.mismatch_detected", severity="high"):
