@@ -37,6 +37,7 @@ from jitaccess.domain.lifecycle_effects import (
     Message,
     Notify,
     ParentRevoke,
+    Phase,
     ReportDrift,
     Revoke,
     RevokeAttempted,
@@ -190,7 +191,7 @@ class Lifecycle(Decisions):
             return self.open_review(now)
         return self.finish(S.revoked, g.end_reason or "revoked", now)
 
-    def resume(self, phase: str, now: datetime) -> list[Effect]:
+    def resume(self, phase: Phase, now: datetime) -> list[Effect]:
         """A run continued as new while revoking or awaiting review picks up where it was."""
         if phase == "revoking":
             return self.begin_revocation(resumed=True)

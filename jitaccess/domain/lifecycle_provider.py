@@ -8,8 +8,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from jitaccess.domain import event_types as ev
+from jitaccess.domain.contracts import GrantOptions
 from jitaccess.domain.credentials import IssuedCredential, ProviderGrant
-from jitaccess.domain.grant import EXECUTOR
+from jitaccess.domain.grant import EXECUTOR, Grant
 from jitaccess.domain.lifecycle_effects import (
     CleanedUp,
     CleanUp,
@@ -37,11 +38,14 @@ from jitaccess.domain.states import GrantState as S
 
 class ProviderSteps(Schedule):
     """`window`: the grant's (issued_at, expires_at), fixed before issuing so every provider ends
-    its own TTL at the grant's expiry (None in histories from before that change)."""
+    its own TTL at the grant's expiry (None in histories from before that change); `finished`:
+    the grant has ended (the workflow returns once it has carried out the End effect)."""
 
-    window: tuple[datetime, datetime] | None = None
-    issue_started: datetime | None = None
-    finished = False
+    def __init__(self, grant: Grant, options: GrantOptions) -> None:
+        super().__init__(grant, options)
+        self.window: tuple[datetime, datetime] | None = None
+        self.issue_started: datetime | None = None
+        self.finished = False
 
     def finish(self, state: S, reason: str, now: datetime) -> list[Effect]:
         g = self.grant
