@@ -65,10 +65,10 @@ def test_first_deliveries_fail_then_succeed_with_the_formatted_body(receiver, no
 
     for r, attempt in zip(results[:2], (1, 2)):
         assert r == DeliveryResult(notifier="hook", ok=False, status_code=503, error=r.error, attempt=attempt)
-        assert r.error.startswith("HTTP 503") and r.event_type == "notification.failed"
+        assert r.error.startswith("HTTP 503") and r.event().TYPE == "notification.failed"
         assert receiver.url not in r.error
     assert results[2] == DeliveryResult(notifier="hook", ok=True, status_code=200, error=None, attempt=3)
-    assert results[2].event_type == "notification.sent"
+    assert results[2].event().TYPE == "notification.sent"
 
     assert receiver.attempts == 3
     assert [r.status for r in receiver.received] == [503, 503, 200]
