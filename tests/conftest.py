@@ -23,6 +23,7 @@ from jitaccess.dev.servers import start_moto, start_openbao, start_temporal
 from jitaccess.domain.commands import new_private_key_text
 from jitaccess.ledger.migrate import upgrade as upgrade_ledger
 from jitaccess.workers.codec import new_key
+from tests.support import throwaway_postgres
 
 
 @pytest.fixture(scope="session")
@@ -91,21 +92,15 @@ def vault_postgres(openbao):
     database is dropped."""
     from jitaccess.dev.seed import DEV_SCHEMA, seed_dev_database
 
-    psycopg = pytest.importorskip("psycopg", reason="psycopg is needed for the Vault database provider tests")
-    admin_dsn = os.environ.get("JITACCESS_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-    try:
-        admin = psycopg.connect(admin_dsn, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as e:
-        pytest.skip(f"PostgreSQL is not reachable at {admin_dsn} (set JITACCESS_TEST_POSTGRES_DSN): {e}")
-    name = "jitaccess_vdb_" + secrets.token_hex(6)
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        dsn = psycopg.conninfo.make_conninfo(admin_dsn, dbname=name)
+    with throwaway_postgres("jitaccess_vdb") as tmp:
+        dsn = tmp.dsn
         try:
             seeded = seed_dev_database(openbao.address, openbao.extra["root_token"], dsn)
             assert seeded, seeded.message
             yield {"dsn": dsn, "mount": "database", "role": "platform-readonly"}
         finally:
+            import psycopg
+
             root = hvac.Client(url=openbao.address, token=openbao.extra["root_token"])
             with contextlib.suppress(Exception):
                 root.sys.revoke_prefix("database/")
@@ -121,7 +116,6 @@ def vault_postgres(openbao):
                 for role in left:
                     db.execute(f'DROP OWNED BY "{role}"')
                     db.execute(f'DROP ROLE IF EXISTS "{role}"')
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

@@ -1,13 +1,20 @@
-"""What every test package shares: waiting for a condition (`eventually`), and a test double
-around a real object (`Delegating`)."""
+"""What every test package shares: waiting for a condition (`eventually`), a test double around a
+real object (`Delegating`), and a throwaway PostgreSQL database (`throwaway_postgres`)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import os
+import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
+
+import pytest
+from sqlalchemy.engine import URL
 
 T = TypeVar("T")
 
@@ -20,7 +27,7 @@ class _Wait:
         self.deadline = time.monotonic() + timeout
         self.last = "nothing yet"
 
-    def saw(self, value: Any = None, not_yet: AssertionError | None = None) -> bool:
+    def saw(self, value: Any = None, not_yet: BaseException | None = None) -> bool:
         """Record one try; True when it is time to give up."""
         self.last = str(not_yet) if not_yet is not None else repr(value)
         return time.monotonic() >= self.deadline
@@ -30,12 +37,18 @@ class _Wait:
 
 
 async def eventually(
-    predicate: Callable[[], T | Awaitable[T]], timeout: float = 20, what: str = "condition", *, interval: float = 0.1
+    predicate: Callable[[], T | Awaitable[T]],
+    timeout: float = 20,
+    what: str = "condition",
+    *,
+    interval: float = 0.1,
+    ignoring: tuple[type[Exception], ...] = (),
 ) -> T:
     """Call `predicate` (plain or async) until it returns something truthy, and return that.
 
-    It may also raise AssertionError to say "not yet" (its message is kept for the failure);
-    anything else it raises ends the wait at once (use pytest.fail for "this will never happen").
+    It may also raise AssertionError to say "not yet" (its message is kept for the failure), or one
+    of `ignoring` (e.g. a server not listening yet); anything else it raises ends the wait at once
+    (use pytest.fail for "this will never happen").
     After `timeout` seconds: AssertionError naming `what` and the last thing seen."""
     wait = _Wait(timeout, what)
     while True:
@@ -46,7 +59,7 @@ async def eventually(
             if value:
                 return value  # type: ignore[return-value]
             give_up = wait.saw(value)
-        except AssertionError as e:
+        except (AssertionError, *ignoring) as e:
             give_up = wait.saw(not_yet=e)
         if give_up:
             raise wait.failed()
@@ -72,3 +85,47 @@ class Delegating:
         if attr == "real":  # not set yet (copy, pickle): do not recurse
             raise AttributeError(attr)
         return getattr(self.real, attr)
+
+
+# the PostgreSQL server the suite makes its throwaway databases on (as its superuser)
+POSTGRES_ADMIN_DSN = os.environ.get("JITACCESS_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@dataclass(frozen=True)
+class ThrowawayDb:
+    name: str
+    dsn: str  # for psycopg (and Vault's database engine): libpq key=value
+    url: str  # for SQLAlchemy (the ledger): postgresql+psycopg://...
+
+
+@contextlib.contextmanager
+def throwaway_postgres(prefix: str) -> Iterator[ThrowawayDb]:
+    """A fresh, empty PostgreSQL database named `prefix_<random>`, dropped (WITH FORCE) afterwards.
+    Skips the test when psycopg is missing or the server (JITACCESS_TEST_POSTGRES_DSN, default the
+    local one) is not reachable."""
+    psycopg = pytest.importorskip("psycopg", reason="psycopg is needed for the PostgreSQL tests")
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as e:
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_DSN} (set JITACCESS_TEST_POSTGRES_DSN): {e}")
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            dsn = psycopg.conninfo.make_conninfo(POSTGRES_ADMIN_DSN, dbname=name)
+            yield ThrowawayDb(name, dsn, _sqlalchemy_url(psycopg.conninfo.conninfo_to_dict(dsn)))
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _sqlalchemy_url(params: dict[str, Any]) -> str:
+    port = params.get("port")
+    url = URL.create(
+        "postgresql+psycopg",
+        username=params.get("user"),
+        password=params.get("password"),
+        host=params.get("host"),
+        port=int(port) if port else None,
+        database=params["dbname"],
+    )
+    return url.render_as_string(hide_password=False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -70,22 +71,28 @@ class Api:
 
 
 @contextlib.asynccontextmanager
+async def uvicorn_api(settings, client) -> AsyncIterator[str]:
+    """The API app (create_app) served by uvicorn in this event loop on a free port; yields its URL."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings, client), host="127.0.0.1", port=port, log_level="warning")
+    )
+    task = asyncio.create_task(server.serve())
+    await eventually(lambda: server.started, 30, "the API serving", interval=0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@contextlib.asynccontextmanager
 async def serve_api(settings):
     idp = IDPS[settings.vault_addr]  # the identity provider seeded in that OpenBao (tests/conftest.py)
     if not settings.oidc_issuers:
         settings = settings.model_copy(update={"oidc_issuers": idp.issuers})
-    async with running_worker(settings) as (client, ledger):
-        port = free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(create_app(settings, client), host="127.0.0.1", port=port, log_level="warning")
-        )
-        task = asyncio.create_task(server.serve())
-        await eventually(lambda: server.started, 30, "the API serving", interval=0.05)
-        try:
-            yield Api(f"http://127.0.0.1:{port}", DevTokens(idp)), ledger
-        finally:
-            server.should_exit = True
-            await task
+    async with running_worker(settings) as (client, ledger), uvicorn_api(settings, client) as base:
+        yield Api(base, DevTokens(idp)), ledger
 
 
 @pytest.fixture

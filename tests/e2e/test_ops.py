@@ -3,18 +3,16 @@ the codec endpoint for the Temporal UI, and the grant's search attributes in Tem
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
-import time
 
-import uvicorn
 from temporalio.api.common.v1 import Payload
 
-from jitaccess.api import create_app
 from jitaccess.bootstrap import connect
 from jitaccess.dev.servers import free_port
 from jitaccess.workers.codec import EncryptionCodec
+from tests.e2e.conftest import uvicorn_api
+from tests.support import eventually
 
 READONLY = {"entitlement": "secrets-readonly", "duration": "PT1H", "reason": "ops test"}
 
@@ -48,19 +46,8 @@ async def test_readyz_names_nothing_when_all_is_reachable(api):
 @contextlib.asynccontextmanager
 async def _api_only(settings):
     """The API alone (no worker), on its own client: for readiness with a dependency down."""
-    client = await connect(settings)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings, client), host="127.0.0.1", port=port, log_level="warning")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+    async with uvicorn_api(settings, await connect(settings)) as base:
+        yield base
 
 
 async def test_readyz_names_what_is_down(settings, tmp_path):
@@ -184,20 +171,18 @@ async def test_search_attributes_find_a_grant_by_requester_and_state(api, settin
     gid = await _active_grant(api, "alice")
     client = await connect(settings)
 
-    async def found(query: str) -> bool:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if [w.id async for w in client.list_workflows(f"WorkflowId='{gid}' AND {query}")]:
-                return True
-            await asyncio.sleep(0.3)
-        return False
+    async def found(query: str) -> None:
+        async def listed() -> bool:
+            return bool([w.id async for w in client.list_workflows(f"WorkflowId='{gid}' AND {query}")])
 
-    assert await found(
+        await eventually(listed, 15, f"{gid} found by {query}", interval=0.3)
+
+    await found(
         "Requester='alice' AND GrantState='active' AND Entitlement='secrets-readonly' "
         "AND Provider='vault_token' AND BreakGlass=false"
     )
     r = await api.call("alice", "POST", f"/v1/grants/{gid}/revoke", json={"reason": "done"})
     assert r.status_code == 200, r.text
     await api.wait_state("alice", gid, "revoked")
-    assert await found("Requester='alice' AND GrantState='revoked'")
+    await found("Requester='alice' AND GrantState='revoked'")
     assert not [w async for w in client.list_workflows(f"WorkflowId='{gid}' AND GrantState='active'")]

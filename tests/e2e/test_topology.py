@@ -14,14 +14,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import secrets
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -35,10 +33,10 @@ from jitaccess.dev.servers import binary, free_port
 from jitaccess.domain.commands import CommandSigner, SignerRole, new_private_key_text, public_key_text
 from jitaccess.ledger import Ledger
 from jitaccess.workers.codec import new_key
+from tests.support import eventually, throwaway_postgres
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
-PG_ADMIN = os.environ.get("JITACCESS_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def _bao_config(data: Path, port: int, cluster: int, audit: Path) -> str:
@@ -104,32 +102,18 @@ def _run(args: list[str], env: dict[str, str], timeout: float = 120) -> subproce
     return r
 
 
-def _wait(what: str, ready, timeout: float, logs=lambda: "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if ready():
-                return
-        except Exception:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"{what} not ready within {timeout:.0f}s\n{logs()}")
+async def _wait(what: str, ready, timeout: float, logs=lambda: "") -> None:
+    """`eventually`, where a server not answering yet is not ready yet; the logs when it never is."""
+    try:
+        await eventually(ready, timeout, what, interval=0.3, ignoring=(httpx.HTTPError,))
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{logs()}") from None
 
 
 @pytest.fixture
 def postgres_db():
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as e:
-        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN}: {e}")
-    name = "jitaccess_topology_" + secrets.token_hex(6)
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN.rsplit("/", 1)[0] + "/" + name  # a URL naming the new database
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with throwaway_postgres("jitaccess_topology") as db:
+        yield db
 
 
 async def test_api_and_two_workers_on_postgres_and_a_sealed_openbao(
@@ -145,7 +129,7 @@ async def test_api_and_two_workers_on_postgres_and_a_sealed_openbao(
         config.write_text(_bao_config(tmp_path / "bao-data", port, cluster, tmp_path / "audit.log"))
         procs.start("openbao", [binary("bao"), "server", f"-config={config}"], base_env)
         addr = f"http://127.0.0.1:{port}"
-        _wait(
+        await _wait(
             "openbao", lambda: httpx.get(f"{addr}/v1/sys/health").status_code == 501, 30, lambda: procs.log("openbao")
         )
 
@@ -174,7 +158,7 @@ async def test_api_and_two_workers_on_postgres_and_a_sealed_openbao(
         idp = seed_dev_identity(addr, root, load_users(EXAMPLES / "users.yaml"))  # OpenBao as the OIDC provider
 
         # -- the ledger: a fresh PostgreSQL database, schema by the one-shot upgrade ----------------
-        ledger_url = postgres_db.replace("postgresql://", "postgresql+psycopg://", 1)
+        ledger_url = postgres_db.url
         _run([sys.executable, "-m", "jitaccess.cli", "db", "upgrade", "--url", ledger_url], base_env)
 
         # -- keys: as in production, each process holds only its own --------------------------------
@@ -227,12 +211,13 @@ async def test_api_and_two_workers_on_postgres_and_a_sealed_openbao(
 
         def ready() -> bool:
             for name in ("api", "worker0", "worker1"):
-                assert procs.procs[name].poll() is None, f"{name} exited:\n{procs.log(name)}"
+                if procs.procs[name].poll() is not None:
+                    pytest.fail(f"{name} exited:\n{procs.log(name)}")
             return httpx.get(f"{base}/readyz").status_code == 200 and all(
                 httpx.get(f"http://127.0.0.1:{p}/metrics").status_code == 200 for p in metrics_ports
             )
 
-        _wait("api and workers", ready, 60, lambda: procs.log("api") + procs.log("worker0"))
+        await _wait("api and workers", ready, 60, lambda: procs.log("api") + procs.log("worker0"))
 
         # -- a grant, end to end ---------------------------------------------------------------
         tokens = DevTokens(idp)
@@ -243,15 +228,17 @@ async def test_api_and_two_workers_on_postgres_and_a_sealed_openbao(
             assert r.status_code == 202, r.text
             gid = r.json()["grant_id"]
 
-            async def state() -> str:
-                r = await api.get(f"/v1/grants/{gid}", headers={"Authorization": f"Bearer {tokens['alice']}"})
-                assert r.status_code == 200, r.text
-                return r.json()["state"]
+            def state_is(want: str):
+                async def reached() -> bool:
+                    r = await api.get(f"/v1/grants/{gid}", headers={"Authorization": f"Bearer {tokens['alice']}"})
+                    if r.status_code != 200:
+                        pytest.fail(f"GET {gid}: {r.status_code} {r.text}")
+                    assert r.json()["state"] == want, f"{gid} is {r.json()['state']}"
+                    return True
 
-            deadline = time.monotonic() + 30
-            while (s := await state()) != "active":
-                assert time.monotonic() < deadline, f"{gid} stayed {s}\n{procs.log('worker0')}\n{procs.log('worker1')}"
-                await asyncio.sleep(0.2)
+                return reached
+
+            await _wait(f"{gid} active", state_is("active"), 30, lambda: procs.log("worker0") + procs.log("worker1"))
             r = await api.get(f"/v1/grants/{gid}/credential", headers=alice)
             assert r.status_code == 200, r.text
             granted = hvac.Client(url=addr, token=r.json()["wrapping_token"]).sys.unwrap()["auth"]["client_token"]
@@ -259,10 +246,7 @@ async def test_api_and_two_workers_on_postgres_and_a_sealed_openbao(
             assert mine.secrets.kv.v2.read_secret_version(
                 path="platform/demo", mount_point="secret", raise_on_deleted_version=True
             )
-            deadline = time.monotonic() + 40
-            while (s := await state()) != "revoked":
-                assert time.monotonic() < deadline, f"{gid} stayed {s}"
-                await asyncio.sleep(0.3)
+            await _wait(f"{gid} revoked", state_is("revoked"), 40)
         with pytest.raises(hvac.exceptions.Forbidden):
             mine.secrets.kv.v2.read_secret_version(
                 path="platform/demo", mount_point="secret", raise_on_deleted_version=True
@@ -271,10 +255,7 @@ async def test_api_and_two_workers_on_postgres_and_a_sealed_openbao(
         # the evidence is in PostgreSQL and verifies; OpenBao's audit device saw the issuance
         ledger = Ledger(ledger_url)
         try:
-            deadline = time.monotonic() + 10
-            while "revocation.confirmed" not in [e.type for e in ledger.events(gid)]:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.2)
+            await eventually(lambda: "revocation.confirmed" in [e.type for e in ledger.events(gid)], 10, "revoked")
             assert ledger.verify(gid).ok
         finally:
             ledger.close()

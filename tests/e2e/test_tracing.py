@@ -5,21 +5,19 @@ share one trace."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import httpx
 import pytest
-import uvicorn
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from jitaccess.api import create_app
 from jitaccess.bootstrap import connect
 from jitaccess.dev.identity import DevTokens
-from jitaccess.dev.servers import free_port
 from jitaccess.ops import tracing
 from tests.conftest import IDPS, running_worker
+from tests.e2e.conftest import uvicorn_api
+from tests.support import eventually
 
 
 @pytest.fixture
@@ -45,30 +43,20 @@ def test_tracing_is_off_without_an_otlp_endpoint(monkeypatch):
 async def test_a_grant_is_one_trace_from_request_to_activities(spans, settings):
     client = await connect(settings)  # with tracing on: the TracingInterceptor (client and worker side)
     async with running_worker(settings, client=client):
-        port = free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(create_app(settings, client), host="127.0.0.1", port=port, log_level="warning")
-        )
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.05)
-        try:
+        async with uvicorn_api(settings, client) as base:
             token = await asyncio.to_thread(DevTokens(IDPS[settings.vault_addr]).__getitem__, "alice")
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
+            async with httpx.AsyncClient(base_url=base, timeout=30) as c:
                 body = {"entitlement": "secrets-readonly", "duration": "PT1H", "reason": "trace me"}
                 r = await c.post("/v1/grants", json=body, headers={"Authorization": f"Bearer {token}"})
                 assert r.status_code == 202, r.text
                 gid = r.json()["grant_id"]
-                deadline = time.monotonic() + 30
-                while True:
+
+                def activities_ran() -> bool:
                     names = {s.name for s in spans.get_finished_spans()}
-                    if "RunActivity:issue_credential" in names and "RunActivity:record_events" in names:
-                        break
-                    assert time.monotonic() < deadline, sorted(names)
-                    await asyncio.sleep(0.2)
-        finally:
-            server.should_exit = True
-            await task
+                    assert {"RunActivity:issue_credential", "RunActivity:record_events"} <= names, sorted(names)
+                    return True
+
+                await eventually(activities_ran, 30, "the activities' spans", interval=0.2)
 
     finished = spans.get_finished_spans()
     http = [s for s in finished if s.kind.name == "SERVER" and "/v1/grants" in s.name and "POST" in s.name]

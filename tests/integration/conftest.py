@@ -1,8 +1,10 @@
-"""Fixtures for the suites that hold real IAM group memberships on the session's moto."""
+"""Fixtures for the integration suites: an empty ledger database (SQLite, then PostgreSQL), and the
+IAM group memberships held on the session's moto."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 
 import boto3
 import pytest
@@ -10,6 +12,18 @@ import pytest
 from jitaccess.dev.seed import seed_dev_aws
 from jitaccess.providers.aws import AwsClients, IamGroupMembershipProvider
 from tests.integration.iam_group_support import REGION
+from tests.support import throwaway_postgres
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_ledger_url(request, tmp_path) -> Iterator[str]:
+    """An empty database for a ledger: a SQLite file, then a fresh PostgreSQL database (skipped
+    when PostgreSQL is not reachable). The schema is not there yet."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/ledger.db"
+        return
+    with throwaway_postgres("jitaccess_ledger") as db:
+        yield db.url
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,14 +26,13 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 
 from jitaccess.bootstrap import connect
-from jitaccess.config import Settings, load_catalogue, load_users
+from jitaccess.config import Settings
 from jitaccess.domain.commands import CommandSigner, SignerRole, public_key_text
-from jitaccess.domain.grant import GrantInput
-from jitaccess.domain.policy import AccessRequest, evaluate
 from jitaccess.domain.states import GrantState
 from jitaccess.ledger import Ledger
 from jitaccess.workflows.grant import GrantWorkflow
 from tests.support import eventually
+from tests.workflows.support import AUTO_LIFECYCLE, grant_input
 
 REPO = Path(__file__).resolve().parents[2]
 GRANT_SECONDS = 8
@@ -115,18 +113,7 @@ async def wait_active(handle: WorkflowHandle, proc: subprocess.Popen, log: Path,
 
 @pytest.mark.slow
 async def test_grant_expires_and_is_revoked_across_a_killed_worker(settings, tmp_path):
-    cat = load_catalogue(settings.catalogue_file)
-    alice = load_users(settings.users_file)["alice"].principal("alice")
-    req = AccessRequest(
-        entitlement="secrets-readonly", duration=timedelta(seconds=GRANT_SECONDS), reason="durability test"
-    )
-    inp = GrantInput(
-        grant_id=f"grant-{uuid.uuid4()}",
-        requester=alice,
-        request=req,
-        decision=evaluate(cat, alice, req),
-        admin_groups=settings.admin_groups,
-    )
+    inp = grant_input(settings, "alice", "secrets-readonly", timedelta(seconds=GRANT_SECONDS), reason="durability test")
     first_log, second_log = tmp_path / "worker-1.log", tmp_path / "worker-2.log"
     procs: list[subprocess.Popen] = []
     try:
@@ -166,15 +153,7 @@ async def test_grant_expires_and_is_revoked_across_a_killed_worker(settings, tmp
     finally:
         ledger.close()
     kinds = [e.type for e in events]
-    assert kinds == [
-        "grant.requested",
-        "policy.decided",
-        "grant.approved",
-        "credential.issued",
-        "fulfilment.verified",
-        "grant.expired",
-        "revocation.confirmed",
-    ]
+    assert kinds == AUTO_LIFECYCLE
     assert not [k for k, n in Counter(kinds).items() if n > 1]  # nothing recorded twice
     assert len({e.event_id for e in events}) == len(events) and [e.seq for e in events] == list(range(1, 8))
     assert verification.ok and verification.last_hash == result.last_hash
@@ -216,16 +195,7 @@ async def test_expiry_fires_on_the_surviving_worker_within_the_sticky_timeout(se
     The fired expiry timer's task waits on the dead worker's sticky queue only for
     `sticky_schedule_to_start_timeout` (2 s; Temporal's default is 10 s) before the surviving worker
     takes it: `grant.expired` is stamped with the time that task started."""
-    cat = load_catalogue(settings.catalogue_file)
-    alice = load_users(settings.users_file)["alice"].principal("alice")
-    req = AccessRequest(entitlement="secrets-readonly", duration=timedelta(seconds=10), reason="sticky test")
-    inp = GrantInput(
-        grant_id=f"grant-{uuid.uuid4()}",
-        requester=alice,
-        request=req,
-        decision=evaluate(cat, alice, req),
-        admin_groups=settings.admin_groups,
-    )
+    inp = grant_input(settings, "alice", "secrets-readonly", timedelta(seconds=10), reason="sticky test")
     logs = [tmp_path / "worker-a.log", tmp_path / "worker-b.log"]
     procs: list[subprocess.Popen] = []
     try:

@@ -4,11 +4,8 @@ as a prefix of the final log."""
 
 from __future__ import annotations
 
-import secrets
 import threading
 from datetime import UTC, datetime, timedelta
-
-import pytest
 
 from jitaccess.domain.commands import load_private_key, new_private_key_text
 from jitaccess.domain.events import make_event
@@ -19,24 +16,8 @@ from jitaccess.ledger.evidence_log import checkpoints, log_entries, make_checkpo
 from jitaccess.ledger.migrate import upgrade
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/ledger.db"
-        return
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as e:
-        pytest.skip(f"PostgreSQL is not reachable: {e}")
-    name = "jitaccess_ckpt_" + secrets.token_hex(6)
-    admin.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
-
-
-def test_checkpointers_racing_writers_keep_one_consistent_log(url):
+def test_checkpointers_racing_writers_keep_one_consistent_log(fresh_ledger_url):
+    url = fresh_ledger_url
     upgrade(url)
     key = load_private_key(new_private_key_text())
     ledger = Ledger(url)

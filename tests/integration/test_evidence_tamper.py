@@ -10,7 +10,6 @@ the verifier must exit non-zero and name the tampering precisely.
 from __future__ import annotations
 
 import json
-import secrets
 
 import pytest
 from sqlalchemy import create_engine, delete, select, text, update
@@ -32,6 +31,7 @@ from jitaccess.ledger.evidence_log import (
 from jitaccess.ledger.migrate import upgrade
 from jitaccess.ledger.store import _row, grants, identity_events
 from tests.integration.evidence_support import Pristine, copy_rows, copy_sqlite, generate, other_key_text
+from tests.support import throwaway_postgres
 
 runner = CliRunner()
 
@@ -43,20 +43,9 @@ def pristine(tmp_path_factory, temporal_server, openbao, catalogue_file, command
 
 @pytest.fixture(scope="module")
 def pg_evidence_db():
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as e:
-        pytest.skip(f"PostgreSQL is not reachable: {e}")
-    name = "jitaccess_evidence_" + secrets.token_hex(6)
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-            upgrade(url)
-            yield url
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_postgres("jitaccess_evidence") as db:
+        upgrade(db.url)
+        yield db.url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

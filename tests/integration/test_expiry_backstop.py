@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -90,12 +89,11 @@ def own_temporal(tmp_path):
 
 async def gone_at(iam, user: str, group: str, timeout: float) -> datetime:
     """When IAM itself first shows the user out of the group (read every 0.1 s)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        if not await asyncio.to_thread(member, iam, user, group):
-            return datetime.now(UTC)
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{user} still in {group} after {timeout}s")
+
+    async def out() -> datetime | None:
+        return None if await asyncio.to_thread(member, iam, user, group) else datetime.now(UTC)
+
+    return await eventually(out, timeout, f"{user} out of {group}")
 
 
 async def sleep_until(t: datetime) -> None:
@@ -218,34 +216,11 @@ class FakeTarget:
         return gone, "absent" if gone else "present"
 
 
-def pg_or_skip() -> str:
-    psycopg = pytest.importorskip("psycopg")
-    admin_dsn = "postgresql://postgres@127.0.0.1:5432/test"
-    try:
-        admin = psycopg.connect(admin_dsn, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as e:
-        pytest.skip(f"PostgreSQL is not reachable: {e}")
-    name = "jitaccess_bs_" + secrets.token_hex(6)
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    return name
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def ledger(request, tmp_path):
-    if request.param == "sqlite":
-        led = Ledger(f"sqlite:///{tmp_path}/ledger.db", upgrade=True)
-        yield led
-        led.close()
-        return
-    name = pg_or_skip()
-    led = Ledger(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", upgrade=True)
+@pytest.fixture
+def ledger(fresh_ledger_url):
+    led = Ledger(fresh_ledger_url, upgrade=True)
     yield led
     led.close()
-    import psycopg
-
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def issue(ledger: Ledger, target: FakeTarget, grant_id: str, expires: datetime, key: str | None, ref="u1@g1"):

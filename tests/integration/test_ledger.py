@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,8 +10,8 @@ from sqlalchemy import text
 from jitaccess.domain.events import IdentityEvent, make_event
 from jitaccess.domain.principals import SYSTEM_ACTOR, Actor, ActorKind, ActorRole
 from jitaccess.ledger import Ledger
+from tests.support import throwaway_postgres
 
-PG_HOST, PG_PORT, PG_ADMIN_DB = "127.0.0.1", 5432, "test"
 T0 = datetime(2025, 3, 1, 12, 0, 0, 1, tzinfo=UTC)
 ALICE = Actor(id="alice", kind=ActorKind.human, role=ActorRole.requester)
 WORKER = Actor(id="jitaccess-worker", kind=ActorKind.service, role=ActorRole.executor)
@@ -21,20 +20,8 @@ WORKER = Actor(id="jitaccess-worker", kind=ActorKind.service, role=ActorRole.exe
 @pytest.fixture(scope="session")
 def pg_database():
     """A throwaway PostgreSQL database for this session; skip when PostgreSQL is not running."""
-    psycopg = pytest.importorskip("psycopg", reason="psycopg is needed for the PostgreSQL ledger tests")
-    try:
-        admin = psycopg.connect(
-            host=PG_HOST, port=PG_PORT, user="postgres", dbname=PG_ADMIN_DB, autocommit=True, connect_timeout=3
-        )
-    except psycopg.OperationalError as e:
-        pytest.skip(f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT} (db {PG_ADMIN_DB!r}, user postgres): {e}")
-    name = "jitaccess_test_" + secrets.token_hex(6)
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_postgres("jitaccess_test") as db:
+        yield db.url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -8,7 +8,6 @@ process refuses a ledger whose schema is not current, with a message that says w
 
 from __future__ import annotations
 
-import secrets
 import subprocess
 import sys
 import time
@@ -31,30 +30,6 @@ JITACCESS = Path(sys.executable).with_name("jitaccess")
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
-@pytest.fixture
-def pg_url():
-    """A fresh, empty PostgreSQL database for one test (skips when PostgreSQL is not reachable)."""
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as e:
-        pytest.skip(f"PostgreSQL is not reachable: {e}")
-    name = "jitaccess_mig_" + secrets.token_hex(6)
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def fresh_url(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/ledger.db"
-    return request.getfixturevalue("pg_url")
-
-
 def at_once(n: int, code: str) -> list[subprocess.CompletedProcess]:
     """Run `code` in n fresh Python processes that all start its work at the same instant."""
     start = time.time() + 3  # after every interpreter has imported jitaccess
@@ -75,12 +50,12 @@ def test_head_is_the_newest_script():
     assert ScriptDirectory.from_config(cfg).get_current_head() == HEAD
 
 
-def test_the_migrated_schema_is_the_one_the_code_uses(fresh_url):
+def test_the_migrated_schema_is_the_one_the_code_uses(fresh_ledger_url):
     """Whatever store.py / holds.py declare, the migrations create: no column, index or table
     missing or extra (a new column needs a new revision)."""
-    res = upgrade(fresh_url)
+    res = upgrade(fresh_ledger_url)
     assert (res.before, res.after, res.changed) == (None, HEAD, True)
-    engine = create_engine(fresh_url)
+    engine = create_engine(fresh_ledger_url)
     try:
         with engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), metadata)
@@ -89,13 +64,13 @@ def test_the_migrated_schema_is_the_one_the_code_uses(fresh_url):
     assert diff == []
 
 
-def test_a_fresh_ledger_is_refused_until_upgraded_and_upgrade_is_idempotent(fresh_url):
+def test_a_fresh_ledger_is_refused_until_upgraded_and_upgrade_is_idempotent(fresh_ledger_url):
     with pytest.raises(LedgerSchemaError, match="jitaccess db upgrade"):
-        Ledger(fresh_url)
-    assert upgrade(fresh_url).changed
-    again = upgrade(fresh_url)
-    assert not again.changed and again.after == HEAD and current(fresh_url) == HEAD
-    Ledger(fresh_url).close()
+        Ledger(fresh_ledger_url)
+    assert upgrade(fresh_ledger_url).changed
+    again = upgrade(fresh_ledger_url)
+    assert not again.changed and again.after == HEAD and current(fresh_ledger_url) == HEAD
+    Ledger(fresh_ledger_url).close()
 
 
 def test_a_ledger_newer_than_the_code_is_refused(tmp_path):
@@ -132,12 +107,12 @@ def test_starting_processes_together_on_a_fresh_ledger_used_to_crash(tmp_path):
     assert any("already exists" in r.stderr for r in crashed), crashed[0].stderr[-500:]
 
 
-def test_many_processes_upgrading_at_once(fresh_url):
+def test_many_processes_upgrading_at_once(fresh_ledger_url):
     """Several `jitaccess db upgrade` at the same instant (the API and workers' start scripts):
     every one succeeds, one migrates, the others find it done; the ledger then opens everywhere."""
     code = (
         "from jitaccess.ledger.migrate import upgrade; from jitaccess.ledger import Ledger\n"
-        f"r = upgrade({fresh_url!r}); Ledger({fresh_url!r}).close(); print(r.before, r.after)"
+        f"r = upgrade({fresh_ledger_url!r}); Ledger({fresh_ledger_url!r}).close(); print(r.before, r.after)"
     )
     runs = at_once(6, code)
     assert [r.returncode for r in runs] == [0] * 6, [r.stderr[-800:] for r in runs if r.returncode]

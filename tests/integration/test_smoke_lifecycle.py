@@ -7,6 +7,7 @@ from jitaccess.domain.policy import AccessRequest, evaluate
 from jitaccess.domain.states import GrantState
 from jitaccess.workflows.grant import GrantWorkflow
 from tests.conftest import running_worker
+from tests.workflows.support import AUTO_LIFECYCLE
 
 
 async def test_auto_approved_grant_runs_to_confirmed_revocation(settings):
@@ -18,13 +19,5 @@ async def test_auto_approved_grant_runs_to_confirmed_revocation(settings):
         result = await client.execute_workflow(GrantWorkflow.run, inp, id=inp.grant_id, task_queue=settings.task_queue)
         assert result.state is GrantState.revoked
         events = ledger.events(inp.grant_id)
-        assert [e.type for e in events] == [
-            "grant.requested",
-            "policy.decided",
-            "grant.approved",
-            "credential.issued",
-            "fulfilment.verified",
-            "grant.expired",
-            "revocation.confirmed",
-        ]
+        assert [e.type for e in events] == AUTO_LIFECYCLE
         assert ledger.verify(inp.grant_id).ok

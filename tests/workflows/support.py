@@ -97,6 +97,11 @@ def vault_root(settings: Settings) -> hvac.Client:
     return hvac.Client(url=settings.vault_addr, token=settings.vault_token.get_secret_value())
 
 
+def vault_ttl(settings: Settings, accessor: str) -> int:
+    """The token's remaining TTL in seconds, as the real server says."""
+    return vault_root(settings).auth.token.lookup_accessor(accessor)["data"]["ttl"]
+
+
 def token_is_dead(settings: Settings, accessor: str) -> bool:
     """lookup-accessor on the real server: an invalid accessor raises (400 'invalid accessor')."""
     try:
@@ -109,6 +114,14 @@ def token_is_dead(settings: Settings, accessor: str) -> bool:
 
 def types(events: list[IdentityEvent]) -> list[str]:
     return [e.type for e in events]
+
+
+def extension_steps(events: list[IdentityEvent]) -> list[str]:
+    """The extension events' types, in order."""
+    return [e.type for e in events if e.type.startswith("extension.")]
+
+
+EXTENSION_APPLIED = ["extension.requested", "extension.approved", "extension.applied"]
 
 
 def one(events: list[IdentityEvent], type_: str) -> IdentityEvent:
@@ -179,6 +192,17 @@ async def wait_state(handle: WorkflowHandle, *states: GrantState, timeout: float
     return await eventually(reached, timeout, f"grant {handle.id} in {[s.value for s in states]}")
 
 
+# an auto-approved grant's chain when it expires and its revocation is confirmed
+AUTO_LIFECYCLE = [
+    "grant.requested",
+    "policy.decided",
+    "grant.approved",
+    "credential.issued",
+    "fulfilment.verified",
+    "grant.expired",
+    "revocation.confirmed",
+]
+# the same with an approval, and the credential fetched by the requester
 FULL_LIFECYCLE = [
     "grant.requested",
     "policy.decided",
