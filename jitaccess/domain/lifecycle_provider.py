@@ -33,6 +33,7 @@ from jitaccess.domain.lifecycle_effects import (
 from jitaccess.domain.lifecycle_schedule import Schedule
 from jitaccess.domain.notification_rules import notifications_for
 from jitaccess.domain.principals import SYSTEM_ACTOR
+from jitaccess.domain.states import TERMINAL
 from jitaccess.domain.states import GrantState as S
 
 
@@ -48,7 +49,9 @@ class ProviderSteps(Schedule):
         self.finished = False
 
     def finish(self, state: S, reason: str, now: datetime) -> list[Effect]:
+        """End the grant in `state`: a terminal one, or revoked when no review follows."""
         g = self.grant
+        assert state in TERMINAL or (state is S.revoked and not g.break_glass), f"{state} is not where a grant ends"
         if g.state is not state:
             g.move(state)
         g.ended_at, g.end_reason = now, reason
