@@ -80,19 +80,24 @@ class TemporalWorkflows:
             grant_id=wid,
         )
 
+    async def _start(self, run: Any, inp: Any, wid: str, **options: Any) -> None:
+        """Start a workflow, or join the running one of that ID (a retried request)."""
+        await self.client.start_workflow(
+            run,
+            inp,
+            id=wid,
+            task_queue=self.settings.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            **options,
+        )
+
     async def start_grant(self, inp: GrantInput) -> None:
+        # Requester, GrantState, ...: the workflow keeps them current (docs/operations.md)
+        attributes = initial_search_attributes(inp) if self.settings.search_attributes else None
         try:
-            await self.client.start_workflow(
-                GrantWorkflow.run,
-                inp,
-                id=inp.grant_id,
-                task_queue=self.settings.task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                # Requester, GrantState, ...: the workflow keeps them current (docs/operations.md)
-                search_attributes=initial_search_attributes(inp) if self.settings.search_attributes else None,
-                # no request_eager_start: measured worse under a burst (bench/README.md, issue 15)
-            )
+            # no request_eager_start: measured worse under a burst (bench/README.md, issue 15)
+            await self._start(GrantWorkflow.run, inp, inp.grant_id, search_attributes=attributes)
         except WorkflowAlreadyStartedError:  # the same request_id, and that grant has already ended
             pass
 
@@ -120,14 +125,7 @@ class TemporalWorkflows:
         return desc.status == WorkflowExecutionStatus.RUNNING
 
     async def start_onboarding(self, inp: OnboardingInput) -> None:
-        await self.client.start_workflow(
-            ServiceOnboardingWorkflow.run,
-            inp,
-            id=inp.onboarding_id,
-            task_queue=self.settings.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        )
+        await self._start(ServiceOnboardingWorkflow.run, inp, inp.onboarding_id)
 
     async def onboarding(self, oid: str) -> Onboarding:
         o: Onboarding = await self._query(oid, ServiceOnboardingWorkflow.status)

@@ -14,7 +14,7 @@ A notification never carries a secret: its fields are fixed (`extra="forbid"`),
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import StrEnum, auto
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -23,10 +23,10 @@ from jitaccess.domain.event_types import NotificationFailed, NotificationSent
 
 
 class Audience(StrEnum):
-    approvers = "approvers"
-    requester = "requester"
-    security = "security"
-    reviewers = "reviewers"
+    approvers = auto()  # StrEnum's auto(): the value is the member's name
+    requester = auto()
+    security = auto()
+    reviewers = auto()
 
 
 class Severity(StrEnum):

@@ -3,10 +3,6 @@
 
 A ledger created before migrations existed (by `metadata.create_all`) is adopted: tables that exist
 are left as they are, a `grants` table without `scope` gets the column, and the version is stamped.
-
-Revision ID: 0001
-Revises:
-Create Date: 2026-12-02
 """
 
 from __future__ import annotations
@@ -18,8 +14,6 @@ from jitaccess.ledger.migrations.ddl import create_table_once, existing_tables
 
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

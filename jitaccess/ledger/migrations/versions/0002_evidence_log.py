@@ -2,10 +2,6 @@
 event's position in the log (assigned by the checkpointer, never by writers) with its hash and
 Merkle leaf hash, and the Ed25519-signed checkpoints over it. Existing events join the log at the
 first checkpoint.
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-12-03
 """
 
 from __future__ import annotations
@@ -16,8 +12,6 @@ from jitaccess.ledger.migrations.ddl import create_table_once, existing_tables
 
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

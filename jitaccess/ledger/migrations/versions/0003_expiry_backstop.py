@@ -1,10 +1,6 @@
 """The expiry backstop's table (jitaccess.ledger.backstop): per grant, the non-secret reference of
 what was issued and the expiry it is due at, so a worker can end identity-based access at expiry
 without Temporal. Live grants issued before it existed are adopted by the backstop itself.
-
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-12-04
 """
 
 from __future__ import annotations
@@ -15,8 +11,6 @@ from jitaccess.ledger.migrations.ddl import create_table_once, existing_tables
 
 revision = "0003"
 down_revision = "0002"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
