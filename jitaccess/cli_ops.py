@@ -42,7 +42,9 @@ def api(host: str = "127.0.0.1", port: int = 8000) -> None:
     import uvicorn
 
     from jitaccess.api import create_app
+    from jitaccess.bootstrap import configure_logging
 
+    configure_logging()  # the same JSON event lines the worker writes (the API records delegations)
     uvicorn.run(create_app(), host=host, port=port)
 
 
