@@ -99,12 +99,7 @@ def test_dev_up_then_cli_request_approve_credential_revoke_verify(tmp_path):
 
         _sign_in_paths(tmp_path, dev)
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise
+        _stop(proc)
     assert proc.returncode == 0, (tmp_path / "dev-up.log").read_text()
     assert "stopped." in (tmp_path / "dev-up.log").read_text()
     for addr in (dev["temporal_address"], dev["vault_addr"].removeprefix("http://")):

@@ -19,21 +19,14 @@ from jitaccess.domain.states import (
     InvalidTransition,
     check_transition,
 )
+from tests.support import entitlement_spec
 
 S = GrantState
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def _ent(id: str, approval: dict) -> dict:
-    return {
-        "id": id,
-        "description": id,
-        "provider": {"type": "vault_token", "params": {"policies": ["p"]}},
-        "default_duration": "PT30M",
-        "max_duration": "PT2H",
-        "requester_groups": ["platform"],
-        "approval": approval,
-    }
+    return entitlement_spec(id, approval=approval)
 
 
 CATALOGUE = Catalogue.model_validate(

@@ -23,6 +23,7 @@ from jitaccess.domain.grant import Delegation, Refusal, RefusalKind
 from jitaccess.domain.onboarding import OnboardingRequest
 from jitaccess.domain.policy import AccessRequest, ReasonCode, evaluate, evaluate_extension
 from jitaccess.domain.principals import Principal
+from tests.support import entitlement_spec
 
 ALICE = Principal(id="alice", groups=("platform",))
 CAROL = Principal(id="carol", groups=("security",))
@@ -30,16 +31,8 @@ NOW = datetime(2030, 1, 7, 12, 0, tzinfo=UTC)
 
 
 def _ent(id: str, **over: object) -> dict:
-    base = {
-        "id": id,
-        "description": id,
-        "provider": {"type": "vault_token", "params": {"policies": ["p"]}},
-        "default_duration": "PT1H",
-        "max_duration": "PT8H",
-        "requester_groups": ["platform"],
-        "approval": {"auto_approve": True},
-    }
-    return {**base, **over}
+    defaults = {"default_duration": "PT1H", "max_duration": "PT8H", "approval": {"auto_approve": True}}
+    return entitlement_spec(id, **{**defaults, **over})
 
 
 CAT = Catalogue.model_validate(

@@ -26,6 +26,7 @@ from jitaccess.domain.grant import ApprovalRound, Delegation, Grant, GrantInput,
 from jitaccess.domain.onboarding import Onboarding, OnboardingState, WorkloadContext
 from jitaccess.domain.policy import AccessRequest, evaluate
 from jitaccess.domain.principals import ActorKind, ActorRole, Principal
+from tests.support import entitlement_spec
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 ADMINS, AUDITORS = ("jitaccess-admins",), ("auditors",)
@@ -43,16 +44,11 @@ FRANK = Principal(id="frank", groups=("platform-leads",))
 CATALOGUE = Catalogue.model_validate(
     {
         "entitlements": [
-            {
-                "id": "approved",
-                "description": "x",
-                "provider": {"type": "vault_token", "params": {"policies": ["p"]}},
-                "default_duration": "PT30M",
-                "max_duration": "PT2H",
-                "requester_groups": ["platform"],
-                "approval": {"approver_groups": ["security"], "escalation_groups": ["sec-leads"]},
-                "break_glass": {"groups": ["oncall"], "max_duration": "PT1H", "reviewer_groups": ["reviewers"]},
-            }
+            entitlement_spec(
+                "approved",
+                approval={"approver_groups": ["security"], "escalation_groups": ["sec-leads"]},
+                break_glass={"groups": ["oncall"], "max_duration": "PT1H", "reviewer_groups": ["reviewers"]},
+            )
         ]
     }
 )

@@ -125,8 +125,8 @@ def test_drift_from_the_listing_alone_without_a_read_back():
     assert kinds(c) == [("drift", "grant-d", "acc-d")]
 
 
-def test_drift_from_the_read_back_even_when_the_object_is_listed():
-    # e.g. vault_database: the owner token lives but the lease / database user was removed by hand
+def database_lease() -> tuple[IssuedCredential, IssuedCredential]:
+    """A vault_database grant's credential (the lease) and the owner token that holds it."""
     cred = IssuedCredential(
         provider="vault_database",
         grant_id="grant-db",
@@ -139,6 +139,12 @@ def test_drift_from_the_read_back_even_when_the_object_is_listed():
         reference="owner-acc",
         details={"kind": "owner token", "role": "r", "requester": "alice"},
     )
+    return cred, owner
+
+
+def test_drift_from_the_read_back_even_when_the_object_is_listed():
+    # e.g. vault_database: the owner token lives but the lease / database user was removed by hand
+    cred, owner = database_lease()
     g = GrantRecord(
         grant_id="grant-db",
         state="active",
@@ -152,18 +158,7 @@ def test_drift_from_the_read_back_even_when_the_object_is_listed():
 
 
 def test_vault_database_matches_the_owner_token_by_the_issued_token_accessor():
-    cred = IssuedCredential(
-        provider="vault_database",
-        grant_id="grant-db",
-        reference="database/creds/r/lease1",
-        details={"kind": "database lease", "role": "r", "token_accessor": "owner-acc"},
-    )
-    owner = IssuedCredential(
-        provider="vault_database",
-        grant_id="grant-db",
-        reference="owner-acc",
-        details={"kind": "owner token", "role": "r", "requester": "alice"},
-    )
+    cred, owner = database_lease()
     g = GrantRecord(grant_id="grant-db", state="active", requester="alice", credential=cred, read_back_ok=True)
     assert compare(snap([owner], [g], provider="vault_database")).findings == []
     # the owner token gone: drift, although the lease reference never appears in a listing

@@ -19,24 +19,14 @@ from jitaccess.domain.principals import AuthContext, Principal
 from jitaccess.domain.refusals import Refusal
 from jitaccess.domain.states import GrantState
 from jitaccess.domain.stepup import ApproverAuth
+from tests.support import entitlement_spec
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 STEP_UP = {"max_age": "PT15M", "amr": ["mfa"]}
 
 
 def _ent(id: str, approver_auth: dict | None = None) -> dict:
-    ent = {
-        "id": id,
-        "description": id,
-        "provider": {"type": "vault_token", "params": {"policies": ["p"]}},
-        "default_duration": "PT30M",
-        "max_duration": "PT2H",
-        "requester_groups": ["platform"],
-        "approval": {"approver_groups": ["security"]},
-    }
-    if approver_auth is not None:
-        ent["approver_auth"] = approver_auth
-    return ent
+    return entitlement_spec(id) if approver_auth is None else entitlement_spec(id, approver_auth=approver_auth)
 
 
 CAT = Catalogue.model_validate({"entitlements": [_ent("plain"), _ent("strong", STEP_UP)]})

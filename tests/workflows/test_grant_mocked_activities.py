@@ -380,3 +380,27 @@ async def test_notifications_go_to_each_audience_and_their_delivery_is_evidence(
         ("notification.sent", "mail"),
     ]
     assert run.chain_ok(result)
+
+
+async def test_two_stage_approval_issues_only_once_both_stages_approved(time_env, command_keys):
+    inp = request_input("alice", "secrets-prod-write", timedelta(minutes=30))  # owning team + security, parallel
+    async with mocked_worker(time_env, command_keys) as run:
+        handle = await run.start(inp)
+        await wait_state(handle, GrantState.awaiting_approval)
+        g = await handle.execute_update(GrantWorkflow.approve, action("frank", "owning team"))
+        assert g.state is GrantState.awaiting_approval and run.fakes.inputs(c.ISSUE_CREDENTIAL) == []
+        with pytest.raises(WorkflowUpdateFailedError) as e:
+            await handle.execute_update(GrantWorkflow.approve, action("frank", "again"))
+        assert refused_rule(e) == "duplicate_vote"
+        await handle.execute_update(GrantWorkflow.approve, action("bob", "security"))
+        await wait_state(handle, GrantState.active)
+        await handle.execute_update(GrantWorkflow.revoke, action("alice", "done"))
+        result = await finish(handle)
+    fakes = run.fakes
+
+    assert result.state is GrantState.revoked
+    granted = [e for e in fakes.chain(inp.grant_id) if e.type == "approval.granted"]
+    assert [(e.actor.id, e.data["stage"]) for e in granted] == [("frank", "owning-team"), ("bob", "security")]
+    (issue,) = fakes.inputs(c.ISSUE_CREDENTIAL)
+    assert [v.actor.id for v in issue.approvals] == ["frank", "bob"]
+    assert run.chain_ok(result)
