@@ -51,6 +51,9 @@ from jitaccess.domain.principals import SYSTEM_ACTOR, ActorRole
 from jitaccess.domain.states import ExtensionStatus as X
 from jitaccess.domain.states import GrantState as S
 
+# what grant.requested copies from the grant as asked for
+REQUEST_FIELDS = {"entitlement", "duration_seconds", "reason", "ticket", "request_id", "break_glass", "incident"}
+
 
 def break_glass(g: Grant) -> BreakGlass:
     bg = g.decision.entitlement.break_glass if g.decision.entitlement else None
@@ -129,13 +132,7 @@ class Lifecycle(Decisions):
         then issued), or waiting for approval. `forged`: the start was not signed by the API."""
         g, d = self.grant, inp.decision
         requested = ev.GrantRequested(
-            entitlement=g.entitlement,
-            duration_seconds=g.duration_seconds,
-            reason=g.reason,
-            ticket=g.ticket,
-            request_id=g.request_id,
-            break_glass=g.break_glass,
-            incident=g.incident,
+            **g.model_dump(include=REQUEST_FIELDS),
             requester=g.requester.model_dump(mode="json"),
             workload=inp.request.workload,
         )
@@ -312,7 +309,7 @@ class Lifecycle(Decisions):
             ext.status = X.failed
             event = ev.ExtensionFailed(error=msg.error, expires_at=g.expires_at.isoformat())
         else:
-            cred = msg.credential
+            cred = msg.result
             g.expires_at += timedelta(seconds=ext.extension_seconds)
             g.credential = cred.model_copy(update={"shared_target": g.credential.shared_target})
             g.duration_seconds = ext.new_total_seconds

@@ -29,6 +29,8 @@ from jitaccess.domain.principals import SYSTEM_ACTOR, Actor, ActorRole, Principa
 from jitaccess.domain.states import ExtensionStatus as X
 from jitaccess.domain.states import GrantState as S
 
+VOTE_FIELDS = {"stage", "on_behalf_of", "delegation_id"}  # what an approval.granted event says of the vote
+
 
 def revoke_authority(g: Grant, who: Principal) -> tuple[Actor, str]:
     """As whom a revoke is recorded and on which grounds. The role set is fixed (requester /
@@ -57,10 +59,8 @@ class Decisions(ProviderSteps):
         vote = g.approve(a.actor, now, a.comment, a.delegations)
         granted = ev.ApprovalGranted(
             purpose=rnd.purpose,
-            stage=vote.stage,
             comment=a.comment,
-            on_behalf_of=vote.on_behalf_of,
-            delegation_id=vote.delegation_id,
+            **vote.model_dump(include=VOTE_FIELDS),
             votes=len(rnd.votes),
             pending=rnd.pending(),
             **cmd.admission,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from jitaccess.domain.credentials import IssuedCredential, IssueResult, RevocationResult
 from jitaccess.domain.event_types import EventBody
@@ -16,6 +16,8 @@ from jitaccess.domain.notifications import Notification
 from jitaccess.domain.principals import Actor
 from jitaccess.domain.reconciliation import Finding
 from jitaccess.domain.states import GrantState
+
+T = TypeVar("T")
 
 
 class Timer(StrEnum):
@@ -31,13 +33,24 @@ class Timer(StrEnum):
     review_overdue = "review_overdue"
 
 
-# -- commands (updates and signals; `admission` is the signed command's evidence, {} when unsigned)
 @dataclass(frozen=True)
-class Decision:
+class Marker:
+    """A message or effect that carries nothing but its kind (equal to any other of its class)."""
+
+
+# -- commands (updates and signals)
+@dataclass(frozen=True)
+class Signed:
+    """`admission`: the signed command's evidence for its event ({} when unsigned, as in a validator)."""
+
+    admission: dict[str, Any] = field(default_factory=dict, kw_only=True)
+
+
+@dataclass(frozen=True)
+class Decision(Signed):
     """A person's signed action on the grant."""
 
     action: ActionInput
-    admission: dict[str, Any] = field(default_factory=dict)
 
 
 class Approve(Decision):
@@ -57,52 +70,61 @@ class Claim(Decision):
 
 
 @dataclass(frozen=True)
-class ParentRevoke:
+class ParentRevoke(Signed):
     """The onboarding that started this grant ends it (already verified as its parent's)."""
 
     actor: Actor
     reason: str
-    admission: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
-class Extend:
+class Extend(Signed):
     request: ExtendInput
-    admission: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
-class SubmitReview:
+class SubmitReview(Signed):
     review: ReviewInput
-    admission: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
-class ReportDrift:
+class ReportDrift(Signed):
     finding: Finding
-    admission: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Tick:
+class Tick(Marker):
     """The wait ended (its timer fired, or a command woke it): fire whatever is due."""
 
 
+# -- outcomes (what an activity answered, fed back to the lifecycle)
 @dataclass(frozen=True)
-class ExtensionApplied:
-    credential: IssuedCredential
+class Failed:
+    """The activity failed; `error` is its innermost message."""
 
-
-@dataclass(frozen=True)
-class ExtensionFailed:
     error: str
 
 
-@dataclass(frozen=True)
-class Issued:
-    """The issue activity's answer (verified by read-back, or not)."""
+class ExtensionFailed(Failed):
+    pass
 
-    result: IssueResult
+
+class IssueFailed(Failed):
+    pass
+
+
+@dataclass(frozen=True)
+class Answered(Generic[T]):
+    """The activity answered; `result` is its answer."""
+
+    result: T
+
+
+class ExtensionApplied(Answered[IssuedCredential]):
+    """The provider's TTL moved; `result`: the credential as it is now."""
+
+
+class Issued(Answered[IssueResult]):
+    """The issue activity's answer (verified by read-back, or not)."""
 
 
 @dataclass(frozen=True)
@@ -113,16 +135,8 @@ class IssueRefused:
     message: str
 
 
-@dataclass(frozen=True)
-class IssueFailed:
-    error: str
-
-
-@dataclass(frozen=True)
-class CleanedUp:
+class CleanedUp(Answered[RevocationResult]):
     """Whatever a failed issue left behind is gone (read back)."""
-
-    result: RevocationResult
 
 
 @dataclass(frozen=True)
@@ -154,8 +168,7 @@ class Notify:
     notification: Notification
 
 
-@dataclass(frozen=True)
-class Flush:
+class Flush(Marker):
     """Write the events not yet in the ledger (and upsert changed search attributes)."""
 
 
@@ -167,24 +180,25 @@ class ApplyExtension:
     ttl_seconds: int
 
 
-@dataclass(frozen=True)
-class IssueCredential:
+class IssueCredential(Marker):
     """Run the issue activity (then feed back Issued, IssueRefused or IssueFailed)."""
 
 
-@dataclass(frozen=True)
-class CleanUp:
+class CleanUp(Marker):
     """Remove what a failed issue left and confirm it absent (then feed back CleanedUp)."""
 
 
-@dataclass(frozen=True)
-class RevokeCredential:
+class RevokeCredential(Marker):
     """One revocation attempt with read-back (then feed back RevokeAttempted)."""
 
 
 @dataclass(frozen=True)
 class Sleep:
     delay: timedelta
+
+
+class TellParent(Marker):
+    """A child grant of a service onboarding reports its state upward."""
 
 
 Phase = Literal["revoking", "review"]  # where a grant that continued as new picks up (GrantResume.phase)
@@ -195,11 +209,6 @@ class ContinueAsNewIfLong:
     """A loop that may run for weeks hands over to a fresh run before the history grows too long."""
 
     phase: Phase
-
-
-@dataclass(frozen=True)
-class TellParent:
-    """A child grant of a service onboarding reports its state upward."""
 
 
 @dataclass(frozen=True)

@@ -126,7 +126,7 @@ class GrantWorkflow(GrantEffects):
 
     @workflow.update
     def approve(self, a: ActionInput) -> Grant:
-        return self._decide(Approve(a, self._gate.admit(a, "approve")))
+        return self._decide(Approve(a, admission=self._gate.admit(a, "approve")))
 
     @approve.validator
     def _validate_approve(self, a: ActionInput) -> None:
@@ -134,7 +134,7 @@ class GrantWorkflow(GrantEffects):
 
     @workflow.update
     def deny(self, a: ActionInput) -> Grant:
-        return self._decide(Deny(a, self._gate.admit(a, "deny")))
+        return self._decide(Deny(a, admission=self._gate.admit(a, "deny")))
 
     @deny.validator
     def _validate_deny(self, a: ActionInput) -> None:
@@ -142,7 +142,7 @@ class GrantWorkflow(GrantEffects):
 
     @workflow.update
     def extend(self, inp: ExtendInput) -> Grant:
-        return self._decide(Extend(inp, self._gate.admit(inp, "extend")))
+        return self._decide(Extend(inp, admission=self._gate.admit(inp, "extend")))
 
     @extend.validator
     def _validate_extend(self, inp: ExtendInput) -> None:
@@ -150,7 +150,7 @@ class GrantWorkflow(GrantEffects):
 
     @workflow.update
     def review(self, inp: ReviewInput) -> Grant:
-        return self._decide(SubmitReview(inp, self._gate.admit(inp, "review")))
+        return self._decide(SubmitReview(inp, admission=self._gate.admit(inp, "review")))
 
     @review.validator
     def _validate_review(self, inp: ReviewInput) -> None:
@@ -158,7 +158,7 @@ class GrantWorkflow(GrantEffects):
 
     @workflow.update
     def revoke(self, a: ActionInput) -> Grant:
-        return self._decide(Revoke(a, self._gate.admit(a, "revoke")))
+        return self._decide(Revoke(a, admission=self._gate.admit(a, "revoke")))
 
     @revoke.validator
     def _validate_revoke(self, a: ActionInput) -> None:
@@ -167,7 +167,9 @@ class GrantWorkflow(GrantEffects):
     @workflow.update
     async def claim_credential(self, a: ActionInput) -> WrappedHandover:
         handover = self._grant.handover
-        await self._execute(self._life.handle(Claim(a, self._gate.admit(a, "claim_credential")), workflow.now()))
+        await self._execute(
+            self._life.handle(Claim(a, admission=self._gate.admit(a, "claim_credential")), workflow.now())
+        )
         assert handover is not None
         return handover
 
@@ -183,7 +185,7 @@ class GrantWorkflow(GrantEffects):
         if parent is None or not self._gate.accept_signal(cmd, c.PARENT_REVOKE_SIGNAL):
             return
         actor = Actor(id=parent.workflow_id, kind=SYSTEM_ACTOR.kind, role=ActorRole.system)
-        self._decide(ParentRevoke(actor, cmd.reason, self._gate.admit(cmd, c.PARENT_REVOKE_SIGNAL)))
+        self._decide(ParentRevoke(actor, cmd.reason, admission=self._gate.admit(cmd, c.PARENT_REVOKE_SIGNAL)))
 
     @workflow.signal(name=c.REPORT_DRIFT_SIGNAL)
     async def report_drift(self, report: DriftReport) -> None:
@@ -193,7 +195,7 @@ class GrantWorkflow(GrantEffects):
         if not self._gate.accept_signal(report, c.REPORT_DRIFT_SIGNAL):
             return
         admission = self._gate.admit(report, c.REPORT_DRIFT_SIGNAL)
-        await self._execute(self._life.handle(ReportDrift(report.finding, admission), workflow.now()))
+        await self._execute(self._life.handle(ReportDrift(report.finding, admission=admission), workflow.now()))
 
 
 __all__ = ["GrantWorkflow", "Principal"]

@@ -14,24 +14,10 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from jitaccess.domain import contracts as c
+    from jitaccess.domain import lifecycle_effects as fx
     from jitaccess.domain.event_types import NotificationAbandoned
     from jitaccess.domain.grant import Grant, GrantInput, GrantResume
     from jitaccess.domain.lifecycle import Lifecycle
-    from jitaccess.domain.lifecycle_effects import (
-        ApplyExtension,
-        CleanUp,
-        ContinueAsNewIfLong,
-        Effect,
-        Emit,
-        End,
-        Flush,
-        IssueCredential,
-        Notify,
-        Phase,
-        RevokeCredential,
-        Sleep,
-        TellParent,
-    )
     from jitaccess.domain.notifications import DeliveryRequest, DeliveryResult, Notification
     from jitaccess.domain.principals import SYSTEM_ACTOR
     from jitaccess.domain.search import grant_search_values
@@ -63,38 +49,38 @@ class GrantEffects:
     _notifications: int
     _searchable: dict[str, str | bool] | None
 
-    def _apply(self, effects: list[Effect]) -> None:
+    def _apply(self, effects: list[fx.Effect]) -> None:
         """The effects of an update or signal handler (events and notifications; no waiting)."""
         for e in effects:
             match e:
-                case Emit():
+                case fx.Emit():
                     ev = self._chain.emit(e.event, e.actor)
                     self._grant.events, self._grant.last_hash = ev.seq, ev.hash
-                case Notify():
+                case fx.Notify():
                     self._notify(e.notification)
                 case _:
                     raise AssertionError(f"{e!r} needs the workflow's main loop")
 
-    async def _execute(self, effects: list[Effect]) -> None:
+    async def _execute(self, effects: list[fx.Effect]) -> None:
         """Carry out effects in order; a provider call's outcome goes back to the lifecycle and
         its effects come next."""
         queue = deque(effects)
         while queue:
             e = queue.popleft()
             match e:
-                case Emit() | Notify():
+                case fx.Emit() | fx.Notify():
                     self._apply([e])
-                case Flush():
+                case fx.Flush():
                     await self._flush()
-                case Sleep():
+                case fx.Sleep():
                     await workflow.sleep(e.delay)
-                case ContinueAsNewIfLong():
+                case fx.ContinueAsNewIfLong():
                     await self._continue_as_new_if_long(e.phase)
-                case TellParent():
+                case fx.TellParent():
                     await self._tell_parent()
-                case End():
+                case fx.End():
                     await self._end()
-                case IssueCredential() | CleanUp() | RevokeCredential() | ApplyExtension():
+                case fx.IssueCredential() | fx.CleanUp() | fx.RevokeCredential() | fx.ApplyExtension():
                     outcome = await call_provider(e, self._life, self._inp)
                     queue.extendleft(reversed(self._life.handle(outcome, workflow.now())))
 
@@ -107,7 +93,7 @@ class GrantEffects:
         await self._flush()
         await self._tell_parent()
 
-    async def _continue_as_new_if_long(self, phase: Phase) -> None:
+    async def _continue_as_new_if_long(self, phase: fx.Phase) -> None:
         """Loops that may run for weeks (revocation retries, an unreviewed break-glass grant) hand
         over to a fresh run before the history grows too long, carrying the state and the chain."""
         info = workflow.info()
@@ -164,7 +150,7 @@ class GrantEffects:
                 )
             except ActivityError as e:
                 res = DeliveryResult(notifier=notifier, ok=False, error=failure_message(e), attempt=attempt)
-            self._apply([Emit(res.event(n), SYSTEM_ACTOR)])
+            self._apply([fx.Emit(res.event(n), SYSTEM_ACTOR)])
             await self._flush()
             if res.ok:
                 return
@@ -172,7 +158,7 @@ class GrantEffects:
                 await workflow.sleep(delay)
                 delay *= 2
         abandoned = NotificationAbandoned(notifier=notifier, kind=n.kind.value, attempts=attempts)
-        self._apply([Emit(abandoned, SYSTEM_ACTOR)])
+        self._apply([fx.Emit(abandoned, SYSTEM_ACTOR)])
         await self._flush()
 
     # -- the ledger and visibility -------------------------------------------------------
