@@ -21,20 +21,14 @@ with workflow.unsafe.imports_passed_through():
     from jitaccess.workflows import trust
 
 
-def refuse(*checks: Callable[[], Any]) -> None:
-    """Run checks in an update validator, in order (the command's signature first, then the domain
-    rules); a Refusal becomes the error the API maps to 403/409/410/422."""
-    try:
-        for check in checks:
-            check()
-    except Refusal as r:
-        raise ApplicationError(r.message, r.kind.value, r.rule, type=c.REFUSAL, non_retryable=True) from None
-
-
 def refuse_unless_signed(gate: trust.CommandGate, cmd: Signable, action: str, rule: Callable[[], Any]) -> None:
     """An update validator: the command must be signed for this workflow and action, then the
-    domain `rule` must allow it."""
-    refuse(lambda: gate.check(cmd, action), rule)
+    domain `rule` must allow it; a Refusal becomes the error the API maps to 403/409/410/422."""
+    try:
+        gate.check(cmd, action)
+        rule()
+    except Refusal as r:
+        raise ApplicationError(r.message, r.kind.value, r.rule, type=c.REFUSAL, non_retryable=True) from None
 
 
 def failure_message(err: BaseException) -> str:

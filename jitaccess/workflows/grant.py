@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from jitaccess.domain.search import grant_search_values
     from jitaccess.domain.states import GrantState as S
     from jitaccess.workflows import trust
-    from jitaccess.workflows.common import EvidenceChain, refuse
+    from jitaccess.workflows.common import EvidenceChain, refuse_unless_signed
     from jitaccess.workflows.grant_effects import GrantEffects
 
 # workflow.patched() id (histories recorded before it keep their old commands)
@@ -118,7 +118,7 @@ class GrantWorkflow(GrantEffects):
         return self._grant
 
     def _validate(self, cmd: Command, signed: ActionInput | ExtendInput | ReviewInput, action: str) -> None:
-        refuse(lambda: self._gate.check(signed, action), lambda: self._life.check(cmd, workflow.now()))
+        refuse_unless_signed(self._gate, signed, action, lambda: self._life.check(cmd, workflow.now()))
 
     @workflow.query
     def status(self) -> Grant:
