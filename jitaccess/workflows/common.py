@@ -4,7 +4,7 @@ failures into what callers and events need. Deterministic like the workflows the
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -29,6 +29,20 @@ def refuse_unless_signed(gate: trust.CommandGate, cmd: Signable, action: str, ru
         rule()
     except Refusal as r:
         raise ApplicationError(r.message, r.kind.value, r.rule, type=c.REFUSAL, non_retryable=True) from None
+
+
+async def wait_until(woken: Callable[[], bool], deadline: datetime | None) -> bool:
+    """The one wait every workflow loop uses (an updatable timer): until `woken()` holds, a handler
+    having changed what the loop waits for, or until `deadline` (None: no deadline; one already
+    past: no wait). False when the deadline ended it; the caller looks again either way."""
+    now = workflow.now()
+    if deadline is not None and deadline <= now:
+        return False
+    try:
+        await workflow.wait_condition(woken, timeout=None if deadline is None else deadline - now)
+    except TimeoutError:
+        return False
+    return True
 
 
 def failure_message(err: BaseException) -> str:

@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from jitaccess.domain.search import grant_search_values
     from jitaccess.domain.states import GrantState as S
     from jitaccess.workflows import trust
-    from jitaccess.workflows.common import EvidenceChain, refuse_unless_signed
+    from jitaccess.workflows.common import EvidenceChain, refuse_unless_signed, wait_until
     from jitaccess.workflows.grant_effects import GrantEffects
 
 # workflow.patched() id (histories recorded before it keep their old commands)
@@ -99,11 +99,7 @@ class GrantWorkflow(GrantEffects):
                 # approved while the loop was busy (e.g. writing the previous extension's evidence):
                 # the handler's wake-up was just forgotten, so apply it now instead of at the old expiry
                 wake = now
-            if wake is None or wake > now:
-                try:
-                    await workflow.wait_condition(life.should_wake, timeout=None if wake is None else wake - now)
-                except TimeoutError:
-                    pass
+            await wait_until(life.should_wake, wake)
             await self._execute(life.handle(Tick(), workflow.now()))
 
     def _start_refusal(self, inp: GrantInput) -> Refusal | None:

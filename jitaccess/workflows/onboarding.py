@@ -8,6 +8,7 @@ workflow is ever terminated, every child still expires and is revoked on its own
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,7 +44,7 @@ with workflow.unsafe.imports_passed_through():
     from jitaccess.domain.policy import AccessRequest
     from jitaccess.domain.principals import SYSTEM_ACTOR, Actor, ActorRole
     from jitaccess.workflows import trust
-    from jitaccess.workflows.common import EvidenceChain, refuse_unless_signed
+    from jitaccess.workflows.common import EvidenceChain, refuse_unless_signed, wait_until
     from jitaccess.workflows.grant import GrantWorkflow
 
 ENDED = frozenset({"revoked", "issue_failed", "cancelled", "denied", "approval_expired", "reviewed"})
@@ -131,9 +132,7 @@ class ServiceOnboardingWorkflow:
         )
         self._emit(ApprovalRequested(pending=o.approval.pending(), deadline=o.approval.deadline.isoformat()))
         await self._flush()
-        try:
-            await workflow.wait_condition(lambda: o.state is not O.awaiting_approval, timeout=d.approval_timeout)
-        except TimeoutError:
+        if not await wait_until(lambda: o.state is not O.awaiting_approval, workflow.now() + d.approval_timeout):
             self._emit(ApprovalExpired())
             return False
         return o.state is not O.denied
@@ -157,14 +156,8 @@ class ServiceOnboardingWorkflow:
         await self._flush()
         plans = {p.entitlement: p for p in d.children}
         while True:
-            now = workflow.now()
             due = self._next_renewal(plans, d.rotation_interval, d.rotation_overlap)
-            wake = min(o.ends_at, due[0]) if due else o.ends_at
-            if wake > now:
-                try:
-                    await workflow.wait_condition(lambda: self._offboard is not None, timeout=wake - now)
-                except TimeoutError:
-                    pass
+            await wait_until(lambda: self._offboard is not None, min(o.ends_at, due[0]) if due else o.ends_at)
             if self._offboard is not None or workflow.now() >= o.ends_at:
                 return
             if due and workflow.now() >= due[0]:
@@ -210,11 +203,9 @@ class ServiceOnboardingWorkflow:
         )
         return child
 
-    async def _await_children(self, done, timeout: timedelta | None = None) -> None:
-        try:
-            await workflow.wait_condition(lambda: all(done(ch) for ch in self._o.children), timeout=timeout)
-        except TimeoutError:
-            pass
+    async def _await_children(self, done: Callable[[ChildGrant], bool], timeout: timedelta | None = None) -> None:
+        deadline = workflow.now() + timeout if timeout is not None else None
+        await wait_until(lambda: all(done(ch) for ch in self._o.children), deadline)
 
     async def _revoke_children(self, reason: str) -> None:
         for ch in self._o.children:
