@@ -18,6 +18,7 @@ from jitaccess.domain.onboarding import (
     onboarding_id,
 )
 from jitaccess.domain.principals import ActorKind, Principal
+from tests.support import entitlement_spec
 
 BOT = Principal(id="deploy-bot", kind=ActorKind.service, groups=("platform", "automation"), owner="frank")
 FRANK = Principal(id="frank", groups=("platform-leads",))
@@ -39,36 +40,16 @@ SECRET_ID = {
         "auto_rules": [{"name": "automation", "requester_groups": ["automation"]}],
     },
 }
-SEC_TWO = {
-    "id": "sec-two",
-    "description": "two security approvers",
-    "provider": {"type": "vault_token", "params": {"policies": ["p"]}},
-    "default_duration": "PT1H",
-    "max_duration": "PT8H",
-    "requester_groups": ["platform"],
-    "approval": {"approver_groups": ["security"], "min_approvals": 2},
-}
+HOURS = {"default_duration": "PT1H", "max_duration": "PT8H"}
+SEC_TWO = entitlement_spec("sec-two", **HOURS, approval={"approver_groups": ["security"], "min_approvals": 2})
+AUTO = {"auto_approve": True}
 CAT = Catalogue.model_validate(
     {
         "entitlements": [
-            {
-                "id": "kv",
-                "description": "d",
-                "provider": {"type": "vault_token", "params": {"policies": ["p"]}},
-                "default_duration": "PT1H",
-                "max_duration": "PT8H",
-                "requester_groups": ["platform"],
-                "approval": {"auto_approve": True},
-            },
-            {
-                "id": "grp",
-                "description": "d",
-                "provider": {"type": "aws_iam_group", "params": {"group": "g"}},
-                "default_duration": "PT1H",
-                "max_duration": "PT8H",
-                "requester_groups": ["platform"],
-                "approval": {"auto_approve": True},
-            },
+            entitlement_spec("kv", **HOURS, approval=AUTO),
+            entitlement_spec(
+                "grp", **HOURS, approval=AUTO, provider={"type": "aws_iam_group", "params": {"group": "g"}}
+            ),
             SECRET_ID,
             SEC_TWO,
         ],

@@ -23,58 +23,46 @@ from jitaccess.domain.onboarding import (
 from jitaccess.workflows.grant import GrantWorkflow
 from jitaccess.workflows.onboarding import ServiceOnboardingWorkflow
 from tests.conftest import running_worker
-from tests.support import eventually
+from tests.support import entitlement_spec, eventually
 from tests.workflows.support import principal, token_is_dead, types
 
+APPROLE = {"type": "vault_approle", "params": {"role_name": "payments-api", "policies": ["jit-payments-read"]}}
 SERVICE_CATALOGUE = {
     "entitlements": [
-        {
-            "id": "svc-kv-read",
-            "description": "KV read token",
-            "provider": {"type": "vault_token", "params": {"policies": ["jit-platform-read"]}},
-            "default_duration": "PT1H",
-            "max_duration": "P30D",
-            "requester_groups": ["platform"],
-            "approval": {"auto_approve": True},
-        },
-        {
-            "id": "svc-secret-id",
-            "description": "AppRole secret-ID",
-            "provider": {
-                "type": "vault_approle",
-                "params": {"role_name": "payments-api", "policies": ["jit-payments-read"]},
-            },
-            "default_duration": "PT1H",
-            "max_duration": "P1D",
-            "requester_groups": ["platform"],
+        entitlement_spec(
+            "svc-kv-read",
+            provider={"type": "vault_token", "params": {"policies": ["jit-platform-read"]}},
+            default_duration="PT1H",
+            max_duration="P30D",
+            approval={"auto_approve": True},
+        ),
+        entitlement_spec(
+            "svc-secret-id",
+            provider=APPROLE,
+            default_duration="PT1H",
+            max_duration="P1D",
             # the onboarding automation is pre-authorised; anyone else needs security
-            "approval": {
+            approval={
                 "approver_groups": ["security"],
                 "auto_rules": [{"name": "automation", "requester_groups": ["platform-automation"]}],
             },
-        },
-        {
-            "id": "svc-lead-secret-id",
-            "description": "AppRole secret-ID that platform-leads approve",
-            "provider": {
-                "type": "vault_approle",
-                "params": {"role_name": "payments-api", "policies": ["jit-payments-read"]},
-            },
-            "default_duration": "PT1H",
-            "max_duration": "P1D",
-            "requester_groups": ["platform"],
-            "approval": {"approver_groups": ["platform-leads"]},
-        },
-        {
-            "id": "svc-broken",
-            # valid params (the catalogue checks them when it loads), but OpenBao has no such role
-            "description": "a misconfigured entitlement: its database role does not exist",
-            "provider": {"type": "vault_database", "params": {"role": "no-such-role"}},
-            "default_duration": "PT1H",
-            "max_duration": "P1D",
-            "requester_groups": ["platform"],
-            "approval": {"auto_approve": True},
-        },
+        ),
+        entitlement_spec(
+            "svc-lead-secret-id",
+            provider=APPROLE,
+            default_duration="PT1H",
+            max_duration="P1D",
+            approval={"approver_groups": ["platform-leads"]},
+        ),
+        # valid params (the catalogue checks them when it loads), but OpenBao has no such role
+        entitlement_spec(
+            "svc-broken",
+            description="a misconfigured entitlement: its database role does not exist",
+            provider={"type": "vault_database", "params": {"role": "no-such-role"}},
+            default_duration="PT1H",
+            max_duration="P1D",
+            approval={"auto_approve": True},
+        ),
     ],
     "onboarding_templates": [
         {
