@@ -28,7 +28,7 @@ from jitaccess.config import load_catalogue, load_users
 from jitaccess.config.settings import EXAMPLES
 from jitaccess.domain import contracts as c
 from jitaccess.domain.catalogue import Catalogue
-from jitaccess.domain.commands import CommandSigner, CommandVerifier, SignerRole
+from jitaccess.domain.commands import CommandSigner, CommandVerifier, SignableT, SignerRole
 from jitaccess.domain.contracts import GrantOptions
 from jitaccess.domain.credentials import (
     IssuedCredential,
@@ -87,6 +87,12 @@ def install_trust(command_keys: dict[str, str]) -> None:
     worker = CommandSigner.from_text(command_keys["worker_signing_key"], SignerRole.worker)
     verifier = CommandVerifier([(api.public_key, SignerRole.api), (worker.public_key, SignerRole.worker)])
     trust.install(verifier, worker)
+
+
+def worker_signed(command_keys: dict[str, str], cmd: SignableT, target: str, action: str) -> SignableT:
+    """A command (a signal) as another workflow's worker signs it."""
+    signer = CommandSigner.from_text(command_keys["worker_signing_key"], SignerRole.worker)
+    return signer.sign(cmd, target, action, datetime.now(UTC), uuid.uuid4().hex)
 
 
 def _provider_error(message: str, retryable: bool = True) -> ApplicationError:

@@ -19,10 +19,18 @@ from jitaccess.domain import contracts as c
 from jitaccess.domain.contracts import GrantOptions
 from jitaccess.domain.grant import ExtendInput, ReviewInput
 from jitaccess.domain.policy import evaluate_extension
+from jitaccess.domain.reconciliation import DriftReport, Finding, FindingKind, Remedy
 from jitaccess.domain.states import GrantState
 from jitaccess.workflows.grant import GrantWorkflow
 from tests.support import eventually
-from tests.workflows.mocked_support import FakeActivities, action, mocked_worker, person, request_input
+from tests.workflows.mocked_support import (
+    FakeActivities,
+    action,
+    mocked_worker,
+    person,
+    request_input,
+    worker_signed,
+)
 from tests.workflows.support import (
     ADMIN_APPROVAL_TIMELINE,
     AUTO_LIFECYCLE,
@@ -403,4 +411,46 @@ async def test_two_stage_approval_issues_only_once_both_stages_approved(time_env
     assert [(e.actor.id, e.data["stage"]) for e in granted] == [("frank", "owning-team"), ("bob", "security")]
     (issue,) = fakes.inputs(c.ISSUE_CREDENTIAL)
     assert [v.actor.id for v in issue.approvals] == ["frank", "bob"]
+    assert run.chain_ok(result)
+
+
+async def test_drift_reported_by_a_worker_is_recorded_once_and_unsigned_reports_are_dropped(time_env, command_keys):
+    inp = request_input("alice", "secrets-readonly", timedelta(hours=1))
+
+    def report(detail: str) -> DriftReport:
+        finding = Finding(
+            kind=FindingKind.drift,
+            provider="vault_token",
+            grant_id=inp.grant_id,
+            detail=detail,
+            remedy=Remedy.signal_grant,
+        )
+        return DriftReport(finding=finding)
+
+    async with mocked_worker(time_env, command_keys) as run:
+        handle = await run.start(inp)
+        await wait_state(handle, GrantState.active)
+        await handle.signal(GrantWorkflow.report_drift, report("unsigned"))
+        for detail in ("first", "second"):
+            signed = worker_signed(command_keys, report(detail), inp.grant_id, c.REPORT_DRIFT_SIGNAL)
+            await handle.signal(GrantWorkflow.report_drift, signed)
+
+        async def drift_stored() -> bool:
+            g = await handle.query(GrantWorkflow.status)
+            assert g.drift is not None and "reconciliation.drift_detected" in run.fakes.types(inp.grant_id)
+            return True
+
+        await eventually(drift_stored, 10, "the drift recorded")
+        await handle.execute_update(GrantWorkflow.revoke, action("alice", "done"))
+        result = await finish(handle)
+    fakes = run.fakes
+
+    assert result.state is GrantState.revoked and result.drift.detail == "first"
+    assert fakes.types(inp.grant_id)[-3:] == [
+        "reconciliation.drift_detected",
+        "grant.revoke_requested",
+        "revocation.confirmed",
+    ]
+    drift = one(fakes.chain(inp.grant_id), "reconciliation.drift_detected")
+    assert drift.data["detail"] == "first" and drift.data["command"]["role"] == "worker"
     assert run.chain_ok(result)
