@@ -89,6 +89,11 @@ def arguments() -> argparse.Namespace:
     ap.add_argument("--active-ttl", type=int, default=3600, help="grant duration for --active (default 3600 s)")
     ap.add_argument("--hold", type=float, default=30, help="seconds to keep sampling once all are active")
     ap.add_argument(
+        "--expire",
+        action="store_true",
+        help="--active: then wait until every grant has expired and been revoked, and report expiry -> confirmed",
+    )
+    ap.add_argument(
         "--no-bytecode-cache",
         dest="bytecode",
         action="store_false",
@@ -165,7 +170,7 @@ def measure_active(stack: Stack, args: argparse.Namespace, res: dict) -> bool:
             create_iam_groups(dev, args.n)
         log(f"== active: {args.n} grants ({entitlement(0)}, duration {args.ttl}s) held {args.hold:.0f}s")
         res["active"] = a = asyncio.run(
-            run_active(stack, args.n, args.ttl, args.concurrency, args.hold, args.tick, entitlement)
+            run_active(stack, args.n, args.ttl, args.concurrency, args.hold, args.tick, entitlement, args.expire)
         )
         r = a["rss_mb"]
         log(
@@ -173,6 +178,7 @@ def measure_active(stack: Stack, args: argparse.Namespace, res: dict) -> bool:
             f"RSS MB idle {r['idle']:.0f}, held {r['held_min']}..{r['held_max']}, peak {r['peak_VmHWM']:.0f}; "
             f"per active grant {r['per_active_grant_kb']} KB; last cache sample "
             f"{ {k: v for k, v in a['samples'][-1].items() if k.startswith('temporal')} if a['samples'] else {} }"
+            + (f"; expiry -> confirmed ms {a['expiry_to_confirmed_ms']}" if args.expire else "")
         )
         return a["active"] == args.n and a["http_errors"] == 0
     finally:
@@ -225,6 +231,7 @@ def main() -> int:
     }
     res["provider"] = args.provider
     res["bytecode_cache"] = args.bytecode
+    res["max_cached_workflows_env"] = os.environ.get("JITACCESS_MAX_CACHED_WORKFLOWS")
     catalogue = write_catalogue(workdir / "bench-catalogue.yaml", args.provider, n)
     if args.active:
         ok = measure_active(Stack(workdir, catalogue, args.bytecode), args, res)

@@ -12,6 +12,7 @@ import time
 import httpx
 
 from . import log
+from .analysis import grant_record, pct
 from .load import fire
 from .sampling import Progress, ledger_states, proc_status, tally
 from .stack import Stack
@@ -46,6 +47,7 @@ async def _sample(dev: dict, pid: int, ledger, n: int, done: list[dict], progres
         "t": round(now, 1),
         "requested": len(done),
         "active": counts["active"],
+        "revoked": counts["revoked"],
         "failed": counts["failed"],
         "rss_mb": st.get("VmRSS", 0) / 1024,
         **await sdk_cache(dev["api_url"]),
@@ -54,7 +56,8 @@ async def _sample(dev: dict, pid: int, ledger, n: int, done: list[dict], progres
 
 def _print(s: dict, n: int) -> None:
     log(
-        f"  t={s['t']:6.1f}s requested {s['requested']}/{n} active {s['active']} failed {s['failed']} "
+        f"  t={s['t']:6.1f}s requested {s['requested']}/{n} active {s['active']} revoked {s['revoked']} "
+        f"failed {s['failed']} "
         f"RSS {s['rss_mb']:.0f} MB cache {s.get('temporal_sticky_cache_size', '?')} "
         f"evictions {s.get('temporal_sticky_cache_total_forced_eviction', '?')}"
     )
@@ -83,7 +86,27 @@ def _summary(n: int, ttl: int, done: list[dict], samples: list[dict], all_active
     }
 
 
-async def run_active(stack: Stack, n: int, ttl: int, conc: int, hold: float, tick: float, entitlement) -> dict:
+async def expiry_lags(ledger, done: list[dict]) -> dict:
+    """expiry -> confirmed (ms) of every grant the client started, from the ledger's events."""
+    lags, unconfirmed = [], 0
+    for d in done:
+        if not d.get("grant_id"):
+            continue
+        g = grant_record(d["grant_id"], {}, await asyncio.to_thread(ledger.events, d["grant_id"]), True)
+        if "confirmed_at" in g and "expires_at" in g:
+            lags.append(1000 * (g["confirmed_at"] - g["expires_at"]))
+        else:
+            unconfirmed += 1
+    lags.sort()
+    at = {f"p{p}": round(pct(lags, p)) for p in (50, 90, 99)} if lags else {}
+    return {"confirmed": len(lags), "unconfirmed": unconfirmed, **at, "max": round(lags[-1]) if lags else None}
+
+
+async def run_active(
+    stack: Stack, n: int, ttl: int, conc: int, hold: float, tick: float, entitlement, expire: bool = False
+) -> dict:
+    """With `expire`, keep sampling after the hold until every grant is revoked (TTL short enough
+    that they expire in this run), then read each one's expiry -> confirmed lag."""
     from jitaccess.dev.identity import DevIdentity
     from jitaccess.ledger import Ledger
 
@@ -109,15 +132,22 @@ async def run_active(stack: Stack, n: int, ttl: int, conc: int, hold: float, tic
         if time.monotonic() - last_print >= tick:
             last_print = time.monotonic()
             _print(s, n)
-        if all_active_at is None and fire_task.done() and s["active"] + s["failed"] >= n:
+        if all_active_at is None and fire_task.done() and s["active"] + s["revoked"] + s["failed"] >= n:
             all_active_at = now
             log(f"  all {n} active (or failed) at t={now:.1f}s; holding {hold:.0f}s")
         if all_active_at is not None and now - all_active_at >= hold:
-            break
+            if not expire or s["revoked"] + s["failed"] >= n:
+                break
+            if now > ttl + 300 + n:
+                log("  TIMEOUT before all were revoked")
+                break
         if all_active_at is None and now > 120 + n:  # give up: report what was reached
             log("  TIMEOUT before all were active")
             break
     if not fire_task.done():
         fire_task.cancel()
+    summary = _summary(n, ttl, done, samples, all_active_at, idle, proc_status(pid))
+    if expire:
+        summary["expiry_to_confirmed_ms"] = await expiry_lags(ledger, done)
     ledger.close()
-    return _summary(n, ttl, done, samples, all_active_at, idle, proc_status(pid))
+    return summary
