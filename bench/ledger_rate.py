@@ -202,7 +202,9 @@ def main() -> int:
 
             ledger.engine.dispose()
             ledger.engine = create_engine(url, pool_pre_ping=True, pool_size=args.pool_size, max_overflow=0)
-        activities = GrantActivities(None, ledger, timedelta(0), None, None)  # only .ledger is used
+        activities = GrantActivities(
+            None, ledger, timedelta(0), None, None, holds=None, backstop=None
+        )  # only .ledger is used
         for w in [int(x) for x in args.writers.split(",")]:
             r = run_writers(activities, template, w, args.seconds)
             r["vs_required"] = round(r["events_per_s"] / required, 2)

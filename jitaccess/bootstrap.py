@@ -202,6 +202,8 @@ def build_worker(
     from jitaccess.activities.notify import NotificationActivities
     from jitaccess.activities.reconcile import ReconcileActivities
     from jitaccess.config.keys import command_verifier, worker_signer
+    from jitaccess.ledger.backstop import BackstopStore
+    from jitaccess.ledger.holds import HoldStore
     from jitaccess.workers.factory import new_worker
     from jitaccess.workflows import trust
 
@@ -210,7 +212,13 @@ def build_worker(
     ledger = ledger or Ledger(settings.ledger_url)
     providers = metrics.instrument_providers(providers or build_providers(settings))  # call latency
     grants = GrantActivities(
-        providers, ledger, settings.wrap_ttl, catalogue or load_catalogue(settings.catalogue_file), verifier
+        providers,
+        ledger,
+        settings.wrap_ttl,
+        catalogue or load_catalogue(settings.catalogue_file),
+        verifier,
+        holds=HoldStore(ledger),
+        backstop=BackstopStore(ledger),
     )
     activities = (
         grants.all()

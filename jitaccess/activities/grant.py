@@ -52,13 +52,16 @@ class GrantActivities:
         wrap_ttl: timedelta,
         catalogue: Catalogue,
         verifier: CommandVerifier,
+        *,
+        holds: HoldStore,
+        backstop: BackstopStore,  # what the expiry backstop ends without Temporal (workers.backstop)
     ) -> None:
         self.providers = providers
         self.catalogue = catalogue
         self.verifier = verifier
         self.ledger = ledger
-        self.holds = HoldStore(ledger)
-        self.backstop = BackstopStore(ledger)  # what the expiry backstop ends without Temporal (workers.backstop)
+        self.holds = holds
+        self.backstop = backstop
         self.wrap_ttl = wrap_ttl
 
     def all(self) -> list:

@@ -52,9 +52,13 @@ def _one_line(text: str, secret: str) -> str:
 
 
 class NotificationActivities:
-    def __init__(self, notifiers: Sequence[NotifierConfig], public_url: str | None = None) -> None:
+    def __init__(
+        self, notifiers: Sequence[NotifierConfig], public_url: str | None = None, http: httpx.Client | None = None
+    ) -> None:
         self.notifiers = {cfg.name: cfg for cfg in notifiers}
         self.public_url = public_url
+        # the transport: one pooled client for every delivery (thread-safe), or the caller's
+        self.http = http or httpx.Client(follow_redirects=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NotificationActivities:
@@ -83,7 +87,7 @@ class NotificationActivities:
         status: int | None = None
         error: str | None = None
         try:
-            resp = httpx.post(url, json=body, headers=headers, timeout=cfg.timeout, follow_redirects=False)
+            resp = self.http.post(url, json=body, headers=headers, timeout=cfg.timeout, follow_redirects=False)
             status = resp.status_code
             if not resp.is_success:
                 error = _one_line(f"HTTP {status}: {resp.text}", url)
