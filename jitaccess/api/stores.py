@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 from anyio import to_thread
 
 from jitaccess.config import Settings
+from jitaccess.domain.approval import Delegation
 from jitaccess.domain.events import ChainVerification, IdentityEvent
-from jitaccess.domain.grant import Delegation
 from jitaccess.evidence.api import grant_log_proof, ledger_evidence
 from jitaccess.ledger import Ledger
 from jitaccess.service.ports import GrantQuery, Row

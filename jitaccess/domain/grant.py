@@ -4,8 +4,7 @@ The workflow holds one `Grant` and asks it whether an action is allowed
 (`check_*`, used by the update validators so a refused action never enters
 history) before applying it. Pure: no clock, no I/O — callers pass `now`.
 
-The approval round (ApprovalRound, Vote, Delegation, authorise_vote) is jitaccess.domain.approval,
-re-exported here for the workflows, console and ledger that import it with the grant.
+The approval round (ApprovalRound, Vote, Delegation, authorise_vote) is jitaccess.domain.approval.
 """
 
 from __future__ import annotations
@@ -17,10 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from jitaccess.domain.access import grant_facts
-from jitaccess.domain.approval import ApprovalRound as ApprovalRound
-from jitaccess.domain.approval import Delegation as Delegation
-from jitaccess.domain.approval import Vote as Vote
-from jitaccess.domain.approval import authorise_vote as authorise_vote
+from jitaccess.domain.approval import ApprovalRound, Delegation, Vote, authorise_vote
 from jitaccess.domain.catalogue import ApprovalStage
 from jitaccess.domain.commands import CommandAuth
 from jitaccess.domain.contracts import WorkflowStart

@@ -11,8 +11,9 @@ Pure: no I/O, no clock, so it runs inside the workflow sandbox and unit tests ca
 from __future__ import annotations
 
 from jitaccess.domain import event_types as ev
+from jitaccess.domain.approval import ApprovalRound
 from jitaccess.domain.event_types import EventBody
-from jitaccess.domain.grant import ApprovalRound, Grant
+from jitaccess.domain.grant import Grant
 from jitaccess.domain.notifications import Audience, Notification, NotificationKind, Severity, grant_links
 
 K = NotificationKind

@@ -1,6 +1,6 @@
 """Step-up for approvers: an entitlement may require that whoever approves it signed in recently
 and strongly (`approver_auth: {max_age: PT15M, amr: [mfa]}` in the catalogue). Checked with the
-other vote rules (jitaccess.domain.grant.authorise_vote), so the update validator, the workflow
+other vote rules (jitaccess.domain.approval.authorise_vote), so the update validator, the workflow
 and the issuer's replay of the signed votes all apply it. Pure: the caller passes `now`."""
 
 from __future__ import annotations

@@ -32,8 +32,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql import Executable
 
+from jitaccess.domain.approval import Delegation
 from jitaccess.domain.events import ChainVerification, IdentityEvent, verify_chain
-from jitaccess.domain.grant import Delegation
 from jitaccess.domain.principals import Actor, Principal
 from jitaccess.ledger import migrate
 

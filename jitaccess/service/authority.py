@@ -7,8 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from jitaccess.domain.access import Viewer, viewer_for
+from jitaccess.domain.approval import Delegation
 from jitaccess.domain.delegation import current_delegations
-from jitaccess.domain.grant import ActionInput, Delegation
+from jitaccess.domain.grant import ActionInput
 from jitaccess.domain.principals import Principal
 from jitaccess.service.ports import Clock, DelegationStore, Directory
 

@@ -8,11 +8,11 @@ from datetime import datetime, timedelta
 
 from ulid import ULID
 
+from jitaccess.domain.approval import Delegation
 from jitaccess.domain.catalogue import Catalogue
 from jitaccess.domain.delegation import check_delegator, delegation_window
 from jitaccess.domain.event_types.delegation import DelegationGranted
 from jitaccess.domain.events import make_event
-from jitaccess.domain.grant import Delegation
 from jitaccess.domain.principals import ActorRole, Principal
 from jitaccess.service.ports import Clock, DelegationStore
 

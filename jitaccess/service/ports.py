@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
+from jitaccess.domain.approval import Delegation
 from jitaccess.domain.credentials import WrappedHandover
 from jitaccess.domain.events import ChainVerification, IdentityEvent
-from jitaccess.domain.grant import ActionInput, Delegation, ExtendInput, Grant, GrantInput, ReviewInput
+from jitaccess.domain.grant import ActionInput, ExtendInput, Grant, GrantInput, ReviewInput
 from jitaccess.domain.onboarding import Onboarding, OnboardingInput
 from jitaccess.domain.principals import Principal
 from jitaccess.domain.reconciliation import ReconcileInput, ReconciliationReport

@@ -17,6 +17,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from jitaccess.domain import contracts as c
+    from jitaccess.domain.approval import ApprovalRound, Vote
     from jitaccess.domain.contracts import GrantOptions
     from jitaccess.domain.event_types import (
         ApprovalDenied,
@@ -38,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
         RotationIssued,
     )
     from jitaccess.domain.event_types.onboarding import ONBOARDING_ENDED
-    from jitaccess.domain.grant import ActionInput, ApprovalRound, GrantInput, Refusal, Vote
+    from jitaccess.domain.grant import ActionInput, GrantInput, Refusal
     from jitaccess.domain.onboarding import ChildGrant, ChildPlan, Onboarding, OnboardingDecision, OnboardingInput
     from jitaccess.domain.onboarding import OnboardingState as O
     from jitaccess.domain.policy import AccessRequest

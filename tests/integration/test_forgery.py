@@ -24,9 +24,10 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from jitaccess.bootstrap import data_converter
 from jitaccess.domain import contracts as c
+from jitaccess.domain.approval import Delegation
 from jitaccess.domain.commands import CommandSigner, SignerRole, new_private_key_text
 from jitaccess.domain.credentials import IssueResult, ProviderGrant
-from jitaccess.domain.grant import ActionInput, Delegation, IssueRequest
+from jitaccess.domain.grant import ActionInput, IssueRequest
 from jitaccess.domain.principals import Principal
 from jitaccess.domain.reconciliation import DriftReport, Finding, FindingKind, Remedy
 from jitaccess.domain.states import GrantState

@@ -8,10 +8,11 @@ from typing import Any
 
 from jitaccess.config import load_catalogue
 from jitaccess.config.settings import EXAMPLES
+from jitaccess.domain.approval import Delegation
 from jitaccess.domain.contracts import GrantOptions
 from jitaccess.domain.credentials import WrappedHandover
 from jitaccess.domain.events import ChainVerification, IdentityEvent, verify_chain
-from jitaccess.domain.grant import Delegation, Grant, GrantInput
+from jitaccess.domain.grant import Grant, GrantInput
 from jitaccess.domain.onboarding import Onboarding, OnboardingInput, OnboardingState
 from jitaccess.domain.principals import Principal
 from jitaccess.domain.reconciliation import ReconcileInput, ReconciliationReport, chain_id

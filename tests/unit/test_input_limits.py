@@ -17,9 +17,10 @@ from jitaccess.api.models import (
     ReasonBody,
     ReviewBody,
 )
+from jitaccess.domain.approval import Delegation
 from jitaccess.domain.catalogue import DEFAULT_MIN_DURATION, Catalogue
 from jitaccess.domain.delegation import check_delegator, current_delegations, delegation_window
-from jitaccess.domain.grant import Delegation, Refusal, RefusalKind
+from jitaccess.domain.grant import Refusal, RefusalKind
 from jitaccess.domain.onboarding import OnboardingRequest
 from jitaccess.domain.policy import AccessRequest, ReasonCode, evaluate, evaluate_extension
 from jitaccess.domain.principals import Principal

@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from jitaccess.domain.approval import ApprovalRound
 from jitaccess.domain.catalogue import Catalogue
-from jitaccess.domain.grant import ApprovalRound, Refusal
+from jitaccess.domain.grant import Refusal
 from jitaccess.domain.onboarding import (
     Onboarding,
     OnboardingRequest,

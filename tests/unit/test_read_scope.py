@@ -20,9 +20,10 @@ from jitaccess.domain.access import (
     sees_everything,
     viewer_for,
 )
+from jitaccess.domain.approval import ApprovalRound, Delegation, Vote
 from jitaccess.domain.catalogue import ApprovalStage, Catalogue
 from jitaccess.domain.events import make_event
-from jitaccess.domain.grant import ApprovalRound, Delegation, Grant, GrantInput, Vote
+from jitaccess.domain.grant import Grant, GrantInput
 from jitaccess.domain.onboarding import Onboarding, OnboardingState, WorkloadContext
 from jitaccess.domain.policy import AccessRequest, evaluate
 from jitaccess.domain.principals import ActorKind, ActorRole, Principal

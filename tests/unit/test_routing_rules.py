@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from jitaccess.domain.approval import Delegation
 from jitaccess.domain.catalogue import Catalogue
-from jitaccess.domain.grant import Delegation, ExtendInput, Grant, GrantInput, Refusal, RefusalKind, ReviewInput
+from jitaccess.domain.grant import ExtendInput, Grant, GrantInput, Refusal, RefusalKind, ReviewInput
 from jitaccess.domain.policy import AccessRequest, ReasonCode, evaluate, evaluate_extension
 from jitaccess.domain.principals import ActorKind, Principal
 from jitaccess.domain.states import GrantState as S

@@ -8,9 +8,10 @@ import pytest
 
 from jitaccess.config import load_catalogue
 from jitaccess.config.settings import EXAMPLES
+from jitaccess.domain.approval import Delegation
 from jitaccess.domain.commands import CommandSigner, CommandVerifier, SignerRole, new_private_key_text
 from jitaccess.domain.credentials import ProviderGrant
-from jitaccess.domain.grant import ActionInput, Delegation, GrantInput, IssueRequest
+from jitaccess.domain.grant import ActionInput, GrantInput, IssueRequest
 from jitaccess.domain.issuance import START_GRANT, authorise_issue
 from jitaccess.domain.policy import AccessRequest, evaluate
 from jitaccess.domain.principals import Principal

@@ -160,7 +160,7 @@ def test_an_onboarding_round_takes_the_strictest_step_up_of_its_children():
 
 
 def test_an_onboarding_needs_the_step_up_of_a_child_it_approves():
-    from jitaccess.domain.grant import ApprovalRound
+    from jitaccess.domain.approval import ApprovalRound
     from jitaccess.domain.onboarding import (
         Onboarding,
         OnboardingRequest,

@@ -14,8 +14,9 @@ from temporalio.client import WorkflowUpdateFailedError
 from jitaccess.activities.notify import route_table
 from jitaccess.config import load_catalogue
 from jitaccess.config.settings import NotifierConfig
+from jitaccess.domain.approval import Delegation
 from jitaccess.domain.contracts import GrantOptions
-from jitaccess.domain.grant import ActionInput, Delegation, ExtendInput, GrantInput, ReviewInput
+from jitaccess.domain.grant import ActionInput, ExtendInput, GrantInput, ReviewInput
 from jitaccess.domain.policy import AccessRequest, evaluate_extension
 from jitaccess.domain.states import GrantState
 from jitaccess.ledger import Ledger
