@@ -204,9 +204,11 @@ def build_worker(
     from jitaccess.config.keys import command_verifier, worker_signer
     from jitaccess.ledger.backstop import BackstopStore
     from jitaccess.ledger.holds import HoldStore
+    from jitaccess.ops.memory import limit_malloc_arenas
     from jitaccess.workers.factory import new_worker
     from jitaccess.workflows import trust
 
+    limit_malloc_arenas(settings.malloc_arenas)  # before the activity threads exist
     verifier = command_verifier(settings)
     trust.install(verifier, worker_signer(settings))
     ledger = ledger or Ledger(settings.ledger_url)

@@ -25,6 +25,11 @@ from jitaccess.ledger.migrate import upgrade as upgrade_ledger
 from jitaccess.workers.codec import new_key
 from tests.support import throwaway_postgres
 
+# Every worker the suite builds, in-process or in a `dev up` / `jitaccess worker` it starts, runs
+# workflow code in Temporal's sandbox: a runtime determinism check on top of the replay test
+# (production runs without it by default; Settings.workflow_sandbox).
+os.environ.setdefault("JITACCESS_WORKFLOW_SANDBOX", "true")
+
 
 @pytest.fixture(scope="session")
 def stack_dir(tmp_path_factory) -> Path:

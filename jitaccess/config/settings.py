@@ -180,6 +180,13 @@ class Settings(BaseSettings):
     # (None: the SDK's default, 100).
     max_cached_workflows: int = Field(default=1000, ge=0)
     max_concurrent_workflow_tasks: int | None = Field(default=None, ge=2)
+    # Run workflow code in Temporal's sandbox (a runtime determinism check that re-creates each
+    # workflow's module environment). Off by default: our workflow code is pure and every test and
+    # the replay test run it sandboxed (tests/conftest.py), while production saves the sandbox's
+    # CPU on every new or replayed grant (bench/README.md, issue 15).
+    workflow_sandbox: bool = False
+    # glibc malloc arenas in a worker process (jitaccess.ops.memory; 0: glibc's default, 8 per core)
+    malloc_arenas: int = Field(default=2, ge=0)
     # Worker recovery after a crash (see README, Configuration). A workflow task (e.g. a fired
     # expiry timer) goes first to the sticky queue of the worker that ran the workflow last; if that
     # worker is dead, Temporal waits this long before handing the task to any worker. Short = a

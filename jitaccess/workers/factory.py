@@ -10,7 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Interceptor, PollerBehaviorSimpleMaximum, Worker
+from temporalio.worker import (
+    Interceptor,
+    PollerBehaviorSimpleMaximum,
+    UnsandboxedWorkflowRunner,
+    Worker,
+    WorkflowRunner,
+)
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from jitaccess.config import Settings
@@ -23,9 +29,16 @@ from jitaccess.workflows.reconciliation import ReconciliationWorkflow
 # so the sandbox may share them instead of re-importing them for every workflow run: the
 # re-import dominated worker CPU with hundreds of grants starting at once. `cryptography` (command
 # signatures) is passed through too: its Rust core cannot import its exception types in a sandbox.
-WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+SANDBOXED_RUNNER = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules("jitaccess", "cryptography", "opentelemetry")
 )
+
+
+def workflow_runner(settings: Settings) -> WorkflowRunner:
+    """The sandbox when `settings.workflow_sandbox` (tests, the replay test), else plain Python:
+    the same pure code without the sandbox's per-run module environment (bench/README.md)."""
+    return SANDBOXED_RUNNER if settings.workflow_sandbox else UnsandboxedWorkflowRunner()
+
 
 WORKFLOWS = [GrantWorkflow, ServiceOnboardingWorkflow, ReconciliationWorkflow, CheckpointWorkflow]
 
@@ -48,7 +61,7 @@ def new_worker(
         max_concurrent_activities=settings.max_concurrent_activities,
         max_cached_workflows=settings.max_cached_workflows,
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
-        workflow_runner=WORKFLOW_RUNNER,
+        workflow_runner=workflow_runner(settings),
         # a dead worker's sticky queue holds a fired timer's task only this long (default 10 s)
         sticky_queue_schedule_to_start_timeout=settings.sticky_schedule_to_start_timeout,
         workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.workflow_task_pollers),

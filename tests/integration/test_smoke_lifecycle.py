@@ -1,6 +1,8 @@
 import uuid
 from datetime import timedelta
 
+import pytest
+
 from jitaccess.config import load_catalogue, load_users
 from jitaccess.domain.grant import GrantInput
 from jitaccess.domain.policy import AccessRequest, evaluate
@@ -10,7 +12,10 @@ from tests.conftest import running_worker
 from tests.workflows.support import AUTO_LIFECYCLE
 
 
-async def test_auto_approved_grant_runs_to_confirmed_revocation(settings):
+# the suite runs workflows sandboxed (tests/conftest.py); production's default runs them without
+@pytest.mark.parametrize("sandboxed", [True, False], ids=["sandboxed", "unsandboxed"])
+async def test_auto_approved_grant_runs_to_confirmed_revocation(settings, sandboxed):
+    settings = settings.model_copy(update={"workflow_sandbox": sandboxed})
     cat = load_catalogue(settings.catalogue_file)
     alice = load_users(settings.users_file)["alice"].principal("alice")
     req = AccessRequest(entitlement="secrets-readonly", duration=timedelta(seconds=3), reason="debug")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import cast
 
 from temporalio.client import Client
+from temporalio.worker import UnsandboxedWorkflowRunner
 
 from jitaccess.config import Settings
 from jitaccess.workers import factory
@@ -52,3 +53,19 @@ def test_worker_cache_and_concurrency_come_from_settings(monkeypatch) -> None:
 def test_worker_defaults_are_the_sdks() -> None:
     settings = Settings()
     assert settings.max_cached_workflows == 1000 and settings.max_concurrent_workflow_tasks is None
+
+
+def test_workflow_sandbox_follows_settings(monkeypatch) -> None:
+    """Production default: plain Python; the suite (tests/conftest.py) and the replay test: the sandbox."""
+    built: dict = {}
+    monkeypatch.setattr(factory, "Worker", lambda client, **kw: built.update(kw))
+    factory.new_worker(cast(Client, None), Settings(workflow_sandbox=False), [])
+    assert isinstance(built["workflow_runner"], UnsandboxedWorkflowRunner)
+    factory.new_worker(cast(Client, None), Settings(workflow_sandbox=True), [])
+    assert built["workflow_runner"] is factory.SANDBOXED_RUNNER
+    monkeypatch.delenv("JITACCESS_WORKFLOW_SANDBOX", raising=False)
+    assert Settings().workflow_sandbox is False
+
+
+def test_the_suite_runs_workflows_sandboxed() -> None:
+    assert Settings().workflow_sandbox is True

@@ -42,7 +42,7 @@ from jitaccess.domain.grant import ActionInput, Grant, GrantInput, IssueRequest
 from jitaccess.domain.notifications import DeliveryRequest, DeliveryResult
 from jitaccess.domain.policy import AccessRequest
 from jitaccess.domain.principals import Principal
-from jitaccess.workers.factory import WORKFLOW_RUNNER
+from jitaccess.workers.factory import SANDBOXED_RUNNER
 from jitaccess.workflows import trust
 from jitaccess.workflows.grant import GrantWorkflow
 from tests.workflows.support import input_for
@@ -235,7 +235,11 @@ async def mocked_worker(
     fakes = fakes or FakeActivities()
     queue = f"mocked-{uuid.uuid4().hex[:8]}"
     worker = Worker(
-        env.client, task_queue=queue, workflows=[GrantWorkflow], activities=fakes.all(), workflow_runner=WORKFLOW_RUNNER
+        env.client,
+        task_queue=queue,
+        workflows=[GrantWorkflow],
+        activities=fakes.all(),
+        workflow_runner=SANDBOXED_RUNNER,
     )
     async with worker:
         yield MockedRun(env, fakes, queue)

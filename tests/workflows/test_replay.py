@@ -41,7 +41,7 @@ from jitaccess.domain import contracts as c
 from jitaccess.domain.commands import CommandSigner, CommandVerifier, SignerRole, load_public_key, new_private_key_text
 from jitaccess.domain.contracts import RECORD_EVENTS
 from jitaccess.domain.grant import Grant, GrantInput
-from jitaccess.workers.factory import WORKFLOW_RUNNER
+from jitaccess.workers.factory import SANDBOXED_RUNNER
 from jitaccess.workflows import trust
 from jitaccess.workflows.common import EvidenceChain
 from jitaccess.workflows.grant import GrantWorkflow
@@ -56,7 +56,7 @@ def replayer(*workflows) -> Replayer:
     return Replayer(
         workflows=list(workflows) or [GrantWorkflow],
         data_converter=pydantic_data_converter,
-        workflow_runner=WORKFLOW_RUNNER,
+        workflow_runner=SANDBOXED_RUNNER,
     )
 
 
@@ -199,7 +199,7 @@ async def test_fresh_history_replays(settings):
         history = await handle.fetch_history()
     assert any(e.event_type == EventType.EVENT_TYPE_TIMER_FIRED for e in history.events)
     # replay with the converter the history was written with (it may carry a payload codec)
-    fresh = Replayer(workflows=[GrantWorkflow], data_converter=client.data_converter, workflow_runner=WORKFLOW_RUNNER)
+    fresh = Replayer(workflows=[GrantWorkflow], data_converter=client.data_converter, workflow_runner=SANDBOXED_RUNNER)
     assert (await fresh.replay_workflow(history)).replay_failure is None
     # and through JSON, the form the fixture is stored in
     again = WorkflowHistory.from_json(history.workflow_id, history.to_json())

@@ -1,0 +1,28 @@
+"""Process memory: glibc's malloc arenas, capped in worker processes.
+
+glibc gives each thread that contends for malloc its own arena (up to 8 per core) and rarely
+returns their free space; a worker's 64 activity threads plus the workflow cache's churn left RSS
+~30 KB higher per held grant with the default, flat with 2 arenas (bench/README.md, issue 15).
+`mallopt(M_ARENA_MAX)` is what the MALLOC_ARENA_MAX environment variable sets, applied from inside
+so every way of starting a worker gets it."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+
+M_ARENA_MAX = -8  # glibc malloc.h
+
+
+def limit_malloc_arenas(arenas: int) -> bool:
+    """Cap glibc's malloc arenas at `arenas` for threads that create one from now on. No-op (False)
+    for 0, when MALLOC_ARENA_MAX is set (glibc already applied it), or off glibc."""
+    if arenas <= 0 or os.environ.get("MALLOC_ARENA_MAX"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to cap
+        return False
+    return bool(mallopt(M_ARENA_MAX, arenas))

@@ -1,0 +1,53 @@
+"""The malloc arena cap (jitaccess.ops.memory): applied on glibc, skipped when told to."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from jitaccess.ops.memory import limit_malloc_arenas
+
+
+def test_zero_or_the_environment_variable_leaves_glibc_alone(monkeypatch) -> None:
+    assert limit_malloc_arenas(0) is False
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert limit_malloc_arenas(2) is False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+def test_the_cap_holds_for_threads_started_after_it() -> None:
+    """A fresh interpreter: 16 threads that each malloc at once get at most 2 arenas (glibc's
+    malloc_info lists one <heap> per arena); without the cap the same run gets more."""
+    script = textwrap.dedent(
+        """
+        import ctypes, ctypes.util, os, sys, tempfile, threading
+        from jitaccess.ops.memory import limit_malloc_arenas
+        if sys.argv[1] == "cap":
+            assert limit_malloc_arenas(2)
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        libc.malloc.restype = libc.fdopen.restype = ctypes.c_void_p
+        go = threading.Barrier(16)
+        def churn():
+            go.wait()
+            for _ in range(2000):
+                libc.free(ctypes.c_void_p(libc.malloc(4096)))
+        ts = [threading.Thread(target=churn) for _ in range(16)]
+        [t.start() for t in ts]; [t.join() for t in ts]
+        with tempfile.TemporaryFile("w+") as f:
+            fp = libc.fdopen(os.dup(f.fileno()), b"w")
+            libc.malloc_info(0, ctypes.c_void_p(fp)); libc.fclose(ctypes.c_void_p(fp))
+            f.seek(0); print(f.read().count("<heap nr="))
+        """
+    )
+    env_free = {k: v for k, v in __import__("os").environ.items() if k != "MALLOC_ARENA_MAX"}
+
+    def arenas(mode: str) -> int:
+        out = subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True, env=env_free)
+        assert out.returncode == 0, out.stderr
+        return int(out.stdout.strip())
+
+    assert arenas("cap") <= 2
+    assert arenas("default") > 2
