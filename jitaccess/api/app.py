@@ -11,7 +11,7 @@ from fastapi_offline import FastAPIOffline
 from temporalio.client import Client
 
 from jitaccess import console
-from jitaccess.api import auth, codec_server, errors, wiring
+from jitaccess.api import auth, codec_server, errors, warmup, wiring
 from jitaccess.api.routes import decisions, delegations, evidence, grants, onboarding, ops, reconciliation
 from jitaccess.bootstrap import api_parts
 from jitaccess.config import Settings, load_catalogue, load_users
@@ -30,6 +30,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         parts = await api_parts(settings, client)
         app.state.client, app.state.ledger = parts.client, parts.ledger  # /readyz and /metrics look at them
         app.state.use_cases = wiring.use_cases(settings, catalogue, users, parts.client, parts.ledger)
+        await warmup.warm_up(app, app.state.authenticator)  # bounded; the first request no longer pays
         yield
         parts.close()
 

@@ -13,7 +13,9 @@ Keys: each issuer's JWKS is cached for `oidc_jwks_ttl`. A token whose `kid` is n
 makes the validator fetch the JWKS again (at most once per `oidc_jwks_min_refresh`), so a key the
 issuer rotated in is picked up at once. When the issuer cannot be reached, tokens signed with keys
 already cached keep working until that cache entry expires; anything needing a fetch fails closed
-with 503 `idp_unavailable`. Every refusal is 401 with `WWW-Authenticate: Bearer error="invalid_token"`
+with 503 `idp_unavailable`. The API fetches every issuer's keys once when it starts (`prefetch`,
+jitaccess.api.warmup), so its first request does not wait for discovery; an issuer that cannot be
+reached then is logged and left to the first request that needs it. Every refusal is 401 with `WWW-Authenticate: Bearer error="invalid_token"`
 and a description naming the problem, never key material or the token's contents.
 """
 
@@ -29,6 +31,7 @@ from typing import Annotated, Any
 
 import httpx
 import jwt
+import structlog
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -39,6 +42,7 @@ from jitaccess.domain.principals import ActorKind, AuthContext, Principal
 bearer = HTTPBearer(auto_error=False, description="an ID token from a configured OIDC issuer")
 MAX_TOKEN_LENGTH = 16 * 1024
 REALM = "jitaccess"
+log = structlog.get_logger("jitaccess.auth")
 
 
 class AuthProblem(Exception):
@@ -199,6 +203,22 @@ class TokenValidator:
         if kid is None:
             raise AuthProblem("unknown_kid", f"the token names no key (kid) and {entry.label} publishes several")
         raise AuthProblem("unknown_kid", f"the token is signed with a key {entry.label} does not publish")
+
+    async def prefetch(self) -> None:
+        """Every issuer's keys, fetched now (at API start) rather than by the first request. A failure
+        is logged and not recorded: the first request that needs the keys tries again itself."""
+        entries = {entry.jwks_uri or entry.discovery: entry for entry in self.issuers}  # one per key set
+        await asyncio.gather(*(self._prefetch(entry) for entry in entries.values()))
+
+    async def _prefetch(self, entry: OidcIssuer) -> None:
+        ks = self._set_for(entry)
+        async with ks.lock:
+            if ks.fetched_at is not None:
+                return
+            try:
+                await self._fetch_keys(entry, ks)
+            except IdpUnavailable as e:
+                log.warning("oidc_prefetch_failed", issuer=entry.label, message=e.message)
 
     # -- tokens -------------------------------------------------------------------------
     async def validate(self, token: str) -> tuple[OidcIssuer, dict[str, Any]]:
