@@ -94,6 +94,13 @@ def arguments() -> argparse.Namespace:
         help="--active: then wait until every grant has expired and been revoked, and report expiry -> confirmed",
     )
     ap.add_argument(
+        "--expiry-spread",
+        type=int,
+        default=0,
+        metavar="S",
+        help="--active: grant i lasts --active-ttl + S*i/N seconds, so the expiries arrive over at least S seconds",
+    )
+    ap.add_argument(
         "--no-bytecode-cache",
         dest="bytecode",
         action="store_false",
@@ -168,9 +175,20 @@ def measure_active(stack: Stack, args: argparse.Namespace, res: dict) -> bool:
         entitlement = iam_entitlement if args.provider == "iam" else (lambda i: VAULT_ENTITLEMENT)
         if args.provider == "iam":
             create_iam_groups(dev, args.n)
-        log(f"== active: {args.n} grants ({entitlement(0)}, duration {args.ttl}s) held {args.hold:.0f}s")
+        spread = f"..{args.ttl + args.expiry_spread}" if args.expiry_spread else ""
+        log(f"== active: {args.n} grants ({entitlement(0)}, duration {args.ttl}{spread}s) held {args.hold:.0f}s")
         res["active"] = a = asyncio.run(
-            run_active(stack, args.n, args.ttl, args.concurrency, args.hold, args.tick, entitlement, args.expire)
+            run_active(
+                stack,
+                args.n,
+                args.ttl,
+                args.concurrency,
+                args.hold,
+                args.tick,
+                entitlement,
+                args.expire,
+                args.expiry_spread,
+            )
         )
         r = a["rss_mb"]
         log(

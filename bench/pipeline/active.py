@@ -103,7 +103,15 @@ async def expiry_lags(ledger, done: list[dict]) -> dict:
 
 
 async def run_active(
-    stack: Stack, n: int, ttl: int, conc: int, hold: float, tick: float, entitlement, expire: bool = False
+    stack: Stack,
+    n: int,
+    ttl: int,
+    conc: int,
+    hold: float,
+    tick: float,
+    entitlement,
+    expire: bool = False,
+    spread: int = 0,
 ) -> dict:
     """With `expire`, keep sampling after the hold until every grant is revoked (TTL short enough
     that they expire in this run), then read each one's expiry -> confirmed lag."""
@@ -121,7 +129,7 @@ async def run_active(
     done: list[dict] = []
     progress = Progress()
     t0 = time.time()
-    fire_task = asyncio.create_task(fire(dev["api_url"], alice, n, ttl, conc, done, entitlement))
+    fire_task = asyncio.create_task(fire(dev["api_url"], alice, n, ttl, conc, done, entitlement, spread))
     all_active_at: float | None = None
     last_print = 0.0
     while True:
@@ -138,7 +146,7 @@ async def run_active(
         if all_active_at is not None and now - all_active_at >= hold:
             if not expire or s["revoked"] + s["failed"] >= n:
                 break
-            if now > ttl + 300 + n:
+            if now > ttl + spread + 300 + n:
                 log("  TIMEOUT before all were revoked")
                 break
         if all_active_at is None and now > 120 + n:  # give up: report what was reached

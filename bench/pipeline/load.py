@@ -73,10 +73,18 @@ def bare_provider(addr: str, token: str, n: int, ttl: int) -> dict:
 
 # --------------------------------------------------------------------------- the pipeline
 async def fire(
-    api: str, bearer: str, n: int, ttl: int, conc: int, done: list, entitlement: Callable[[int], str]
+    api: str,
+    bearer: str,
+    n: int,
+    ttl: int,
+    conc: int,
+    done: list,
+    entitlement: Callable[[int], str],
+    spread: int = 0,
 ) -> list[dict]:
     """N requests issued at once, carried by `conc` connections (conc workers, so the client's own
-    pool bookkeeping stays small and does not eat the CPU the stack is measured on)."""
+    pool bookkeeping stays small and does not eat the CPU the stack is measured on). Request i asks
+    for ttl + spread·i/n seconds, so with `spread` the expiries come at least that far apart."""
     # httpcore tries `import sniffio` on every request; it is not installed, and a failed import is
     # not cached, so each try walks sys.path. Cache the miss (the bench client only; asyncio either way).
     sys.modules.setdefault("sniffio", None)
@@ -99,7 +107,7 @@ async def fire(
                     rec["sent"] = time.time()
 
             try:
-                body = {"entitlement": entitlement(i), "duration": ttl, "reason": "bench"}
+                body = {"entitlement": entitlement(i), "duration": ttl + spread * i // n, "reason": "bench"}
                 r = await client.post("/v1/grants", json=body, extensions={"trace": trace})
                 rec["responded"] = time.time()
                 rec["status"] = r.status_code
