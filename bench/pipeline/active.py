@@ -13,7 +13,7 @@ import httpx
 
 from . import log
 from .analysis import grant_record, pct
-from .load import fire
+from .load import alice_token, fire
 from .sampling import Progress, ledger_states, proc_status, tally
 from .stack import Stack
 
@@ -115,15 +115,13 @@ async def run_active(
 ) -> dict:
     """With `expire`, keep sampling after the hold until every grant is revoked (TTL short enough
     that they expire in this run), then read each one's expiry -> confirmed lag."""
-    from jitaccess.dev.identity import DevIdentity
     from jitaccess.ledger import Ledger
 
     dev = stack.dev
     assert stack.proc is not None
     pid = stack.proc.pid
     ledger = Ledger(dev["ledger_url"])
-    idp = DevIdentity.model_validate({**dev["identity"], "users": dev["users"]})
-    alice = await asyncio.to_thread(idp.id_token, "alice")
+    alice = await alice_token(dev)
     idle = proc_status(pid)
     samples: list[dict] = []
     done: list[dict] = []

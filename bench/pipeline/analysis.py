@@ -70,12 +70,12 @@ def grant_record(gid: str, rec: dict, evs: list[Any], known: bool) -> dict:
     return g
 
 
-async def grant_figures(ledger: Any, requests: list[dict]) -> GrantFigures:
-    """Every grant the client or the ledger knows: its timings, its chain verified, and the ones
-    that never had their revocation confirmed (stragglers)."""
+async def grant_figures(ledger: Any, requests: list[dict], exclude: frozenset[str] = frozenset()) -> GrantFigures:
+    """Every grant the client or the ledger knows, but for `exclude` (an earlier phase's): its timings,
+    its chain verified, and the ones that never had their revocation confirmed (stragglers)."""
     out = GrantFigures(known={r["grant_id"]: r for r in requests if r.get("grant_id")})
     # chains of grants only: the stack's scheduled reconciliation and checkpoint runs have chains too
-    in_ledger = [g for g in await asyncio.to_thread(ledger.grant_ids) if g.startswith("grant-")]
+    in_ledger = [g for g in await asyncio.to_thread(ledger.grant_ids) if g.startswith("grant-") and g not in exclude]
     out.all_ids = list(dict.fromkeys(list(out.known) + in_ledger))
     for gid in out.all_ids:
         evs = await asyncio.to_thread(ledger.events, gid)

@@ -72,6 +72,14 @@ def bare_provider(addr: str, token: str, n: int, ttl: int) -> dict:
 
 
 # --------------------------------------------------------------------------- the pipeline
+async def alice_token(dev: dict) -> str:
+    """An ID token for alice from the stack's dev IdP (OpenBao), valid 1 h: longer than a bench run."""
+    from jitaccess.dev.identity import DevIdentity
+
+    idp = DevIdentity.model_validate({**dev["identity"], "users": dev["users"]})
+    return await asyncio.to_thread(idp.id_token, "alice")
+
+
 async def fire(
     api: str,
     bearer: str,
@@ -142,10 +150,11 @@ async def run_pipeline(
     timeout: float,
     tick: float,
     entitlement: Callable[[int], str] = lambda i: ENTITLEMENT,
+    exclude: frozenset[str] = frozenset(),
 ) -> dict:
+    """The burst; `exclude`: grants of an earlier phase (--sequential), left out of every figure."""
     from temporalio.client import Client
 
-    from jitaccess.dev.identity import DevIdentity
     from jitaccess.ledger import Ledger
 
     dev = stack.dev
@@ -156,17 +165,16 @@ async def run_pipeline(
     tclient = await Client.connect(dev["temporal_address"])  # visibility: are any grant workflows still running?
     meter = CpuMeter(pid, stack.children)
     t0 = time.time()
-    idp = DevIdentity.model_validate({**dev["identity"], "users": dev["users"]})  # OpenBao is the dev IdP
-    alice = await asyncio.to_thread(idp.id_token, "alice")  # an ID token for 1 h: longer than a bench run
+    alice = await alice_token(dev)
     fire_task = asyncio.create_task(fire(dev["api_url"], alice, n, ttl, conc, done, entitlement))
-    progress = await watch(pid, ledger, tclient, fire_task, done, n, timeout, tick, t0)
+    progress = await watch(pid, ledger, tclient, fire_task, done, n, timeout, tick, t0, exclude)
     requests = await fire_task if fire_task.done() else list(done)
     if not fire_task.done():
         fire_task.cancel()
     status = proc_status(pid)
     cpu_use = meter.use(time.time() - t0)
 
-    grants = await grant_figures(ledger, requests)
+    grants = await grant_figures(ledger, requests, exclude)
     ledger.close()
     try:
         temporal = await scan_histories(dev["temporal_address"], [g["grant_id"] for g in grants.per])

@@ -173,7 +173,10 @@ def tally(done: list[dict], ours: dict[str, str]) -> tuple[list[str], Counter]:
     return ids, counts
 
 
-async def ledger_states(ledger: Any, n: int, progress: Progress) -> dict[str, str]:
+async def ledger_states(
+    ledger: Any, n: int, progress: Progress, exclude: frozenset[str] = frozenset()
+) -> dict[str, str]:
+    """Each grant's state in the ledger, but for `exclude` (grants of an earlier phase)."""
     try:
         rows = await asyncio.to_thread(lambda: ledger.grants(limit=n + 1000))
     except Exception as e:
@@ -182,7 +185,7 @@ async def ledger_states(ledger: Any, n: int, progress: Progress) -> dict[str, st
         if progress.read_errors[msg] == 1:
             log(f"  ledger read failed (shown once, counted): {msg}")
         rows = []
-    return {r["grant_id"]: r["state"] for r in rows}
+    return {r["grant_id"]: r["state"] for r in rows if r["grant_id"] not in exclude}
 
 
 async def watch(
@@ -195,6 +198,7 @@ async def watch(
     timeout: float,
     tick: float,
     t0: float,
+    exclude: frozenset[str] = frozenset(),
 ) -> Progress:
     """Every second until every grant is revoked or failed (or `timeout`): the worker's RSS, and
     a progress line every `tick` seconds."""
@@ -206,7 +210,7 @@ async def watch(
         rss = proc_status(pid).get("VmRSS")
         if rss:
             progress.rss_samples.append((time.time() - t0, rss))
-        ours = await ledger_states(ledger, n, progress)
+        ours = await ledger_states(ledger, n + len(exclude), progress, exclude)
         ids, counts = tally(done, ours)
         active_ever = counts["active"] + counts["revoked"]
         finished = fire_task.done() and counts["revoked"] + counts["failed"] >= len(ids)
