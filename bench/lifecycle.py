@@ -99,7 +99,8 @@ def arguments() -> argparse.Namespace:
         type=int,
         default=0,
         metavar="S",
-        help="--active: grant i lasts --active-ttl + S*i/N seconds, so the expiries arrive over at least S seconds",
+        help="--active: the expiries arrive evenly over S seconds from --active-ttl after the start "
+        "(grant i expires at start + TTL + S*i/N; TTL must outlast bringing all N to active)",
     )
     ap.add_argument(
         "--no-bytecode-cache",
@@ -191,8 +192,8 @@ def measure_active(stack: Stack, args: argparse.Namespace, res: dict) -> bool:
         entitlement = iam_entitlement if args.provider == "iam" else (lambda i: VAULT_ENTITLEMENT)
         if args.provider == "iam":
             create_iam_groups(dev, args.n)
-        spread = f"..{args.ttl + args.expiry_spread}" if args.expiry_spread else ""
-        log(f"== active: {args.n} grants ({entitlement(0)}, duration {args.ttl}{spread}s) held {args.hold:.0f}s")
+        spread = f", expiring evenly over {args.expiry_spread}s from" if args.expiry_spread else ", duration"
+        log(f"== active: {args.n} grants ({entitlement(0)}{spread} {args.ttl}s) held {args.hold:.0f}s")
         res["active"] = a = asyncio.run(
             run_active(
                 stack,

@@ -91,8 +91,9 @@ async def fire(
     spread: int = 0,
 ) -> list[dict]:
     """N requests issued at once, carried by `conc` connections (conc workers, so the client's own
-    pool bookkeeping stays small and does not eat the CPU the stack is measured on). Request i asks
-    for ttl + spread·i/n seconds, so with `spread` the expiries come at least that far apart."""
+    pool bookkeeping stays small and does not eat the CPU the stack is measured on). With `spread`,
+    grant i expires at start + ttl + spread·i/n (its duration counted from when it is sent), so the
+    expiries arrive evenly over `spread` seconds however fast the grants became active."""
     # httpcore tries `import sniffio` on every request; it is not installed, and a failed import is
     # not cached, so each try walks sys.path. Cache the miss (the bench client only; asyncio either way).
     sys.modules.setdefault("sniffio", None)
@@ -115,7 +116,8 @@ async def fire(
                     rec["sent"] = time.time()
 
             try:
-                body = {"entitlement": entitlement(i), "duration": ttl + spread * i // n, "reason": "bench"}
+                duration = round(issued + ttl + spread * i / n - time.time()) if spread else ttl
+                body = {"entitlement": entitlement(i), "duration": duration, "reason": "bench"}
                 r = await client.post("/v1/grants", json=body, extensions={"trace": trace})
                 rec["responded"] = time.time()
                 rec["status"] = r.status_code
