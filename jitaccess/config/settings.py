@@ -176,9 +176,9 @@ class Settings(BaseSettings):
     search_attributes: bool = True
     max_concurrent_activities: int = 64
     # The worker's workflow cache (each cached run skips a history replay on its next task; an
-    # active grant between timers is one entry) and how many workflow tasks it runs at once
-    # (None: the SDK's default, 100).
-    max_cached_workflows: int = Field(default=1000, ge=0)
+    # active grant between timers is one entry, ~190 KB) and how many workflow tasks it runs at once
+    # (None: the SDK's default, 100). 500 keeps 10,000 held grants within 512 MB (bench/README.md).
+    max_cached_workflows: int = Field(default=500, ge=0)
     max_concurrent_workflow_tasks: int | None = Field(default=None, ge=2)
     # Run workflow code in Temporal's sandbox (a runtime determinism check that re-creates each
     # workflow's module environment). Off by default: our workflow code is pure and every test and

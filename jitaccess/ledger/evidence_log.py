@@ -42,9 +42,9 @@ from jitaccess.domain.commands import (
 from jitaccess.domain.events import IdentityEvent, format_at
 from jitaccess.domain.evidence import (
     Checkpoint,
+    LogCandidate,
     LogEntry,
     checkpoint_problem,
-    event_leaf_hash,
     log_order,
     sign_checkpoint,
 )
@@ -226,10 +226,12 @@ def _lock(conn: Connection) -> None:
         conn.execute(evidence_log.delete().where(text("1 = 0")))
 
 
-def _pending_events(conn: Connection) -> list[IdentityEvent]:
-    """Every event not yet in the log."""
+def _pending_events(conn: Connection) -> list[LogCandidate]:
+    """Every event not yet in the log, read in pages and kept only as its place and leaf."""
     logged = select(evidence_log.c.log_index).where(evidence_log.c.event_id == identity_events.c.event_id).exists()
-    return [_event(x) for x in conn.execute(select(identity_events).where(~logged))]
+    # on the statement, not the connection: the same connection then inserts (no server-side cursor)
+    rows = conn.execute(select(identity_events).where(~logged).execution_options(yield_per=2000))
+    return [LogCandidate.of(_event(x)) for x in rows]
 
 
 def _logged_seq(conn: Connection, chains: list[str]) -> dict[str, int]:
@@ -245,11 +247,10 @@ def _logged_seq(conn: Connection, chains: list[str]) -> dict[str, int]:
     return logged_seq
 
 
-def _append(conn: Connection, batch: list[IdentityEvent], frontier: merkle.Frontier) -> None:
+def _append(conn: Connection, batch: list[LogCandidate], frontier: merkle.Frontier) -> None:
     """Log the batch at the next indices, growing the frontier with each leaf."""
     rows = []
     for ev in batch:
-        leaf = event_leaf_hash(ev)
         rows.append(
             {
                 "log_index": frontier.size,
@@ -257,10 +258,10 @@ def _append(conn: Connection, batch: list[IdentityEvent], frontier: merkle.Front
                 "grant_id": ev.grant_id,
                 "seq": ev.seq,
                 "event_hash": ev.hash,
-                "leaf_hash": leaf,
+                "leaf_hash": ev.leaf_hash,
             }
         )
-        frontier.append(bytes.fromhex(leaf))
+        frontier.append(bytes.fromhex(ev.leaf_hash))
     for i in range(0, len(rows), 1000):
         conn.execute(evidence_log.insert(), rows[i : i + 1000])
 

@@ -50,9 +50,9 @@ def test_worker_cache_and_concurrency_come_from_settings(monkeypatch) -> None:
     assert built["graceful_shutdown_timeout"] == settings.graceful_shutdown_timeout
 
 
-def test_worker_defaults_are_the_sdks() -> None:
+def test_worker_cache_is_sized_for_10000_held_grants_and_task_slots_are_the_sdks() -> None:
     settings = Settings()
-    assert settings.max_cached_workflows == 1000 and settings.max_concurrent_workflow_tasks is None
+    assert settings.max_cached_workflows == 500 and settings.max_concurrent_workflow_tasks is None
 
 
 def test_workflow_sandbox_follows_settings(monkeypatch) -> None:
