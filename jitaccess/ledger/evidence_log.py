@@ -226,7 +226,7 @@ def _lock(conn: Connection) -> None:
         conn.execute(evidence_log.delete().where(text("1 = 0")))
 
 
-def _pending_events(conn: Connection) -> list[LogCandidate]:
+def _unlogged_candidates(conn: Connection) -> list[LogCandidate]:
     """Every event not yet in the log, read in pages and kept only as its place and leaf."""
     logged = select(evidence_log.c.log_index).where(evidence_log.c.event_id == identity_events.c.event_id).exists()
     # on the statement, not the connection: the same connection then inserts (no server-side cursor)
@@ -294,7 +294,7 @@ def make_checkpoint(
         r = conn.execute(select(evidence_checkpoints).order_by(evidence_checkpoints.c.number.desc()).limit(1)).first()
         prev = _checkpoint(r) if r else None
         frontier = _trusted_frontier(conn, prev, r.frontier if r else "[]", key.public_key(), export_dir)
-        pending = _pending_events(conn)
+        pending = _unlogged_candidates(conn)
         batch = log_order(pending, _logged_seq(conn, sorted({ev.grant_id for ev in pending})))
         if not batch and prev is None:
             return CheckpointResult(None, False, 0)
