@@ -1,7 +1,7 @@
 """The lifecycle bench: N concurrent auto-approved grants through the real stack, end to end.
 
     python bench/lifecycle.py [N] [TTL_SECONDS] [--floor] [--provider vault|iam] [--sequential K] [--concurrency 32] [--timeout S] [--keep]
-    python bench/lifecycle.py --active N [--active-ttl 3600] [--hold 30]
+    python bench/lifecycle.py --active N [--active-ttl 3600] [--hold 30] [--expire] [--expiry-spread S] [--reconcile]
 
 Starts the embedded stack exactly as a user does (`jitaccess dev up --random-ports`),
 fires N concurrent `POST /v1/grants` (secrets-readonly, duration TTL) as alice,
@@ -101,6 +101,11 @@ def arguments() -> argparse.Namespace:
         metavar="S",
         help="--active: the expiries arrive evenly over S seconds from --active-ttl after the start "
         "(grant i expires at start + TTL + S*i/N; TTL must outlast bringing all N to active)",
+    )
+    ap.add_argument(
+        "--reconcile",
+        action="store_true",
+        help="--active: run one reconciliation once all are active; report its duration and CPU",
     )
     ap.add_argument(
         "--no-bytecode-cache",
@@ -205,6 +210,7 @@ def measure_active(stack: Stack, args: argparse.Namespace, res: dict) -> bool:
                 entitlement,
                 args.expire,
                 args.expiry_spread,
+                args.reconcile,
             )
         )
         r = a["rss_mb"]

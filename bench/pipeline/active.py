@@ -14,6 +14,7 @@ import httpx
 from . import log
 from .analysis import grant_record, pct
 from .load import alice_token, fire
+from .reconcile import run_reconciliation
 from .sampling import Progress, ledger_states, proc_status, tally
 from .stack import Stack
 
@@ -112,9 +113,11 @@ async def run_active(
     entitlement,
     expire: bool = False,
     spread: int = 0,
+    reconcile: bool = False,
 ) -> dict:
     """With `expire`, keep sampling after the hold until every grant is revoked (TTL short enough
-    that they expire in this run), then read each one's expiry -> confirmed lag."""
+    that they expire in this run), then read each one's expiry -> confirmed lag. With `reconcile`,
+    run one reconciliation as soon as all are active (the sampling goes on meanwhile)."""
     from jitaccess.ledger import Ledger
 
     dev = stack.dev
@@ -129,6 +132,7 @@ async def run_active(
     t0 = time.time()
     fire_task = asyncio.create_task(fire(dev["api_url"], alice, n, ttl, conc, done, entitlement, spread))
     all_active_at: float | None = None
+    reconciling: asyncio.Task | None = None
     last_print = 0.0
     while True:
         await asyncio.sleep(1.0)
@@ -141,6 +145,11 @@ async def run_active(
         if all_active_at is None and fire_task.done() and s["active"] + s["revoked"] + s["failed"] >= n:
             all_active_at = now
             log(f"  all {n} active (or failed) at t={now:.1f}s; holding {hold:.0f}s")
+            if reconcile:
+                log("  reconciliation run started")
+                reconciling = asyncio.create_task(run_reconciliation(dev, pid, stack.children))
+        if reconciling is not None and not reconciling.done():
+            continue
         if all_active_at is not None and now - all_active_at >= hold:
             if not expire or s["revoked"] + s["failed"] >= n:
                 break
@@ -153,6 +162,9 @@ async def run_active(
     if not fire_task.done():
         fire_task.cancel()
     summary = _summary(n, ttl, done, samples, all_active_at, idle, proc_status(pid))
+    if reconciling is not None:
+        summary["reconciliation"] = rec = reconciling.result()
+        log(f"  reconciliation: {rec['seconds']}s, findings {rec.get('findings')}, CPU {rec['cpu']['ours_cpu_s']}")
     if expire:
         summary["expiry_to_confirmed_ms"] = await expiry_lags(ledger, done)
     ledger.close()

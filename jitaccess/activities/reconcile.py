@@ -4,10 +4,12 @@
 provider and ledger calls on threads:
 
 1. every configured provider's `list_managed()` (a failing provider is reported, never
-   read as "nothing there");
+   read as "nothing there"); providers listing the same objects (the Vault providers all list
+   the token accessors) share one pass (`shared_reads`);
 2. the ledger's grants in HOLDS_ACCESS states, their issued credential (the latest
    `credential.issued` event: provider, reference, details) and, for `active` ones, a
-   read-back of that credential (`verify_active`);
+   read-back of that credential (`verify_active`) unless the listing already looked it up
+   (`needs_read_back`);
 3. the ledger state of every other grant ID found at a target;
 4. `compare()` (jitaccess.domain.reconciliation), then, because the ledger summary can lag
    its workflow (an auto-approved grant is first written after its issue; an approval is
@@ -42,10 +44,12 @@ from jitaccess.domain.reconciliation import (
     Snapshot,
     candidates,
     compare,
+    listed_live,
+    needs_read_back,
 )
 from jitaccess.domain.states import HOLDS_ACCESS, GrantState
 from jitaccess.ledger import Ledger
-from jitaccess.providers.base import ProviderError, ProviderRegistry
+from jitaccess.providers.base import ProviderError, ProviderRegistry, shared_reads
 
 log = structlog.get_logger("jitaccess.reconcile")
 T = TypeVar("T")
@@ -127,7 +131,8 @@ class ReconcileActivities:
         issued = await self._run(self.ledger.latest_events_of_type, "credential.issued", list(records))
         for gid, ev in issued.items():
             records[gid].credential = _credential(ev.data, gid)
-        inventories = await asyncio.gather(*(self._inventory(n) for n in self.providers.names()))
+        with shared_reads():  # providers that list the same objects (Vault's tokens) list them once
+            inventories = await asyncio.gather(*(self._inventory(n) for n in self.providers.names()))
         for inv in inventories:
             for obj in inv.listed:
                 if obj.grant_id not in records:
@@ -140,13 +145,8 @@ class ReconcileActivities:
                         requester=row.get("requester") if row else None,
                     )
         sem = asyncio.Semaphore(self._parallelism)
-        await asyncio.gather(
-            *(
-                self._read_back(g, sem)
-                for g in records.values()
-                if g.state == GrantState.active.value and g.credential is not None
-            )
-        )
+        live = listed_live(inventories)
+        await asyncio.gather(*(self._read_back(g, sem) for g in records.values() if needs_read_back(g, live)))
         return Snapshot(inventories=list(inventories), grants=records)
 
     async def _inventory(self, name: str) -> Inventory:

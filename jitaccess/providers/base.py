@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Hashable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import ValidationError
 
@@ -28,6 +31,51 @@ SLOW_CALL = timedelta(milliseconds=500)
 
 
 P = TypeVar("P", bound=ProviderParams)
+R = TypeVar("R")
+
+
+class SharedReads:
+    """Reads that several providers make alike within one scan: the first caller of a key reads,
+    callers of the same key wait for and share its answer (or its exception)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._answers: dict[Hashable, Future[Any]] = {}
+
+    def read(self, key: Hashable, read: Callable[[], R]) -> R:
+        with self._lock:
+            answer = self._answers.get(key)
+            first = answer is None
+            if answer is None:
+                answer = self._answers[key] = Future()
+        if first:
+            try:
+                answer.set_result(read())
+            except BaseException as e:
+                answer.set_exception(e)
+        result: R = answer.result()
+        return result
+
+
+_SHARED_READS: ContextVar[SharedReads | None] = ContextVar("jitaccess_shared_reads", default=None)
+
+
+@contextmanager
+def shared_reads() -> Iterator[None]:
+    """Within this scope (and the threads asyncio.to_thread starts from it, which copy the
+    context), `read_shared` answers each key once. Only for scans that read everything at one
+    moment (reconciliation): outside one, every read is fresh."""
+    token = _SHARED_READS.set(SharedReads())
+    try:
+        yield
+    finally:
+        _SHARED_READS.reset(token)
+
+
+def read_shared(key: Hashable, read: Callable[[], R]) -> R:
+    """`read()`; within a `shared_reads()` scope, the scope's one answer for `key`."""
+    scope = _SHARED_READS.get()
+    return read() if scope is None else scope.read(key, read)
 
 
 def grant_params(model: type[P], grant: ProviderGrant) -> P:

@@ -224,7 +224,7 @@ class VaultDatabaseCredentialsProvider(PerGrantCredentials):
 
     def _generate_as(self, owner: dict, role: str) -> dict:
         """Database credentials read with the owner token, so their lease belongs to it."""
-        as_owner = hvac.Client(url=self._clients.addr, token=owner["client_token"], timeout=self._clients._timeout)
+        as_owner = self._clients.client_for(owner["client_token"])
         try:
             return dict(as_owner.secrets.database.generate_credentials(role, mount_point=self.mount))
         except Exception as e:

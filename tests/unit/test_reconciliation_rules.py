@@ -14,6 +14,8 @@ from jitaccess.domain.reconciliation import (
     candidates,
     chain_id,
     compare,
+    listed_live,
+    needs_read_back,
 )
 
 
@@ -294,3 +296,46 @@ def test_finding_evidence_holds_no_credential_object_and_report_counts():
     r = ReconciliationReport(run_id="r1", chain_id=chain_id("r1"), dry_run=False, started_at="t", findings=[done])
     assert r.count() == {"orphan": 1, "drift": 0, "mismatch": 0, "remediated": 1, "failed": 0}
     assert chain_id("r1") == "reconciliation-r1" and chain_id("reconciliation-r1") == "reconciliation-r1"
+
+
+def test_a_token_the_listing_found_live_is_not_read_back_again():
+    """vault_token's listing looks every token up: a listed issued token is proved live already."""
+    listed = Inventory(provider="vault_token", listed=[token("grant-a", "acc-a")])
+    live = listed_live([listed])
+    unread = active("grant-a", "acc-a", read_back_ok=None)
+    assert not needs_read_back(unread, live)
+    assert compare(snap(listed.listed, [unread])).findings == []
+
+
+def test_a_token_the_listing_missed_is_still_read_back_and_is_drift():
+    live = listed_live([Inventory(provider="vault_token", listed=[token("grant-b", "acc-b")])])
+    assert needs_read_back(active("grant-a", "acc-a", read_back_ok=None), live)
+    # another grant's token with the same reference is not this grant's
+    assert needs_read_back(active("grant-b", "acc-a", read_back_ok=None), live)
+
+
+def test_listings_that_do_not_read_objects_back_still_read_back():
+    failed = Inventory(provider="vault_token", listed=[token("grant-a", "acc-a")], error="vault unreachable")
+    assert needs_read_back(active("grant-a", "acc-a", read_back_ok=None), listed_live([failed]))
+    owner = IssuedCredential(
+        provider="vault_database",
+        grant_id="grant-d",
+        reference="owner-acc",
+        details={"role": "ro", "requester": "alice"},
+    )
+    db = GrantRecord(
+        grant_id="grant-d",
+        state="active",
+        credential=IssuedCredential(
+            provider="vault_database", grant_id="grant-d", reference="lease-1", details={"token_accessor": "owner-acc"}
+        ),
+    )
+    # the owner token is listed, but the lease and the database user are only seen by the read-back
+    assert needs_read_back(db, listed_live([Inventory(provider="vault_database", listed=[owner])]))
+
+
+def test_grants_not_active_are_never_read_back():
+    live: set[tuple[str, str, str]] = set()
+    revoking = active("grant-a", "acc-a").model_copy(update={"state": "revoking"})
+    no_cred = GrantRecord(grant_id="grant-n", state="active")
+    assert not needs_read_back(revoking, live) and not needs_read_back(no_cred, live)

@@ -1,0 +1,40 @@
+"""`--active N --reconcile`: one reconciliation run (POST /v1/reconciliation/runs as erin, an admin)
+once the N grants are active, timed, with the CPU it cost the worker+API process and the servers:
+the reconciliation reads every held grant and every managed object, so it is the one O(N) job a
+worker runs while it holds grants (every 15 minutes by schedule)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+
+from .sampling import CpuMeter
+
+
+async def _token(dev: dict, user: str) -> str:
+    from jitaccess.dev.identity import DevIdentity
+
+    idp = DevIdentity.model_validate({**dev["identity"], "users": dev["users"]})
+    return await asyncio.to_thread(idp.id_token, user)
+
+
+async def run_reconciliation(dev: dict, dev_up_pid: int, children: list[int], user: str = "erin") -> dict:
+    """Run one (not a dry run: nothing should be found) and report its duration, findings and CPU."""
+    bearer = await _token(dev, user)
+    meter = CpuMeter(dev_up_pid, children)
+    t = time.monotonic()
+    async with httpx.AsyncClient(timeout=1800) as c:
+        r = await c.post(
+            dev["api_url"] + "/v1/reconciliation/runs", json={}, headers={"Authorization": f"Bearer {bearer}"}
+        )
+    elapsed = time.monotonic() - t
+    out: dict = {"status": r.status_code, "seconds": round(elapsed, 2), "cpu": meter.use(elapsed)}
+    if r.status_code == 200:
+        report = r.json()
+        out["findings"] = len(report.get("findings") or [])
+        out["providers"] = {p["provider"]: p.get("listed") for p in report.get("providers") or []}
+    else:
+        out["error"] = r.text[:500]
+    return out

@@ -1,0 +1,90 @@
+"""Reads shared within one scan (providers.base.shared_reads) and the Vault client's session."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from types import SimpleNamespace
+
+import pytest
+
+from jitaccess.providers.base import read_shared, shared_reads
+from jitaccess.providers.vault_token import tagged_tokens, vault_session
+
+
+class CountingVault:
+    """Just enough of hvac.Client for tagged_tokens (adapter.list, auth.token.lookup_accessor,
+    adapter.base_uri, token), counting the calls."""
+
+    def __init__(self, tokens: dict[str, dict]) -> None:
+        self.tokens, self.lists, self.lookups = tokens, 0, 0
+        self.token = "s.test"
+        self.adapter = SimpleNamespace(base_uri="http://vault.test", list=self._list)
+        self.auth = SimpleNamespace(token=SimpleNamespace(lookup_accessor=self._lookup))
+        self._lock = threading.Lock()
+
+    def _list(self, path: str) -> dict:
+        with self._lock:
+            self.lists += 1
+        return {"data": {"keys": list(self.tokens)}}
+
+    def _lookup(self, accessor: str) -> dict:
+        with self._lock:
+            self.lookups += 1
+        return {"data": self.tokens[accessor]}
+
+
+def vault_with_three_kinds() -> CountingVault:
+    return CountingVault(
+        {
+            "a1": {"meta": {"managed_by": "jitaccess", "grant_id": "g1"}},
+            "a2": {"meta": {"managed_by": "jitaccess:vault_database", "grant_id": "g2"}},
+            "a3": {"meta": {"managed_by": "jitaccess:vault_approle", "grant_id": "g3"}},
+            "root": {"meta": None},
+        }
+    )
+
+
+async def test_within_a_scan_the_vault_providers_list_the_tokens_once():
+    vault = vault_with_three_kinds()
+    kinds = ["jitaccess", "jitaccess:vault_database", "jitaccess:vault_approle"]
+    with shared_reads():
+        found = await asyncio.gather(*(asyncio.to_thread(tagged_tokens, vault, managed_by=k) for k in kinds))
+    assert [[acc for acc, _ in f] for f in found] == [["a1"], ["a2"], ["a3"]]
+    assert (vault.lists, vault.lookups) == (1, 4)
+
+
+async def test_outside_a_scan_every_listing_reads_afresh():
+    vault = vault_with_three_kinds()
+    for _ in range(2):
+        assert [acc for acc, _ in tagged_tokens(vault, managed_by="jitaccess", grant_id="g1")] == ["a1"]
+    assert (vault.lists, vault.lookups) == (2, 8)
+
+
+def test_a_failed_shared_read_fails_every_caller_and_is_not_retried_within_the_scan():
+    calls = []
+
+    def boom() -> None:
+        calls.append(1)
+        raise RuntimeError("vault down")
+
+    with shared_reads():
+        for _ in range(2):
+            with pytest.raises(RuntimeError, match="vault down"):
+                read_shared("k", boom)
+    assert len(calls) == 1
+
+
+def test_the_vault_session_reads_the_environment_once(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "vault.internal")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/our-ca.pem")
+    monkeypatch.delenv("VAULT_CACERT", raising=False)
+    monkeypatch.delenv("VAULT_CAPATH", raising=False)
+    proxied = vault_session("https://vault.example:8200")
+    assert not proxied.trust_env  # no os.environ scan (nor .netrc lookup) per request
+    assert proxied.proxies.get("https") == "http://proxy.example:3128"
+    assert proxied.verify == "/etc/ssl/our-ca.pem"
+    assert vault_session("https://vault.internal:8200").proxies == {}  # NO_PROXY honoured
+    monkeypatch.setenv("VAULT_CACERT", "/etc/vault/ca.pem")
+    assert vault_session("https://vault.example:8200").verify == "/etc/vault/ca.pem"  # hvac's order first
