@@ -104,8 +104,20 @@ def arguments() -> argparse.Namespace:
     )
     ap.add_argument(
         "--reconcile",
-        action="store_true",
-        help="--active: run one reconciliation once all are active; report its duration and CPU",
+        type=int,
+        nargs="?",
+        const=1,
+        default=0,
+        metavar="K",
+        help="--active: once all are active, run K reconciliations one after the other (default 1); "
+        "report each one's duration and CPU",
+    )
+    ap.add_argument(
+        "--reconcile-delay",
+        type=float,
+        default=0,
+        metavar="S",
+        help="--reconcile: start them S seconds after all are active (e.g. into the expiries)",
     )
     ap.add_argument(
         "--no-bytecode-cache",
@@ -211,6 +223,7 @@ def measure_active(stack: Stack, args: argparse.Namespace, res: dict) -> bool:
                 args.expire,
                 args.expiry_spread,
                 args.reconcile,
+                args.reconcile_delay,
             )
         )
         r = a["rss_mb"]

@@ -14,7 +14,7 @@ import httpx
 from . import log
 from .analysis import grant_record, pct
 from .load import alice_token, fire
-from .reconcile import run_reconciliation
+from .reconcile import run_reconciliations
 from .sampling import Progress, ledger_states, proc_status, tally
 from .stack import Stack
 
@@ -87,20 +87,31 @@ def _summary(n: int, ttl: int, done: list[dict], samples: list[dict], all_active
     }
 
 
-async def expiry_lags(ledger, done: list[dict]) -> dict:
-    """expiry -> confirmed (ms) of every grant the client started, from the ledger's events."""
-    lags, unconfirmed = [], 0
+def _lag_figures(lags: list[float]) -> dict:
+    lags = sorted(lags)
+    at = {f"p{p}": round(pct(lags, p)) for p in (50, 90, 99)} if lags else {}
+    return {"confirmed": len(lags), **at, "max": round(lags[-1]) if lags else None}
+
+
+async def expiry_lags(ledger, done: list[dict], windows: list[list[float]] = ()) -> dict:
+    """expiry -> confirmed (ms) of every grant the client started, from the ledger's events; with
+    `windows` (epoch [start, end] of each reconciliation), also of those whose expiry fell inside one."""
+    lags, inside, unconfirmed = [], [], 0
     for d in done:
         if not d.get("grant_id"):
             continue
         g = grant_record(d["grant_id"], {}, await asyncio.to_thread(ledger.events, d["grant_id"]), True)
         if "confirmed_at" in g and "expires_at" in g:
-            lags.append(1000 * (g["confirmed_at"] - g["expires_at"]))
+            lag = 1000 * (g["confirmed_at"] - g["expires_at"])
+            lags.append(lag)
+            if any(a <= g["expires_at"] <= b for a, b in windows):
+                inside.append(lag)
         else:
             unconfirmed += 1
-    lags.sort()
-    at = {f"p{p}": round(pct(lags, p)) for p in (50, 90, 99)} if lags else {}
-    return {"confirmed": len(lags), "unconfirmed": unconfirmed, **at, "max": round(lags[-1]) if lags else None}
+    out = {**_lag_figures(lags), "unconfirmed": unconfirmed}
+    if windows:
+        out["expiring_during_reconciliation"] = _lag_figures(inside)
+    return out
 
 
 async def run_active(
@@ -113,11 +124,13 @@ async def run_active(
     entitlement,
     expire: bool = False,
     spread: int = 0,
-    reconcile: bool = False,
+    reconcile: int = 0,
+    reconcile_delay: float = 0,
 ) -> dict:
     """With `expire`, keep sampling after the hold until every grant is revoked (TTL short enough
     that they expire in this run), then read each one's expiry -> confirmed lag. With `reconcile`,
-    run one reconciliation as soon as all are active (the sampling goes on meanwhile)."""
+    run that many reconciliations one after the other, `reconcile_delay` seconds after all are
+    active (the sampling goes on meanwhile)."""
     from jitaccess.ledger import Ledger
 
     dev = stack.dev
@@ -145,10 +158,10 @@ async def run_active(
         if all_active_at is None and fire_task.done() and s["active"] + s["revoked"] + s["failed"] >= n:
             all_active_at = now
             log(f"  all {n} active (or failed) at t={now:.1f}s; holding {hold:.0f}s")
-            if reconcile:
-                log("  reconciliation run started")
-                reconciling = asyncio.create_task(run_reconciliation(dev, pid, stack.children))
-        if reconciling is not None and not reconciling.done():
+        if reconcile and reconciling is None and all_active_at is not None and now - all_active_at >= reconcile_delay:
+            log(f"  {reconcile} reconciliation run(s) started at t={now:.1f}s")
+            reconciling = asyncio.create_task(run_reconciliations(reconcile, dev, pid, stack.children))
+        if reconcile and (reconciling is None or not reconciling.done()) and all_active_at is not None:
             continue
         if all_active_at is not None and now - all_active_at >= hold:
             if not expire or s["revoked"] + s["failed"] >= n:
@@ -162,10 +175,14 @@ async def run_active(
     if not fire_task.done():
         fire_task.cancel()
     summary = _summary(n, ttl, done, samples, all_active_at, idle, proc_status(pid))
+    runs: list[dict] = []
     if reconciling is not None:
-        summary["reconciliation"] = rec = reconciling.result()
-        log(f"  reconciliation: {rec['seconds']}s, findings {rec.get('findings')}, CPU {rec['cpu']['ours_cpu_s']}")
+        summary["reconciliations"] = runs = reconciling.result()
+        for i, rec in enumerate(runs, 1):
+            log(
+                f"  reconciliation {i}: {rec['seconds']}s, findings {rec.get('findings')}, CPU {rec['cpu']['ours_cpu_s']}"
+            )
     if expire:
-        summary["expiry_to_confirmed_ms"] = await expiry_lags(ledger, done)
+        summary["expiry_to_confirmed_ms"] = await expiry_lags(ledger, done, [r["window"] for r in runs])
     ledger.close()
     return summary

@@ -117,7 +117,7 @@ class VaultAppRoleSecretIdProvider(PerGrantCredentials):
         """Accessors of live tokens minted by logging in with this grant's secret-ID
         (they carry its metadata); None when the token accessors may not be listed."""
         tokens = tagged_tokens(
-            self._vault, managed_by=MANAGED_BY, grant_id=cred.grant_id, role_name=cred.details.get("role_name")
+            self._clients, managed_by=MANAGED_BY, grant_id=cred.grant_id, role_name=cred.details.get("role_name")
         )
         return None if tokens is None else [acc for acc, _ in tokens]
 

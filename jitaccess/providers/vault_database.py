@@ -418,7 +418,7 @@ class VaultDatabaseCredentialsProvider(PerGrantCredentials):
             owner = {"requester": meta.get("requester"), "token_accessor": accessor}
             return {"kind": OWNER_KIND, "mount": self.mount, "role": meta.get("role"), **owner}
 
-        return managed_token_credentials(self._vault, self.name, MANAGED_BY, grant_id, details)
+        return managed_token_credentials(self._clients, self.name, MANAGED_BY, grant_id, details)
 
 
 __all__ = ["LEASE_KIND", "MANAGED_BY", "OWNER_KIND", "PgRoles", "VaultDatabaseCredentialsProvider", "plain_dsn"]

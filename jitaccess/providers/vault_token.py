@@ -64,10 +64,37 @@ def lookup_token(vault: hvac.Client, accessor: str | None, what: str = "look up 
         raise translate(e, what) from e
 
 
-def live_tokens(vault: hvac.Client) -> list[tuple[str, dict]] | None:
-    """Every live token as (accessor, lookup data): Vault has no query by metadata, so this lists
-    every accessor (sudo) and looks each one up, one call per token. None when listing is
-    forbidden. Within a reconciliation scan (`shared_reads`) the Vault providers share one pass."""
+class TokenFacts:
+    """What never changes about a Vault token once it exists, its metadata and policies, by
+    accessor: a listing looks up only the accessors it has not seen before. Whether a token still
+    lives always comes from a fresh accessor list, never from here. Kept per process (VaultClients),
+    pruned to the accessors of the last listing."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._facts: dict[str, dict] = {}
+
+    def get(self, accessor: str) -> dict | None:
+        with self._lock:
+            return self._facts.get(accessor)
+
+    def remember(self, accessor: str, lookup: dict) -> dict:
+        facts = {"meta": lookup.get("meta") or {}, "policies": list(lookup.get("policies") or [])}
+        with self._lock:
+            self._facts[accessor] = facts
+        return facts
+
+    def keep_only(self, accessors: set[str]) -> None:
+        with self._lock:
+            self._facts = {a: f for a, f in self._facts.items() if a in accessors}
+
+
+def live_tokens(clients: VaultClients) -> list[tuple[str, dict]] | None:
+    """Every live token as (accessor, its metadata and policies). Vault has no query by metadata,
+    so this lists every accessor (sudo) and looks up each one not seen before (TokenFacts): one
+    call per new token. None when listing is forbidden. Within a reconciliation scan
+    (`shared_reads`) the Vault providers share one pass."""
+    vault = clients.get()
     try:
         accessors = vault.adapter.list("/v1/auth/token/accessors")["data"]["keys"]
     except hv.Forbidden:
@@ -78,29 +105,36 @@ def live_tokens(vault: hvac.Client) -> list[tuple[str, dict]] | None:
         raise translate(e, "list token accessors") from e
     found = []
     for acc in accessors:
-        data = lookup_token(vault, acc)  # None: expired or revoked between list and lookup
-        if data is not None:
-            found.append((acc, data))
+        facts = clients.facts.get(acc)
+        if facts is None:
+            data = lookup_token(vault, acc)  # None: expired or revoked between list and lookup
+            if data is None:
+                continue
+            facts = clients.facts.remember(acc, data)
+        found.append((acc, facts))
+    clients.facts.keep_only(set(accessors))
     return found
 
 
-def tagged_tokens(vault: hvac.Client, **meta: str | None) -> list[tuple[str, dict]] | None:
+def tagged_tokens(clients: VaultClients, **meta: str | None) -> list[tuple[str, dict]] | None:
     """Live tokens whose metadata matches every given key (None values are not compared), as
-    (accessor, lookup data). One call per live token (`live_tokens`), so it runs on clean-up and
-    reconciliation paths, never per grant on the hot path. None when listing is forbidden."""
-    tokens = read_shared(("vault live tokens", vault.adapter.base_uri, vault.token), lambda: live_tokens(vault))
+    (accessor, {"meta", "policies"}). One call per new token (`live_tokens`), so it runs on
+    clean-up and reconciliation paths, never per grant on the hot path. None when listing is
+    forbidden."""
+    tokens = read_shared(("vault live tokens", clients), lambda: live_tokens(clients))
     if tokens is None:
         return None
     wanted = {k: v for k, v in meta.items() if v is not None}
-    return [(acc, data) for acc, data in tokens if all((data.get("meta") or {}).get(k) == v for k, v in wanted.items())]
+    return [(acc, data) for acc, data in tokens if all(data["meta"].get(k) == v for k, v in wanted.items())]
 
 
 def managed_token_credentials(
-    vault: hvac.Client, provider: str, managed_by: str, grant_id: str | None, details: Callable[[str, dict], dict]
+    clients: VaultClients, provider: str, managed_by: str, grant_id: str | None, details: Callable[[str, dict], dict]
 ) -> list[IssuedCredential]:
     """The live tokens a provider tagged (`managed_by`, and `grant_id` when given) as its
-    credentials, each with `details(accessor, lookup data)`; not retryable when listing is forbidden."""
-    tokens = tagged_tokens(vault, managed_by=managed_by, grant_id=grant_id)
+    credentials, each with `details(accessor, {"meta", "policies"})`; not retryable when listing
+    is forbidden."""
+    tokens = tagged_tokens(clients, managed_by=managed_by, grant_id=grant_id)
     if tokens is None:
         raise ProviderError(
             "vault refused to list token accessors (needs sudo on auth/token/accessors)", retryable=False
@@ -136,6 +170,7 @@ class VaultClients:
     def __init__(self, addr: str, token: str, timeout: float = 10) -> None:
         self.addr, self._token, self._timeout = addr, token, timeout
         self._local = threading.local()
+        self.facts = TokenFacts()  # shared by every Vault provider built on these clients
 
     def get(self) -> hvac.Client:
         c = getattr(self._local, "client", None)
@@ -272,7 +307,7 @@ class VaultTokenProvider(PerGrantCredentials):
             policies = sorted(p for p in data.get("policies") or [] if p != "default")
             return {"policies": policies, "requester": data["meta"].get("requester"), "kind": "vault token accessor"}
 
-        return managed_token_credentials(self._vault, self.name, MANAGED_BY, grant_id, details)
+        return managed_token_credentials(self._clients, self.name, MANAGED_BY, grant_id, details)
 
 
 class VaultWrapper:

@@ -511,6 +511,7 @@ def test_iam_group_membership_of_the_requesters_iam_user(moto, seed, grp, iam_gr
     assert grp.revoke(cred) is True
     assert f"not a member of {iam_group}" in grp.verify_revoked(cred)[1]
     assert iam_group not in groups_of(moto, "dave")
+    assert grp.revoke(cred) is False  # not a member any more: IAM's NoSuchEntity reads as already gone
 
 
 def test_iam_group_user_deleted_by_hand(moto, seed, grp, iam_group):

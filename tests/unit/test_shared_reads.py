@@ -1,4 +1,5 @@
-"""Reads shared within one scan (providers.base.shared_reads) and the Vault client's session."""
+"""Reads shared within one scan (providers.base.shared_reads), the token facts a Vault listing
+remembers (vault_token.TokenFacts) and the Vault client's session."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from jitaccess.providers.base import read_shared, shared_reads
-from jitaccess.providers.vault_token import tagged_tokens, vault_session
+from jitaccess.providers.vault_token import VaultClients, tagged_tokens, vault_session
 
 
 class CountingVault:
@@ -34,31 +35,49 @@ class CountingVault:
         return {"data": self.tokens[accessor]}
 
 
-def vault_with_three_kinds() -> CountingVault:
-    return CountingVault(
-        {
-            "a1": {"meta": {"managed_by": "jitaccess", "grant_id": "g1"}},
-            "a2": {"meta": {"managed_by": "jitaccess:vault_database", "grant_id": "g2"}},
-            "a3": {"meta": {"managed_by": "jitaccess:vault_approle", "grant_id": "g3"}},
-            "root": {"meta": None},
-        }
+class FakeClients(VaultClients):
+    def __init__(self, vault: CountingVault) -> None:
+        super().__init__("http://vault.test", "s.test")
+        self.vault = vault
+
+    def get(self):  # type: ignore[override]
+        return self.vault
+
+
+def clients_with_three_kinds() -> FakeClients:
+    return FakeClients(
+        CountingVault(
+            {
+                "a1": {"meta": {"managed_by": "jitaccess", "grant_id": "g1"}, "policies": ["p"], "ttl": 60},
+                "a2": {"meta": {"managed_by": "jitaccess:vault_database", "grant_id": "g2"}},
+                "a3": {"meta": {"managed_by": "jitaccess:vault_approle", "grant_id": "g3"}},
+                "root": {"meta": None, "policies": ["root"]},
+            }
+        )
     )
 
 
 async def test_within_a_scan_the_vault_providers_list_the_tokens_once():
-    vault = vault_with_three_kinds()
+    clients = clients_with_three_kinds()
     kinds = ["jitaccess", "jitaccess:vault_database", "jitaccess:vault_approle"]
     with shared_reads():
-        found = await asyncio.gather(*(asyncio.to_thread(tagged_tokens, vault, managed_by=k) for k in kinds))
+        found = await asyncio.gather(*(asyncio.to_thread(tagged_tokens, clients, managed_by=k) for k in kinds))
     assert [[acc for acc, _ in f] for f in found] == [["a1"], ["a2"], ["a3"]]
+    assert found[0][0][1] == {"meta": {"managed_by": "jitaccess", "grant_id": "g1"}, "policies": ["p"]}
+    assert (clients.vault.lists, clients.vault.lookups) == (1, 4)
+
+
+def test_every_listing_reads_the_accessors_afresh_and_looks_up_only_new_tokens():
+    clients = clients_with_three_kinds()
+    vault = clients.vault
+    assert [acc for acc, _ in tagged_tokens(clients, managed_by="jitaccess", grant_id="g1")] == ["a1"]
     assert (vault.lists, vault.lookups) == (1, 4)
-
-
-async def test_outside_a_scan_every_listing_reads_afresh():
-    vault = vault_with_three_kinds()
-    for _ in range(2):
-        assert [acc for acc, _ in tagged_tokens(vault, managed_by="jitaccess", grant_id="g1")] == ["a1"]
-    assert (vault.lists, vault.lookups) == (2, 8)
+    # a1 revoked, a4 created: liveness comes from the new accessor list, facts only for a4 are read
+    del vault.tokens["a1"]
+    vault.tokens["a4"] = {"meta": {"managed_by": "jitaccess", "grant_id": "g1"}, "policies": ["p"]}
+    assert [acc for acc, _ in tagged_tokens(clients, managed_by="jitaccess", grant_id="g1")] == ["a4"]
+    assert (vault.lists, vault.lookups) == (2, 5)
+    assert clients.facts.get("a1") is None  # pruned with the listing
 
 
 def test_a_failed_shared_read_fails_every_caller_and_is_not_retried_within_the_scan():

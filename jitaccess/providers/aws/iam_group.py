@@ -92,12 +92,12 @@ class IamGroupMembershipProvider:
         )
 
     def revoke(self, cred: IssuedCredential) -> bool:
-        if not self._member(cred):
-            return False
+        # no membership check first: IAM answers NoSuchEntity for a user not in the group (as for a
+        # missing user or group), which tells "already gone" apart in one call, not two
         try:
             self._iam.remove_user_from_group(GroupName=cred.details["group"], UserName=cred.details["user_name"])
         except Exception as e:
-            if is_error(e, "NoSuchEntity"):  # removed meanwhile (user, group or membership gone)
+            if is_error(e, "NoSuchEntity"):  # not a member (any more), or the user or group is gone
                 return False
             raise translate(e, "remove the user from the group") from e
         return True
