@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import structlog
@@ -58,6 +58,13 @@ GRANT_WORKFLOW_TYPE = "GrantWorkflow"
 
 def _err(e: BaseException) -> str:
     return f"{e.__class__.__name__}: {e}" if str(e) else e.__class__.__name__
+
+
+def _utc(iso: str | None) -> datetime | None:
+    if not iso:
+        return None
+    t = datetime.fromisoformat(iso)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _credential(data: dict[str, Any], grant_id: str) -> IssuedCredential | None:
@@ -124,7 +131,11 @@ class ReconcileActivities:
         rows = await self._run(self.ledger.grants_in_states, holds)
         records: dict[str, GrantRecord] = {
             r["grant_id"]: GrantRecord(
-                grant_id=r["grant_id"], state=r["state"], provider=r.get("provider"), requester=r.get("requester")
+                grant_id=r["grant_id"],
+                state=r["state"],
+                provider=r.get("provider"),
+                requester=r.get("requester"),
+                expires_at=_utc(r["expires_at"]),
             )
             for r in rows
         }
@@ -133,6 +144,7 @@ class ReconcileActivities:
             records[gid].credential = _credential(ev.data, gid)
         with shared_reads():  # providers that list the same objects (Vault's tokens) list them once
             inventories = await asyncio.gather(*(self._inventory(n) for n in self.providers.names()))
+        taken_at = datetime.now(UTC)
         for inv in inventories:
             for obj in inv.listed:
                 if obj.grant_id not in records:
@@ -147,7 +159,7 @@ class ReconcileActivities:
         sem = asyncio.Semaphore(self._parallelism)
         live = listed_live(inventories)
         await asyncio.gather(*(self._read_back(g, sem) for g in records.values() if needs_read_back(g, live)))
-        return Snapshot(inventories=list(inventories), grants=records)
+        return Snapshot(inventories=list(inventories), grants=records, taken_at=taken_at)
 
     async def _inventory(self, name: str) -> Inventory:
         try:
@@ -246,7 +258,7 @@ class ReconcileActivities:
                 g.uncertain, g.note = True, f"status query failed ({_err(e)})"
                 return
         g.state, g.source = live.state.value, "workflow"
-        g.provider, g.requester = live.provider, live.requester.id
+        g.provider, g.requester, g.expires_at = live.provider, live.requester.id, live.expires_at
         if live.credential is not None:
             g.credential = live.credential
         if live.state is GrantState.active and g.read_back_ok is None and g.credential is not None:

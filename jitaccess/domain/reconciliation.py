@@ -52,6 +52,7 @@ Per provider (`PROFILES`):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -132,6 +133,7 @@ class GrantRecord(BaseModel):
     provider: str | None = None
     requester: str | None = None
     credential: IssuedCredential | None = None  # from its credential.issued event
+    expires_at: datetime | None = None  # the grant's (extensions included); its target TTL ends with it
     read_back_ok: bool | None = None  # verify_active on `credential`; None when not checked / failed
     read_back: str | None = None
     uncertain: bool = False  # the state could not be established: no finding either way
@@ -147,6 +149,17 @@ class Inventory(BaseModel):
 class Snapshot(BaseModel):
     inventories: list[Inventory] = Field(default_factory=list)
     grants: dict[str, GrantRecord] = Field(default_factory=dict)
+    taken_at: datetime | None = None  # when the targets had been read (after the listings)
+
+
+# A target's own TTL ends a grant's access at its expiry (Vault: the remaining whole seconds,
+# rounded down at issue, so up to a second early), while its workflow records the revocation a
+# moment later: an `active` grant this close to its expiry whose access is gone is not drift.
+EXPIRY_MARGIN = timedelta(seconds=2)
+
+
+def expiring(g: GrantRecord, at: datetime | None) -> bool:
+    return g.expires_at is not None and at is not None and g.expires_at <= at + EXPIRY_MARGIN
 
 
 class ProviderSummary(BaseModel):
@@ -321,6 +334,8 @@ def compare(snapshot: Snapshot) -> Comparison:
             continue
         if held.error is not None:
             continue
+        if expiring(g, snapshot.taken_at):
+            continue  # its target TTL ends it; its workflow is revoking it now
         f = _drift(provider, rule_for(provider), g, listed.get((provider, gid), set()), findings)
         if f is not None:
             findings.append(f)

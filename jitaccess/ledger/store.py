@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,6 +37,7 @@ from jitaccess.domain.approval import Delegation
 from jitaccess.domain.events import ChainVerification, IdentityEvent, verify_chain
 from jitaccess.domain.principals import Actor, Principal
 from jitaccess.ledger import migrate
+from jitaccess.ledger.group_commit import GroupCommit
 
 metadata = MetaData()
 
@@ -116,6 +118,43 @@ def _row(ev: IdentityEvent) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class _Append:
+    rows: list[dict]
+    summary: dict | None
+
+
+def _grant_values(a: _Append) -> dict | None:
+    """The grants row an append moves forward (created_at: its first event's time if it starts
+    the chain, else the time of its last one)."""
+    if not a.summary:
+        return None
+    at = a.rows[-1]["at"] if a.rows else a.summary.get("updated_at", "")
+    created = a.rows[0]["at"] if a.rows and a.rows[0]["seq"] == 1 else at
+    return {**a.summary, "created_at": created, "updated_at": at}
+
+
+def _grant_summaries(batch: list[_Append]) -> list[tuple[bool, list[dict]]]:
+    """One row per grant (the furthest summary; the earliest created_at), grouped by the columns
+    given, for one executemany per group: a grant twice in one upsert would be an error."""
+    latest: dict[object, dict] = {}
+    for a in batch:
+        v = _grant_values(a)
+        if v is None:
+            continue
+        key = v.get("grant_id", id(a))
+        seen = latest.get(key)
+        if seen is None or v.get("seq", 0) >= seen.get("seq", 0):
+            created = min(v["created_at"], seen["created_at"]) if seen else v["created_at"]
+            latest[key] = {**v, "created_at": created}
+        else:
+            seen["created_at"] = min(v["created_at"], seen["created_at"])
+    groups: dict[tuple[str, ...], list[dict]] = {}
+    for v in latest.values():
+        groups.setdefault(tuple(sorted(v)), []).append(v)
+    return [("scope" in cols, values) for cols, values in groups.items()]
+
+
 def _utc_text(t: datetime) -> str:
     return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
 
@@ -166,6 +205,7 @@ class Ledger:
         events_stmt = insert(identity_events).on_conflict_do_nothing(index_elements=["event_id"])
         self._insert_events = events_stmt.returning(identity_events.c.event_id)
         self._upsert_grant = {with_scope: self._upsert_grant_stmt(with_scope) for with_scope in (False, True)}
+        self._appends: GroupCommit[_Append, int] = GroupCommit(self._append_batch)
         # the schema is made by `jitaccess db upgrade` (Alembic, jitaccess.ledger.migrate), never here:
         # processes starting together used to race on CREATE TABLE ("table ... already exists").
         # A ledger from before grants.scope existed gets the column in revision 0001.
@@ -183,24 +223,46 @@ class Ledger:
         self.engine.dispose()
 
     def append(self, events: Iterable[IdentityEvent], summary: dict | None = None) -> int:
-        """Store events (idempotent on event_id) and move the grant's summary forward. Returns rows inserted."""
-        rows = [_row(e) for e in events]
-        inserted = 0
+        """Store events (idempotent on event_id) and move the grant's summary forward. Returns rows
+        inserted. Appends from concurrent threads share a transaction (group commit)."""
+        return self._appends.submit(_Append([_row(e) for e in events], summary))
+
+    def _append_batch(self, batch: list[_Append]) -> list[int | Exception]:
+        """All in one transaction; if that fails, each on its own, so that one bad append (a
+        forked chain: another event at a taken seq) fails alone."""
+        try:
+            return list(self._write_appends(batch))
+        except Exception as e:
+            if len(batch) == 1:
+                return [e]
+        out: list[int | Exception] = []
+        for a in batch:
+            try:
+                out.extend(self._write_appends([a]))
+            except Exception as e:
+                out.append(e)
+        return out
+
+    def _write_appends(self, batch: list[_Append]) -> list[int]:
+        rows, ids = [], set()
+        for r in (r for a in batch for r in a.rows):  # a retried flush may share the batch with its first try
+            if r["event_id"] not in ids:
+                ids.add(r["event_id"])
+                rows.append(r)
+        new: set[str] = set()
         with self.engine.begin() as conn:
             if rows:
                 # one cached statement with the rows as parameters (SQLAlchemy sends them as one multi-row
                 # INSERT): a fresh `.values(rows)` statement was compiled per batch, 35 % of the append's
-                # CPU (bench/ledger_rate.py). RETURNING counts what was new (conflicts return nothing).
-                inserted = len(conn.execute(self._insert_events, rows).all())
-            if summary:
-                at = rows[-1]["at"] if rows else summary.get("updated_at", "")
-                values = {
-                    **summary,
-                    "created_at": rows[0]["at"] if rows and rows[0]["seq"] == 1 else at,
-                    "updated_at": at,
-                }
-                conn.execute(self._upsert_grant["scope" in summary], values)
-        return inserted
+                # CPU (bench/ledger_rate.py). RETURNING tells what was new (conflicts return nothing).
+                new = {r.event_id for r in conn.execute(self._insert_events, rows)}
+            for with_scope, values in _grant_summaries(batch):
+                conn.execute(self._upsert_grant[with_scope], values)
+        counts = []
+        for a in batch:  # an event in two appends of the batch counts for the first
+            counts.append(sum(1 for r in a.rows if r["event_id"] in new))
+            new -= {r["event_id"] for r in a.rows}
+        return counts
 
     def _upsert_grant_stmt(self, with_scope: bool) -> Executable:
         """Insert a grant's summary or move it forward (only by seq); a summary without facts keeps the stored ones."""

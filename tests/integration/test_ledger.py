@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -240,3 +241,57 @@ def test_grant_rows_keep_their_read_facts_and_lists_filter_on_them(ledger):
     assert [r["grant_id"] for r in ledger.grants(visible=alices)] == ["g-v4", "g-v2", "g-v0"]
     assert [r["grant_id"] for r in ledger.grants(visible=alices, limit=2)] == ["g-v4", "g-v2"]
     assert [r["grant_id"] for r in ledger.grants(visible=lambda r: "bob" in r["scope"]["deciders"])] == ["g-v0"]
+
+
+def test_concurrent_appends_are_all_stored_and_each_caller_gets_its_own_count(ledger):
+    """64 threads (a worker's activity slots) flushing 2 grants each in 3 batches, at once: group
+    commit writes them many to a transaction; nothing is lost, chains verify, summaries end last."""
+    grants = [f"g-c{i}" for i in range(128)]
+    chains = {g: chain(g, 7) for g in grants}
+    counts: list[int] = []
+    start = threading.Barrier(64)
+
+    def writer(mine: list[str]) -> None:
+        start.wait()
+        for g in mine:
+            evs = chains[g]
+            for lo, hi, state in ((0, 2, "requested"), (2, 5, "active"), (5, 7, "revoked")):
+                counts.append(ledger.append(evs[lo:hi], summary(g, state, hi)))
+
+    threads = [threading.Thread(target=writer, args=(grants[i::64],)) for i in range(64)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sum(counts) == 7 * len(grants) and len(counts) == 3 * len(grants)
+    for g in grants:
+        assert ledger.events(g) == chains[g] and ledger.verify(g).ok
+        row = ledger.grant(g)
+        assert (row["state"], row["seq"], row["created_at"]) == ("revoked", 7, chains[g][0].at)
+
+
+def test_in_one_batch_a_bad_append_fails_alone_and_a_grant_twice_keeps_its_latest_summary(ledger):
+    from jitaccess.ledger.store import _Append, _row
+
+    ok, bad = chain("g-ok", 4), chain("g-bad", 1)
+    batch = [
+        _Append([_row(e) for e in ok[:2]], summary("g-ok", "requested", 2)),
+        _Append([_row(e) for e in bad], summary("g-bad", None, 1)),  # a grant row without a state
+        _Append([_row(e) for e in ok[2:]], summary("g-ok", "active", 4)),
+        _Append([_row(e) for e in ok[:2]], summary("g-ok", "requested", 2)),  # a retry of the first
+    ]
+    counts = ledger._append_batch(batch)
+    assert counts[0] == 2 and isinstance(counts[1], Exception) and counts[2:] == [2, 0]
+    assert ledger.events("g-ok") == ok and ledger.grant("g-ok")["state"] == "active"
+    assert ledger.grant("g-ok")["created_at"] == ok[0].at
+    assert ledger.events("g-bad") == [] and ledger.grant("g-bad") is None  # its transaction rolled back
+    # written together: one grant twice keeps the furthest summary and its first created_at
+    two = chain("g-two", 4)
+    batch = [
+        _Append([_row(e) for e in two[2:]], summary("g-two", "active", 4)),
+        _Append([_row(e) for e in two[:2]], summary("g-two", "requested", 2)),
+        _Append([_row(e) for e in two[:2]], summary("g-two", "requested", 2)),  # its retry, same batch
+    ]
+    assert ledger._append_batch(batch) == [2, 2, 0]
+    row = ledger.grant("g-two")
+    assert (row["state"], row["seq"], row["created_at"]) == ("active", 4, two[0].at)

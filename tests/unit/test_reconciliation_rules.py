@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from jitaccess.domain.credentials import IssuedCredential
 from jitaccess.domain.reconciliation import (
     FindingKind,
@@ -339,3 +341,19 @@ def test_grants_not_active_are_never_read_back():
     revoking = active("grant-a", "acc-a").model_copy(update={"state": "revoking"})
     no_cred = GrantRecord(grant_id="grant-n", state="active")
     assert not needs_read_back(revoking, live) and not needs_read_back(no_cred, live)
+
+
+def test_a_grant_at_its_expiry_whose_token_its_ttl_ended_is_not_drift():
+    """Vault's TTL ends the token at the grant's expiry (rounded down to the second), a moment
+    before the workflow records the revocation: that is the design working, not drift."""
+    now = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    ending = active("grant-e", "acc-e", read_back_ok=False).model_copy(
+        update={"expires_at": now + timedelta(seconds=1)}
+    )
+    gone_early = active("grant-d", "acc-d", read_back_ok=False).model_copy(
+        update={"expires_at": now + timedelta(minutes=10)}
+    )
+    c = compare(snap([], [ending, gone_early]).model_copy(update={"taken_at": now}))
+    assert kinds(c) == [("drift", "grant-d", "acc-d")]
+    # without the time of the read (older callers) every missing token is judged
+    assert len(compare(snap([], [ending, gone_early])).findings) == 2
