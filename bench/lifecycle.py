@@ -1,6 +1,6 @@
 """The lifecycle bench: N concurrent auto-approved grants through the real stack, end to end.
 
-    python bench/lifecycle.py [N] [TTL_SECONDS] [--floor] [--provider vault|iam] [--sequential K] [--concurrency 32] [--timeout S] [--keep]
+    python bench/lifecycle.py [N] [TTL_SECONDS] [--floor] [--provider vault|iam] [--ledger sqlite|postgres] [--sequential K] [--concurrency 32] [--timeout S] [--keep]
     python bench/lifecycle.py --active N [--active-ttl 3600] [--hold 30] [--expire] [--expiry-spread S] [--reconcile]
 
 Starts the embedded stack exactly as a user does (`jitaccess dev up --random-ports`),
@@ -131,6 +131,12 @@ def arguments() -> argparse.Namespace:
         default=0,
         metavar="K",
         help="before the burst, K requests one at a time, each once the previous is active (default 0: none)",
+    )
+    ap.add_argument(
+        "--ledger",
+        choices=["sqlite", "postgres"],
+        default="sqlite",
+        help="sqlite: dev up's default; postgres: a fresh database on 127.0.0.1:5432, as production runs",
     )
     ap.add_argument("--concurrency", type=int, default=32, help="HTTP connection limit for the requests")
     ap.add_argument(
@@ -287,18 +293,27 @@ def main() -> int:
         "workdir": str(workdir),
     }
     res["provider"] = args.provider
+    res["ledger"] = args.ledger
     res["bytecode_cache"] = args.bytecode
     res["max_cached_workflows_env"] = os.environ.get("JITACCESS_MAX_CACHED_WORKFLOWS")
     catalogue = write_catalogue(workdir / "bench-catalogue.yaml", args.provider, n)
     if args.active:
-        ok = measure_active(Stack(workdir, catalogue, args.bytecode), args, res)
+        stack = Stack(workdir, catalogue, args.bytecode, args.ledger)
+        try:
+            ok = measure_active(stack, args, res)
+        finally:
+            stack.drop_ledger()
         out = RESULTS / f"active-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
         RESULTS.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(res, indent=2, default=str))
         log(f"results: {out}")
         shutil.rmtree(workdir, ignore_errors=True)
         return 0 if ok else 1
-    ok = measure(Stack(workdir, catalogue, args.bytecode), args, res, timeout)
+    stack = Stack(workdir, catalogue, args.bytecode, args.ledger)
+    try:
+        ok = measure(stack, args, res, timeout)
+    finally:
+        stack.drop_ledger()
     res["logs"] = scan_logs(workdir)
     if args.floor:
         res["machine_busy_before_floor"] = wait_quiet(args.quiet, args.quiet_wait, "the floor")

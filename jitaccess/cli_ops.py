@@ -22,11 +22,14 @@ _LEDGER_URL_OPTION = typer.Option(None, "--url", help="ledger URL (default: JITA
 def dev_up(
     directory: Path = typer.Option(client.DEV_DIR, "--dir", help="where state, logs and dev.json go"),
     random_ports: bool = typer.Option(False, help="use free random ports instead of 7233/8233/8200/8000"),
+    ledger: str | None = typer.Option(
+        None, "--ledger", help="ledger URL, e.g. a PostgreSQL database (default: ledger.db in --dir)"
+    ),
 ) -> None:
     """Start Temporal, OpenBao, the worker and the API on this machine; Ctrl-C stops them."""
     from jitaccess.devup import dev_up as run
 
-    asyncio.run(run(directory, random_ports))
+    asyncio.run(run(directory, random_ports, ledger))
     os._exit(0)  # sdk-python #300
 
 

@@ -234,7 +234,7 @@ def _database_credentials(vault_addr: str, root: str) -> str | None:
     return postgres_dsn if db else None
 
 
-def _dev_settings(workdir: Path, dev: DevServers, api_port: int) -> Settings:
+def _dev_settings(workdir: Path, dev: DevServers, api_port: int, ledger_url: str | None = None) -> Settings:
     assert dev.temporal and dev.bao and dev.moto and dev.idp
     keys = dev_keys(workdir)
     return local_stack_settings(
@@ -247,7 +247,7 @@ def _dev_settings(workdir: Path, dev: DevServers, api_port: int) -> Settings:
         command_signing_key=keys["command_signing_key"],
         worker_signing_key=keys["worker_signing_key"],
         payload_key=keys["payload_key"],
-        ledger_url=f"sqlite:///{workdir / 'ledger.db'}",
+        ledger_url=ledger_url or f"sqlite:///{workdir / 'ledger.db'}",
         users_file=workdir / "users.yaml",
         oidc_issuers=dev.idp.issuers,
         api_port=api_port,
@@ -308,7 +308,7 @@ async def _serve(settings: Settings, dev: dict, dev_json: Path, stop: asyncio.Ev
     ledger.close()
 
 
-async def dev_up(workdir: Path, random_ports: bool = False) -> None:
+async def dev_up(workdir: Path, random_ports: bool = False, ledger_url: str | None = None) -> None:
     workdir = private_dir(workdir.resolve())  # 0700; and everything created below is 0600 / 0700:
     os.umask(0o077)  # ledger, Temporal's SQLite (+ WAL), server logs, keys — ours and our servers'
     configure_logging(stream=open_private_append(workdir / "events.jsonl"))  # the SIEM feed, as a file
@@ -316,7 +316,7 @@ async def dev_up(workdir: Path, random_ports: bool = False) -> None:
     servers = DevServers()
     try:
         _start_servers(workdir, random_ports, servers)
-        settings = _dev_settings(workdir, servers, _port(8000, random_ports))
+        settings = _dev_settings(workdir, servers, _port(8000, random_ports), ledger_url)
         dev_checkpoint_key(workdir / "checkpoint.key")
         upgrade_ledger(settings.ledger_url)  # the schema first (jitaccess db upgrade): worker and API only check it
         dev = _dev_json(workdir, servers, settings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -13,16 +14,25 @@ import time
 from pathlib import Path
 
 import httpx
+import psycopg
 
 from . import ROOT
 from .sampling import cmdline, descendants, proc_status
+
+POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 class Stack:
     """`jitaccess dev up --random-ports --dir DIR` in its own session; stopped with SIGINT."""
 
-    def __init__(self, workdir: Path, catalogue: Path | None = None, bytecode: bool = True) -> None:
+    def __init__(
+        self, workdir: Path, catalogue: Path | None = None, bytecode: bool = True, ledger: str = "sqlite"
+    ) -> None:
         self.workdir = workdir
+        # sqlite: dev up's default (one writer at a time, so a shared target's hold lock is the whole
+        # database's); postgres: a fresh database, as production runs (row locks per target)
+        self.ledger = ledger
+        self.ledger_db: str | None = None
         # bytecode: let the stack cache bytecode (in <workdir>/pycache) as an installed package has it,
         # even when PYTHONDONTWRITEBYTECODE is set here: else the workflow sandbox compiles the workflow
         # module from source for every new workflow (~10 ms CPU each, bench/README.md)
@@ -46,8 +56,14 @@ class Stack:
         if self.bytecode:
             env.pop("PYTHONDONTWRITEBYTECODE", None)
             env["PYTHONPYCACHEPREFIX"] = str(self.workdir / "pycache")
+        args = [exe, "dev", "up", "--random-ports", "--dir", str(self.workdir)]
+        if self.ledger == "postgres":
+            self.ledger_db = "jitaccess_bench_" + secrets.token_hex(4)
+            with psycopg.connect(POSTGRES_ADMIN, autocommit=True, connect_timeout=3) as c:
+                c.execute(f'CREATE DATABASE "{self.ledger_db}"')
+            args += ["--ledger", f"postgresql+psycopg://postgres@127.0.0.1:5432/{self.ledger_db}"]
         self.proc = subprocess.Popen(
-            [exe, "dev", "up", "--random-ports", "--dir", str(self.workdir)],
+            args,
             stdout=self.log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -73,6 +89,14 @@ class Stack:
     def log_tail(self, n: int = 30) -> str:
         p = self.workdir / "devup.log"
         return "\n".join(p.read_text(errors="replace").splitlines()[-n:]) if p.exists() else ""
+
+    def drop_ledger(self) -> None:
+        """Drop the PostgreSQL ledger database this stack was given (after the figures are read)."""
+        if self.ledger_db is None:
+            return
+        with psycopg.connect(POSTGRES_ADMIN, autocommit=True, connect_timeout=3) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{self.ledger_db}" WITH (FORCE)')
+        self.ledger_db = None
 
     def stop(self, timeout: float = 30) -> None:
         if self.proc is None or self.proc.poll() is not None:

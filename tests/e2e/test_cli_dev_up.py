@@ -19,7 +19,7 @@ import jwt
 import pytest
 
 from jitaccess.dev.servers import binary, port_open
-from tests.support import eventually_sync
+from tests.support import eventually_sync, throwaway_postgres
 
 pytestmark = pytest.mark.slow
 
@@ -244,3 +244,35 @@ def test_a_restarted_dev_stack_carries_its_grants_on(tmp_path):
     assert proc.returncode == 0, (tmp_path / "dev-up-2.log").read_text()
     log2 = (tmp_path / "dev-up-2.log").read_text()
     assert "Traceback" not in log2 and "payload_key_unknown" not in log2
+
+
+def test_dev_up_keeps_its_ledger_where_it_is_told(tmp_path):
+    """`dev up --ledger URL`: the production ledger (PostgreSQL) under the embedded stack (the
+    bench measures that configuration); migrated at start, the grant's chain stored there."""
+    from jitaccess.ledger import Ledger
+
+    with throwaway_postgres("jitaccess_devup_") as db:
+        log = tmp_path / "dev-up.log"
+        proc = subprocess.Popen(
+            [binary("jitaccess"), "dev", "up", "--random-ports", "--ledger", db.url],
+            cwd=tmp_path,
+            stdout=open(log, "w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+        try:
+            came_up(proc, log, tmp_path / ".jitaccess" / "dev.json")
+            dev = json.loads((tmp_path / ".jitaccess" / "dev.json").read_text())
+            assert dev["ledger_url"] == db.url and not (tmp_path / ".jitaccess" / "ledger.db").exists()
+            gid = _cli(
+                tmp_path, "--as", "alice", "request", "secrets-readonly", "--duration", "PT10M", "--reason", "pg"
+            ).stdout.split()[0]
+            _wait_status(tmp_path, gid, "active", 60)
+        finally:
+            _stop(proc)
+        ledger = Ledger(db.url)
+        try:
+            assert "fulfilment.verified" in [e.type for e in ledger.events(gid)] and ledger.verify(gid).ok
+        finally:
+            ledger.close()
