@@ -1,4 +1,4 @@
-"""Group commit (jitaccess.ledger.group_commit): who writes, what each caller gets back."""
+"""Group commit (jitaccess.ledger.group_commit): what is written together, what each caller gets back."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def submit_in_thread(gc: GroupCommit, req: str, answers: dict) -> threading.Thre
 
 def wait_queued(gc: GroupCommit, n: int) -> None:
     deadline = time.monotonic() + 5
-    while len(gc._queue) < n:
+    while gc._queue.qsize() < n:
         assert time.monotonic() < deadline, "requests never queued"
         time.sleep(0.001)
 
@@ -94,3 +94,21 @@ def test_a_broken_writer_fails_every_caller_of_its_batch_and_the_next_batch_is_w
     with pytest.raises(ConnectionError):
         gc.submit("a")
     assert gc.submit("b") == "B"
+
+
+def test_close_writes_what_is_queued_and_a_later_append_starts_a_new_writer():
+    rec = Recorder(hold_first=True)
+    gc = GroupCommit(rec)
+    answers: dict = {}
+    first = submit_in_thread(gc, "a", answers)
+    assert rec.entered.wait(5)
+    queued = submit_in_thread(gc, "b", answers)
+    wait_queued(gc, 1)
+    closing = threading.Thread(target=gc.close)
+    closing.start()
+    rec.release.set()
+    for t in (first, queued, closing):
+        t.join(5)
+    assert answers == {"a": "A", "b": "B"} and gc._writer is None
+    assert gc.submit("c") == "C" and rec.batches[-1] == ["c"]
+    gc.close()
