@@ -307,7 +307,10 @@ def main() -> int:
         RESULTS.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(res, indent=2, default=str))
         log(f"results: {out}")
-        shutil.rmtree(workdir, ignore_errors=True)
+        if args.keep:
+            log(f"stack directory kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
         return 0 if ok else 1
     stack = Stack(workdir, catalogue, args.bytecode, args.ledger)
     try:

@@ -44,6 +44,7 @@ from jitaccess.domain.reconciliation import (
     Snapshot,
     candidates,
     compare,
+    holds,
     listed_live,
     needs_read_back,
 )
@@ -127,8 +128,7 @@ class ReconcileActivities:
         the two reads would look active in the ledger yet absent from the older listing (false
         drift). This way, access issued between the reads belongs to a grant the ledger snapshot
         does not know yet, and the live check finds its workflow running."""
-        holds = [s.value for s in HOLDS_ACCESS]
-        rows = await self._run(self.ledger.grants_in_states, holds)
+        rows = await self._run(self.ledger.grants_in_states, [s.value for s in HOLDS_ACCESS])
         records: dict[str, GrantRecord] = {
             r["grant_id"]: GrantRecord(
                 grant_id=r["grant_id"],
@@ -202,19 +202,37 @@ class ReconcileActivities:
                 g = snapshot.grants.setdefault(gid, GrantRecord(grant_id=gid, source="none"))
                 g.uncertain, g.note = True, "no Temporal client to check the grant's workflow"
             return True
+        held = {gid for gid in ids if (rec := snapshot.grants.get(gid)) is not None and holds(rec.state)}
         sem = asyncio.Semaphore(self._parallelism)
         await asyncio.gather(*(self._live(client, snapshot, gid, sem) for gid in sorted(ids)))
+        ended = {gid for gid in held if not holds(snapshot.grants[gid].state) and not snapshot.grants[gid].uncertain}
+        await self._drop_gone(snapshot, ended, sem)
         return True
+
+    async def _drop_gone(self, snapshot: Snapshot, grant_ids: set[str], sem: asyncio.Semaphore) -> None:
+        """Grants that ended while the scan ran (the ledger said they held access, their workflow has
+        now closed): what the listing showed of theirs was read before their revocation, so each
+        object is read again and dropped if gone, else it would be reported an orphan (and revoked
+        again, "already gone"). One that is still there is an orphan indeed."""
+
+        async def gone(obj: IssuedCredential) -> bool:
+            async with sem:
+                try:
+                    return (await self._run(self.providers.get(obj.provider).verify_revoked, obj))[0]
+                except Exception:  # cannot tell: keep it (reported, and its revoke reads it back)
+                    return False
+
+        for inv in snapshot.inventories:
+            stale = [o for o in inv.listed if o.grant_id in grant_ids]
+            if stale:
+                dropped = {id(o) for o, g in zip(stale, await asyncio.gather(*map(gone, stale)), strict=True) if g}
+                inv.listed = [o for o in inv.listed if id(o) not in dropped]
 
     async def _without_workflow(self, client: Client, snapshot: Snapshot) -> set[str]:
         """Grants the ledger says hold access whose workflow does not appear among the running
         ones (terminated, failed, reset...): nothing will ever revoke their access. Visibility is
         eventually consistent, so these are only candidates; describe() decides."""
-        holding = {
-            gid
-            for gid, g in snapshot.grants.items()
-            if g.source == "ledger" and g.state is not None and g.state in {s.value for s in HOLDS_ACCESS}
-        }
+        holding = {gid for gid, g in snapshot.grants.items() if g.source == "ledger" and holds(g.state)}
         if not holding:
             return set()
         running: set[str] = set()
@@ -235,7 +253,7 @@ class ReconcileActivities:
                 desc = await handle.describe(rpc_timeout=self.query_timeout)
             except RPCError as e:
                 if e.status == RPCStatusCode.NOT_FOUND:
-                    if g.state is not None and g.state in {s.value for s in HOLDS_ACCESS}:
+                    if holds(g.state):
                         g.note = f"{gid}: the ledger says {g.state} but Temporal has no workflow (history retention?)"
                     return  # the ledger is all there is
                 g.uncertain, g.note = True, f"describe failed: {e.status.name if e.status else ''} {e.message}"
@@ -246,7 +264,7 @@ class ReconcileActivities:
             status = desc.status
             if status != WorkflowExecutionStatus.RUNNING:
                 name = status.name.lower() if status is not None else "closed"
-                if g.state is None or g.state in {s.value for s in HOLDS_ACCESS}:
+                if g.state is None or holds(g.state):
                     # completed workflows wrote their final state; a terminated / failed / timed-out one
                     # will never revoke what it issued
                     g.note = f"{gid}: the ledger says {g.state or 'nothing'} but its workflow is {name}"

@@ -283,7 +283,8 @@ def needs_read_back(g: GrantRecord, live: set[tuple[str, str, str]]) -> bool:
     return (g.credential.provider, g.grant_id, issued) not in live
 
 
-def _holds(state: str | None) -> bool:
+def holds(state: str | None) -> bool:
+    """Does a grant in this state hold access (HOLDS_ACCESS)?"""
     return state is not None and state in {s.value for s in HOLDS_ACCESS}
 
 
@@ -355,7 +356,7 @@ def _target_side(
         )
         return []
     state = g.state if g is not None else None
-    if g is None or not gid or not _holds(state):
+    if g is None or not gid or not holds(state):
         return _orphans(provider, gid, objs, g)
     if g.credential is None or state in _QUIET:
         return []  # being issued / revoked right now: its workflow owns the target

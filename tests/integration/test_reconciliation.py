@@ -356,3 +356,29 @@ async def test_api_runs_for_admins_and_security_only_and_serves_the_last_report(
         assert r.status_code == 200 and r.json()["run_id"] == run["run_id"]
         r = await api.call("carol", "GET", f"/v1/grants/{run['chain_id']}/evidence")
         assert r.status_code == 200 and r.json()["verification"]["ok"] is True
+
+
+async def test_a_grant_revoked_while_the_scan_runs_leaves_no_orphan(settings):
+    """The listing read the grant's token, then the grant was revoked before the live check: its
+    token is read again and dropped, not reported (and revoked again) as an orphan."""
+    from jitaccess.activities.reconcile import ReconcileActivities
+    from jitaccess.bootstrap import build_providers
+    from jitaccess.domain.reconciliation import compare
+
+    inp = grant_input(settings, "alice", "secrets-readonly", timedelta(minutes=5))
+    async with running_worker(settings) as (client, ledger):
+        handle = await client.start_workflow(GrantWorkflow.run, inp, id=inp.grant_id, task_queue=settings.task_queue)
+        await wait_state(handle, GrantState.active, ledger=ledger)
+        scan = ReconcileActivities(build_providers(settings), ledger, client=client)
+        snapshot = await scan.snapshot()
+
+        def listed() -> list:
+            return [o for inv in snapshot.inventories for o in inv.listed if o.grant_id == inp.grant_id]
+
+        assert len(listed()) == 1 and [f for f in compare(snapshot).findings if f.grant_id == inp.grant_id] == []
+
+        await revoke_grant(handle, settings)  # ends between the listing and the live check
+        assert await scan._check_live(snapshot, [inp.grant_id])
+        assert snapshot.grants[inp.grant_id].state == "workflow completed"
+        assert listed() == []
+        assert [f for f in compare(snapshot).findings if f.grant_id == inp.grant_id] == []
