@@ -10,6 +10,7 @@ waiters passing that lock along one by one, half the writer's time.)"""
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -31,12 +32,16 @@ class GroupCommit(Generic[Req, Res]):
         self._queue: queue.SimpleQueue[tuple[Req, Future[Res]] | object] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._writer: threading.Thread | None = None
+        self._pid = os.getpid()
 
     def submit(self, req: Req) -> Res:
         answer: Future[Res] = Future()
         with self._lock:
-            if self._writer is None:  # started on first use (processes that only read never start one)
-                self._writer = threading.Thread(target=self._run, name=self._name, daemon=True)
+            if self._writer is None or self._pid != os.getpid():
+                # started on first use (processes that only read never start one), and again in a
+                # forked child, which has the parent's queue but not its thread
+                self._queue, self._pid = queue.SimpleQueue(), os.getpid()
+                self._writer = threading.Thread(target=self._run, args=(self._queue,), name=self._name, daemon=True)
                 self._writer.start()
             self._queue.put((req, answer))
         return answer.result()
@@ -50,19 +55,19 @@ class GroupCommit(Generic[Req, Res]):
         if writer is not None and writer is not threading.current_thread():
             writer.join(timeout)
 
-    def _run(self) -> None:
+    def _run(self, pending: queue.SimpleQueue[tuple[Req, Future[Res]] | object]) -> None:
         while True:
-            item = self._queue.get()
+            item = pending.get()
             batch: list[tuple[Req, Future[Res]]] = []
             while item is not _STOP:
                 batch.append(item)  # type: ignore[arg-type]
                 try:
-                    item = self._queue.get_nowait()
+                    item = pending.get_nowait()
                 except queue.Empty:
                     break
             if batch:
                 self._write_batch(batch)
-            if item is _STOP:  # what was queued after it is the next writer's
+            if item is _STOP:
                 return
 
     def _write_batch(self, batch: list[tuple[Req, Future[Res]]]) -> None:

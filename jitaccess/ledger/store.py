@@ -244,8 +244,8 @@ class Ledger:
         return self._appends.submit(_Append([_row(e) for e in events], summary))
 
     def _append_batch(self, batch: list[_Append]) -> list[int | Exception]:
-        """All in one transaction; if that fails, each on its own, so that one bad append (a
-        forked chain: another event at a taken seq) fails alone."""
+        """All in one transaction; if that fails, each on its own, so that one bad append (say a
+        summary the grants table refuses) fails alone."""
         try:
             return list(self._write_appends(batch))
         except Exception as e:

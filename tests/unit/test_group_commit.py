@@ -112,3 +112,13 @@ def test_close_writes_what_is_queued_and_a_later_append_starts_a_new_writer():
     assert answers == {"a": "A", "b": "B"} and gc._writer is None
     assert gc.submit("c") == "C" and rec.batches[-1] == ["c"]
     gc.close()
+
+
+def test_a_forked_child_starts_its_own_writer():
+    rec = Recorder()
+    gc = GroupCommit(rec)
+    assert gc.submit("a") == "A"
+    parents = gc._writer
+    gc._pid = -1  # as a forked child sees it: the parent's writer thread is not in this process
+    assert gc.submit("b") == "B" and gc._writer is not parents
+    gc.close()
