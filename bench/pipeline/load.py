@@ -72,12 +72,16 @@ def bare_provider(addr: str, token: str, n: int, ttl: int) -> dict:
 
 
 # --------------------------------------------------------------------------- the pipeline
-async def alice_token(dev: dict) -> str:
-    """An ID token for alice from the stack's dev IdP (OpenBao), valid 1 h: longer than a bench run."""
+async def dev_token(dev: dict, user: str) -> str:
+    """An ID token for a dev user from the stack's dev IdP (OpenBao), valid 1 h: longer than a bench run."""
     from jitaccess.dev.identity import DevIdentity
 
     idp = DevIdentity.model_validate({**dev["identity"], "users": dev["users"]})
-    return await asyncio.to_thread(idp.id_token, "alice")
+    return await asyncio.to_thread(idp.id_token, user)
+
+
+async def alice_token(dev: dict) -> str:
+    return await dev_token(dev, "alice")
 
 
 async def fire(

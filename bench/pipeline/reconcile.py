@@ -6,24 +6,17 @@ schedule); the first run after a worker starts also looks up every Vault token i
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import httpx
 
+from .load import dev_token
 from .sampling import CpuMeter
-
-
-async def _token(dev: dict, user: str) -> str:
-    from jitaccess.dev.identity import DevIdentity
-
-    idp = DevIdentity.model_validate({**dev["identity"], "users": dev["users"]})
-    return await asyncio.to_thread(idp.id_token, user)
 
 
 async def run_reconciliation(dev: dict, dev_up_pid: int, children: list[int], user: str = "erin") -> dict:
     """Run one (not a dry run: nothing should be found) and report its duration, findings and CPU."""
-    bearer = await _token(dev, user)
+    bearer = await dev_token(dev, user)
     meter = CpuMeter(dev_up_pid, children)
     started = time.time()
     t = time.monotonic()

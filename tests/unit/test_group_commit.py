@@ -52,32 +52,29 @@ def test_one_caller_at_a_time_writes_its_own_batch():
     assert rec.batches == [["a"], ["b"]]
 
 
-def test_callers_arriving_while_one_writes_are_written_together():
+def while_one_writes(first: str, *others: str) -> tuple[Recorder, dict]:
+    """`first` is being written (its write held open) while `others` are submitted; then all end."""
     rec = Recorder(hold_first=True)
     gc = GroupCommit(rec)
     answers: dict = {}
-    first = submit_in_thread(gc, "a", answers)
+    threads = [submit_in_thread(gc, first, answers)]
     assert rec.entered.wait(5)
-    others = [submit_in_thread(gc, r, answers) for r in ("b", "c", "d")]
-    wait_queued(gc, 3)
+    threads += [submit_in_thread(gc, r, answers) for r in others]
+    wait_queued(gc, len(others))
     rec.release.set()
-    for t in [first, *others]:
+    for t in threads:
         t.join(5)
+    return rec, answers
+
+
+def test_callers_arriving_while_one_writes_are_written_together():
+    rec, answers = while_one_writes("a", "b", "c", "d")
     assert rec.batches[0] == ["a"] and sorted(rec.batches[1]) == ["b", "c", "d"] and len(rec.batches) == 2
     assert answers == {"a": "A", "b": "B", "c": "C", "d": "D"}
 
 
 def test_a_failing_request_fails_only_its_caller():
-    rec = Recorder(hold_first=True)
-    gc = GroupCommit(rec)
-    answers: dict = {}
-    first = submit_in_thread(gc, "a", answers)
-    assert rec.entered.wait(5)
-    others = [submit_in_thread(gc, r, answers) for r in ("b", "bad-c")]
-    wait_queued(gc, 2)
-    rec.release.set()
-    for t in [first, *others]:
-        t.join(5)
+    _, answers = while_one_writes("a", "b", "bad-c")
     assert answers["b"] == "B" and isinstance(answers["bad-c"], ValueError)
 
 
