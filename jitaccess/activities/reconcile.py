@@ -8,8 +8,8 @@ provider and ledger calls on threads:
    the token accessors) share one pass (`shared_reads`);
 2. the ledger's grants in HOLDS_ACCESS states, their issued credential (the latest
    `credential.issued` event: provider, reference, details) and, for `active` ones, a
-   read-back of that credential (`verify_active`) unless the listing already looked it up
-   (`needs_read_back`);
+   read-back of that credential (`verify_active`) unless the listing already shows it live as
+   issued (`needs_read_back`);
 3. the ledger state of every other grant ID found at a target;
 4. `compare()` (jitaccess.domain.reconciliation), then, because the ledger summary can lag
    its workflow (an auto-approved grant is first written after its issue; an approval is
@@ -59,13 +59,6 @@ GRANT_WORKFLOW_TYPE = "GrantWorkflow"
 
 def _err(e: BaseException) -> str:
     return f"{e.__class__.__name__}: {e}" if str(e) else e.__class__.__name__
-
-
-def _utc(iso: str | None) -> datetime | None:
-    if not iso:
-        return None
-    t = datetime.fromisoformat(iso)
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _credential(data: dict[str, Any], grant_id: str) -> IssuedCredential | None:
@@ -135,7 +128,7 @@ class ReconcileActivities:
                 state=r["state"],
                 provider=r.get("provider"),
                 requester=r.get("requester"),
-                expires_at=_utc(r["expires_at"]),
+                expires_at=r.get("expires_at"),  # ISO text, parsed by the model
             )
             for r in rows
         }

@@ -32,8 +32,9 @@ failed read never turns into "everything is gone".
 
 Per provider (`PROFILES`):
 - vault_token: one token per grant; issued reference = token accessor = listed reference;
-  compared: policies, requester. The listing looks every token up, so a listed issued token is
-  not read back a second time (`listing_reads_back`).
+  compared: policies, requester. The listing is a fresh accessor list with each token's metadata
+  and policies (which Vault never changes once a token exists), so a listed issued token is not read
+  back a second time (`listing_reads_back`).
 - vault_approle: one secret-ID per grant; issued reference = secret-ID accessor = listed
   reference; compared: policies (the role's token_policies), role_name, requester.
 - vault_database: issue() returns the lease ID, list_managed() the per-grant owner token
@@ -181,8 +182,8 @@ class MatchRule:
     lists_per_grant: bool = True  # list_managed returns each grant's own access, tagged with its grant ID
     issued_key: str = "reference"  # which field of the issued credential a listed reference equals
     compare: tuple[str, ...] = ()  # detail keys whose values must equal the approved ones
-    # list_managed looks every object up just as verify_active would (live, tagged with the grant,
-    # compared above): an issued object it lists needs no second read-back (`needs_read_back`)
+    # list_managed shows each object as verify_active would (live now, tagged with the grant, its
+    # compared details): an issued object it lists needs no second read-back (`needs_read_back`)
     listing_reads_back: bool = False
     note: str | None = None
 
