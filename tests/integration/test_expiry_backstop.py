@@ -96,6 +96,17 @@ async def gone_at(iam, user: str, group: str, timeout: float) -> datetime:
     return await eventually(out, timeout, f"{user} out of {group}")
 
 
+async def closed_row(ledger: Ledger, grant_id: str, timeout: float = 10) -> dict:
+    """The grant's backstop row once closed. The backstop removes the access inside the transaction
+    that closes the row (the hold's lock), so IAM shows it gone a moment before the row commits."""
+
+    def closed() -> dict | None:
+        row = BackstopStore(ledger).row(grant_id)
+        return row if row is not None and row["outcome"] is not None else None
+
+    return await eventually(closed, timeout, f"{grant_id}'s backstop row closed")
+
+
 async def sleep_until(t: datetime) -> None:
     await asyncio.sleep(max(0.0, (t - datetime.now(UTC)).total_seconds()))
 
@@ -135,9 +146,9 @@ async def test_backstop_removes_the_membership_at_expiry_while_temporal_is_down(
         gone = await gone_at(iam, "alice", group, timeout=10)
         late = (gone - expires).total_seconds()
         assert 0 < late <= BOUND, f"membership ended {late:.2f}s after expiry"
+        row = await closed_row(ledger, inp.grant_id)
         assert [(a.grant_id, a.outcome) for a in backstop.recent] == [(inp.grant_id, REVOKED)]
         assert backstop.recent[0].lateness_seconds >= GRACE.total_seconds()
-        row = BackstopStore(ledger).row(inp.grant_id)
         assert row["outcome"] == REVOKED and row["acted_by"] == backstop.name
         assert HoldStore(ledger).holders(f"aws_iam_group:{g.credential.reference}") == []
 
@@ -348,7 +359,7 @@ async def test_a_worker_started_while_temporal_is_unreachable_keeps_its_backstop
         assert proc.poll() is None, log.read_text()[-3000:]
         assert (gone - expires).total_seconds() <= BOUND, f"{(gone - expires).total_seconds():.2f}s late"
         assert "temporal_unreachable" in log.read_text()
-        assert BackstopStore(ledger).row(grant.grant_id)["outcome"] == REVOKED
+        assert (await closed_row(ledger, grant.grant_id))["outcome"] == REVOKED
         assert HoldStore(ledger).holders(key) == []
         assert '"backstop.revoked"' in log.read_text()
     finally:
