@@ -28,8 +28,7 @@ with workflow.unsafe.imports_passed_through():
         command_body,
     )
     from jitaccess.domain.refusals import Refusal, RefusalKind
-
-SIGNED_COMMANDS = "signed-commands"  # workflow.patched() id: histories recorded before it start unverified
+    from jitaccess.workflows.patches import START_AGE_AT_START_EVENT, patched
 
 API = (SignerRole.api,)
 WORKER = (SignerRole.worker,)
@@ -110,9 +109,11 @@ class CommandGate:
         return True
 
     def start_refusal(self, cmd: Signable, action: str, roles: tuple[SignerRole, ...], fresh: bool) -> Refusal | None:
-        """The workflow's own input: None when genuine (`fresh`: also within the age limit)."""
+        """The workflow's own input: None when genuine (`fresh`: signed within the age limit of when
+        Temporal accepted the start; older runs measured to their first task, however late it ran)."""
+        started = workflow.info().workflow_start_time if patched(START_AGE_AT_START_EVENT) else workflow.now()
         try:
-            auth = verifier().verify(cmd, self.target, action, workflow.now() if fresh else None, roles)
+            auth = verifier().verify(cmd, self.target, action, started if fresh else None, roles)
         except Refusal as r:
             return r
         self._seen.add(auth.nonce)

@@ -22,7 +22,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from jitaccess.bootstrap import data_converter
+from jitaccess.bootstrap import connect, data_converter
 from jitaccess.domain import contracts as c
 from jitaccess.domain.approval import Delegation
 from jitaccess.domain.commands import CommandSigner, SignerRole, new_private_key_text
@@ -284,3 +284,39 @@ async def test_forged_signals_are_dropped(settings):
             GrantWorkflow.revoke, ActionInput(actor=principal(settings, "alice"), comment="end of test")
         )
         assert (await finish(handle)).state is GrantState.revoked
+
+
+async def test_a_captured_start_started_again_later_is_stale(settings):
+    """A genuine signed start, copied out of history and started again under a fresh ID after the
+    age limit: Temporal stamps the start when it accepts it, so the copy is too old there."""
+    genuine = grant_input(settings, "alice", "secrets-readonly", timedelta(minutes=10))
+    gid = f"grant-{uuid.uuid4()}"
+    body = genuine.model_copy(update={"grant_id": gid})
+    old = api_signer(settings).sign(body, gid, "start:GrantWorkflow", datetime.now(UTC) - timedelta(hours=1), "s" * 32)
+    async with running_worker(settings) as (_client, ledger):
+        raw = await attacker(settings)
+        result = await finish(await raw.start_workflow(GrantWorkflow.run, old, id=gid, task_queue=settings.task_queue))
+        assert result.state is GrantState.denied and result.credential is None
+        decided = [e for e in ledger.events(gid) if e.type == "policy.decided"][0]
+        assert decided.data["reason_codes"] == ["stale_command"], decided.data
+        assert vault_provider(settings).list_managed(gid) == []
+
+
+async def test_a_start_that_waits_longer_than_the_age_limit_for_a_worker_is_not_stale(settings):
+    """The age limit counts to the moment Temporal accepted the start (its start event), never to
+    when a worker first ran it: 10,000 grants requested at once queued their first tasks for over
+    five minutes, and every one after that was denied as `stale_command` (bench, 2026-12-03)."""
+    s = settings.model_copy(update={"command_max_age": timedelta(seconds=2)})
+    client = await connect(s)  # signs the start, as the API does
+    inp = grant_input(s, "alice", "secrets-admin", timedelta(minutes=10))
+    handle = await client.start_workflow(GrantWorkflow.run, inp, id=inp.grant_id, task_queue=s.task_queue)
+    await asyncio.sleep(3)  # no worker polls yet: the first task waits past the limit
+    async with running_worker(s, client) as (_client, ledger):
+        await wait_state(handle, GrantState.awaiting_approval, ledger=ledger)
+        await handle.execute_update(GrantWorkflow.deny, ActionInput(actor=principal(s, "bob"), comment="end of test"))
+        assert (await finish(handle)).state is GrantState.denied
+    assert [e.type for e in ledger.events(inp.grant_id)][:3] == [
+        "grant.requested",
+        "policy.decided",
+        "approval.requested",
+    ]
