@@ -125,8 +125,6 @@ def recorded_chain(history: Path) -> list[tuple[int, str, str]]:
 
 
 BREAK_GLASS = FIXTURE.with_name("grant_break_glass_lifecycle.json")
-# the signed lifecycle recorded by the code with one folded patch marker (jitaccess/workflows/patches.py)
-FOLDED = FIXTURE.with_name("grant_folded_lifecycle.json")
 # the same scenario recorded by the GrantWorkflow before the lifecycle state machine (commit ede683d)
 BREAK_GLASS_BEFORE = FIXTURE.with_name("grant_break_glass_before_lifecycle.json")
 
@@ -159,9 +157,7 @@ def activity_names(history: Path) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "history",
-    [SIGNED, FOLDED, BREAK_GLASS, BREAK_GLASS_BEFORE],
-    ids=["signed", "folded", "break-glass", "break-glass-before"],
+    "history", [SIGNED, BREAK_GLASS, BREAK_GLASS_BEFORE], ids=["signed", "break-glass", "break-glass-before"]
 )
 async def test_replay_rebuilds_the_recorded_chain_byte_for_byte(monkeypatch, history):
     """The events the current code builds while replaying hash exactly as the recording's did:
@@ -265,10 +261,3 @@ async def test_a_grant_started_before_the_fold_goes_on_patch_by_patch(settings, 
     assert patches.FOLDED not in markers
     # asked before the new worker took over (the signed start), and after (at the issue)
     assert {patches.SIGNED_COMMANDS, patches.PROVIDER_EXPIRY_FROM_GRANT} <= set(markers)
-
-
-async def test_the_folded_recording_replays_with_its_one_marker():
-    history = WorkflowHistory.from_json(FOLDED.stem, FOLDED.read_text())
-    assert patch_markers(history) == [patches.FOLDED]
-    assert change_version_upserts(history) == 1
-    assert (await replay_signed(FOLDED)).replay_failure is None
