@@ -40,15 +40,14 @@ from temporalio.worker import Replayer
 from jitaccess.domain import contracts as c
 from jitaccess.domain.commands import CommandSigner, CommandVerifier, SignerRole, load_public_key, new_private_key_text
 from jitaccess.domain.contracts import RECORD_EVENTS
-from jitaccess.domain.grant import ActionInput, Grant, GrantInput
-from jitaccess.domain.states import GrantState
+from jitaccess.domain.grant import Grant, GrantInput
 from jitaccess.workers.factory import SANDBOXED_RUNNER
 from jitaccess.workflows import patches, trust
 from jitaccess.workflows.common import EvidenceChain
 from jitaccess.workflows.grant import GrantWorkflow
 from tests.conftest import running_worker
 from tests.fixtures.record_history import keys_file
-from tests.workflows.support import finish, full_lifecycle, grant_input, principal, wait_state
+from tests.workflows.support import full_lifecycle
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "histories" / "grant_full_lifecycle.json"
 
@@ -205,10 +204,8 @@ async def test_fresh_history_replays(settings):
     # and through JSON, the form the fixture is stored in
     again = WorkflowHistory.from_json(history.workflow_id, history.to_json())
     assert (await fresh.replay_workflow(again)).replay_failure is None
-    # a run started by this code records one patch marker for every folded patch (not one each),
-    # so one TemporalChangeVersion upsert (the SDK's, beside each marker)
-    assert patch_markers(history) == [patches.FOLDED]
-    assert change_version_upserts(history) == 1
+    # a new run takes every patch's new path, the start's age counted to its start event included
+    assert patches.START_AGE_AT_START_EVENT in patch_markers(history)
 
 
 def patch_markers(history: WorkflowHistory) -> list[str]:
@@ -221,43 +218,10 @@ def patch_markers(history: WorkflowHistory) -> list[str]:
     return ids
 
 
-def change_version_upserts(history: WorkflowHistory) -> int:
-    return sum(
-        1
-        for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
-        and "TemporalChangeVersion"
-        in e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
-    )
-
-
 @pytest.mark.parametrize("history", [SIGNED, BREAK_GLASS], ids=["signed", "break-glass"])
-def test_histories_recorded_before_the_fold_keep_their_own_patch_markers(history):
-    """What the folded marker replaces: the recordings made before it carry a marker per patch."""
+def test_recordings_before_the_start_age_patch_replay_its_old_path(history):
+    """They were judged fresh at their first task; replayed without the marker, they still are
+    (their replay above passing is the proof that the old path is kept)."""
     recorded = WorkflowHistory.from_json(history.stem, history.read_text())
-    assert patches.FOLDED not in patch_markers(recorded)
-    assert {patches.SIGNED_COMMANDS, patches.EVIDENCE_BY_ACTIVITY} <= set(patch_markers(recorded))
-
-
-async def test_a_grant_started_before_the_fold_goes_on_patch_by_patch(settings, monkeypatch):
-    """Deployed while grants are in flight: a grant started by the code before the fold (a marker
-    per patch) awaits approval; a new worker replays it and carries it to the end, patch by patch."""
-    inp = grant_input(settings, "alice", "secrets-admin", timedelta(seconds=2))
-    with monkeypatch.context() as before_the_fold:
-        before_the_fold.setattr(patches, "FOLDED_PATCHES", frozenset())
-        async with running_worker(settings) as (client, _):
-            handle = await client.start_workflow(
-                GrantWorkflow.run, inp, id=inp.grant_id, task_queue=settings.task_queue
-            )
-            await wait_state(handle, GrantState.awaiting_approval)
-    async with running_worker(settings) as (client, ledger):
-        handle = client.get_workflow_handle_for(GrantWorkflow.run, inp.grant_id)
-        await handle.execute_update(GrantWorkflow.approve, ActionInput(actor=principal(settings, "bob"), comment="ok"))
-        result = await finish(handle)
-        history = await handle.fetch_history()
-    assert result.state is GrantState.revoked and result.end_reason == "expired", result
-    assert ledger.verify(inp.grant_id).ok
-    markers = patch_markers(history)
-    assert patches.FOLDED not in markers
-    # asked before the new worker took over (the signed start), and after (at the issue)
-    assert {patches.SIGNED_COMMANDS, patches.PROVIDER_EXPIRY_FROM_GRANT} <= set(markers)
+    assert patches.SIGNED_COMMANDS in patch_markers(recorded)
+    assert patches.START_AGE_AT_START_EVENT not in patch_markers(recorded)
