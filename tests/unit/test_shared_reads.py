@@ -1,15 +1,18 @@
 """Reads shared within one scan (providers.base.shared_reads), the token facts a Vault listing
-remembers (vault_token.TokenFacts) and the Vault client's session."""
+remembers (vault_token.TokenFacts), the Vault client's session, and one scan at a time per worker."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from types import SimpleNamespace
 
 import pytest
 
-from jitaccess.providers.base import read_shared, shared_reads
+from jitaccess.activities.reconcile import ReconcileActivities
+from jitaccess.ledger import Ledger
+from jitaccess.providers.base import ProviderRegistry, read_shared, shared_reads
 from jitaccess.providers.vault_token import VaultClients, tagged_tokens, vault_session
 
 
@@ -107,3 +110,34 @@ def test_the_vault_session_reads_the_environment_once(monkeypatch):
     assert vault_session("https://vault.internal:8200").proxies == {}  # NO_PROXY honoured
     monkeypatch.setenv("VAULT_CACERT", "/etc/vault/ca.pem")
     assert vault_session("https://vault.example:8200").verify == "/etc/vault/ca.pem"  # hvac's order first
+
+
+class SlowListing:
+    """A provider whose listing takes a while, counting the listings in flight at once."""
+
+    def __init__(self) -> None:
+        self.in_flight = self.most = 0
+        self._lock = threading.Lock()
+
+    def list_managed(self, grant_id: str | None = None) -> list:
+        with self._lock:
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+        time.sleep(0.2)
+        with self._lock:
+            self.in_flight -= 1
+        return []
+
+
+async def test_a_worker_runs_one_reconciliation_scan_at_a_time(tmp_path):
+    """The schedule's scan beside one asked for by hand: the second waits (and would then reuse the
+    first's token facts) instead of holding a second snapshot and asking Vault everything again."""
+    listing = SlowListing()
+    ledger = Ledger(f"sqlite:///{tmp_path}/ledger.db", upgrade=True)
+    scans = ReconcileActivities(ProviderRegistry({"slow": listing}), ledger)  # type: ignore[dict-item]
+    try:
+        results = await asyncio.gather(scans.reconcile_scan(), scans.reconcile_scan())
+    finally:
+        ledger.close()
+    assert [r.findings for r in results] == [[], []]
+    assert listing.most == 1
