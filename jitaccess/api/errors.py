@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.service import RPCError
 
 from jitaccess.domain.refusals import Refusal
 from jitaccess.service.errors import NotFound, RunFailed, UpdateFailed
 
 # a use case's refusal by kind; `error` is the refusing rule, extra fields its details
+log = structlog.get_logger("jitaccess.api")
+
 REFUSAL_STATUS = {"forbidden": 403, "conflict": 409, "gone": 410, "invalid": 422}
 
 
@@ -75,6 +79,20 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RunFailed)
     async def _run_failed(_: Request, e: RunFailed) -> JSONResponse:
         return JSONResponse(_body("reconciliation_failed", e.message), status_code=500)
+
+    @app.exception_handler(RPCError)
+    async def _temporal_failed(request: Request, e: RPCError) -> JSONResponse:
+        # what the routes do not answer themselves (no such workflow: 404) is Temporal failing the
+        # call: overloaded, restarting, unreachable. The caller can retry; nothing half-done stays
+        status = e.status.name if e.status is not None else "UNKNOWN"
+        log.warning("temporal_call_failed", path=request.url.path, status=status, error=e.message)
+        message = (
+            f"the workflow service failed this call ({status}: {e.message}); retry in a moment "
+            "(a request sent again with the same request_id never starts a second grant)"
+        )
+        return JSONResponse(
+            _body("temporal_unavailable", message, status=status), status_code=503, headers={"Retry-After": "1"}
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, e: RequestValidationError) -> JSONResponse:
