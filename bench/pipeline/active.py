@@ -50,6 +50,7 @@ async def _sample(dev: dict, pid: int, ledger, n: int, done: list[dict], progres
         "active": counts["active"],
         "revoked": counts["revoked"],
         "failed": counts["failed"],
+        "http_errors": sum(1 for d in done if "error" in d),  # never started: nothing to wait for
         "rss_mb": st.get("VmRSS", 0) / 1024,
         **await sdk_cache(dev["api_url"]),
     }
@@ -58,7 +59,7 @@ async def _sample(dev: dict, pid: int, ledger, n: int, done: list[dict], progres
 def _print(s: dict, n: int) -> None:
     log(
         f"  t={s['t']:6.1f}s requested {s['requested']}/{n} active {s['active']} revoked {s['revoked']} "
-        f"failed {s['failed']} "
+        f"failed {s['failed']} HTTP errors {s['http_errors']} "
         f"RSS {s['rss_mb']:.0f} MB cache {s.get('temporal_sticky_cache_size', '?')} "
         f"evictions {s.get('temporal_sticky_cache_total_forced_eviction', '?')}"
     )
@@ -155,7 +156,11 @@ async def run_active(
         if time.monotonic() - last_print >= tick:
             last_print = time.monotonic()
             _print(s, n)
-        if all_active_at is None and fire_task.done() and s["active"] + s["revoked"] + s["failed"] >= n:
+        if (
+            all_active_at is None
+            and fire_task.done()
+            and s["active"] + s["revoked"] + s["failed"] + s["http_errors"] >= n
+        ):
             all_active_at = now
             log(f"  all {n} active (or failed) at t={now:.1f}s; holding {hold:.0f}s")
         if reconcile and reconciling is None and all_active_at is not None and now - all_active_at >= reconcile_delay:
@@ -164,7 +169,7 @@ async def run_active(
         if reconcile and (reconciling is None or not reconciling.done()) and all_active_at is not None:
             continue
         if all_active_at is not None and now - all_active_at >= hold:
-            if not expire or s["revoked"] + s["failed"] >= n:
+            if not expire or s["revoked"] + s["failed"] + s["http_errors"] >= n:
                 break
             if now > ttl + spread + 300 + n:
                 log("  TIMEOUT before all were revoked")
