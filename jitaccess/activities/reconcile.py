@@ -92,7 +92,7 @@ class ReconcileActivities:
         self._parallelism = parallelism  # concurrent read-backs / workflow checks
         # one scan at a time in a worker: a second one (the schedule's beside a run asked for by
         # hand) waits and then reuses the first's token facts, instead of doubling the memory the
-        # snapshot holds (~11 KB per held grant) and every lookup Vault answers
+        # snapshot holds (~5–9 KB per held grant) and every lookup Vault answers
         self._one_scan = asyncio.Lock()
 
     def all(self) -> list:

@@ -15,9 +15,9 @@ from temporalio.service import RPCError
 from jitaccess.domain.refusals import Refusal
 from jitaccess.service.errors import NotFound, RunFailed, UpdateFailed
 
-# a use case's refusal by kind; `error` is the refusing rule, extra fields its details
 log = structlog.get_logger("jitaccess.api")
 
+# a use case's refusal by kind; `error` is the refusing rule, extra fields its details
 REFUSAL_STATUS = {"forbidden": 403, "conflict": 409, "gone": 410, "invalid": 422}
 
 
