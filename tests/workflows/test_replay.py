@@ -216,12 +216,3 @@ def patch_markers(history: WorkflowHistory) -> list[str]:
             if "patch-data" in details:
                 ids.append(json.loads(details["patch-data"].payloads[0].data)["id"])
     return ids
-
-
-@pytest.mark.parametrize("history", [SIGNED, BREAK_GLASS], ids=["signed", "break-glass"])
-def test_recordings_before_the_start_age_patch_replay_its_old_path(history):
-    """They were judged fresh at their first task; replayed without the marker, they still are
-    (their replay above passing is the proof that the old path is kept)."""
-    recorded = WorkflowHistory.from_json(history.stem, history.read_text())
-    assert patches.SIGNED_COMMANDS in patch_markers(recorded)
-    assert patches.START_AGE_AT_START_EVENT not in patch_markers(recorded)
