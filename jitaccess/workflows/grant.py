@@ -105,7 +105,7 @@ class GrantWorkflow(GrantEffects):
         """A grant starts only from an input the API signed (an onboarding's child: its worker)."""
         if not workflow.patched(SIGNED_COMMANDS):
             return None
-        return self._gate.start_refusal(inp, "start:GrantWorkflow", trust.API_OR_WORKER, fresh=True)
+        return self._gate.start_refusal(inp, "start:GrantWorkflow", trust.API_OR_WORKER)
 
     # -- decisions (updates) and status (query) ---------------------------------------
     def _decide(self, cmd: Command) -> Grant:

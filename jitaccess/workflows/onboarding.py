@@ -82,7 +82,7 @@ class ServiceOnboardingWorkflow:
             o.requester.as_actor(ActorRole.requester),
         )
         if workflow.patched(SIGNED_COMMANDS) and (
-            forged := self._gate.start_refusal(inp, "start:ServiceOnboardingWorkflow", trust.API, fresh=True)
+            forged := self._gate.start_refusal(inp, "start:ServiceOnboardingWorkflow", trust.API)
         ):
             refusal = PolicyDecided(
                 outcome="deny", rule="trust:signed_request", reason_codes=[forged.rule], messages=[forged.message]

@@ -108,12 +108,12 @@ class CommandGate:
         self._seen.add(cmd.auth.nonce)
         return True
 
-    def start_refusal(self, cmd: Signable, action: str, roles: tuple[SignerRole, ...], fresh: bool) -> Refusal | None:
-        """The workflow's own input: None when genuine (`fresh`: signed within the age limit of when
-        Temporal accepted the start; older runs measured to their first task, however late it ran)."""
+    def start_refusal(self, cmd: Signable, action: str, roles: tuple[SignerRole, ...]) -> Refusal | None:
+        """The workflow's own input: None when genuine and signed within the age limit of when
+        Temporal accepted the start (older runs measured to their first task, however late it ran)."""
         started = workflow.info().workflow_start_time if workflow.patched(START_AGE_AT_START_EVENT) else workflow.now()
         try:
-            auth = verifier().verify(cmd, self.target, action, started if fresh else None, roles)
+            auth = verifier().verify(cmd, self.target, action, started, roles)
         except Refusal as r:
             return r
         self._seen.add(auth.nonce)
