@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -746,6 +747,28 @@ def test_sts_duration_capped_by_the_role(moto, sts, seed):
     assert StsRoleSessionProvider.duration_seconds(7200, 43200, 3600) == 3600
     cred, _ = sts.issue(sts_grant(arn, ttl=7200, max_session_seconds=43200), wrap_ttl=WRAP_TTL)
     assert cred.details["duration_seconds"] == 3600
+
+
+def test_sts_session_never_outlives_the_grant_when_the_calls_before_it_are_slow(clients, wrapper, role):
+    # CI's red run: the duration was counted before the role lookup, and STS counts it from its
+    # own answer, so a slow machine ended the session after the grant (by 185 ms there)
+    def slow(seconds):
+        def step(real, **kwargs):
+            time.sleep(seconds)
+            return real(**kwargs)
+
+        return step
+
+    iam = Scripted(clients.client("iam"), get_role=[slow(0.9)])
+    sts = Scripted(clients.client("sts"), assume_role=[slow(0.6)])
+    p = StsRoleSessionProvider(StubClients(clients, iam=iam, sts=sts), wrapper)
+    fixed = datetime.now(UTC)
+    grant = sts_grant(role, ttl=1800).model_copy(
+        update={"issued_at": fixed, "expires_at": fixed + timedelta(seconds=1800)}
+    )
+    cred, _ = p.issue(grant, wrap_ttl=WRAP_TTL)
+    assert cred.expires_at is not None and cred.expires_at <= grant.expires_at
+    assert cred.details["residual_seconds"] == 0
 
 
 def test_sts_assume_role_arguments(clients, wrapper, role):

@@ -27,6 +27,7 @@ from jitaccess.providers.vault_token import VaultWrapper
 
 REVOCATION_POLICY_PREFIX = "jitaccess-revoked-"
 CLOCK_SKEW = timedelta(minutes=5)  # margin between our clock and AWS's for the revocation cut-off
+ASSUME_CALL_MARGIN = timedelta(seconds=1)  # time AssumeRole may take to answer: the session starts then
 
 
 def role_session_name(grant_id: str) -> str:
@@ -130,10 +131,12 @@ class StsRoleSessionProvider(PerGrantCredentials):
             )
         with self._roles_lock:
             self._roles.add(params.role_arn)
-        # the grant's remaining time at this call (rounded down); STS's 900 s minimum may force a
-        # later end, recorded below as the residual window
-        remaining = remaining_ttl(grant, self._now())
-        duration = self.duration_seconds(remaining, params.max_session_seconds, self._role_max_seconds(params))
+        role_max = self._role_max_seconds(params)
+        # STS counts the duration from its own answer and a session cannot be shortened after: count
+        # the grant's remaining time at the last moment, less a margin for the call itself (rounded
+        # down). STS's 900 s minimum may still force a later end, recorded below as the residual window.
+        remaining = remaining_ttl(grant, self._now() + ASSUME_CALL_MARGIN)
+        duration = self.duration_seconds(remaining, params.max_session_seconds, role_max)
         resp = self._assume(grant, params, source_identity, duration)
         keys, user = resp["Credentials"], resp["AssumedRoleUser"]
         expires = _parse_time(keys["Expiration"])
