@@ -760,7 +760,7 @@ def test_sts_session_never_outlives_the_grant_when_the_calls_before_it_are_slow(
         return step
 
     iam = Scripted(clients.client("iam"), get_role=[slow(0.9)])
-    sts = Scripted(clients.client("sts"), assume_role=[slow(0.6)])
+    sts = Scripted(clients.client("sts"), assume_role=[slow(0.3)])
     p = StsRoleSessionProvider(StubClients(clients, iam=iam, sts=sts), wrapper)
     fixed = datetime.now(UTC)
     grant = sts_grant(role, ttl=1800).model_copy(
