@@ -225,7 +225,7 @@ def build_worker(
     activities = (
         grants.all()
         + NotificationActivities.from_settings(settings).all()
-        + ReconcileActivities(providers, ledger).all()
+        + ReconcileActivities(providers, ledger, calls_per_second=settings.reconcile_calls_per_second).all()
         + CheckpointActivities(ledger, settings.checkpoint_key_file, settings.checkpoint_dir).all()
     )
     return WorkerParts(new_worker(client, settings, activities, interceptors=interceptors), ledger)

@@ -50,7 +50,7 @@ from jitaccess.domain.reconciliation import (
 )
 from jitaccess.domain.states import HOLDS_ACCESS, GrantState
 from jitaccess.ledger import Ledger
-from jitaccess.providers.base import ProviderError, ProviderRegistry, shared_reads
+from jitaccess.providers.base import ProviderError, ProviderRegistry, pace, paced, shared_reads
 
 log = structlog.get_logger("jitaccess.reconcile")
 T = TypeVar("T")
@@ -84,12 +84,14 @@ class ReconcileActivities:
         client: Client | None = None,
         query_timeout: timedelta = timedelta(seconds=3),
         parallelism: int = 8,
+        calls_per_second: float | None = None,
     ) -> None:
         self.providers = providers
         self.ledger = ledger
         self._client = client
         self.query_timeout = query_timeout
         self._parallelism = parallelism  # concurrent read-backs / workflow checks
+        self._calls_per_second = calls_per_second  # the scan's pace at the targets (None: unpaced)
         # one scan at a time in a worker: a second one (the schedule's beside a run asked for by
         # hand) waits and then reuses the first's token facts, instead of doubling the memory the
         # snapshot holds (~5–9 KB per held grant) and every lookup Vault answers
@@ -102,11 +104,22 @@ class ReconcileActivities:
     async def _run(fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.to_thread(fn, *args)  # hvac / SQLAlchemy block
 
+    @staticmethod
+    async def _call(fn: Callable[..., T], *args: Any) -> T:
+        """One call to a target, in its turn when the scan is paced."""
+
+        def paced_call() -> T:
+            pace()
+            return fn(*args)
+
+        return await asyncio.to_thread(paced_call)
+
     # -- scan ------------------------------------------------------------------------------
     @activity.defn(name=c.RECONCILE_SCAN)
     async def reconcile_scan(self) -> Comparison:
         async with self._one_scan:
-            return await self._scan()
+            with paced(self._calls_per_second):  # the scan's threads copy this context
+                return await self._scan()
 
     async def _scan(self) -> Comparison:
         snapshot = await self.snapshot()
@@ -184,7 +197,7 @@ class ReconcileActivities:
             return  # not configured here: compare() notes it
         async with sem:
             try:
-                g.read_back_ok, g.read_back = await self._run(provider.verify_active, g.credential)
+                g.read_back_ok, g.read_back = await self._call(provider.verify_active, g.credential)
             except Exception as e:
                 g.read_back_ok, g.note = None, f"{g.grant_id}: read-back failed ({_err(e)}); judged on the listing only"
 
@@ -225,7 +238,7 @@ class ReconcileActivities:
         async def gone(obj: IssuedCredential) -> bool:
             async with sem:
                 try:
-                    return (await self._run(self.providers.get(obj.provider).verify_revoked, obj))[0]
+                    return (await self._call(self.providers.get(obj.provider).verify_revoked, obj))[0]
                 except Exception:  # cannot tell: keep it (reported, and its revoke reads it back)
                     return False
 

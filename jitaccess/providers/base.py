@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -76,6 +77,46 @@ def read_shared(key: Hashable, read: Callable[[], R]) -> R:
     """`read()`; within a `shared_reads()` scope, the scope's one answer for `key`."""
     scope = _SHARED_READS.get()
     return read() if scope is None else scope.read(key, read)
+
+
+class Pace:
+    """At most `per_second` calls a second, across every thread that shares it: each caller waits
+    for the next free slot (slots do not pile up while nobody calls)."""
+
+    def __init__(self, per_second: float) -> None:
+        self._gap = 1.0 / per_second
+        self._lock = threading.Lock()
+        self._next = time.monotonic()
+
+    def wait(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next)
+            self._next = slot + self._gap
+        if slot > now:
+            time.sleep(slot - now)
+
+
+_PACE: ContextVar[Pace | None] = ContextVar("jitaccess_pace", default=None)
+
+
+@contextmanager
+def paced(per_second: float | None) -> Iterator[None]:
+    """Within this scope (and the threads asyncio.to_thread starts from it), `pace()` holds the
+    calls to `per_second` (None: unpaced). For background scans (reconciliation): a scan that reads
+    every object at full speed takes the worker's GIL and the target's CPU from the grants being
+    revoked meanwhile (bench/README.md: the expiries' lag during a scan of 10,000 held grants)."""
+    token = _PACE.set(Pace(per_second) if per_second else None)
+    try:
+        yield
+    finally:
+        _PACE.reset(token)
+
+
+def pace() -> None:
+    """Wait for this scope's next slot before a call to the target (no wait outside `paced`)."""
+    if (p := _PACE.get()) is not None:
+        p.wait()
 
 
 def grant_params(model: type[P], grant: ProviderGrant) -> P:

@@ -23,6 +23,7 @@ from jitaccess.providers.base import (
     ProviderError,
     ends_late,
     grant_params,
+    pace,
     read_shared,
     remaining_ttl,
 )
@@ -107,6 +108,7 @@ def live_tokens(clients: VaultClients) -> list[tuple[str, dict]] | None:
     for acc in accessors:
         facts = clients.facts.get(acc)
         if facts is None:
+            pace()  # a reconciliation scan's lookups are paced (providers.base.paced)
             data = lookup_token(vault, acc)  # None: expired or revoked between list and lookup
             if data is None:
                 continue

@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         SubmitReview,
         Tick,
     )
+    from jitaccess.domain.lifecycle_schedule import timer_end
     from jitaccess.domain.principals import SYSTEM_ACTOR, Actor, ActorRole, Principal
     from jitaccess.domain.reconciliation import DriftReport
     from jitaccess.domain.search import grant_search_values
@@ -37,7 +38,7 @@ with workflow.unsafe.imports_passed_through():
     from jitaccess.workflows import trust
     from jitaccess.workflows.common import EvidenceChain, refuse_unless_signed, wait_until
     from jitaccess.workflows.grant_effects import GrantEffects
-    from jitaccess.workflows.patches import EXTENSION_APPROVED_WHILE_BUSY, SIGNED_COMMANDS
+    from jitaccess.workflows.patches import DEADLINE_ARMED_AHEAD, EXTENSION_APPROVED_WHILE_BUSY, SIGNED_COMMANDS
 
 GRANT_STATE_KEY = SearchAttributeKey.for_keyword("GrantState")
 
@@ -98,6 +99,8 @@ class GrantWorkflow(GrantEffects):
                 # approved while the loop was busy (e.g. writing the previous extension's evidence):
                 # the handler's wake-up was just forgotten, so apply it now instead of at the old expiry
                 wake = now
+            elif workflow.patched(DEADLINE_ARMED_AHEAD):
+                wake = timer_end(wake, now)  # in two steps, so the deadline is not late by this task's run
             await wait_until(life.should_wake, wake)
             await self._execute(life.handle(Tick(), workflow.now()))
 

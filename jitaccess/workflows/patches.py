@@ -10,3 +10,4 @@ PROVIDER_EXPIRY_FROM_GRANT = "provider-expiry-from-grant"  # before it: issued w
 SEARCH_ATTRIBUTES = "search-attributes"  # before it: grants never upserted their search attributes
 EXTENSION_APPROVED_WHILE_BUSY = "extension-approved-while-busy"  # before it: woke at the old expiry
 START_AGE_AT_START_EVENT = "start-age-at-start-event"  # before it: a start's age ran to its first task
+DEADLINE_ARMED_AHEAD = "deadline-armed-ahead"  # before it: one timer to each deadline, late by the task arming it

@@ -37,6 +37,7 @@ from jitaccess.domain.lifecycle_effects import (
     Tick,
     Timer,
 )
+from jitaccess.domain.lifecycle_schedule import ARM_AHEAD, timer_end
 from jitaccess.domain.policy import AccessRequest, evaluate, evaluate_extension
 from jitaccess.domain.principals import Actor, ActorKind, ActorRole, Principal
 from jitaccess.domain.reconciliation import Finding, FindingKind, Remedy
@@ -503,6 +504,18 @@ def test_active_schedule_warns_then_expires_and_an_extension_rearms_the_warning(
     assert life.arm(NOW + MIN) == NOW + 40 * MIN  # the warning, again
     life.handle(Tick(), NOW + 45 * MIN)
     assert life.ended == "expired" and life.settled(NOW + 45 * MIN)
+
+
+def test_a_timer_ends_ahead_of_its_deadline_then_at_it_and_an_early_wake_does_nothing() -> None:
+    deadline = NOW + 25 * MIN
+    assert timer_end(deadline, NOW) == deadline - ARM_AHEAD
+    assert timer_end(deadline, deadline - ARM_AHEAD) == deadline  # the remainder: one short timer
+    assert timer_end(deadline, deadline - ARM_AHEAD - timedelta(seconds=1)) == deadline  # not worth two
+    assert timer_end(deadline, deadline + MIN) == deadline and timer_end(None, NOW) is None
+    life = active()
+    before = life.grant.model_copy(deep=True)
+    assert life.handle(Tick(), life.arm(NOW) - ARM_AHEAD) == []  # woken ahead: nothing is due yet
+    assert not life.settled(NOW) and life.grant == before
 
 
 def test_revoke_ends_the_active_wait_with_its_reason() -> None:

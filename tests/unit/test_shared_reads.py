@@ -12,7 +12,7 @@ import pytest
 
 from jitaccess.activities.reconcile import ReconcileActivities
 from jitaccess.ledger import Ledger
-from jitaccess.providers.base import ProviderRegistry, read_shared, shared_reads
+from jitaccess.providers.base import ProviderRegistry, pace, paced, read_shared, shared_reads
 from jitaccess.providers.vault_token import VaultClients, tagged_tokens, vault_session
 
 
@@ -22,6 +22,7 @@ class CountingVault:
 
     def __init__(self, tokens: dict[str, dict]) -> None:
         self.tokens, self.lists, self.lookups = tokens, 0, 0
+        self.looked_up_at: list[float] = []
         self.token = "s.test"
         self.adapter = SimpleNamespace(base_uri="http://vault.test", list=self._list)
         self.auth = SimpleNamespace(token=SimpleNamespace(lookup_accessor=self._lookup))
@@ -35,6 +36,7 @@ class CountingVault:
     def _lookup(self, accessor: str) -> dict:
         with self._lock:
             self.lookups += 1
+            self.looked_up_at.append(time.monotonic())
         return {"data": self.tokens[accessor]}
 
 
@@ -141,3 +143,41 @@ async def test_a_worker_runs_one_reconciliation_scan_at_a_time(tmp_path):
         ledger.close()
     assert [r.findings for r in results] == [[], []]
     assert listing.most == 1
+
+
+def test_a_paced_listing_spaces_its_lookups_and_an_unpaced_one_does_not_wait():
+    """Within `paced(10)` (a reconciliation scan), the four lookups of new tokens take their turns
+    0.1 s apart; outside it nothing waits (the grants' own calls are never paced)."""
+    clients = clients_with_three_kinds()
+    started = time.monotonic()
+    with paced(10):
+        assert len(tagged_tokens(clients, managed_by="jitaccess")) == 1
+    vault = clients.vault
+    assert vault.lookups == 4 and vault.looked_up_at[-1] - started >= 0.3
+    with paced(None):
+        pace()  # no scope, no wait: nothing to assert but that it returns
+
+
+class PacedListing:
+    """A provider whose listing makes five paced calls of its own, noting when each went out."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    def list_managed(self, grant_id: str | None = None) -> list:
+        for _ in range(5):
+            pace()
+            self.calls.append(time.monotonic())
+        return []
+
+
+async def test_a_reconciliation_scan_runs_at_its_pace(tmp_path):
+    listing = PacedListing()
+    ledger = Ledger(f"sqlite:///{tmp_path}/ledger.db", upgrade=True)
+    scans = ReconcileActivities(ProviderRegistry({"paced": listing}), ledger, calls_per_second=20)  # type: ignore[dict-item]
+    started = time.monotonic()
+    try:
+        assert (await scans.reconcile_scan()).findings == []
+    finally:
+        ledger.close()
+    assert len(listing.calls) == 5 and listing.calls[-1] - started >= 4 / 20

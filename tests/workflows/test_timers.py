@@ -7,15 +7,24 @@ here (unreliable on the time-skipping server): these paths need no human.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import threading
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
+from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+from temporalio.converter import PayloadCodec
 from temporalio.testing import WorkflowEnvironment
 
 from jitaccess.domain.contracts import GrantOptions
 from jitaccess.domain.credentials import IssuedCredential, ProviderGrant
+from jitaccess.domain.events import IdentityEvent
+from jitaccess.domain.lifecycle_schedule import ARM_AHEAD
 from jitaccess.domain.states import GrantState
+from jitaccess.ledger import Ledger
 from jitaccess.providers.base import ProviderError, ProviderRegistry
 from jitaccess.providers.vault_token import VaultTokenProvider
 from jitaccess.workflows.grant import GrantWorkflow
@@ -86,11 +95,45 @@ class ReadBackDisagrees(Delegating):
         return False, "injected: token policies differ from the entitlement's"
 
 
-async def _run(env: WorkflowEnvironment, settings, inp, **worker_kw):
-    async with worker_on(env.client, settings, **worker_kw) as ledger:
-        handle = await env.client.start_workflow(
-            GrantWorkflow.run, inp, id=inp.grant_id, task_queue=settings.task_queue
-        )
+class SlowTask(PayloadCodec):
+    """Once `slow_next` is set, the next activation the worker decodes waits `delay` first: the
+    workflow task that handles it runs that much longer, as on a busy worker."""
+
+    def __init__(self, delay: timedelta) -> None:
+        self.delay = delay
+        self.slow_next = False
+        self.slowed = 0
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return list(payloads)
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        if self.slow_next:
+            self.slow_next, self.slowed = False, self.slowed + 1
+            await asyncio.sleep(self.delay.total_seconds())
+        return list(payloads)
+
+
+class SlowsTheArmingTask(Ledger):
+    """Once the issue's evidence (fulfilment.verified) is stored, the task that handles that
+    activity's completion, the one arming the expiry, runs slow (SlowTask)."""
+
+    def __init__(self, url: str, codec: SlowTask) -> None:
+        super().__init__(url)
+        self.codec = codec
+
+    def append(self, events: Iterable[IdentityEvent], summary: dict | None = None) -> int:
+        batch = list(events)
+        inserted = super().append(batch, summary)
+        if any(e.type == "fulfilment.verified" for e in batch):
+            self.codec.slow_next = True
+        return inserted
+
+
+async def _run(env: WorkflowEnvironment, settings, inp, client: Client | None = None, **worker_kw):
+    client = client or env.client
+    async with worker_on(client, settings, **worker_kw) as ledger:
+        handle = await client.start_workflow(GrantWorkflow.run, inp, id=inp.grant_id, task_queue=settings.task_queue)
         result = await finish(handle)
         events = ledger.events(inp.grant_id)
         verification = ledger.verify(inp.grant_id)
@@ -150,6 +193,37 @@ async def test_four_hour_grant_expires_and_revocation_is_confirmed(time_env, set
     assert confirmed.data["reference"] == accessor == result.credential.reference
     assert token_is_dead(settings, accessor)
     assert vault_provider(settings).list_managed(inp.grant_id) == []
+
+
+async def test_expiry_is_not_late_by_the_run_of_the_task_that_armed_it(time_env, settings):
+    """The task that records the issue also arms the expiry, and Temporal starts a timer only when
+    its task completes: here that task runs 1.5 s long (its activation waits in the codec). The
+    expiry is armed ahead (ARM_AHEAD) and the remainder from a short task, so the grant still
+    expires within a fraction of that, not 1.5 s after its time."""
+    slow = timedelta(seconds=1.5)
+    assert slow < ARM_AHEAD  # the first timer, late by `slow`, still ends before the expiry
+    codec = SlowTask(slow)
+    client = Client(
+        **{
+            **time_env.client.config(),
+            "data_converter": dataclasses.replace(time_env.client.data_converter, payload_codec=codec),
+        }
+    )
+    inp = grant_input(settings, "alice", "secrets-readonly", timedelta(hours=4))
+    ledger = SlowsTheArmingTask(settings.ledger_url, codec)
+
+    result, events, verification, _ = await _run(time_env, settings, inp, client, ledger=ledger)
+
+    assert codec.slowed == 1 and types(events) == AUTO_LIFECYCLE and verification.ok
+    late = at(one(events, "grant.expired")) - result.expires_at
+    assert timedelta(0) <= late < slow / 3, late
+    history = await client.get_workflow_handle(inp.grant_id).fetch_history()
+    timers = [
+        e.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED
+    ]
+    assert len(timers) == 2 and timers[0] > timedelta(hours=3) and timers[1] <= ARM_AHEAD, timers
 
 
 async def test_revocation_is_retried_through_a_provider_outage(time_env, settings):
