@@ -69,7 +69,8 @@ def _summary(n: int, ttl: int, done: list[dict], samples: list[dict], all_active
     held = [s for s in samples if all_active_at is not None and s["t"] >= all_active_at]
     idle_mb = idle.get("VmRSS", 0) / 1024
     rss_end = end.get("VmRSS", 0) / 1024
-    active = samples[-1]["active"] if samples else 0
+    active = max((s["active"] for s in samples), default=0)  # held at once (with --expire, none are at the end)
+    held_max = max((s["rss_mb"] for s in held), default=None)
     return {
         "n": n,
         "ttl_s": ttl,
@@ -81,8 +82,8 @@ def _summary(n: int, ttl: int, done: list[dict], samples: list[dict], all_active
             "peak_VmHWM": end.get("VmHWM", 0) / 1024,
             "end": rss_end,
             "held_min": min((s["rss_mb"] for s in held), default=None),
-            "held_max": max((s["rss_mb"] for s in held), default=None),
-            "per_active_grant_kb": (rss_end - idle_mb) * 1024 / active if active else None,
+            "held_max": held_max,
+            "per_active_grant_kb": (held_max - idle_mb) * 1024 / active if active and held_max else None,
         },
         "samples": samples,
     }
