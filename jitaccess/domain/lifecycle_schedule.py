@@ -15,19 +15,22 @@ from jitaccess.domain.states import GrantState as S
 # How far ahead of a deadline its first timer ends (timer_end): more than a busy workflow task runs,
 # and an evicted grant's replay, take on a loaded worker (up to ~0.9 s each at 10,000 held grants).
 ARM_AHEAD = timedelta(seconds=2)
+# Only a deadline further away than this is armed in two steps: a nearer one's second step would run
+# under the same load as its first (N=200 five-second grants: no gain, one more task each).
+TWO_STEPS_BEYOND = timedelta(seconds=30)
 
 
 def timer_end(deadline: datetime | None, now: datetime) -> datetime | None:
-    """Where the timer for `deadline` should end: ARM_AHEAD before it when it is further away than
-    that and a second, else the deadline itself (the wait then wakes, finds nothing due, and arms
-    the remainder from a fresh task).
+    """Where the timer for `deadline` should end: ARM_AHEAD before it when it is more than
+    TWO_STEPS_BEYOND away, else the deadline itself (the wait then wakes, finds nothing due, and
+    arms the remainder from a fresh task).
 
     Temporal starts a timer when the task that armed it completes, but the workflow counts its
     length from the task's start (`workflow.now()`), so a deadline fires late by that task's whole
     run: the task that arms an expiry also records the issue, and under a burst it runs long. The
     task arming the remainder only looks at the clock, so it runs short; and a workflow evicted
     from the cache replays on the first timer, ahead of its deadline, instead of after it."""
-    if deadline is None or deadline - now <= ARM_AHEAD + timedelta(seconds=1):
+    if deadline is None or deadline - now <= TWO_STEPS_BEYOND:
         return deadline
     return deadline - ARM_AHEAD
 

@@ -37,7 +37,7 @@ from jitaccess.domain.lifecycle_effects import (
     Tick,
     Timer,
 )
-from jitaccess.domain.lifecycle_schedule import ARM_AHEAD, timer_end
+from jitaccess.domain.lifecycle_schedule import ARM_AHEAD, TWO_STEPS_BEYOND, timer_end
 from jitaccess.domain.policy import AccessRequest, evaluate, evaluate_extension
 from jitaccess.domain.principals import Actor, ActorKind, ActorRole, Principal
 from jitaccess.domain.reconciliation import Finding, FindingKind, Remedy
@@ -510,7 +510,9 @@ def test_a_timer_ends_ahead_of_its_deadline_then_at_it_and_an_early_wake_does_no
     deadline = NOW + 25 * MIN
     assert timer_end(deadline, NOW) == deadline - ARM_AHEAD
     assert timer_end(deadline, deadline - ARM_AHEAD) == deadline  # the remainder: one short timer
-    assert timer_end(deadline, deadline - ARM_AHEAD - timedelta(seconds=1)) == deadline  # not worth two
+    near = deadline - TWO_STEPS_BEYOND
+    assert timer_end(deadline, near) == deadline  # near: one timer (a second step would share its load)
+    assert timer_end(deadline, near - timedelta(seconds=1)) == deadline - ARM_AHEAD
     assert timer_end(deadline, deadline + MIN) == deadline and timer_end(None, NOW) is None
     life = active()
     before = life.grant.model_copy(deep=True)
