@@ -216,7 +216,7 @@ async def test_expiry_is_not_late_by_the_run_of_the_task_that_armed_it(time_env,
 
     assert codec.slowed == 1 and types(events) == AUTO_LIFECYCLE and verification.ok
     late = at(one(events, "grant.expired")) - result.expires_at
-    assert timedelta(0) <= late < slow / 3, late
+    assert timedelta(0) <= late < slow * 2 / 3, late  # one timer: late by all of `slow` (1.52 s seen)
     history = await client.get_workflow_handle(inp.grant_id).fetch_history()
     timers = [
         e.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()
