@@ -171,12 +171,14 @@ class Settings(BaseSettings):
     # sdk_metrics adds the Temporal SDK's runtime metrics (a loopback Prometheus exporter merged into
     # /metrics); codec_cors_origins are the browser origins (the Temporal UI's) allowed to call the
     # codec endpoint /codec/*; search_attributes: grants keep Requester, Entitlement, GrantState,
-    # BreakGlass and Provider current in Temporal visibility (the namespace must have them registered)
+    # BreakGlass and Provider current in Temporal visibility (the namespace must have them registered);
+    # off by default: nothing in jitaccess reads them, and they cost a quarter of the throughput on
+    # the dev server's visibility (docs/operations.md)
     metrics_host: str = "0.0.0.0"
     metrics_port: int | None = None
     sdk_metrics: bool = True
     codec_cors_origins: list[str] = []
-    search_attributes: bool = True
+    search_attributes: bool = False
     max_concurrent_activities: int = 64
     # The worker's workflow cache (each cached run skips a history replay on its next task; an
     # active grant between timers is one entry, ~190 KB) and how many workflow tasks it runs at once

@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from jitaccess.workers.codec import ENCODING
+
+
+@pytest.fixture
+def settings(settings):
+    """Search attributes on (they are off by default): their values are the one thing a history holds in clear by design, so they are checked too."""
+    return settings.model_copy(update={"search_attributes": True})
 
 
 async def test_history_payloads_are_encrypted_and_hold_no_wrapping_token(api, settings):

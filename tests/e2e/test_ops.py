@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import contextlib
 
+import pytest
 from temporalio.api.common.v1 import Payload
 
 from jitaccess.bootstrap import connect
@@ -15,6 +16,12 @@ from tests.e2e.conftest import uvicorn_api
 from tests.support import eventually
 
 READONLY = {"entitlement": "secrets-readonly", "duration": "PT1H", "reason": "ops test"}
+
+
+@pytest.fixture
+def settings(settings):
+    """Search attributes on (they are off by default): this module tests them in visibility."""
+    return settings.model_copy(update={"search_attributes": True})
 
 
 async def _active_grant(api, user: str = "alice") -> str:
