@@ -366,3 +366,19 @@ async def test_a_worker_started_while_temporal_is_unreachable_keeps_its_backstop
         stop(proc)
         ledger.close()
     assert proc.returncode == 0, log.read_text()[-3000:]
+
+
+def test_a_repeated_issue_opens_the_row_again_with_the_new_reference(ledger):
+    """The upsert and the close are statements built once: each call's values must still land."""
+    target, now = FakeTarget(), datetime.now(UTC)
+    store = BackstopStore(ledger)
+    issue(ledger, target, "grant-r", now + timedelta(hours=1), None, ref="first")
+    store.close("grant-r", WORKFLOW, by="w1")
+    assert (store.row("grant-r")["outcome"], store.row("grant-r")["acted_by"]) == (WORKFLOW, "w1")
+    issue(ledger, target, "grant-r", now + timedelta(hours=2), None, ref="second")  # an activity retry
+    row = store.row("grant-r")
+    assert row["done_at"] is None and row["outcome"] is None and '"second"' in row["credential"]
+    assert row["due"] == pytest.approx((now + timedelta(hours=2)).timestamp())
+    store.close("grant-r", WORKFLOW)
+    store.close("grant-r", "revoked", by="w2")  # closed already: the first outcome stays
+    assert (store.row("grant-r")["outcome"], store.row("grant-r")["acted_by"]) == (WORKFLOW, None)
