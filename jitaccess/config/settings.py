@@ -181,9 +181,11 @@ class Settings(BaseSettings):
     search_attributes: bool = False
     max_concurrent_activities: int = 64
     # Grant starts at once that ask for their first workflow task eagerly: returned with the start
-    # to a worker in the API's own process (`dev up`; an API without a worker gets none). 8: one
-    # request at a time became active 15-25 % sooner; 16 and more slowed a burst (bench/README.md)
-    eager_start_limit: int = Field(default=8, ge=0)
+    # to a worker in the API's own process (`dev up`; an API without a worker gets none). Off by
+    # default: it made one request at a time active 15-25 % sooner, but under a sustained burst
+    # (10,000 requests) the eager tasks evicted grants under way from the cache (4x evictions) and
+    # activation slowed by a quarter (bench/README.md)
+    eager_start_limit: int = Field(default=0, ge=0)
     # The worker's workflow cache (each cached run skips a history replay on its next task; an
     # active grant between timers is one entry, ~190 KB) and how many workflow tasks it runs at once
     # (None: the SDK's default, 100). 500 keeps 10,000 held grants within 512 MB (bench/README.md).
