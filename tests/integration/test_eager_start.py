@@ -39,10 +39,10 @@ async def test_an_eager_start_runs_the_grant_to_revocation_without_a_lost_task(s
         assert result.state is GrantState.revoked
         assert ledger.verify(inp.grant_id).ok
         history = await handle.fetch_history()
-    # a first task handed to a process with no worker would only come back after its timeout
-    kinds = [ev.event_type for ev in history.events]
     first_task = next(e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED)
     # a polled task records its poller's build id; an eager one came back with the start, unpolled
     assert first_task.workflow_task_started_event_attributes.HasField("worker_version") is not api_hosts_worker
+    # a first task handed to a process with no worker would only come back after its timeout
+    kinds = [ev.event_type for ev in history.events]
     assert EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT not in kinds
     assert EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED not in kinds
