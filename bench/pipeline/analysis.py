@@ -170,11 +170,15 @@ class HistoryScan:
     bad: Counter = field(default_factory=Counter)
     bad_grants: dict[str, list[str]] = field(default_factory=dict)
     started: dict[str, float] = field(default_factory=dict)
+    sizes: dict[str, list[float]] = field(default_factory=lambda: {"events": [], "bytes": []})
 
     def add(self, gid: str, evs: Any) -> None:
         """One workflow history's task queueing and execution spans, timers and task failures."""
         from temporalio.api.enums.v1 import EventType as E
 
+        # what Temporal stores and ships per grant (payloads as the codec left them)
+        self.sizes["events"].append(len(evs))
+        self.sizes["bytes"].append(sum(ev.ByteSize() for ev in evs))
         spans = self.spans
         t: dict[int, float] = {}
         timers: dict[int, float] = {}
@@ -239,6 +243,7 @@ async def scan_histories(address: str, grant_ids: list[str]) -> dict:
     await asyncio.gather(*[one(g) for g in grant_ids])
     return {
         "spans_ms": {k: summary(v) for k, v in scan.spans.items()},
+        "history_size": {k: summary(v) for k, v in scan.sizes.items()},
         "task_failures": dict(scan.bad),
         "grants_with_task_failures": len(scan.bad_grants),
         "examples": dict(list(scan.bad_grants.items())[:5]),
