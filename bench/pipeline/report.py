@@ -91,7 +91,7 @@ def report_resources(p: dict, b: dict) -> None:
             log(f"  {k:<60} {fmt(v)}")
         log(f"  task time-outs/failures {tp['task_failures'] or 'none'} in {tp['grants_with_task_failures']} grants")
         for k, v in tp.get("history_size", {}).items():
-            log(f"  history {k} per grant{'':<42} {fmt(v)}")
+            log(f"  {'history ' + k + ' per grant':<60} {fmt(v)}")
     else:
         log(f"temporal histories: {tp.get('error')}")
     cu = p["cpu"]
