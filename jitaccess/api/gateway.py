@@ -98,7 +98,8 @@ class TemporalWorkflows:
         attributes = initial_search_attributes(inp) if self.settings.search_attributes else None
         # Eager start (the first task comes back with the start, to this process's worker) only
         # for a few starts at once: unbounded, a burst fixed every grant's window before their
-        # issues could run (bench/README.md, issue 15). Without a worker here it is simply ignored.
+        # issues could run. Opt-in (settings: it slows a loaded worker). Without a worker here the
+        # SDK asks for none (tests/integration/test_eager_start.py).
         eager = self._eager_in_flight < self.settings.eager_start_limit
         self._eager_in_flight += eager
         try:

@@ -182,9 +182,9 @@ class Settings(BaseSettings):
     max_concurrent_activities: int = 64
     # Grant starts at once that ask for their first workflow task eagerly: returned with the start
     # to a worker in the API's own process (`dev up`; an API without a worker gets none). Off by
-    # default: it made one request at a time active 15-25 % sooner, but under a sustained burst
-    # (10,000 requests) the eager tasks evicted grants under way from the cache (4x evictions) and
-    # activation slowed by a quarter (bench/README.md)
+    # default: it made one request at a time active 15-20 % sooner, but under a sustained burst
+    # (10,000 requests) the eager tasks evicted grants under way from the cache (3.7x evictions) and
+    # a fifth fewer grants were active by the same time (bench/README.md)
     eager_start_limit: int = Field(default=0, ge=0)
     # The worker's workflow cache (each cached run skips a history replay on its next task; an
     # active grant between timers is one entry, ~190 KB) and how many workflow tasks it runs at once
