@@ -45,6 +45,7 @@ from pipeline.report import first_task_to_active, fmt, ratio, report
 from pipeline.sampling import proc_status, wait_quiet
 from pipeline.sequential import run_sequential
 from pipeline.stack import Stack
+from pipeline.stalls import summarise
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -137,6 +138,12 @@ def arguments() -> argparse.Namespace:
         choices=["sqlite", "postgres"],
         default="sqlite",
         help="sqlite: dev up's default; postgres: a fresh database on 127.0.0.1:5432, as production runs",
+    )
+    ap.add_argument(
+        "--watch-stalls",
+        action="store_true",
+        help="record the stack process's full GC passes, interpreter stalls and slow loop callbacks, "
+        "with the stacks running meanwhile (bench/pipeline/stallwatch; summary under 'stalls')",
     )
     ap.add_argument("--concurrency", type=int, default=32, help="HTTP connection limit for the requests")
     ap.add_argument(
@@ -298,11 +305,12 @@ def main() -> int:
     res["max_cached_workflows_env"] = os.environ.get("JITACCESS_MAX_CACHED_WORKFLOWS")
     catalogue = write_catalogue(workdir / "bench-catalogue.yaml", args.provider, n)
     if args.active:
-        stack = Stack(workdir, catalogue, args.bytecode, args.ledger)
+        stack = Stack(workdir, catalogue, args.bytecode, args.ledger, args.watch_stalls)
         try:
             ok = measure_active(stack, args, res)
         finally:
             stack.drop_ledger()
+        res["stalls"] = summarise(stack.stall_log)
         out = RESULTS / f"active-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
         RESULTS.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(res, indent=2, default=str))
@@ -312,12 +320,13 @@ def main() -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
         return 0 if ok else 1
-    stack = Stack(workdir, catalogue, args.bytecode, args.ledger)
+    stack = Stack(workdir, catalogue, args.bytecode, args.ledger, args.watch_stalls)
     try:
         ok = measure(stack, args, res, timeout)
     finally:
         stack.drop_ledger()
     res["logs"] = scan_logs(workdir)
+    res["stalls"] = summarise(stack.stall_log)
     if args.floor:
         res["machine_busy_before_floor"] = wait_quiet(args.quiet, args.quiet_wait, "the floor")
         res["floor"] = run_floor(n, ttl)

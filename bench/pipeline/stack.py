@@ -26,7 +26,12 @@ class Stack:
     """`jitaccess dev up --random-ports --dir DIR` in its own session; stopped with SIGINT."""
 
     def __init__(
-        self, workdir: Path, catalogue: Path | None = None, bytecode: bool = True, ledger: str = "sqlite"
+        self,
+        workdir: Path,
+        catalogue: Path | None = None,
+        bytecode: bool = True,
+        ledger: str = "sqlite",
+        watch_stalls: bool = False,
     ) -> None:
         self.workdir = workdir
         # sqlite: dev up's default (one writer at a time, so a shared target's hold lock is the whole
@@ -38,6 +43,8 @@ class Stack:
         # module from source for every new workflow (~10 ms CPU each, bench/README.md)
         self.bytecode = bytecode
         self.catalogue = catalogue  # JITACCESS_CATALOGUE_FILE for dev up (the bench's own, see catalogue.py)
+        # watch_stalls: load stallwatch/sitecustomize.py into the stack's Python process (stalls.py)
+        self.stall_log = workdir / "stalls.jsonl" if watch_stalls else None
         self.proc: subprocess.Popen | None = None
         self.dev: dict = {}
         self.children: list[int] = []  # temporal + bao (own sessions), for the SIGKILL fallback
@@ -56,6 +63,10 @@ class Stack:
         if self.bytecode:
             env.pop("PYTHONDONTWRITEBYTECODE", None)
             env["PYTHONPYCACHEPREFIX"] = str(self.workdir / "pycache")
+        if self.stall_log:
+            watcher = str(Path(__file__).parent / "stallwatch")
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [watcher, env.get("PYTHONPATH")]))
+            env["JITACCESS_BENCH_STALL_LOG"] = str(self.stall_log)
         args = [exe, "dev", "up", "--random-ports", "--dir", str(self.workdir)]
         if self.ledger == "postgres":
             self.ledger_db = "jitaccess_bench_" + secrets.token_hex(4)

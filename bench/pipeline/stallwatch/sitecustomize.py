@@ -1,0 +1,126 @@
+"""Bench only: `lifecycle.py --watch-stalls` puts this directory on `dev up`'s PYTHONPATH, so the
+stack's Python process loads it at start-up and records, as JSON lines in
+$JITACCESS_BENCH_STALL_LOG, what could stall the worker for a second or more:
+
+- `gc`: every full (generation 2) collection, and any other one of 20 ms or more, with its length;
+- `gil`: a watchdog thread that should wake every 20 ms woke 100 ms or more late, so something held
+  the interpreter (a collection, a long C call) that long;
+- `slow_callback`: one event-loop callback ran 100 ms or more;
+
+each stall with the stacks the watchdog sampled from every busy thread while it lasted (counts per
+stack, innermost frame last). It adds a stack walk every 20 ms and a clock read per callback."""
+
+from __future__ import annotations
+
+import asyncio.events
+import collections
+import gc
+import json
+import os
+import sys
+import threading
+import time
+
+_PATH = os.environ.get("JITACCESS_BENCH_STALL_LOG")
+_TICK = 0.02
+_LATE = 0.1
+_IDLE = ("wait", "select", "poll", "_worker", "acquire", "sleep", "get", "_watch")
+
+
+def _write(rec: dict) -> None:
+    rec["pid"] = os.getpid()
+    with _lock:
+        with open(_PATH, "a") as f:  # type: ignore[arg-type]
+            f.write(json.dumps(rec) + "\n")
+
+
+def _stack(frame) -> str:
+    names = []
+    while frame is not None and len(names) < 40:
+        code = frame.f_code
+        names.append(f"{os.path.basename(code.co_filename)}:{code.co_name}:{frame.f_lineno}")
+        frame = frame.f_back
+    return ";".join(reversed(names))
+
+
+def _busy(frame) -> bool:
+    return frame is not None and frame.f_code.co_name not in _IDLE
+
+
+def _stacks_between(t0: float, t1: float) -> dict[str, int]:
+    counts: collections.Counter[str] = collections.Counter()
+    for t, stacks in list(_samples):
+        if t0 - _TICK <= t <= t1 + _TICK:
+            counts.update(stacks)
+    return dict(counts.most_common(15))
+
+
+def _watch() -> None:
+    me = threading.get_ident()
+    names = {}
+    last = time.perf_counter()
+    while True:
+        time.sleep(_TICK)
+        now = time.perf_counter()
+        if now - last - _TICK >= _LATE:
+            _write(
+                {
+                    "kind": "gil",
+                    "t": time.time(),
+                    "late_ms": round((now - last - _TICK) * 1000, 1),
+                    "stacks": _stacks_between(last, now),
+                }
+            )
+        last = now
+        if len(names) != threading.active_count():
+            names = {t.ident: t.name for t in threading.enumerate()}
+        stacks = [
+            f"{names.get(tid, tid)};{_stack(f)}" for tid, f in sys._current_frames().items() if tid != me and _busy(f)
+        ]
+        _samples.append((now, stacks))
+
+
+def _on_gc(phase: str, info: dict) -> None:
+    global _gc_start
+    if phase == "start":
+        _gc_start = time.perf_counter()
+        return
+    ms = (time.perf_counter() - _gc_start) * 1000
+    if info["generation"] == 2 or ms >= 20:
+        _write(
+            {
+                "kind": "gc",
+                "t": time.time(),
+                "gen": info["generation"],
+                "ms": round(ms, 1),
+                "collected": info["collected"],
+                "objects": len(gc.get_objects(2)) if info["generation"] == 2 else None,
+            }
+        )
+
+
+def _timed_run(self) -> None:
+    t0 = time.perf_counter()
+    _handle_run(self)
+    t1 = time.perf_counter()
+    if t1 - t0 >= _LATE:
+        _write(
+            {
+                "kind": "slow_callback",
+                "t": time.time(),
+                "ms": round((t1 - t0) * 1000, 1),
+                "callback": repr(self)[:300],
+                "stacks": _stacks_between(t0, t1),
+            }
+        )
+
+
+if _PATH:
+    _lock = threading.Lock()
+    _samples: collections.deque = collections.deque(maxlen=int(30 / _TICK))
+    _gc_start = 0.0
+    gc.callbacks.append(_on_gc)
+    _handle_run = asyncio.events.Handle._run
+    asyncio.events.Handle._run = _timed_run  # type: ignore[method-assign]
+    threading.Thread(target=_watch, name="stallwatch", daemon=True).start()
+    _write({"kind": "start", "t": time.time(), "argv": sys.argv[:4], "gc_threshold": gc.get_threshold()})
