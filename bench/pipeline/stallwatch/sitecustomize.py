@@ -94,7 +94,6 @@ def _on_gc(phase: str, info: dict) -> None:
                 "gen": info["generation"],
                 "ms": round(ms, 1),
                 "collected": info["collected"],
-                "objects": len(gc.get_objects(2)) if info["generation"] == 2 else None,
             }
         )
 
