@@ -51,3 +51,43 @@ def test_the_cap_holds_for_threads_started_after_it() -> None:
 
     assert arenas("cap") <= 2
     assert arenas("default") > 2
+
+
+def test_the_startup_heap_is_frozen_after_its_garbage_is_collected() -> None:
+    """A fresh interpreter: what start-up left reachable is frozen (a full collection no longer
+    walks it), what it left as cyclic garbage is collected first rather than frozen for good, and
+    what is built afterwards is still collected."""
+    script = textwrap.dedent(
+        """
+        import gc, weakref
+        from jitaccess.ops.memory import freeze_startup_heap
+
+        class Node:
+            pass
+
+        def cycle():
+            a, b = Node(), Node()
+            a.other, b.other = b, a
+            return a
+
+        gc.disable()  # nothing collects behind the test's back
+        kept = [cycle() for _ in range(10_000)]  # reachable: lives as long as the process
+        dropped = cycle()
+        dropped_ref = weakref.ref(dropped)
+        del dropped  # start-up garbage in a cycle: only the collector frees it
+        frozen = freeze_startup_heap()
+        assert dropped_ref() is None, "start-up garbage was frozen instead of collected"
+        assert frozen >= 20_000, frozen
+        tracked = {id(o) for o in gc.get_objects()}  # what a full collection walks
+        assert not any(id(n) in tracked for n in kept), "the reachable start-up heap is still walked"
+        later = cycle()
+        later_ref = weakref.ref(later)
+        del later
+        gc.collect()
+        assert later_ref() is None, "a cycle built after the freeze was not collected"
+        print("ok")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"

@@ -126,9 +126,17 @@ if _PATH:
 
 
 def _census(signum, frame) -> None:
-    """SIGUSR2: what the collector tracks, by type (the 30 commonest), to see what a full pass walks."""
+    """SIGUSR2: what the collector tracks, by type (the 30 commonest), to see what a full pass walks;
+    for each type named in $JITACCESS_BENCH_CENSUS_DETAIL, three of them with who refers to them."""
     objs = gc.get_objects()
     counts = collections.Counter(type(o).__qualname__ for o in objs)
+    detail = {}
+    for name in filter(None, os.environ.get("JITACCESS_BENCH_CENSUS_DETAIL", "").split(",")):
+        found = [o for o in objs if type(o).__qualname__ == name][-3:]
+        detail[name] = [
+            {"repr": repr(o)[:200], "referrers": [_describe(r) for r in gc.get_referrers(o) if r is not objs][:6]}
+            for o in found
+        ]
     _write(
         {
             "kind": "census",
@@ -136,8 +144,15 @@ def _census(signum, frame) -> None:
             "tracked": len(objs),
             "frozen": gc.get_freeze_count(),
             "top": counts.most_common(30),
+            "detail": detail,
         }
     )
+
+
+def _describe(o) -> str:
+    if isinstance(o, dict):
+        return "dict keys " + ",".join(map(str, list(o)[:8]))[:160]
+    return f"{type(o).__qualname__} {repr(o)[:160]}"
 
 
 if _PATH:
