@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, NamedTuple, TextIO
 
 import structlog
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 
 from jitaccess.config import Settings, load_catalogue
@@ -32,6 +31,7 @@ from jitaccess.ops import metrics, siem, tracing
 from jitaccess.ops.temporal_conn import tls_options
 from jitaccess.service.signing import CommandSigningInterceptor
 from jitaccess.workers.codec import EncryptionCodec
+from jitaccess.workers.converter import PYDANTIC_DATA_CONVERTER
 
 if TYPE_CHECKING:  # worker-side types: imported at run time only by the functions that build them
     from temporalio.worker import Interceptor, Worker
@@ -61,8 +61,8 @@ def data_converter(settings: Settings) -> DataConverter:
     """Pydantic models through the sandbox; payloads encrypted when a key is configured."""
     ring = settings.payload_key_ring()
     if not ring:
-        return pydantic_data_converter
-    return dataclasses.replace(pydantic_data_converter, payload_codec=EncryptionCodec(ring))
+        return PYDANTIC_DATA_CONVERTER
+    return dataclasses.replace(PYDANTIC_DATA_CONVERTER, payload_codec=EncryptionCodec(ring))
 
 
 async def connect(settings: Settings) -> Client:

@@ -14,12 +14,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from jitaccess.dev.servers import binary
 from jitaccess.domain.commands import CommandSigner, SignerRole
 from jitaccess.service.signing import CommandSigningInterceptor
+from jitaccess.workers.converter import PYDANTIC_DATA_CONVERTER
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ async def time_env(command_keys) -> AsyncIterator[WorkflowEnvironment]:
     signer = CommandSigner.from_text(command_keys["command_signing_key"], SignerRole.api)
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server"),
-        data_converter=pydantic_data_converter,
+        data_converter=PYDANTIC_DATA_CONVERTER,
         interceptors=[CommandSigningInterceptor(signer)],
     )
     try:

@@ -34,13 +34,13 @@ import pytest
 from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from jitaccess.domain import contracts as c
 from jitaccess.domain.commands import CommandSigner, CommandVerifier, SignerRole, load_public_key, new_private_key_text
 from jitaccess.domain.contracts import RECORD_EVENTS
 from jitaccess.domain.grant import Grant, GrantInput
+from jitaccess.workers.converter import PYDANTIC_DATA_CONVERTER
 from jitaccess.workers.factory import SANDBOXED_RUNNER
 from jitaccess.workflows import patches, trust
 from jitaccess.workflows.common import EvidenceChain
@@ -55,7 +55,7 @@ FIXTURE = Path(__file__).parents[1] / "fixtures" / "histories" / "grant_full_lif
 def replayer(*workflows) -> Replayer:
     return Replayer(
         workflows=list(workflows) or [GrantWorkflow],
-        data_converter=pydantic_data_converter,
+        data_converter=PYDANTIC_DATA_CONVERTER,
         workflow_runner=SANDBOXED_RUNNER,
     )
 
