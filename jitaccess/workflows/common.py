@@ -59,16 +59,26 @@ class EvidenceChain:
     `record_events` activity."""
 
     def __init__(self, key: str, last: IdentityEvent | None = None) -> None:
-        """`last`: the chain's last event when a workflow continues as new (already in the ledger)."""
+        """`last`: the chain's last event when a workflow continues as new (already in the ledger).
+        Only that and the events not yet flushed are held: the ledger has the rest, and a grant
+        held active for hours keeps no history in memory (bench/README.md, issue 15)."""
         self.key = key
-        self.events: list[IdentityEvent] = [last] if last else []
-        self._flushed = len(self.events)
+        self._last = last
+        self.count = 1 if last else 0  # events this run has seen (the carried last one included)
+        self._unflushed: list[IdentityEvent] = []
+
+    @property
+    def last(self) -> IdentityEvent:
+        if self._last is None:
+            raise RuntimeError(f"chain {self.key} has no event yet")
+        return self._last
 
     def emit(self, event: EventBody, actor: Actor) -> IdentityEvent:
         """Append one event (its data: the fields the model was given, see EventBody.data)."""
-        prev = self.events[-1] if self.events else None
-        ev = make_event(self.key, prev, event.TYPE, workflow.now(), actor, event.data())
-        self.events.append(ev)
+        ev = make_event(self.key, self._last, event.TYPE, workflow.now(), actor, event.data())
+        self._unflushed.append(ev)
+        self._last = ev
+        self.count += 1
         return ev
 
     async def flush(self, summary: dict[str, object] | None = None) -> None:
@@ -79,10 +89,10 @@ class EvidenceChain:
         events stamped with that attempt's time, the retried task re-emitted them with another
         time, and the chain in the ledger broke (seen under overload at 200 concurrent grants).
         Histories recorded before this change keep their local activity (workflow.patched)."""
-        if self._flushed == len(self.events):
+        if not self._unflushed:
             return
-        batch = c.EventBatch(events=self.events[self._flushed :], summary=summary or {})
-        self._flushed = len(self.events)
+        batch = c.EventBatch(events=self._unflushed, summary=summary or {})
+        self._unflushed = []
         retry = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=30))
         if workflow.patched(EVIDENCE_BY_ACTIVITY):
             # awaited, so the ledger is written before the workflow goes on (into a wait, or a handler's answer)

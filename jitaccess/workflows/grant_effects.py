@@ -106,7 +106,7 @@ class GrantEffects:
             await asyncio.gather(*self._notifying)
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._flush()
-        resume = GrantResume(grant=self._grant, last_event=self._chain.events[-1], phase=phase)
+        resume = GrantResume(grant=self._grant, last_event=self._chain.last, phase=phase)
         workflow.continue_as_new(self._inp.model_copy(update={"resume": resume}))
 
     async def _tell_parent(self) -> None:

@@ -190,8 +190,8 @@ class ReconciliationWorkflow:
         )
         await self._flush()
         assert self._chain is not None
-        report.completed_at = self._chain.events[-1].at
-        report.events, report.last_hash = len(self._chain.events), self._chain.events[-1].hash
+        report.completed_at = self._chain.last.at
+        report.events, report.last_hash = self._chain.count, self._chain.last.hash
         await workflow.execute_local_activity(
             c.RECONCILE_STORE_REPORT,
             report,
