@@ -17,6 +17,7 @@ import collections
 import gc
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -114,17 +115,6 @@ def _timed_run(self) -> None:
         )
 
 
-if _PATH:
-    _lock = threading.Lock()
-    _samples: collections.deque = collections.deque(maxlen=int(30 / _TICK))
-    _gc_start = 0.0
-    gc.callbacks.append(_on_gc)
-    _handle_run = asyncio.events.Handle._run
-    asyncio.events.Handle._run = _timed_run  # type: ignore[method-assign]
-    threading.Thread(target=_watch, name="stallwatch", daemon=True).start()
-    _write({"kind": "start", "t": time.time(), "argv": sys.argv[:4], "gc_threshold": gc.get_threshold()})
-
-
 def _census(signum, frame) -> None:
     """SIGUSR2: what the collector tracks, by type (the 30 commonest), to see what a full pass walks;
     for each type named in $JITACCESS_BENCH_CENSUS_DETAIL, three of them with who refers to them."""
@@ -156,6 +146,12 @@ def _describe(o) -> str:
 
 
 if _PATH:
-    import signal
-
+    _lock = threading.Lock()
+    _samples: collections.deque = collections.deque(maxlen=int(30 / _TICK))
+    _gc_start = 0.0
+    gc.callbacks.append(_on_gc)
+    _handle_run = asyncio.events.Handle._run
+    asyncio.events.Handle._run = _timed_run  # type: ignore[method-assign]
+    threading.Thread(target=_watch, name="stallwatch", daemon=True).start()
     signal.signal(signal.SIGUSR2, _census)
+    _write({"kind": "start", "t": time.time(), "argv": sys.argv[:4], "gc_threshold": gc.get_threshold()})
