@@ -37,7 +37,7 @@ from jitaccess.domain.events import IdentityEvent
 from jitaccess.ledger import Ledger
 from jitaccess.ledger.evidence_log import load_checkpoint_key, public_key_of
 from jitaccess.ledger.migrate import upgrade as upgrade_ledger
-from jitaccess.ops.memory import freeze_startup_heap
+from jitaccess.ops.memory import freeze_startup_heap, set_young_threshold
 from jitaccess.textsafe import printable
 from jitaccess.workers.backstop import start_backstop
 from jitaccess.workers.checkpointing import ensure_checkpoint_schedule
@@ -292,6 +292,7 @@ async def _serve(settings: Settings, dev: dict, dev_json: Path, stop: asyncio.Ev
     config = uvicorn.Config(create_app(settings, client), host="127.0.0.1", port=settings.api_port, log_level="warning")
     server = uvicorn.Server(config)
     freeze_startup_heap()  # built, not yet polling: what exists now lives as long as the process
+    set_young_threshold(settings.gc_young_threshold)
     async with worker:
         api_task = asyncio.create_task(server.serve())
         while not server.started and not api_task.done():

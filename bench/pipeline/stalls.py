@@ -14,7 +14,11 @@ def summarise(path: Path | None) -> dict | None:
     if path is None or not path.exists():
         return None
     recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    start = min((r["t"] for r in recs if r["kind"] == "start"), default=None)
+    # the stack's own process: moto_server (Python too) loads the watcher as well
+    stack = next((r for r in recs if r["kind"] == "start" and "dev" in r["argv"]), None)
+    if stack is not None:
+        recs = [r for r in recs if r["pid"] == stack["pid"]]
+    start = stack["t"] if stack is not None else None
     out: dict = {"log": str(path), "started": start}
     for kind, key in (("gc", "ms"), ("gil", "late_ms"), ("slow_callback", "ms")):
         rs = [r for r in recs if r["kind"] == kind]
@@ -32,6 +36,10 @@ def summarise(path: Path | None) -> dict | None:
         }
         if kind == "gc":
             out[kind]["full_passes"] = sum(1 for r in rs if r["gen"] == 2)
+    totals = [r for r in recs if r["kind"] == "gc_totals"]
+    if totals:  # [collections, ms] per generation, at the last record (every 10 s)
+        out["gc_totals_per_gen"] = totals[-1]["per_gen"]
+        out["gc_threshold"] = totals[-1].get("threshold")
     stacks: Counter[str] = Counter()
     for r in recs:
         if r["kind"] in ("gil", "slow_callback"):

@@ -198,6 +198,9 @@ class Settings(BaseSettings):
     workflow_sandbox: bool = False
     # glibc malloc arenas in a worker process (jitaccess.ops.memory; 0: glibc's default, 8 per core)
     malloc_arenas: int = Field(default=2, ge=0)
+    # The cyclic collector's young-generation threshold in a worker process (jitaccess.ops.memory;
+    # 0: CPython's 700). Fewer full passes, each of which stops the worker (bench/README.md).
+    gc_young_threshold: int = Field(default=2000, ge=0)
     # Worker recovery after a crash (see README, Configuration). A workflow task (e.g. a fired
     # expiry timer) goes first to the sticky queue of the worker that ran the workflow last; if that
     # worker is dead, Temporal waits this long before handing the task to any worker. Short = a

@@ -14,7 +14,7 @@ from jitaccess.config.settings import ConfigError
 from jitaccess.ledger import Ledger
 from jitaccess.ledger.migrate import LedgerSchemaError
 from jitaccess.ops import metrics
-from jitaccess.ops.memory import freeze_startup_heap
+from jitaccess.ops.memory import freeze_startup_heap, set_young_threshold
 from jitaccess.ops.temporal_setup import ensure_search_attributes
 from jitaccess.workers.backstop import start_backstop
 from jitaccess.workers.checkpointing import ensure_checkpoint_schedule
@@ -49,6 +49,7 @@ async def _serve(settings: Settings, ledger: Ledger) -> None:
     if served is not None:  # GET /metrics: SDK runtime metrics + jitaccess's own
         served.start()
     freeze_startup_heap()  # built, not yet polling: what exists now lives as long as the process
+    set_young_threshold(settings.gc_young_threshold)
     await run_until(worker, stop)  # then: stop polling, let running activities finish (graceful_shutdown_timeout)
     if served is not None:
         served.stop()

@@ -1,14 +1,16 @@
-"""The malloc arena cap (jitaccess.ops.memory): applied on glibc, skipped when told to."""
+"""Process memory (jitaccess.ops.memory): the malloc arena cap, applied on glibc and skipped when
+told to; the frozen start-up heap; the young-generation threshold."""
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
-from jitaccess.ops.memory import limit_malloc_arenas
+from jitaccess.ops.memory import limit_malloc_arenas, set_young_threshold
 
 
 def test_zero_or_the_environment_variable_leaves_glibc_alone(monkeypatch) -> None:
@@ -24,7 +26,7 @@ def test_the_cap_holds_for_threads_started_after_it() -> None:
     script = textwrap.dedent(
         """
         import ctypes, ctypes.util, os, sys, tempfile, threading
-        from jitaccess.ops.memory import limit_malloc_arenas
+        from jitaccess.ops.memory import limit_malloc_arenas, set_young_threshold
         if sys.argv[1] == "cap":
             assert limit_malloc_arenas(2)
         libc = ctypes.CDLL(ctypes.util.find_library("c"))
@@ -91,3 +93,12 @@ def test_the_startup_heap_is_frozen_after_its_garbage_is_collected() -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_the_young_threshold_is_raised_and_the_older_ones_kept() -> None:
+    before = gc.get_threshold()
+    try:
+        assert set_young_threshold(0) == before  # 0: CPython's own
+        assert set_young_threshold(2000) == (2000, before[1], before[2])
+    finally:
+        gc.set_threshold(*before)

@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 import time
+import types
 
 _PATH = os.environ.get("JITACCESS_BENCH_STALL_LOG")
 _TICK = 0.02
@@ -37,7 +38,9 @@ def _write(rec: dict) -> None:
 
 def _stack(frame) -> str:
     names = []
-    while frame is not None and len(names) < 40:
+    # another thread's frames change under us: in 3.11 f_back has been seen to return a
+    # method_descriptor mid-call, which killed the watchdog (and every later `gil` record) once
+    while isinstance(frame, types.FrameType) and len(names) < 40:
         code = frame.f_code
         names.append(f"{os.path.basename(code.co_filename)}:{code.co_name}:{frame.f_lineno}")
         frame = frame.f_back
@@ -59,7 +62,7 @@ def _stacks_between(t0: float, t1: float) -> dict[str, int]:
 def _watch() -> None:
     me = threading.get_ident()
     names = {}
-    last = time.perf_counter()
+    last = last_totals = time.perf_counter()
     while True:
         time.sleep(_TICK)
         now = time.perf_counter()
@@ -73,11 +76,16 @@ def _watch() -> None:
                 }
             )
         last = now
+        if now - last_totals >= 10:
+            last_totals = now
+            _write({"kind": "gc_totals", "t": time.time(), "per_gen": _totals(), "threshold": gc.get_threshold()})
         if len(names) != threading.active_count():
             names = {t.ident: t.name for t in threading.enumerate()}
-        stacks = [
-            f"{names.get(tid, tid)};{_stack(f)}" for tid, f in sys._current_frames().items() if tid != me and _busy(f)
-        ]
+        try:
+            frames = sys._current_frames().items()
+            stacks = [f"{names.get(tid, tid)};{_stack(f)}" for tid, f in frames if tid != me and _busy(f)]
+        except Exception:  # a frame torn mid-walk: skip this sample, keep watching
+            continue
         _samples.append((now, stacks))
 
 
@@ -87,6 +95,8 @@ def _on_gc(phase: str, info: dict) -> None:
         _gc_start = time.perf_counter()
         return
     ms = (time.perf_counter() - _gc_start) * 1000
+    _gc_totals[info["generation"]][0] += 1
+    _gc_totals[info["generation"]][1] += ms
     if info["generation"] == 2 or ms >= 20:
         _write(
             {
@@ -97,6 +107,11 @@ def _on_gc(phase: str, info: dict) -> None:
                 "collected": info["collected"],
             }
         )
+
+
+def _totals() -> list[list[float]]:
+    """[collections, ms] per generation since start-up."""
+    return [[n, round(ms, 1)] for n, ms in _gc_totals]
 
 
 def _timed_run(self) -> None:
@@ -149,6 +164,7 @@ if _PATH:
     _lock = threading.Lock()
     _samples: collections.deque = collections.deque(maxlen=int(30 / _TICK))
     _gc_start = 0.0
+    _gc_totals = [[0, 0.0] for _ in range(3)]
     gc.callbacks.append(_on_gc)
     _handle_run = asyncio.events.Handle._run
     asyncio.events.Handle._run = _timed_run  # type: ignore[method-assign]
