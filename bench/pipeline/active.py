@@ -12,7 +12,8 @@ import time
 import httpx
 
 from . import log
-from .analysis import grant_record, pct
+from .analysis import grant_record, pct, scan_histories
+from .analysis import summary as distribution
 from .load import alice_token, fire
 from .reconcile import run_reconciliations
 from .sampling import Progress, ledger_states, proc_status, tally
@@ -95,9 +96,10 @@ def _lag_figures(lags: list[float]) -> dict:
     return {"confirmed": len(lags), **at, "max": round(lags[-1]) if lags else None}
 
 
-async def expiry_lags(ledger, done: list[dict], windows: list[list[float]] = ()) -> dict:
+async def expiry_lags(ledger, done: list[dict], windows: list[list[float]] = (), by_grant: dict | None = None) -> dict:
     """expiry -> confirmed (ms) of every grant the client started, from the ledger's events; with
-    `windows` (epoch [start, end] of each reconciliation), also of those whose expiry fell inside one."""
+    `windows` (epoch [start, end] of each reconciliation), also of those whose expiry fell inside one.
+    Each grant's lag also goes into `by_grant` when given."""
     lags, inside, unconfirmed = [], [], 0
     for d in done:
         if not d.get("grant_id"):
@@ -106,6 +108,8 @@ async def expiry_lags(ledger, done: list[dict], windows: list[list[float]] = ())
         if "confirmed_at" in g and "expires_at" in g:
             lag = 1000 * (g["confirmed_at"] - g["expires_at"])
             lags.append(lag)
+            if by_grant is not None:
+                by_grant[d["grant_id"]] = lag
             if any(a <= g["expires_at"] <= b for a, b in windows):
                 inside.append(lag)
         else:
@@ -114,6 +118,22 @@ async def expiry_lags(ledger, done: list[dict], windows: list[list[float]] = ())
     if windows:
         out["expiring_during_reconciliation"] = _lag_figures(inside)
     return out
+
+
+async def slowest_expiries(address: str, lag_of: dict[str, float], k: int = 50) -> dict:
+    """Where the tail's time went: the histories of the `k` grants confirmed latest after expiry,
+    and how late Temporal fired their timers (TIMER_FIRED against its start + duration)."""
+    slowest = sorted(lag_of, key=lag_of.__getitem__)[-k:]
+    if not slowest:
+        return {}
+    scan = await scan_histories(address, slowest)
+    return {
+        "grants": len(slowest),
+        "expiry_to_confirmed_ms": distribution([lag_of[g] for g in slowest]),
+        "timer_fired_late_by_server_ms": scan["spans_ms"]["timer_fired_late_by_server"],
+        "wft_schedule_to_start_ms": scan["spans_ms"]["wft_schedule_to_start"],
+        "activity_schedule_to_start_ms": scan["spans_ms"]["activity_schedule_to_start"],
+    }
 
 
 async def run_active(
@@ -189,6 +209,8 @@ async def run_active(
                 f"  reconciliation {i}: {rec['seconds']}s, findings {rec.get('findings')}, CPU {rec['cpu']['ours_cpu_s']}"
             )
     if expire:
-        summary["expiry_to_confirmed_ms"] = await expiry_lags(ledger, done, [r["window"] for r in runs])
+        lag_of: dict[str, float] = {}
+        summary["expiry_to_confirmed_ms"] = await expiry_lags(ledger, done, [r["window"] for r in runs], lag_of)
+        summary["slowest_expiries"] = await slowest_expiries(dev["temporal_address"], lag_of)
     ledger.close()
     return summary
