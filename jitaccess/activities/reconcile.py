@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import structlog
 from temporalio import activity
+from temporalio.api.workflowservice.v1 import ListWorkflowExecutionsRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -73,6 +74,27 @@ def _credential(data: dict[str, Any], grant_id: str) -> IssuedCredential | None:
         details=data.get("details") or {},
         expires_at=datetime.fromisoformat(expires) if expires else None,
     )
+
+
+async def _running_grant_ids(client: Client) -> set[str]:
+    """The IDs of every running grant workflow, read from the visibility pages as they come.
+    `Client.list_workflows` would build a WorkflowExecution (search attributes decoded) per grant
+    on the worker's event loop: ~0.6 s of CPU at 10,000 held grants against 0.07 s for the IDs."""
+    query = f'WorkflowType = "{GRANT_WORKFLOW_TYPE}" AND ExecutionStatus = "Running"'
+    running: set[str] = set()
+    token = b""
+    while True:
+        page = await client.workflow_service.list_workflow_executions(
+            ListWorkflowExecutionsRequest(
+                namespace=client.namespace, query=query, page_size=1000, next_page_token=token
+            ),
+            retry=True,
+            timeout=timedelta(seconds=30),
+        )
+        running.update(e.execution.workflow_id for e in page.executions)
+        token = page.next_page_token
+        if not token:
+            return running
 
 
 class ReconcileActivities:
@@ -123,9 +145,11 @@ class ReconcileActivities:
 
     async def _scan(self) -> Comparison:
         snapshot = await self.snapshot()
-        first = compare(snapshot)
+        # compared on a thread: ~0.1 s of CPU per 10,000 held grants that would hold up every
+        # workflow task waiting on the worker's event loop
+        first = await asyncio.to_thread(compare, snapshot)
         checked = await self._check_live(snapshot, candidates(first))
-        result = compare(snapshot) if checked else first
+        result = await asyncio.to_thread(compare, snapshot) if checked else first
         result.notes.extend(n for g in snapshot.grants.values() if (n := g.note) and not g.uncertain)
         log.info(
             "reconciliation_scan",
@@ -255,11 +279,8 @@ class ReconcileActivities:
         holding = {gid for gid, g in snapshot.grants.items() if g.source == "ledger" and holds(g.state)}
         if not holding:
             return set()
-        running: set[str] = set()
         try:
-            query = f'WorkflowType = "{GRANT_WORKFLOW_TYPE}" AND ExecutionStatus = "Running"'
-            async for wf in client.list_workflows(query, rpc_timeout=timedelta(seconds=30)):
-                running.add(wf.id)
+            running = await _running_grant_ids(client)
         except Exception as e:  # visibility unavailable: the per-finding checks still run
             log.warning("reconciliation_visibility_failed", error=_err(e))
             return set()

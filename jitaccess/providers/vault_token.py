@@ -65,25 +65,36 @@ def lookup_token(vault: hvac.Client, accessor: str | None, what: str = "look up 
         raise translate(e, what) from e
 
 
+_Packed = tuple[tuple[tuple[str, str], ...], tuple[str, ...]]  # (metadata items, policies)
+
+
+def _unpack(packed: _Packed) -> dict:
+    meta, policies = packed
+    return {"meta": dict(meta), "policies": list(policies)}
+
+
 class TokenFacts:
     """What never changes about a Vault token once it exists, its metadata and policies, by
     accessor: a listing looks up only the accessors it has not seen before. Whether a token still
     lives always comes from a fresh accessor list, never from here. Kept per process (VaultClients),
-    pruned to the accessors of the last listing."""
+    pruned to the accessors of the last listing, and held as tuples of strings, which the cyclic
+    collector stops tracking after its first look: as dicts and lists they were three more objects
+    per held grant for every full collection to walk (bench/README.md, issue 15)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._facts: dict[str, dict] = {}
+        self._facts: dict[str, _Packed] = {}
 
     def get(self, accessor: str) -> dict | None:
         with self._lock:
-            return self._facts.get(accessor)
+            packed = self._facts.get(accessor)
+        return None if packed is None else _unpack(packed)
 
     def remember(self, accessor: str, lookup: dict) -> dict:
-        facts = {"meta": lookup.get("meta") or {}, "policies": list(lookup.get("policies") or [])}
+        packed = (tuple((lookup.get("meta") or {}).items()), tuple(lookup.get("policies") or ()))
         with self._lock:
-            self._facts[accessor] = facts
-        return facts
+            self._facts[accessor] = packed
+        return _unpack(packed)
 
     def keep_only(self, accessors: set[str]) -> None:
         with self._lock:

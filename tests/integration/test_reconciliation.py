@@ -217,6 +217,29 @@ async def test_access_of_a_terminated_grant_workflow_is_an_orphan(settings):
         assert any(inp.grant_id in n and "terminated" in n for n in report.notes)
 
 
+async def test_the_running_grants_are_read_from_visibility_by_id(settings):
+    """The scan's list of running grant workflows (what a terminated grant is missing from)."""
+    from jitaccess.activities.reconcile import _running_grant_ids
+
+    live, ended = (grant_input(settings, "alice", "secrets-readonly", timedelta(minutes=5)) for _ in range(2))
+    async with running_worker(settings) as (client, ledger):
+        handles = [
+            await client.start_workflow(GrantWorkflow.run, i, id=i.grant_id, task_queue=settings.task_queue)
+            for i in (live, ended)
+        ]
+        for h in handles:
+            await wait_state(h, GrantState.active, ledger=ledger)
+        await handles[1].terminate("operator mistake")
+
+        async def listed_as_running() -> bool:
+            running = await _running_grant_ids(client)
+            assert live.grant_id in running and ended.grant_id not in running, sorted(running)
+            return True
+
+        await eventually(listed_as_running, what="only the live grant listed as running")
+        await handles[0].terminate("test over")
+
+
 async def test_a_ledger_that_lags_its_workflow_never_turns_live_access_into_an_orphan(settings, tmp_path):
     """An auto-approved grant is first written to the ledger after its issue: in between, its
     token exists and the ledger knows nothing. The live check (its running workflow's state) wins."""
