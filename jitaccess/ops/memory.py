@@ -46,7 +46,7 @@ def set_young_threshold(threshold: int) -> tuple[int, int, int]:
     CPython 3.11's 700 (0: keep it). A full pass is due at most every threshold0 × threshold1 ×
     threshold2 of them, and each one stops every thread for as long as it walks the heap
     (0.1–0.35 s with 500 grants cached): at 2,000 held grants and one reconciliation, 2,000 cut
-    the full passes from 22 to 6 for ~10 MB more RSS; 10,000 cut them to 1 but held ~90 MB more,
+    the full passes from 22 to 6–10 for ~10 MB more RSS; 10,000 cut them to 1 but held ~90 MB more,
     the cyclic garbage of evicted workflows waiting for a pass (bench/README.md, issue 15).
     Returns the thresholds in force."""
     if threshold > 0:
