@@ -78,8 +78,9 @@ class TokenFacts:
     accessor: a listing looks up only the accessors it has not seen before. Whether a token still
     lives always comes from a fresh accessor list, never from here. Kept per process (VaultClients),
     pruned to the accessors of the last listing, and held as tuples of strings, which the cyclic
-    collector stops tracking after its first look: as dicts and lists they were three more objects
-    per held grant for every full collection to walk (bench/README.md, issue 15)."""
+    collector stops tracking once it has looked at them (twice, for the nested ones): as dicts and
+    lists they were three more objects per held grant for every full collection to walk
+    (bench/README.md, issue 15). Callers get fresh dicts, so none can change what is kept."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -26,7 +26,7 @@ def test_the_cap_holds_for_threads_started_after_it() -> None:
     script = textwrap.dedent(
         """
         import ctypes, ctypes.util, os, sys, tempfile, threading
-        from jitaccess.ops.memory import limit_malloc_arenas, set_young_threshold
+        from jitaccess.ops.memory import limit_malloc_arenas
         if sys.argv[1] == "cap":
             assert limit_malloc_arenas(2)
         libc = ctypes.CDLL(ctypes.util.find_library("c"))

@@ -183,8 +183,8 @@ async def test_a_reconciliation_scan_runs_at_its_pace(tmp_path):
 
 
 def test_remembered_facts_are_not_walked_by_the_collector():
-    """The facts of every held token stay for as long as the token lives; after one collection
-    none of them is an object a full pass walks (before: a dict, its metadata dict and the
+    """The facts of every held token stay for as long as the token lives; once the collector has
+    looked at them none is an object a full pass walks (before: a dict, its metadata dict and the
     policies list per token)."""
     facts = TokenFacts()
     lookup = {"meta": {"managed_by": "jitaccess", "grant_id": "g1"}, "policies": ["default", "p"], "ttl": 60}
