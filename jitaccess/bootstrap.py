@@ -5,8 +5,8 @@
   API's command-signing interceptor;
 - `api_parts(settings, client)`: what the API's lifespan holds (client, ledger) — it imports no
   provider and no boto3 (tests/unit/test_bootstrap.py checks);
-- `build_providers(settings)`, `build_worker(client, settings)`: the providers (imported lazily,
-  only by processes that issue or read back credentials) and a grant worker with its activities;
+- `build_providers(settings)`, `build_worker(client, settings, role=...)`: the providers (imported
+  lazily, only by processes that issue or read back credentials) and a grant or reconcile worker;
 - `configure_logging`, `grant_options`: the logging every process writes, the knobs grants carry.
 """
 
@@ -16,7 +16,7 @@ import dataclasses
 import logging
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple, TextIO
+from typing import TYPE_CHECKING, Literal, NamedTuple, TextIO
 
 import structlog
 from temporalio.client import Client
@@ -177,7 +177,7 @@ def _catalogue_params(settings: Settings, provider: str, key: str) -> list[str]:
 
 
 class WorkerParts(NamedTuple):
-    """A grant worker and the ledger its activities write (`worker, ledger = build_worker(...)`)."""
+    """A worker and the ledger its activities write (`worker, ledger = build_worker(...)`)."""
 
     worker: Worker
     ledger: Ledger
@@ -186,17 +186,35 @@ class WorkerParts(NamedTuple):
         self.ledger.close()
 
 
+WorkerRole = Literal["grants", "reconcile"]
+
+
+def require_reconcile_queue(settings: Settings) -> None:
+    if settings.reconciliation_queue == settings.task_queue:
+        raise ConfigError(
+            "a reconcile worker needs a queue of its own: set JITACCESS_RECONCILE_TASK_QUEUE "
+            "(left empty, reconciliation runs on the grant workers)"
+        )
+
+
 def build_worker(
     client: Client,
     settings: Settings,
     *,
+    role: WorkerRole = "grants",
     providers: ProviderRegistry | None = None,
     ledger: Ledger | None = None,
     catalogue: Catalogue | None = None,
     interceptors: tuple[Interceptor, ...] = (),
 ) -> WorkerParts:
-    """The one way to build a grant worker. `catalogue` (default: settings.catalogue_file) is what
-    the issuer trusts: it issues only what this catalogue defines."""
+    """The one way to build a worker. `catalogue` (default: settings.catalogue_file) is what the
+    issuer trusts: it issues only what this catalogue defines.
+
+    role "grants": `settings.task_queue`, every workflow and activity (a reconciliation started on
+    this queue, as it is when reconciliation has no queue of its own, or was before it got one,
+    runs here). role "reconcile": `settings.reconciliation_queue` only, ReconciliationWorkflow
+    with its scan, revokes and event writes, in a process of its own so that a scan's CPU and
+    heap never stand between a grant and its expiry."""
     from jitaccess.activities import GrantActivities
     from jitaccess.activities.checkpoint import CheckpointActivities
     from jitaccess.activities.notify import NotificationActivities
@@ -205,9 +223,11 @@ def build_worker(
     from jitaccess.ledger.backstop import BackstopStore
     from jitaccess.ledger.holds import HoldStore
     from jitaccess.ops.memory import limit_malloc_arenas
-    from jitaccess.workers.factory import new_worker
+    from jitaccess.workers.factory import RECONCILE_WORKFLOWS, new_worker
     from jitaccess.workflows import trust
 
+    if role == "reconcile":
+        require_reconcile_queue(settings)  # else it would poll the grant queue knowing no grant
     limit_malloc_arenas(settings.malloc_arenas)  # before the activity threads exist
     verifier = command_verifier(settings)
     trust.install(verifier, worker_signer(settings))
@@ -222,10 +242,21 @@ def build_worker(
         holds=HoldStore(ledger),
         backstop=BackstopStore(ledger),
     )
+    reconcile = ReconcileActivities(providers, ledger, calls_per_second=settings.reconcile_calls_per_second).all()
+    if role == "reconcile":
+        worker = new_worker(
+            client,
+            settings,
+            [grants.record_events, *reconcile],  # a run's evidence goes to the ledger as a grant's does
+            task_queue=settings.reconciliation_queue,
+            workflows=RECONCILE_WORKFLOWS,
+            interceptors=interceptors,
+        )
+        return WorkerParts(worker, ledger)
     activities = (
         grants.all()
         + NotificationActivities.from_settings(settings).all()
-        + ReconcileActivities(providers, ledger, calls_per_second=settings.reconcile_calls_per_second).all()
+        + reconcile
         + CheckpointActivities(ledger, settings.checkpoint_key_file, settings.checkpoint_dir).all()
     )
     return WorkerParts(new_worker(client, settings, activities, interceptors=interceptors), ledger)

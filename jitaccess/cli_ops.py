@@ -33,11 +33,18 @@ def dev_up(
     os._exit(0)  # sdk-python #300
 
 
-def worker() -> None:
-    """Run a grant worker (settings from JITACCESS_* environment)."""
+def worker(
+    role: str = typer.Option(
+        "all",
+        "--role",
+        help="grants: the grant task queue and the expiry backstop; reconcile: only "
+        "JITACCESS_RECONCILE_TASK_QUEUE; all: both (reconcile only when that queue is set)",
+    ),
+) -> None:
+    """Run a worker (settings from JITACCESS_* environment)."""
     from jitaccess.workers.main import main as run
 
-    run()
+    run(role)
 
 
 def api(host: str = "127.0.0.1", port: int = 8000) -> None:

@@ -1,7 +1,8 @@
 """`jitaccess dev up`: the embedded stack on one machine.
 
 Temporal dev server (SQLite file with WAL, UI on), OpenBao dev server
-(-dev-no-store-token), the worker and the API in this process; seeds OpenBao,
+(-dev-no-store-token), the grant worker and the API in this process, the reconcile worker in a
+process of its own (jitaccess.dev.reconcile_worker); seeds OpenBao,
 makes OpenBao the identity provider the API trusts (jitaccess.dev.identity: the dev users sign in
 with passwords, step-up with TOTP, deploy-bot with AppRole), writes .jitaccess/dev.json and streams
 identity events until Ctrl-C, then stops everything it started.
@@ -16,6 +17,7 @@ import os
 import secrets
 import signal
 from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import uvicorn
@@ -29,6 +31,7 @@ from jitaccess.bootstrap import build_worker, configure_logging, connect
 from jitaccess.config import Settings, load_users
 from jitaccess.config.settings import EXAMPLES
 from jitaccess.dev.identity import DevIdentity, seed_dev_identity
+from jitaccess.dev.reconcile_worker import start_reconcile_worker, stop_reconcile_worker
 from jitaccess.dev.seed import seed_dev_approle, seed_dev_aws, seed_dev_database, seed_dev_vault
 from jitaccess.dev.servers import Server, free_port, port_open, start_moto, start_openbao, start_temporal
 from jitaccess.dev.stack import AWS_REGION, local_stack_settings
@@ -49,6 +52,7 @@ console = Console()
 
 
 DEV_DATABASE = "jitaccess_dev"
+DEV_RECONCILE_QUEUE = "jitaccess-reconcile"
 
 
 def _dev_database(admin_dsn: str = "postgresql://postgres@127.0.0.1:5432/postgres") -> str | None:
@@ -254,6 +258,8 @@ def _dev_settings(workdir: Path, dev: DevServers, api_port: int, ledger_url: str
         api_port=api_port,
         checkpoint_key_file=workdir / "checkpoint.key",  # signs checkpoints over the ledger (0600)
         checkpoint_dir=workdir / "checkpoints",
+        # reconciliation on a worker process of its own, as in compose (jitaccess.dev.reconcile_worker)
+        reconcile_task_queue=DEV_RECONCILE_QUEUE,
     )
 
 
@@ -280,8 +286,30 @@ def _dev_json(workdir: Path, dev: DevServers, settings: Settings) -> dict:
     }
 
 
-async def _serve(settings: Settings, dev: dict, dev_json: Path, stop: asyncio.Event) -> None:
-    """Worker, expiry backstop and API in this process, the event stream on the console, until `stop`."""
+async def _serve(settings: Settings, dev: dict, workdir: Path, stop: asyncio.Event) -> None:
+    """Grant worker, expiry backstop and API in this process, the reconcile worker in a process of
+    its own, the event stream on the console, until `stop`."""
+    reconciler = start_reconcile_worker(settings, workdir / "events.jsonl")
+    watch = asyncio.create_task(_say_if_it_exits(reconciler, stop))
+    try:
+        await _serve_here(settings, dev, workdir / "dev.json", stop)
+    finally:
+        watch.cancel()
+        await asyncio.to_thread(stop_reconcile_worker, reconciler, settings)
+
+
+async def _say_if_it_exits(proc: BaseProcess, stop: asyncio.Event) -> None:
+    """A reconcile worker that dies (a bad setting, a crash) is said on the console, not left silent."""
+    while proc.is_alive():
+        await asyncio.sleep(1)
+    if not stop.is_set():
+        console.print(
+            f"[bold red]the reconcile worker exited (code {proc.exitcode})[/bold red]: reconciliation runs "
+            "wait until `dev up` restarts; grants are not affected. Its log lines are in events.jsonl."
+        )
+
+
+async def _serve_here(settings: Settings, dev: dict, dev_json: Path, stop: asyncio.Event) -> None:
     client = await connect(settings)
     await ensure_reconciliation_schedule(client, settings)
     await ensure_checkpoint_schedule(client, settings)
@@ -302,7 +330,7 @@ async def _serve(settings: Settings, dev: dict, dev_json: Path, stop: asyncio.Ev
         _banner(dev, dev_json)
         tail = asyncio.create_task(_tail(ledger, stop))
         await stop.wait()
-        console.print("\n[bold]stopping[/bold] API, worker, OpenBao, Temporal ...")
+        console.print("\n[bold]stopping[/bold] API, workers, OpenBao, Temporal ...")
         server.should_exit = True
         await api_task
         await tail
@@ -323,9 +351,8 @@ async def dev_up(workdir: Path, random_ports: bool = False, ledger_url: str | No
         dev_checkpoint_key(workdir / "checkpoint.key")
         upgrade_ledger(settings.ledger_url)  # the schema first (jitaccess db upgrade): worker and API only check it
         dev = _dev_json(workdir, servers, settings)
-        dev_json = workdir / "dev.json"
-        write_private(dev_json, json.dumps(dev, indent=2))
-        await _serve(settings, dev, dev_json, stop)
+        write_private(workdir / "dev.json", json.dumps(dev, indent=2))
+        await _serve(settings, dev, workdir, stop)
     finally:
         servers.stop()
     console.print("stopped.")

@@ -73,10 +73,23 @@ def wait_quiet(threshold: float, max_wait: float, what: str) -> float:
 
 
 def short_name(pid: int) -> str:
-    """temporal / bao / moto_server ...: the program, not its interpreter."""
-    argv = cmdline(pid).split()
+    """temporal / bao / moto_server ...: the program, not its interpreter; dev up's reconcile worker
+    (a multiprocessing spawn child) and its resource tracker by what they are."""
+    line = cmdline(pid)
+    if "multiprocessing.spawn" in line:
+        return RECONCILE_WORKER
+    if "multiprocessing.resource_tracker" in line:
+        return "mp resource_tracker"
+    argv = line.split()
     prog = argv[1] if len(argv) > 1 and "python" in argv[0].rsplit("/", 1)[-1] else (argv[0] if argv else "?")
     return prog.rsplit("/", 1)[-1]
+
+
+RECONCILE_WORKER = "reconcile worker (dev up)"
+
+
+def reconcile_worker_pid(children: list[int]) -> int | None:
+    return next((p for p in children if short_name(p) == RECONCILE_WORKER), None)
 
 
 def all_cpu() -> dict[int, tuple[str, float]]:

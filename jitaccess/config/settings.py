@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     temporal_tls_server_name: str | None = None
     temporal_api_key: SecretStr | None = None
     task_queue: str = "jitaccess-grants"
+    # reconciliation's own task queue, served by `jitaccess worker --role reconcile` (compose, dev up):
+    # a scan reads every held grant and every object at the targets, seconds of CPU and a heap of
+    # their size at 10,000 held grants, which on a grant worker delays the expiries due meanwhile.
+    # Empty: the grant task queue, where every grant worker runs it too.
+    reconcile_task_queue: str = ""
 
     # AES-256-GCM keys (urlsafe base64, 32 bytes each) for Temporal payloads (jitaccess.workers.codec):
     # payload_keys is a comma-separated ring — the first encrypts, any decrypts (`jitaccess keys
@@ -223,6 +228,11 @@ class Settings(BaseSettings):
 
     notifiers: list[NotifierConfig] = []
     public_url: str | None = None  # base URL for links in notifications (approve/deny), e.g. https://jit.example.com
+
+    @property
+    def reconciliation_queue(self) -> str:
+        """The task queue ReconciliationWorkflow runs on (schedule, on-demand runs, its workers)."""
+        return self.reconcile_task_queue or self.task_queue
 
     def payload_key_ring(self) -> list[str]:
         """The payload keys in ring order (first encrypts); [] when encryption is off."""

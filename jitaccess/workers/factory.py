@@ -4,6 +4,7 @@ built here, with the same workflows, sandbox, pollers, cache and graceful shutdo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +42,7 @@ def workflow_runner(settings: Settings) -> WorkflowRunner:
 
 
 WORKFLOWS = [GrantWorkflow, ServiceOnboardingWorkflow, ReconciliationWorkflow, CheckpointWorkflow]
+RECONCILE_WORKFLOWS = [ReconciliationWorkflow]  # on settings.reconciliation_queue when it has its own
 
 
 def new_worker(
@@ -48,14 +50,17 @@ def new_worker(
     settings: Settings,
     activities: Sequence[Callable[..., Any]],
     *,
+    task_queue: str | None = None,
+    workflows: Sequence[type] = WORKFLOWS,
     interceptors: Sequence[Interceptor] = (),
 ) -> Worker:
-    """A worker on `settings.task_queue` running every jitaccess workflow and `activities`. The
-    client's interceptors (tracing) apply too; `interceptors` adds worker-only ones."""
+    """A worker on `task_queue` (default: `settings.task_queue`) running `workflows` (default: every
+    jitaccess workflow) and `activities`. The client's interceptors (tracing) apply too;
+    `interceptors` adds worker-only ones."""
     return Worker(
         client,
-        task_queue=settings.task_queue,
-        workflows=WORKFLOWS,
+        task_queue=task_queue or settings.task_queue,
+        workflows=list(workflows),
         activities=list(activities),
         activity_executor=ThreadPoolExecutor(settings.max_concurrent_activities),
         max_concurrent_activities=settings.max_concurrent_activities,
@@ -81,7 +86,9 @@ def stop_on_signals(*signals: signal.Signals) -> asyncio.Event:
     return stop
 
 
-async def run_until(worker: Worker, stop: asyncio.Event) -> None:
-    """Poll until `stop` is set, then shut down gracefully (graceful_shutdown_timeout)."""
-    async with worker:
+async def run_until(workers: Sequence[Worker], stop: asyncio.Event) -> None:
+    """Poll until `stop` is set, then shut every worker down gracefully (graceful_shutdown_timeout)."""
+    async with contextlib.AsyncExitStack() as running:
+        for worker in workers:
+            await running.enter_async_context(worker)
         await stop.wait()

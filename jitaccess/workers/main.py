@@ -1,14 +1,22 @@
-"""`python -m jitaccess.workers.main` / `jitaccess worker`: run one grant worker until SIGTERM/SIGINT."""
+"""`python -m jitaccess.workers.main [--role R]` / `jitaccess worker [--role R]`: run a worker until
+SIGTERM/SIGINT.
+
+Roles: `grants` polls the grant task queue (grants, onboardings, checkpoints, and reconciliation
+when it has no queue of its own) and runs the expiry backstop; `reconcile` polls only
+JITACCESS_RECONCILE_TASK_QUEUE (reconciliation runs); `all` (the default) is `grants`, plus
+`reconcile` in the same process when reconciliation has a queue of its own."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
+import signal
 
 import structlog
 from temporalio.client import Client
 
-from jitaccess.bootstrap import build_worker, configure_logging, connect
+from jitaccess.bootstrap import WorkerRole, build_worker, configure_logging, connect, require_reconcile_queue
 from jitaccess.config import Settings, load_catalogue
 from jitaccess.config.settings import ConfigError
 from jitaccess.ledger import Ledger
@@ -21,22 +29,42 @@ from jitaccess.workers.checkpointing import ensure_checkpoint_schedule
 from jitaccess.workers.factory import run_until, stop_on_signals
 from jitaccess.workers.schedules import ensure_reconciliation_schedule
 
+ROLES: dict[str, tuple[WorkerRole, ...]] = {
+    "all": ("grants", "reconcile"),
+    "grants": ("grants",),
+    "reconcile": ("reconcile",),
+}
 
-async def run_worker(settings: Settings) -> None:
+
+def worker_roles(settings: Settings, role: str) -> tuple[WorkerRole, ...]:
+    """The workers a process with `role` runs: `reconcile` only where reconciliation has its own queue."""
+    if role not in ROLES:
+        raise ConfigError(f"unknown worker role {role!r}: one of {', '.join(ROLES)}")
+    if role == "reconcile":
+        require_reconcile_queue(settings)
+    split = settings.reconciliation_queue != settings.task_queue
+    return tuple(r for r in ROLES[role] if r == "grants" or split)
+
+
+async def run_worker(settings: Settings, role: str = "all", stop_signals: tuple[signal.Signals, ...] = ()) -> None:
+    """Run the workers of `role` until SIGTERM / SIGINT (or `stop_signals`), then stop gracefully."""
+    roles = worker_roles(settings, role)
     load_catalogue(settings.catalogue_file)  # a catalogue it cannot run with fails the start, before anything else
     ledger = Ledger(settings.ledger_url)
     # ends identity-based access at expiry whatever Temporal does: started before connecting to it
-    backstop = start_backstop(settings, ledger)
+    backstop = start_backstop(settings, ledger) if "grants" in roles else None
     try:
-        await _serve(settings, ledger)
+        await _serve(settings, ledger, roles, stop_signals)
     finally:
         if backstop is not None:
             backstop.stop()
         ledger.close()
 
 
-async def _serve(settings: Settings, ledger: Ledger) -> None:
-    stop = stop_on_signals()
+async def _serve(
+    settings: Settings, ledger: Ledger, roles: tuple[WorkerRole, ...], stop_signals: tuple[signal.Signals, ...]
+) -> None:
+    stop = stop_on_signals(*stop_signals)
     client = await _connect_when_up(settings, stop)
     if client is None:  # stopped before Temporal came back
         return
@@ -44,13 +72,13 @@ async def _serve(settings: Settings, ledger: Ledger) -> None:
     await ensure_checkpoint_schedule(client, settings)  # only with JITACCESS_CHECKPOINT_KEY_FILE
     if settings.search_attributes:  # grants upsert them: refuse to run on a namespace without them
         await ensure_search_attributes(client, settings.temporal_namespace)
-    worker, _ = build_worker(client, settings, ledger=ledger)
+    workers = [build_worker(client, settings, role=r, ledger=ledger).worker for r in roles]
     served = metrics.MetricsServer(settings.metrics_host, settings.metrics_port) if settings.metrics_port else None
     if served is not None:  # GET /metrics: SDK runtime metrics + jitaccess's own
         served.start()
     freeze_startup_heap()  # built, not yet polling: what exists now lives as long as the process
     set_young_threshold(settings.gc_young_threshold)
-    await run_until(worker, stop)  # then: stop polling, let running activities finish (graceful_shutdown_timeout)
+    await run_until(workers, stop)  # then: stop polling, let running activities finish (graceful_shutdown_timeout)
     if served is not None:
         served.stop()
 
@@ -73,10 +101,10 @@ async def _connect_when_up(settings: Settings, stop: asyncio.Event) -> Client | 
             delay = min(delay * 2, 10.0)
 
 
-def main() -> None:
+def main(role: str = "all") -> None:
     configure_logging()
     try:
-        asyncio.run(run_worker(Settings()))
+        asyncio.run(run_worker(Settings(), role))
     except LedgerSchemaError as e:  # the schema is `jitaccess db upgrade`'s job, never a worker's
         structlog.get_logger("jitaccess").error("ledger_schema_not_current", error=str(e))
         os._exit(2)
@@ -87,4 +115,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(prog="python -m jitaccess.workers.main", description=__doc__.split("\n")[0])
+    parser.add_argument("--role", choices=list(ROLES), default="all")
+    main(parser.parse_args().role)

@@ -162,6 +162,15 @@ def _sign_in_paths(tmp: Path, dev: dict) -> None:
     assert gone.returncode == 1 and "not signed in" in gone.stderr, gone.stderr
 
 
+def _reconcile_worker(pid: int) -> int | None:
+    """The pid of dev up's reconcile worker (a multiprocessing spawn child), if it runs."""
+    for kid in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        with contextlib.suppress(OSError):
+            if b"multiprocessing.spawn" in Path(f"/proc/{kid}/cmdline").read_bytes():
+                return int(kid)
+    return None
+
+
 def _start(tmp_path: Path, log_name: str) -> tuple[subprocess.Popen, dict]:
     log = tmp_path / log_name
     proc = subprocess.Popen(
@@ -237,11 +246,17 @@ def test_a_restarted_dev_stack_carries_its_grants_on(tmp_path):
         _wait_status(tmp_path, revoking, "revoked", 60)
         expired = json.loads(_wait_status(tmp_path, expiring, "revoked", 90))
         assert "expired" in (expired.get("end_reason") or ""), expired
+        # reconciliation runs on the reconcile worker, a process of dev up's own on its own task queue
+        reconciler = _reconcile_worker(proc.pid)
+        assert reconciler is not None, "no reconcile worker process under dev up"
+        run = _cli(tmp_path, "--as", "erin", "reconcile")
+        assert "orphan: 0, drift: 0, mismatch: 0" in " ".join(run.stdout.split()), run.stdout
         verify = _cli(tmp_path, "--as", "ivan", "evidence", "verify", "--all")
         assert re.search(r"\b(\d+) of \1 chains verify", verify.stdout), verify.stdout  # every chain, ours included
     finally:
         _stop(proc)
     assert proc.returncode == 0, (tmp_path / "dev-up-2.log").read_text()
+    assert not Path(f"/proc/{reconciler}").exists(), "the reconcile worker outlived dev up"
     log2 = (tmp_path / "dev-up-2.log").read_text()
     assert "Traceback" not in log2 and "payload_key_unknown" not in log2
 

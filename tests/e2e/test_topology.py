@@ -4,12 +4,13 @@
   configured by the same helper the compose file runs (`python -m jitaccess.ops.openbao_init`),
   which also writes the workers' own (non-root) token;
 - the ledger on PostgreSQL, a fresh database, its schema made by the one-shot `jitaccess db upgrade`;
-- two worker processes (`python -m jitaccess.workers.main`) and the API (`jitaccess api`), each
-  configured by environment only, secrets from files (JITACCESS_SECRETS_DIR), each worker serving
-  /metrics;
+- two grant worker processes (`python -m jitaccess.workers.main --role grants`), a reconcile worker
+  (`--role reconcile`, on a task queue of its own) and the API (`jitaccess api`), each configured by
+  environment only, secrets from files (JITACCESS_SECRETS_DIR), each worker serving /metrics;
 - a grant requested through the API by a user signed in with OIDC, issued by a worker, its
   wrapped token unwrapped and used, expired, revoked and confirmed by read-back; the evidence in
-  PostgreSQL verifies; both workers stop gracefully on SIGTERM.
+  PostgreSQL verifies; a reconciliation asked of the API runs on the reconcile worker; every worker
+  stops gracefully on SIGTERM.
 """
 
 from __future__ import annotations
@@ -175,6 +176,7 @@ async def test_api_and_two_workers_on_postgres_and_a_sealed_openbao(
             **base_env,
             "JITACCESS_TEMPORAL_ADDRESS": temporal_server.address,
             "JITACCESS_TASK_QUEUE": f"topology-{secrets.token_hex(4)}",
+            "JITACCESS_RECONCILE_TASK_QUEUE": f"topology-reconcile-{secrets.token_hex(4)}",
             "JITACCESS_LEDGER_URL": ledger_url,
             "JITACCESS_VAULT_ADDR": addr,
             "JITACCESS_CATALOGUE_FILE": str(catalogue_file),
@@ -192,11 +194,12 @@ async def test_api_and_two_workers_on_postgres_and_a_sealed_openbao(
             "JITACCESS_SECRETS_DIR": str(worker_dir),
             "JITACCESS_COMMAND_PUBLIC_KEYS": json.dumps([api_public]),
         }
-        metrics_ports = [free_port(), free_port()]
-        for i, mport in enumerate(metrics_ports):
+        metrics_ports = [free_port(), free_port(), free_port()]
+        workers = {"worker0": "grants", "worker1": "grants", "reconciler": "reconcile"}
+        for (name, role), mport in zip(workers.items(), metrics_ports, strict=True):
             procs.start(
-                f"worker{i}",
-                [sys.executable, "-m", "jitaccess.workers.main"],
+                name,
+                [sys.executable, "-m", "jitaccess.workers.main", "--role", role],
                 {**worker_env, "JITACCESS_METRICS_PORT": str(mport)},
             )
         api_port = free_port()
@@ -210,7 +213,7 @@ async def test_api_and_two_workers_on_postgres_and_a_sealed_openbao(
         base = f"http://127.0.0.1:{api_port}"
 
         def ready() -> bool:
-            for name in ("api", "worker0", "worker1"):
+            for name in ("api", *workers):
                 if procs.procs[name].poll() is not None:
                     pytest.fail(f"{name} exited:\n{procs.log(name)}")
             return httpx.get(f"{base}/readyz").status_code == 200 and all(
@@ -247,6 +250,12 @@ async def test_api_and_two_workers_on_postgres_and_a_sealed_openbao(
                 path="platform/demo", mount_point="secret", raise_on_deleted_version=True
             )
             await _wait(f"{gid} revoked", state_is("revoked"), 40)
+
+            # reconciliation, asked of the API, runs on the reconcile worker (its queue's only poller)
+            erin = {"Authorization": f"Bearer {tokens['erin']}"}
+            r = await api.post("/v1/reconciliation/runs", json={"dry_run": True}, headers=erin)
+            assert r.status_code == 200, r.text + procs.log("reconciler")
+            assert r.json()["error"] is None and r.json()["counts"]["failed"] == 0, r.json()
         with pytest.raises(hvac.exceptions.Forbidden):
             mine.secrets.kv.v2.read_secret_version(
                 path="platform/demo", mount_point="secret", raise_on_deleted_version=True
@@ -264,6 +273,7 @@ async def test_api_and_two_workers_on_postgres_and_a_sealed_openbao(
         # each worker serves its metrics: the SDK's, and jitaccess's from whichever worker did the work
         async with httpx.AsyncClient() as c:
             texts = [(await c.get(f"http://127.0.0.1:{p}/metrics")).text for p in metrics_ports]
+        assert "reconcile_scan" in texts[2] and "reconcile_scan" not in texts[0] + texts[1]
         assert all("temporal_" in t for t in texts)
         assert any(
             'jitaccess_provider_call_seconds_count{operation="issue",outcome="ok",provider="vault_token"}' in t
@@ -272,7 +282,7 @@ async def test_api_and_two_workers_on_postgres_and_a_sealed_openbao(
         assert any('outcome="revoked"' in t for t in texts)
 
         # SIGTERM: each worker stops polling, lets running activities finish, and exits 0
-        for name in ("worker0", "worker1"):
+        for name in workers:
             assert procs.stop(name, signal.SIGTERM, timeout=30) == 0, procs.log(name)
     finally:
         procs.stop_all()

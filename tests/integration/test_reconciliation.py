@@ -14,6 +14,7 @@ from datetime import timedelta
 
 import pytest
 from pydantic import SecretStr
+from temporalio.service import RPCError
 
 from jitaccess.domain.grant import ActionInput
 from jitaccess.domain.reconciliation import Finding, ReconcileInput, ReconciliationReport, chain_id
@@ -347,6 +348,38 @@ async def test_schedule_is_created_idempotently_and_a_triggered_run_stores_its_r
         assert token_is_dead(settings, accessor)
         evs = check_run_chain(ledger, result, "reconciliation.orphan_revoked")
         assert evs[0].actor.id == "jitaccess" and evs[0].data["trigger"] == "schedule"
+
+
+async def test_with_a_queue_of_its_own_reconciliation_runs_on_the_reconcile_worker_alone(settings):
+    """Issue 15: JITACCESS_RECONCILE_TASK_QUEUE takes reconciliation off the grant workers (a scan's
+    CPU and heap delayed the expiries due meanwhile). The schedule and the API start runs on that
+    queue; a grant worker does not take them; a `--role reconcile` worker does, and records the
+    run's evidence and report as before."""
+    from jitaccess.api.gateway import TemporalWorkflows
+
+    split = settings.model_copy(update={"reconcile_task_queue": f"{settings.task_queue}-reconcile"})
+    accessor = tagged_token(settings, "grant-ghost", ["jit-platform-read"], "mallory")
+    run_id = uuid.uuid4().hex[:12]
+    inp = ReconcileInput(dry_run=False, run_id=run_id, requested_by="carol")
+    async with running_worker(split, role="grants") as (client, _):
+        sid = f"{RECONCILIATION_SCHEDULE_ID}-{split.reconcile_task_queue}"
+        schedule = await ensure_reconciliation_schedule(client, split, schedule_id=sid)
+        try:
+            assert (await schedule.describe()).schedule.action.task_queue == split.reconcile_task_queue
+        finally:
+            await schedule.delete()
+        run = asyncio.create_task(TemporalWorkflows(client, split).reconcile(inp))  # as the API starts one
+        handle = client.get_workflow_handle(chain_id(run_id))
+        await eventually(handle.describe, 10, "the run started", ignoring=(RPCError,))
+        await asyncio.sleep(2)  # long enough for a grant worker to pick a task up, were it polling
+        events = [e async for e in handle.fetch_history_events()]
+        assert [e.event_type for e in events] == [1, 5], events  # started, task scheduled: nothing ran
+        async with running_worker(split, role="reconcile") as (_, ledger):
+            report = await asyncio.wait_for(run, 60)
+            [f] = [f for f in about(report, "grant-ghost") if f.reference == accessor]
+            assert f.remediation.action == "revoked" and token_is_dead(settings, accessor)
+            check_run_chain(ledger, report, "reconciliation.orphan_revoked")
+            assert ledger.last_reconciliation_report()["run_id"] == run_id
 
 
 async def test_api_runs_for_admins_and_security_only_and_serves_the_last_report(settings):
