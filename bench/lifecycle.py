@@ -243,7 +243,7 @@ def measure_active(stack: Stack, args: argparse.Namespace, res: dict) -> bool:
         log(
             f"\nactive {a['active']}/{args.n} (HTTP errors {a['http_errors']}) in {a['seconds_to_all_active']}s; "
             f"RSS MB idle {r['idle']:.0f}, held {r['held_min']}..{r['held_max']}, peak {r['peak_VmHWM']:.0f} "
-            f"(reconcile worker peak {r.get('reconcile_worker_peak_VmHWM', 0):.0f}); "
+            f"(background worker peak {r.get('background_worker_peak_VmHWM', 0):.0f}); "
             f"per active grant {r['per_active_grant_kb']} KB; last cache sample "
             f"{ {k: v for k, v in a['samples'][-1].items() if k.startswith('temporal')} if a['samples'] else {} }"
             + (f"; expiry -> confirmed ms {a['expiry_to_confirmed_ms']}" if args.expire else "")

@@ -6,7 +6,7 @@
 - `api_parts(settings, client)`: what the API's lifespan holds (client, ledger) — it imports no
   provider and no boto3 (tests/unit/test_bootstrap.py checks);
 - `build_providers(settings)`, `build_worker(client, settings, role=...)`: the providers (imported
-  lazily, only by processes that issue or read back credentials) and a grant or reconcile worker;
+  lazily, only by processes that issue or read back credentials) and a grant or background worker;
 - `configure_logging`, `grant_options`: the logging every process writes, the knobs grants carry.
 """
 
@@ -186,14 +186,14 @@ class WorkerParts(NamedTuple):
         self.ledger.close()
 
 
-WorkerRole = Literal["grants", "reconcile"]
+WorkerRole = Literal["grants", "background"]
 
 
-def require_reconcile_queue(settings: Settings) -> None:
-    if settings.reconciliation_queue == settings.task_queue:
+def require_background_queue(settings: Settings) -> None:
+    if settings.background_queue == settings.task_queue:
         raise ConfigError(
-            "a reconcile worker needs a queue of its own: set JITACCESS_RECONCILE_TASK_QUEUE "
-            "(left empty, reconciliation runs on the grant workers)"
+            "a background worker needs a queue of its own: set JITACCESS_BACKGROUND_TASK_QUEUE "
+            "(left empty, reconciliation and checkpoints run on the grant workers)"
         )
 
 
@@ -210,11 +210,12 @@ def build_worker(
     """The one way to build a worker. `catalogue` (default: settings.catalogue_file) is what the
     issuer trusts: it issues only what this catalogue defines.
 
-    role "grants": `settings.task_queue`, every workflow and activity (a reconciliation started on
-    this queue, as it is when reconciliation has no queue of its own, or was before it got one,
-    runs here). role "reconcile": `settings.reconciliation_queue` only, ReconciliationWorkflow
-    with its scan, revokes and event writes, in a process of its own so that a scan's CPU and
-    heap never stand between a grant and its expiry."""
+    role "grants": `settings.task_queue`, every workflow and activity (a reconciliation or
+    checkpoint started on this queue, as they are without a background queue, or were before it,
+    runs here). role "background": `settings.background_queue` only, the fleet-wide jobs over
+    every held grant or every event — ReconciliationWorkflow (scan, revokes) and CheckpointWorkflow
+    — with their event writes, in a process of their own, so that a job's CPU, heap and GIL never
+    stand between a grant and its expiry."""
     from jitaccess.activities import GrantActivities
     from jitaccess.activities.checkpoint import CheckpointActivities
     from jitaccess.activities.notify import NotificationActivities
@@ -223,11 +224,11 @@ def build_worker(
     from jitaccess.ledger.backstop import BackstopStore
     from jitaccess.ledger.holds import HoldStore
     from jitaccess.ops.memory import limit_malloc_arenas
-    from jitaccess.workers.factory import RECONCILE_WORKFLOWS, new_worker
+    from jitaccess.workers.factory import BACKGROUND_WORKFLOWS, new_worker
     from jitaccess.workflows import trust
 
-    if role == "reconcile":
-        require_reconcile_queue(settings)  # else it would poll the grant queue knowing no grant
+    if role == "background":
+        require_background_queue(settings)  # else it would poll the grant queue knowing no grant
     limit_malloc_arenas(settings.malloc_arenas)  # before the activity threads exist
     verifier = command_verifier(settings)
     trust.install(verifier, worker_signer(settings))
@@ -243,20 +244,16 @@ def build_worker(
         backstop=BackstopStore(ledger),
     )
     reconcile = ReconcileActivities(providers, ledger, calls_per_second=settings.reconcile_calls_per_second).all()
-    if role == "reconcile":
+    checkpoint = CheckpointActivities(ledger, settings.checkpoint_key_file, settings.checkpoint_dir).all()
+    if role == "background":
         worker = new_worker(
             client,
             settings,
-            [grants.record_events, *reconcile],  # a run's evidence goes to the ledger as a grant's does
-            task_queue=settings.reconciliation_queue,
-            workflows=RECONCILE_WORKFLOWS,
+            [grants.record_events, *reconcile, *checkpoint],  # a run's evidence goes to the ledger as a grant's
+            task_queue=settings.background_queue,
+            workflows=BACKGROUND_WORKFLOWS,
             interceptors=interceptors,
         )
         return WorkerParts(worker, ledger)
-    activities = (
-        grants.all()
-        + NotificationActivities.from_settings(settings).all()
-        + reconcile
-        + CheckpointActivities(ledger, settings.checkpoint_key_file, settings.checkpoint_dir).all()
-    )
+    activities = grants.all() + NotificationActivities.from_settings(settings).all() + reconcile + checkpoint
     return WorkerParts(new_worker(client, settings, activities, interceptors=interceptors), ledger)

@@ -37,8 +37,9 @@ def worker(
     role: str = typer.Option(
         "all",
         "--role",
-        help="grants: the grant task queue and the expiry backstop; reconcile: only "
-        "JITACCESS_RECONCILE_TASK_QUEUE; all: both (reconcile only when that queue is set)",
+        help="grants: the grant task queue and the expiry backstop; background: only "
+        "JITACCESS_BACKGROUND_TASK_QUEUE (reconciliation, checkpoints); all: both (background only "
+        "when that queue is set)",
     ),
 ) -> None:
     """Run a worker (settings from JITACCESS_* environment)."""

@@ -1,8 +1,8 @@
 """`jitaccess dev up`: the embedded stack on one machine.
 
 Temporal dev server (SQLite file with WAL, UI on), OpenBao dev server
-(-dev-no-store-token), the grant worker and the API in this process, the reconcile worker in a
-process of its own (jitaccess.dev.reconcile_worker); seeds OpenBao,
+(-dev-no-store-token), the grant worker and the API in this process, the background worker in a
+process of its own (jitaccess.dev.background_worker); seeds OpenBao,
 makes OpenBao the identity provider the API trusts (jitaccess.dev.identity: the dev users sign in
 with passwords, step-up with TOTP, deploy-bot with AppRole), writes .jitaccess/dev.json and streams
 identity events until Ctrl-C, then stops everything it started.
@@ -30,8 +30,8 @@ from jitaccess.api import create_app
 from jitaccess.bootstrap import build_worker, configure_logging, connect
 from jitaccess.config import Settings, load_users
 from jitaccess.config.settings import EXAMPLES
+from jitaccess.dev.background_worker import start_background_worker, stop_background_worker
 from jitaccess.dev.identity import DevIdentity, seed_dev_identity
-from jitaccess.dev.reconcile_worker import start_reconcile_worker, stop_reconcile_worker
 from jitaccess.dev.seed import seed_dev_approle, seed_dev_aws, seed_dev_database, seed_dev_vault
 from jitaccess.dev.servers import Server, free_port, port_open, start_moto, start_openbao, start_temporal
 from jitaccess.dev.stack import AWS_REGION, local_stack_settings
@@ -52,7 +52,7 @@ console = Console()
 
 
 DEV_DATABASE = "jitaccess_dev"
-DEV_RECONCILE_QUEUE = "jitaccess-reconcile"
+DEV_BACKGROUND_QUEUE = "jitaccess-background"
 
 
 def _dev_database(admin_dsn: str = "postgresql://postgres@127.0.0.1:5432/postgres") -> str | None:
@@ -258,8 +258,9 @@ def _dev_settings(workdir: Path, dev: DevServers, api_port: int, ledger_url: str
         api_port=api_port,
         checkpoint_key_file=workdir / "checkpoint.key",  # signs checkpoints over the ledger (0600)
         checkpoint_dir=workdir / "checkpoints",
-        # reconciliation on a worker process of its own, as in compose (jitaccess.dev.reconcile_worker)
-        reconcile_task_queue=DEV_RECONCILE_QUEUE,
+        # reconciliation and checkpoints on a worker process of their own, as in compose
+        # (jitaccess.dev.background_worker)
+        background_task_queue=DEV_BACKGROUND_QUEUE,
     )
 
 
@@ -287,25 +288,26 @@ def _dev_json(workdir: Path, dev: DevServers, settings: Settings) -> dict:
 
 
 async def _serve(settings: Settings, dev: dict, workdir: Path, stop: asyncio.Event) -> None:
-    """Grant worker, expiry backstop and API in this process, the reconcile worker in a process of
+    """Grant worker, expiry backstop and API in this process, the background worker in a process of
     its own, the event stream on the console, until `stop`."""
-    reconciler = start_reconcile_worker(settings, workdir / "events.jsonl")
-    watch = asyncio.create_task(_say_if_it_exits(reconciler, stop))
+    background = start_background_worker(settings, workdir / "events.jsonl")
+    watch = asyncio.create_task(_say_if_it_exits(background, stop))
     try:
         await _serve_here(settings, dev, workdir / "dev.json", stop)
     finally:
         watch.cancel()
-        await asyncio.to_thread(stop_reconcile_worker, reconciler, settings)
+        await asyncio.to_thread(stop_background_worker, background, settings)
 
 
 async def _say_if_it_exits(proc: BaseProcess, stop: asyncio.Event) -> None:
-    """A reconcile worker that dies (a bad setting, a crash) is said on the console, not left silent."""
+    """A background worker that dies (a bad setting, a crash) is said on the console, not left silent."""
     while proc.is_alive():
         await asyncio.sleep(1)
     if not stop.is_set():
         console.print(
-            f"[bold red]the reconcile worker exited (code {proc.exitcode})[/bold red]: reconciliation runs "
-            "wait until `dev up` restarts; grants are not affected. Its log lines are in events.jsonl."
+            f"[bold red]the background worker exited (code {proc.exitcode})[/bold red]: reconciliation runs "
+            "and checkpoints wait until `dev up` restarts; grants are not affected. Its log lines are in "
+            "events.jsonl."
         )
 
 

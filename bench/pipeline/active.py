@@ -16,7 +16,7 @@ from .analysis import grant_record, pct, scan_histories
 from .analysis import summary as distribution
 from .load import alice_token, fire
 from .reconcile import run_reconciliations
-from .sampling import Progress, ledger_states, proc_status, reconcile_worker_pid, tally
+from .sampling import Progress, background_worker_pid, ledger_states, proc_status, tally
 from .stack import Stack
 
 CACHE_METRICS = (
@@ -42,7 +42,7 @@ async def sdk_cache(api: str) -> dict[str, float]:
 
 
 async def _sample(
-    dev: dict, pid: int, reconciler: int | None, ledger, n: int, done: list[dict], progress: Progress, now: float
+    dev: dict, pid: int, background: int | None, ledger, n: int, done: list[dict], progress: Progress, now: float
 ) -> dict:
     st = proc_status(pid)
     ours = await ledger_states(ledger, n, progress)
@@ -55,7 +55,7 @@ async def _sample(
         "failed": counts["failed"],
         "http_errors": sum(1 for d in done if "error" in d),  # never started: nothing to wait for
         "rss_mb": st.get("VmRSS", 0) / 1024,
-        "reconcile_worker_rss_mb": proc_status(reconciler).get("VmRSS", 0) / 1024 if reconciler else None,
+        "background_worker_rss_mb": proc_status(background).get("VmRSS", 0) / 1024 if background else None,
         **await sdk_cache(dev["api_url"]),
     }
 
@@ -64,7 +64,7 @@ def _print(s: dict, n: int) -> None:
     log(
         f"  t={s['t']:6.1f}s requested {s['requested']}/{n} active {s['active']} revoked {s['revoked']} "
         f"failed {s['failed']} HTTP errors {s['http_errors']} "
-        f"RSS {s['rss_mb']:.0f} MB (reconciler {s['reconcile_worker_rss_mb'] or 0:.0f}) cache {s.get('temporal_sticky_cache_size', '?')} "
+        f"RSS {s['rss_mb']:.0f} MB (background {s['background_worker_rss_mb'] or 0:.0f}) cache {s.get('temporal_sticky_cache_size', '?')} "
         f"evictions {s.get('temporal_sticky_cache_total_forced_eviction', '?')}"
     )
 
@@ -164,7 +164,7 @@ async def run_active(
     ledger = Ledger(dev["ledger_url"])
     alice = await alice_token(dev)
     idle = proc_status(pid)
-    reconciler = reconcile_worker_pid(stack.children)  # dev up's reconcile worker process
+    background = background_worker_pid(stack.children)  # dev up's background worker process
     samples: list[dict] = []
     done: list[dict] = []
     progress = Progress()
@@ -176,7 +176,7 @@ async def run_active(
     while True:
         await asyncio.sleep(1.0)
         now = time.time() - t0
-        s = await _sample(dev, pid, reconciler, ledger, n, done, progress, now)
+        s = await _sample(dev, pid, background, ledger, n, done, progress, now)
         samples.append(s)
         if time.monotonic() - last_print >= tick:
             last_print = time.monotonic()
@@ -205,8 +205,8 @@ async def run_active(
     if not fire_task.done():
         fire_task.cancel()
     summary = _summary(n, ttl, done, samples, all_active_at, idle, proc_status(pid))
-    if reconciler is not None:  # its peak: the heap a scan of every held grant needs, off the grant worker
-        summary["rss_mb"]["reconcile_worker_peak_VmHWM"] = proc_status(reconciler).get("VmHWM", 0) / 1024
+    if background is not None:  # its peak: the heap a scan of every held grant needs, off the grant worker
+        summary["rss_mb"]["background_worker_peak_VmHWM"] = proc_status(background).get("VmHWM", 0) / 1024
     runs: list[dict] = []
     if reconciling is not None:
         summary["reconciliations"] = runs = reconciling.result()

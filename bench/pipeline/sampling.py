@@ -73,11 +73,11 @@ def wait_quiet(threshold: float, max_wait: float, what: str) -> float:
 
 
 def short_name(pid: int) -> str:
-    """temporal / bao / moto_server ...: the program, not its interpreter; dev up's reconcile worker
+    """temporal / bao / moto_server ...: the program, not its interpreter; dev up's background worker
     (a multiprocessing spawn child) and its resource tracker by what they are."""
     line = cmdline(pid)
     if "multiprocessing.spawn" in line:
-        return RECONCILE_WORKER
+        return BACKGROUND_WORKER
     if "multiprocessing.resource_tracker" in line:
         return "mp resource_tracker"
     argv = line.split()
@@ -85,11 +85,11 @@ def short_name(pid: int) -> str:
     return prog.rsplit("/", 1)[-1]
 
 
-RECONCILE_WORKER = "reconcile worker (dev up)"
+BACKGROUND_WORKER = "background worker (dev up)"
 
 
-def reconcile_worker_pid(children: list[int]) -> int | None:
-    return next((p for p in children if short_name(p) == RECONCILE_WORKER), None)
+def background_worker_pid(children: list[int]) -> int | None:
+    return next((p for p in children if short_name(p) == BACKGROUND_WORKER), None)
 
 
 def all_cpu() -> dict[int, tuple[str, float]]:

@@ -152,7 +152,7 @@ class TemporalWorkflows:
                 ReconciliationWorkflow.run,
                 inp,
                 id=chain_id(run_id),
-                task_queue=self.settings.reconciliation_queue,
+                task_queue=self.settings.background_queue,
                 execution_timeout=timedelta(minutes=30),
             )
         except WorkflowFailureError as e:

@@ -79,11 +79,12 @@ class Settings(BaseSettings):
     temporal_tls_server_name: str | None = None
     temporal_api_key: SecretStr | None = None
     task_queue: str = "jitaccess-grants"
-    # reconciliation's own task queue, served by `jitaccess worker --role reconcile` (compose, dev up):
-    # a scan reads every held grant and every object at the targets, seconds of CPU and a heap of
-    # their size at 10,000 held grants, which on a grant worker delays the expiries due meanwhile.
-    # Empty: the grant task queue, where every grant worker runs it too.
-    reconcile_task_queue: str = ""
+    # the fleet-wide jobs' own task queue, served by `jitaccess worker --role background` (compose, dev
+    # up): a reconciliation scan reads every held grant and every object at the targets (seconds of
+    # CPU and a heap of their size at 10,000 held grants), a checkpoint hashes every event since the
+    # last one; on a grant worker either delays the expiries due meanwhile. Empty: the grant task
+    # queue, where every grant worker runs them too.
+    background_task_queue: str = ""
 
     # AES-256-GCM keys (urlsafe base64, 32 bytes each) for Temporal payloads (jitaccess.workers.codec):
     # payload_keys is a comma-separated ring — the first encrypts, any decrypts (`jitaccess keys
@@ -230,9 +231,9 @@ class Settings(BaseSettings):
     public_url: str | None = None  # base URL for links in notifications (approve/deny), e.g. https://jit.example.com
 
     @property
-    def reconciliation_queue(self) -> str:
-        """The task queue ReconciliationWorkflow runs on (schedule, on-demand runs, its workers)."""
-        return self.reconcile_task_queue or self.task_queue
+    def background_queue(self) -> str:
+        """The task queue reconciliation and checkpoints run on (schedules, on-demand runs, workers)."""
+        return self.background_task_queue or self.task_queue
 
     def payload_key_ring(self) -> list[str]:
         """The payload keys in ring order (first encrypts); [] when encryption is off."""

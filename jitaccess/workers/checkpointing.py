@@ -1,6 +1,7 @@
-"""The checkpoint Schedule: every `checkpoint_interval`, one CheckpointWorkflow on the grant task
-queue (created when a worker or `dev up` starts with a checkpoint key; idempotent, like the
-reconciliation schedule in jitaccess.workers.schedules)."""
+"""The checkpoint Schedule: every `checkpoint_interval`, one CheckpointWorkflow on the background
+task queue (`settings.background_queue`: the grant task queue unless one is set), created when a
+worker or `dev up` starts with a checkpoint key; idempotent, like the reconciliation schedule in
+jitaccess.workers.schedules."""
 
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ CHECKPOINT_SCHEDULE_ID = "jitaccess-checkpoint"
 
 def checkpoint_schedule(settings: Settings) -> Schedule:
     return Schedule(
-        action=ScheduleActionStartWorkflow(CheckpointWorkflow.run, id="checkpoint", task_queue=settings.task_queue),
+        action=ScheduleActionStartWorkflow(
+            CheckpointWorkflow.run, id="checkpoint", task_queue=settings.background_queue
+        ),
         spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=settings.checkpoint_interval)]),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )

@@ -42,7 +42,7 @@ def workflow_runner(settings: Settings) -> WorkflowRunner:
 
 
 WORKFLOWS = [GrantWorkflow, ServiceOnboardingWorkflow, ReconciliationWorkflow, CheckpointWorkflow]
-RECONCILE_WORKFLOWS = [ReconciliationWorkflow]  # on settings.reconciliation_queue when it has its own
+BACKGROUND_WORKFLOWS = [ReconciliationWorkflow, CheckpointWorkflow]  # settings.background_queue, when set
 
 
 def new_worker(

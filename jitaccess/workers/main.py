@@ -1,10 +1,10 @@
 """`python -m jitaccess.workers.main [--role R]` / `jitaccess worker [--role R]`: run a worker until
 SIGTERM/SIGINT.
 
-Roles: `grants` polls the grant task queue (grants, onboardings, checkpoints, and reconciliation
-when it has no queue of its own) and runs the expiry backstop; `reconcile` polls only
-JITACCESS_RECONCILE_TASK_QUEUE (reconciliation runs); `all` (the default) is `grants`, plus
-`reconcile` in the same process when reconciliation has a queue of its own."""
+Roles: `grants` polls the grant task queue (grants, onboardings, and reconciliation and checkpoints
+when they have no queue of their own) and runs the expiry backstop; `background` polls only
+JITACCESS_BACKGROUND_TASK_QUEUE (reconciliation, checkpoints); `all` (the default) is `grants`, plus
+`background` in the same process when that queue is set."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import signal
 import structlog
 from temporalio.client import Client
 
-from jitaccess.bootstrap import WorkerRole, build_worker, configure_logging, connect, require_reconcile_queue
+from jitaccess.bootstrap import WorkerRole, build_worker, configure_logging, connect, require_background_queue
 from jitaccess.config import Settings, load_catalogue
 from jitaccess.config.settings import ConfigError
 from jitaccess.ledger import Ledger
@@ -30,19 +30,19 @@ from jitaccess.workers.factory import run_until, stop_on_signals
 from jitaccess.workers.schedules import ensure_reconciliation_schedule
 
 ROLES: dict[str, tuple[WorkerRole, ...]] = {
-    "all": ("grants", "reconcile"),
+    "all": ("grants", "background"),
     "grants": ("grants",),
-    "reconcile": ("reconcile",),
+    "background": ("background",),
 }
 
 
 def worker_roles(settings: Settings, role: str) -> tuple[WorkerRole, ...]:
-    """The workers a process with `role` runs: `reconcile` only where reconciliation has its own queue."""
+    """The workers a process with `role` runs: `background` only where it has a queue of its own."""
     if role not in ROLES:
         raise ConfigError(f"unknown worker role {role!r}: one of {', '.join(ROLES)}")
-    if role == "reconcile":
-        require_reconcile_queue(settings)
-    split = settings.reconciliation_queue != settings.task_queue
+    if role == "background":
+        require_background_queue(settings)
+    split = settings.background_queue != settings.task_queue
     return tuple(r for r in ROLES[role] if r == "grants" or split)
 
 

@@ -26,13 +26,14 @@ RECONCILIATION_SCHEDULE_ID = "jitaccess-reconciliation"
 
 def reconciliation_schedule(settings: Settings) -> Schedule:
     """Every `reconcile_interval`, one ReconciliationWorkflow (workflow ID reconciliation-<time>) on
-    the reconciliation task queue (`settings.reconciliation_queue`); a run still going when the next is due makes that one skip."""
+    the background task queue (`settings.background_queue`); a run still going when the next is due
+    makes that one skip."""
     return Schedule(
         action=ScheduleActionStartWorkflow(
             ReconciliationWorkflow.run,
             ReconcileInput(dry_run=False),
             id=CHAIN_PREFIX.rstrip("-"),
-            task_queue=settings.reconciliation_queue,
+            task_queue=settings.background_queue,
         ),
         spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=settings.reconcile_interval)]),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),

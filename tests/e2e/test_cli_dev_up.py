@@ -162,8 +162,8 @@ def _sign_in_paths(tmp: Path, dev: dict) -> None:
     assert gone.returncode == 1 and "not signed in" in gone.stderr, gone.stderr
 
 
-def _reconcile_worker(pid: int) -> int | None:
-    """The pid of dev up's reconcile worker (a multiprocessing spawn child), if it runs."""
+def _background_worker(pid: int) -> int | None:
+    """The pid of dev up's background worker (a multiprocessing spawn child), if it runs."""
     for kid in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
         with contextlib.suppress(OSError):
             if b"multiprocessing.spawn" in Path(f"/proc/{kid}/cmdline").read_bytes():
@@ -246,9 +246,9 @@ def test_a_restarted_dev_stack_carries_its_grants_on(tmp_path):
         _wait_status(tmp_path, revoking, "revoked", 60)
         expired = json.loads(_wait_status(tmp_path, expiring, "revoked", 90))
         assert "expired" in (expired.get("end_reason") or ""), expired
-        # reconciliation runs on the reconcile worker, a process of dev up's own on its own task queue
-        reconciler = _reconcile_worker(proc.pid)
-        assert reconciler is not None, "no reconcile worker process under dev up"
+        # reconciliation runs on the background worker, a process of dev up's own on its own task queue
+        background = _background_worker(proc.pid)
+        assert background is not None, "no background worker process under dev up"
         run = _cli(tmp_path, "--as", "erin", "reconcile")
         assert "orphan: 0, drift: 0, mismatch: 0" in " ".join(run.stdout.split()), run.stdout
         verify = _cli(tmp_path, "--as", "ivan", "evidence", "verify", "--all")
@@ -256,7 +256,7 @@ def test_a_restarted_dev_stack_carries_its_grants_on(tmp_path):
     finally:
         _stop(proc)
     assert proc.returncode == 0, (tmp_path / "dev-up-2.log").read_text()
-    assert not Path(f"/proc/{reconciler}").exists(), "the reconcile worker outlived dev up"
+    assert not Path(f"/proc/{background}").exists(), "the background worker outlived dev up"
     log2 = (tmp_path / "dev-up-2.log").read_text()
     assert "Traceback" not in log2 and "payload_key_unknown" not in log2
 

@@ -4,12 +4,12 @@
   configured by the same helper the compose file runs (`python -m jitaccess.ops.openbao_init`),
   which also writes the workers' own (non-root) token;
 - the ledger on PostgreSQL, a fresh database, its schema made by the one-shot `jitaccess db upgrade`;
-- two grant worker processes (`python -m jitaccess.workers.main --role grants`), a reconcile worker
-  (`--role reconcile`, on a task queue of its own) and the API (`jitaccess api`), each configured by
+- two grant worker processes (`python -m jitaccess.workers.main --role grants`), a background worker
+  (`--role background`, on a task queue of its own) and the API (`jitaccess api`), each configured by
   environment only, secrets from files (JITACCESS_SECRETS_DIR), each worker serving /metrics;
 - a grant requested through the API by a user signed in with OIDC, issued by a worker, its
   wrapped token unwrapped and used, expired, revoked and confirmed by read-back; the evidence in
-  PostgreSQL verifies; a reconciliation asked of the API runs on the reconcile worker; every worker
+  PostgreSQL verifies; a reconciliation asked of the API runs on the background worker; every worker
   stops gracefully on SIGTERM.
 """
 
@@ -176,7 +176,7 @@ async def test_api_and_two_workers_on_postgres_and_a_sealed_openbao(
             **base_env,
             "JITACCESS_TEMPORAL_ADDRESS": temporal_server.address,
             "JITACCESS_TASK_QUEUE": f"topology-{secrets.token_hex(4)}",
-            "JITACCESS_RECONCILE_TASK_QUEUE": f"topology-reconcile-{secrets.token_hex(4)}",
+            "JITACCESS_BACKGROUND_TASK_QUEUE": f"topology-background-{secrets.token_hex(4)}",
             "JITACCESS_LEDGER_URL": ledger_url,
             "JITACCESS_VAULT_ADDR": addr,
             "JITACCESS_CATALOGUE_FILE": str(catalogue_file),
@@ -195,7 +195,7 @@ async def test_api_and_two_workers_on_postgres_and_a_sealed_openbao(
             "JITACCESS_COMMAND_PUBLIC_KEYS": json.dumps([api_public]),
         }
         metrics_ports = [free_port(), free_port(), free_port()]
-        workers = {"worker0": "grants", "worker1": "grants", "reconciler": "reconcile"}
+        workers = {"worker0": "grants", "worker1": "grants", "background": "background"}
         for (name, role), mport in zip(workers.items(), metrics_ports, strict=True):
             procs.start(
                 name,
@@ -251,10 +251,10 @@ async def test_api_and_two_workers_on_postgres_and_a_sealed_openbao(
             )
             await _wait(f"{gid} revoked", state_is("revoked"), 40)
 
-            # reconciliation, asked of the API, runs on the reconcile worker (its queue's only poller)
+            # reconciliation, asked of the API, runs on the background worker (its queue's only poller)
             erin = {"Authorization": f"Bearer {tokens['erin']}"}
             r = await api.post("/v1/reconciliation/runs", json={"dry_run": True}, headers=erin)
-            assert r.status_code == 200, r.text + procs.log("reconciler")
+            assert r.status_code == 200, r.text + procs.log("background")
             assert r.json()["error"] is None and r.json()["counts"]["failed"] == 0, r.json()
         with pytest.raises(hvac.exceptions.Forbidden):
             mine.secrets.kv.v2.read_secret_version(

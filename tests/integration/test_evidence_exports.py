@@ -209,6 +209,38 @@ async def test_the_checkpoint_workflow_signs_and_exports_and_the_schedule_is_cre
         )
 
 
+async def test_with_a_background_queue_checkpoints_run_on_the_background_worker(
+    pristine, tmp_path, temporal_server, openbao, catalogue_file, command_keys
+):
+    """Issue 15: a checkpoint hashes every event since the last one (0.56 s at ~8,000, holding up
+    the revokes beside it); with JITACCESS_BACKGROUND_TASK_QUEUE its schedule starts it there, and a
+    `--role background` worker alone signs and exports it."""
+    settings = make_settings(tmp_path, temporal_server, openbao, catalogue_file, command_keys)
+    url = copy_sqlite(pristine.url, tmp_path / "copy.db")
+    shutil.copy(pristine.key_file, settings.checkpoint_key_file)
+    shutil.copytree(pristine.export_dir, settings.checkpoint_dir)
+    split = settings.model_copy(
+        update={
+            "ledger_url": url,
+            "checkpoint_interval": timedelta(hours=1),
+            "background_task_queue": f"{settings.task_queue}-background",
+        }
+    )
+    async with running_worker(split, role="background") as (client, ledger):
+        handle = await ensure_checkpoint_schedule(client, split, schedule_id=f"ckpt-bg-{tmp_path.name}")
+        assert handle is not None
+        try:
+            assert (await handle.describe()).schedule.action.task_queue == split.background_task_queue
+        finally:
+            await handle.delete()
+        ledger.append([_extra_event()])
+        made = await client.execute_workflow(
+            CheckpointWorkflow.run, id=f"checkpoint-bg-{tmp_path.name}", task_queue=split.background_queue
+        )
+        assert made["created"] and made["appended"] == 1 and made["checkpoint"]["number"] == 3
+        assert [c.number for c in read_exports(split.checkpoint_dir)] == [1, 2, 3]
+
+
 def _extra_event() -> IdentityEvent:
     from datetime import UTC, datetime
 

@@ -350,22 +350,23 @@ async def test_schedule_is_created_idempotently_and_a_triggered_run_stores_its_r
         assert evs[0].actor.id == "jitaccess" and evs[0].data["trigger"] == "schedule"
 
 
-async def test_with_a_queue_of_its_own_reconciliation_runs_on_the_reconcile_worker_alone(settings):
-    """Issue 15: JITACCESS_RECONCILE_TASK_QUEUE takes reconciliation off the grant workers (a scan's
-    CPU and heap delayed the expiries due meanwhile). The schedule and the API start runs on that
-    queue; a grant worker does not take them; a `--role reconcile` worker does, and records the
+async def test_with_a_background_queue_reconciliation_runs_on_the_background_worker_alone(settings):
+    """Issue 15: JITACCESS_BACKGROUND_TASK_QUEUE takes reconciliation off the grant workers (a scan's
+    CPU and heap delayed the expiries due meanwhile; checkpoints: test_evidence_exports.py). The
+    schedule and the API start runs on that queue; a grant worker does not take them; a `--role
+    background` worker does, and records the
     run's evidence and report as before."""
     from jitaccess.api.gateway import TemporalWorkflows
 
-    split = settings.model_copy(update={"reconcile_task_queue": f"{settings.task_queue}-reconcile"})
+    split = settings.model_copy(update={"background_task_queue": f"{settings.task_queue}-background"})
     accessor = tagged_token(settings, "grant-ghost", ["jit-platform-read"], "mallory")
     run_id = uuid.uuid4().hex[:12]
     inp = ReconcileInput(dry_run=False, run_id=run_id, requested_by="carol")
     async with running_worker(split, role="grants") as (client, _):
-        sid = f"{RECONCILIATION_SCHEDULE_ID}-{split.reconcile_task_queue}"
+        sid = f"{RECONCILIATION_SCHEDULE_ID}-{split.background_task_queue}"
         schedule = await ensure_reconciliation_schedule(client, split, schedule_id=sid)
         try:
-            assert (await schedule.describe()).schedule.action.task_queue == split.reconcile_task_queue
+            assert (await schedule.describe()).schedule.action.task_queue == split.background_task_queue
         finally:
             await schedule.delete()
         run = asyncio.create_task(TemporalWorkflows(client, split).reconcile(inp))  # as the API starts one
@@ -374,7 +375,7 @@ async def test_with_a_queue_of_its_own_reconciliation_runs_on_the_reconcile_work
         await asyncio.sleep(2)  # long enough for a grant worker to pick a task up, were it polling
         events = [e async for e in handle.fetch_history_events()]
         assert [e.event_type for e in events] == [1, 5], events  # started, task scheduled: nothing ran
-        async with running_worker(split, role="reconcile") as (_, ledger):
+        async with running_worker(split, role="background") as (_, ledger):
             report = await asyncio.wait_for(run, 60)
             [f] = [f for f in about(report, "grant-ghost") if f.reference == accessor]
             assert f.remediation.action == "revoked" and token_is_dead(settings, accessor)

@@ -46,7 +46,7 @@ def test_compose_validates_and_has_the_whole_topology(compose_config):
         "api",
         "worker-1",
         "worker-2",
-        "reconcile-worker",
+        "background-worker",
         "prometheus",
     }
     for name, svc in services.items():  # every image pinned
@@ -60,12 +60,12 @@ def test_compose_validates_and_has_the_whole_topology(compose_config):
         n: {s["source"] if isinstance(s, dict) else s for s in svc.get("secrets", [])} for n, svc in services.items()
     }
     assert "jitaccess_command_signing_key" in secrets_of["api"]
-    # reconciliation on its own queue and worker: grant workers never poll it (issue 15)
-    assert services["api"]["environment"]["JITACCESS_RECONCILE_TASK_QUEUE"] == "jitaccess-reconcile"
+    # reconciliation and checkpoints on their own queue and worker: grant workers never poll it (issue 15)
+    assert services["api"]["environment"]["JITACCESS_BACKGROUND_TASK_QUEUE"] == "jitaccess-background"
     assert services["worker-1"]["command"] == services["worker-2"]["command"] == ["worker", "--role", "grants"]
-    assert services["reconcile-worker"]["command"] == ["worker", "--role", "reconcile"]
-    for w in ("worker-1", "worker-2", "reconcile-worker"):
-        assert services[w]["environment"]["JITACCESS_RECONCILE_TASK_QUEUE"] == "jitaccess-reconcile"
+    assert services["background-worker"]["command"] == ["worker", "--role", "background"]
+    for w in ("worker-1", "worker-2", "background-worker"):
+        assert services[w]["environment"]["JITACCESS_BACKGROUND_TASK_QUEUE"] == "jitaccess-background"
         assert "jitaccess_command_signing_key" not in secrets_of[w]
         assert {
             "jitaccess_command_public_keys",
@@ -80,7 +80,7 @@ def test_compose_validates_and_has_the_whole_topology(compose_config):
     assert "--state-dir=/openbao/init" in services["openbao-init"]["command"]
     prom = yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text())
     targets = {t for job in prom["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]}
-    assert {"api:8000", "worker-1:9464", "worker-2:9464", "reconcile-worker:9464"} <= targets
+    assert {"api:8000", "worker-1:9464", "worker-2:9464", "background-worker:9464"} <= targets
     hcl = (REPO / "deploy/openbao/config.hcl").read_text()
     assert 'storage "raft"' in hcl and 'audit "file"' in hcl and "-dev" not in hcl
 

@@ -1,6 +1,6 @@
-"""The reconcile worker `dev up` runs beside itself, as compose runs one (`jitaccess worker --role
-reconcile`): a process of its own, so that a reconciliation scan's CPU and heap are never the
-grant worker's (bench/README.md, twelfth session).
+"""The background worker `dev up` runs beside itself, as compose runs one (`jitaccess worker --role
+background`): a process of its own, so that a reconciliation scan's or a checkpoint's CPU and heap
+are never the grant worker's (bench/README.md, twelfth session).
 
 It is a `multiprocessing` spawn child: its settings (secrets included) reach it pickled through
 a pipe, never in its environment or command line. It writes the same SIEM lines to the same
@@ -37,20 +37,20 @@ def _run(settings: Settings, log_file: Path) -> None:
     fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     configure_logging(stream=os.fdopen(fd, "a", buffering=1))
     threading.Thread(target=_stop_when_orphaned, args=(os.getppid(),), daemon=True).start()
-    asyncio.run(run_worker(settings, "reconcile", stop_signals=(signal.SIGTERM,)))
+    asyncio.run(run_worker(settings, "background", stop_signals=(signal.SIGTERM,)))
     os._exit(0)  # sdk-python #300
 
 
-def start_reconcile_worker(settings: Settings, log_file: Path) -> BaseProcess:
-    """Start the reconcile worker process (`settings.reconcile_task_queue` must be set)."""
+def start_background_worker(settings: Settings, log_file: Path) -> BaseProcess:
+    """Start the background worker process (`settings.background_task_queue` must be set)."""
     proc = multiprocessing.get_context("spawn").Process(
-        target=_run, args=(settings, log_file), name="jitaccess-reconcile-worker"
+        target=_run, args=(settings, log_file), name="jitaccess-background-worker"
     )
     proc.start()
     return proc
 
 
-def stop_reconcile_worker(proc: BaseProcess, settings: Settings) -> None:
+def stop_background_worker(proc: BaseProcess, settings: Settings) -> None:
     """SIGTERM, then wait for its graceful shutdown; SIGKILL if it outlasts that."""
     if proc.is_alive():
         proc.terminate()

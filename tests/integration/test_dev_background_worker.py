@@ -1,4 +1,4 @@
-"""The reconcile worker `dev up` runs as a process of its own (jitaccess.dev.reconcile_worker): it
+"""The background worker `dev up` runs as a process of its own (jitaccess.dev.background_worker): it
 gets its settings without them showing in its command line or environment, and it never outlives
 `dev up`, not even a `dev up` killed outright. (`dev up` end to end, reconciliation included:
 tests/e2e/test_cli_dev_up.py.)"""
@@ -39,16 +39,16 @@ def test_the_reconcile_worker_stops_when_dev_up_is_killed(tmp_path: Path) -> Non
             import time
             from pathlib import Path
             from jitaccess.config import Settings
-            from jitaccess.dev.reconcile_worker import start_reconcile_worker
+            from jitaccess.dev.background_worker import start_background_worker
 
             if __name__ == "__main__":
                 settings = Settings(
                     temporal_address="127.0.0.1:{free_port()}",  # nothing there: it waits for Temporal
-                    reconcile_task_queue="reconcile",
+                    background_task_queue="background",
                     ledger_url="{url}",
                     vault_token="{secret}",
                 )
-                print(start_reconcile_worker(settings, Path("{log}")).pid, flush=True)
+                print(start_background_worker(settings, Path("{log}")).pid, flush=True)
                 time.sleep(300)
             """
         )
@@ -62,6 +62,6 @@ def test_the_reconcile_worker_stops_when_dev_up_is_killed(tmp_path: Path) -> Non
         assert secret.encode() not in Path(f"/proc/{child}/environ").read_bytes()
         proc.send_signal(signal.SIGKILL)  # dev up gone without a word
         proc.wait(10)
-        eventually_sync(lambda: _gone(child), 20, "the orphaned reconcile worker stopping")
+        eventually_sync(lambda: _gone(child), 20, "the orphaned background worker stopping")
     finally:
         proc.kill()
