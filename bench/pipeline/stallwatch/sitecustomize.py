@@ -59,6 +59,20 @@ def _stacks_between(t0: float, t1: float) -> dict[str, int]:
     return dict(counts.most_common(15))
 
 
+def _current_frames() -> dict:
+    """sys._current_frames() with the collector off. In 3.11 it holds the interpreter's thread-list
+    lock while it builds the dict; a collection there runs `_on_gc`, which waits for the GIL, while
+    the GIL's holder may be waiting for that lock (a thread state made or cleared): `dev up` hung
+    for good that way 4 minutes into a 10,000-held run (bench/README.md, twelfth session)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return sys._current_frames()
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _watch() -> None:
     me = threading.get_ident()
     names = {}
@@ -82,7 +96,7 @@ def _watch() -> None:
         if len(names) != threading.active_count():
             names = {t.ident: t.name for t in threading.enumerate()}
         try:
-            frames = sys._current_frames().items()
+            frames = _current_frames().items()
             stacks = [f"{names.get(tid, tid)};{_stack(f)}" for tid, f in frames if tid != me and _busy(f)]
         except Exception:  # a frame torn mid-walk: skip this sample, keep watching
             continue
