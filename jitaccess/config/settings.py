@@ -202,6 +202,11 @@ class Settings(BaseSettings):
     # the replay test run it sandboxed (tests/conftest.py), while production saves the sandbox's
     # CPU on every new or replayed grant (bench/README.md, issue 15).
     workflow_sandbox: bool = False
+    # New workflow runs record one marker for every patch of the release (jitaccess/workflows/patches.py,
+    # BASELINE) instead of one per patch. A worker of a release before it cannot replay such a run:
+    # while any still polls (a rolling upgrade from one), set this false on the new workers, so that
+    # they record each patch's own marker as the old ones do; set it back once they are all gone.
+    record_patch_baseline: bool = True
     # glibc malloc arenas in a worker process (jitaccess.ops.memory; 0: glibc's default, 8 per core)
     malloc_arenas: int = Field(default=2, ge=0)
     # The cyclic collector's young-generation threshold in a worker process (jitaccess.ops.memory;

@@ -13,6 +13,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import (
     Interceptor,
+    PatchActivationInput,
     PollerBehaviorSimpleMaximum,
     UnsandboxedWorkflowRunner,
     Worker,
@@ -21,6 +22,7 @@ from temporalio.worker import (
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from jitaccess.config import Settings
+from jitaccess.workflows import patches
 from jitaccess.workflows.checkpoint import CheckpointWorkflow
 from jitaccess.workflows.grant import GrantWorkflow
 from jitaccess.workflows.onboarding import ServiceOnboardingWorkflow
@@ -74,7 +76,15 @@ def new_worker(
         # on shutdown: stop polling, let running activities (a revoke mid-call) finish this long
         graceful_shutdown_timeout=settings.graceful_shutdown_timeout,
         interceptors=list(interceptors),
+        patch_activation_callback=patch_baseline_gate(settings),
     )
+
+
+def patch_baseline_gate(settings: Settings) -> Callable[[PatchActivationInput], bool]:
+    """Whether a new run records the patch baseline (settings.record_patch_baseline); every other
+    patch id is recorded as it is asked. Consulted only when a run first asks an id live."""
+    record = settings.record_patch_baseline
+    return lambda asked: record or asked.patch_id != patches.BASELINE
 
 
 def stop_on_signals(*signals: signal.Signals) -> asyncio.Event:

@@ -19,7 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from jitaccess.domain.grant import Refusal
     from jitaccess.domain.principals import Actor
     from jitaccess.workflows import trust
-    from jitaccess.workflows.patches import EVIDENCE_BY_ACTIVITY
+    from jitaccess.workflows.patches import EVIDENCE_BY_ACTIVITY, patched
 
 
 def refuse_unless_signed(gate: trust.CommandGate, cmd: Signable, action: str, rule: Callable[[], Any]) -> None:
@@ -94,7 +94,7 @@ class EvidenceChain:
         batch = c.EventBatch(events=self._unflushed, summary=summary or {})
         self._unflushed = []
         retry = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=30))
-        if workflow.patched(EVIDENCE_BY_ACTIVITY):
+        if patched(EVIDENCE_BY_ACTIVITY):
             # awaited, so the ledger is written before the workflow goes on (into a wait, or a handler's answer)
             await workflow.execute_activity(
                 c.RECORD_EVENTS, batch, start_to_close_timeout=timedelta(seconds=30), retry_policy=retry

@@ -38,7 +38,12 @@ with workflow.unsafe.imports_passed_through():
     from jitaccess.workflows import trust
     from jitaccess.workflows.common import EvidenceChain, refuse_unless_signed, wait_until
     from jitaccess.workflows.grant_effects import GrantEffects
-    from jitaccess.workflows.patches import DEADLINE_ARMED_AHEAD, EXTENSION_APPROVED_WHILE_BUSY, SIGNED_COMMANDS
+    from jitaccess.workflows.patches import (
+        DEADLINE_ARMED_AHEAD,
+        EXTENSION_APPROVED_WHILE_BUSY,
+        SIGNED_COMMANDS,
+        patched,
+    )
 
 GRANT_STATE_KEY = SearchAttributeKey.for_keyword("GrantState")
 
@@ -95,18 +100,18 @@ class GrantWorkflow(GrantEffects):
                 await self._continue_as_new_if_long("review")
             now = workflow.now()
             wake = life.arm(now)
-            if life.extension_ready() and workflow.patched(EXTENSION_APPROVED_WHILE_BUSY):
+            if life.extension_ready() and patched(EXTENSION_APPROVED_WHILE_BUSY):
                 # approved while the loop was busy (e.g. writing the previous extension's evidence):
                 # the handler's wake-up was just forgotten, so apply it now instead of at the old expiry
                 wake = now
-            elif workflow.patched(DEADLINE_ARMED_AHEAD):
+            elif patched(DEADLINE_ARMED_AHEAD):
                 wake = timer_end(wake, now)  # in two steps, so the deadline is not late by this task's run
             await wait_until(life.should_wake, wake)
             await self._execute(life.handle(Tick(), workflow.now()))
 
     def _start_refusal(self, inp: GrantInput) -> Refusal | None:
         """A grant starts only from an input the API signed (an onboarding's child: its worker)."""
-        if not workflow.patched(SIGNED_COMMANDS):
+        if not patched(SIGNED_COMMANDS):
             return None
         return self._gate.start_refusal(inp, "start:GrantWorkflow", trust.API_OR_WORKER)
 

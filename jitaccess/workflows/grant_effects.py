@@ -24,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from jitaccess.workflows import trust
     from jitaccess.workflows.common import EvidenceChain, failure_message
     from jitaccess.workflows.grant_provider import call_provider
-    from jitaccess.workflows.patches import SEARCH_ATTRIBUTES
+    from jitaccess.workflows.patches import SEARCH_ATTRIBUTES, patched
 
 
 def search_updates(values: dict[str, str | bool]) -> list[SearchAttributeUpdate]:
@@ -173,7 +173,7 @@ class GrantEffects:
             return
         values = grant_search_values(self._grant)
         changed = {k: v for k, v in values.items() if self._searchable.get(k) != v}
-        if not changed or not workflow.patched(SEARCH_ATTRIBUTES):
+        if not changed or not patched(SEARCH_ATTRIBUTES):
             return
         workflow.upsert_search_attributes(search_updates(changed))
         self._searchable = values

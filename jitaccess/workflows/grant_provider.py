@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
         RevokeCredential,
     )
     from jitaccess.workflows.common import failure_message
-    from jitaccess.workflows.patches import PROVIDER_EXPIRY_FROM_GRANT
+    from jitaccess.workflows.patches import PROVIDER_EXPIRY_FROM_GRANT, patched
 
 PROVIDER_CALL_TIMEOUT = timedelta(seconds=30)
 
@@ -49,7 +49,7 @@ async def call_provider(call: ProviderCall, life: Lifecycle, inp: GrantInput) ->
 
 
 async def _issue(life: Lifecycle, inp: GrantInput) -> Outcome:
-    if workflow.patched(PROVIDER_EXPIRY_FROM_GRANT):
+    if patched(PROVIDER_EXPIRY_FROM_GRANT):
         # the grant's window is fixed first; every provider ends its own TTL at `expires_at`,
         # counted at the moment of its call (however late the issue runs), never later
         life.fix_window()

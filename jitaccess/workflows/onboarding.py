@@ -47,7 +47,7 @@ with workflow.unsafe.imports_passed_through():
     from jitaccess.workflows import trust
     from jitaccess.workflows.common import EvidenceChain, refuse_unless_signed, wait_until
     from jitaccess.workflows.grant import GrantWorkflow
-    from jitaccess.workflows.patches import SIGNED_COMMANDS
+    from jitaccess.workflows.patches import SIGNED_COMMANDS, patched
 
 ENDED = frozenset({"revoked", "issue_failed", "cancelled", "denied", "approval_expired", "reviewed"})
 CHILD_ACTIVE_TIMEOUT = timedelta(minutes=15)  # a child's own issue timeout ends it long before this
@@ -81,7 +81,7 @@ class ServiceOnboardingWorkflow:
             ),
             o.requester.as_actor(ActorRole.requester),
         )
-        if workflow.patched(SIGNED_COMMANDS) and (
+        if patched(SIGNED_COMMANDS) and (
             forged := self._gate.start_refusal(inp, "start:ServiceOnboardingWorkflow", trust.API)
         ):
             refusal = PolicyDecided(

@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
         command_body,
     )
     from jitaccess.domain.refusals import Refusal, RefusalKind
-    from jitaccess.workflows.patches import START_AGE_AT_START_EVENT
+    from jitaccess.workflows.patches import START_AGE_AT_START_EVENT, patched
 
 API = (SignerRole.api,)
 WORKER = (SignerRole.worker,)
@@ -111,7 +111,7 @@ class CommandGate:
     def start_refusal(self, cmd: Signable, action: str, roles: tuple[SignerRole, ...]) -> Refusal | None:
         """The workflow's own input: None when genuine and signed within the age limit of when
         Temporal accepted the start (older runs measured to their first task, however late it ran)."""
-        started = workflow.info().workflow_start_time if workflow.patched(START_AGE_AT_START_EVENT) else workflow.now()
+        started = workflow.info().workflow_start_time if patched(START_AGE_AT_START_EVENT) else workflow.now()
         try:
             auth = verifier().verify(cmd, self.target, action, started, roles)
         except Refusal as r:

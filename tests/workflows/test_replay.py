@@ -17,7 +17,7 @@ approver_groups/min_approvals into the one approval stage they meant).
 
 If you change GrantWorkflow and this replay fails, running grants would fail
 the same way on deploy. Do not just re-record the fixture: gate the new
-behaviour with `workflow.patched("<change-id>")` (keep the old path for old
+behaviour with `patches.patched("<change-id>")` (jitaccess/workflows/patches.py; keep the old path for old
 histories), upgrade old inputs on read, or ship it as a new workflow type; then
 add a new recording beside the old one (tests/fixtures/record_history.py OUT.json).
 """
@@ -39,7 +39,8 @@ from temporalio.worker import Replayer
 from jitaccess.domain import contracts as c
 from jitaccess.domain.commands import CommandSigner, CommandVerifier, SignerRole, load_public_key, new_private_key_text
 from jitaccess.domain.contracts import RECORD_EVENTS
-from jitaccess.domain.grant import Grant, GrantInput
+from jitaccess.domain.grant import ActionInput, Grant, GrantInput
+from jitaccess.domain.states import GrantState
 from jitaccess.workers.converter import PYDANTIC_DATA_CONVERTER
 from jitaccess.workers.factory import SANDBOXED_RUNNER
 from jitaccess.workflows import patches, trust
@@ -47,7 +48,7 @@ from jitaccess.workflows.common import EvidenceChain
 from jitaccess.workflows.grant import GrantWorkflow
 from tests.conftest import running_worker
 from tests.fixtures.record_history import keys_file
-from tests.workflows.support import full_lifecycle
+from tests.workflows.support import finish, full_lifecycle, grant_input, principal, wait_state
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "histories" / "grant_full_lifecycle.json"
 
@@ -136,7 +137,16 @@ async def replay_signed(history_file: Path):
         return await replayer().replay_workflow(history, raise_on_replay_failure=False)
 
 
-@pytest.mark.parametrize("history", [BREAK_GLASS, BREAK_GLASS_BEFORE], ids=["lifecycle", "before-lifecycle"])
+# the signed lifecycle and the break-glass scenario recorded with the patch baseline (one marker for every patch)
+SIGNED_BASELINE = FIXTURE.with_name("grant_baseline_signed_lifecycle.json")
+BREAK_GLASS_BASELINE = FIXTURE.with_name("grant_baseline_break_glass_lifecycle.json")
+
+
+@pytest.mark.parametrize(
+    "history",
+    [BREAK_GLASS, BREAK_GLASS_BEFORE, BREAK_GLASS_BASELINE],
+    ids=["lifecycle", "before-lifecycle", "baseline"],
+)
 async def test_break_glass_history_replays(history):
     """Recorded by the lifecycle state machine (one effects loop, one updatable-timer wait): a
     break-glass grant issued at once, claimed, extended by an approved extension (the provider's
@@ -156,7 +166,9 @@ def activity_names(history: Path) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "history", [SIGNED, BREAK_GLASS, BREAK_GLASS_BEFORE], ids=["signed", "break-glass", "break-glass-before"]
+    "history",
+    [SIGNED, BREAK_GLASS, BREAK_GLASS_BEFORE, SIGNED_BASELINE, BREAK_GLASS_BASELINE],
+    ids=["signed", "break-glass", "break-glass-before", "signed-baseline", "break-glass-baseline"],
 )
 async def test_replay_rebuilds_the_recorded_chain_byte_for_byte(monkeypatch, history):
     """The events the current code builds while replaying hash exactly as the recording's did:
@@ -174,6 +186,13 @@ async def test_replay_rebuilds_the_recorded_chain_byte_for_byte(monkeypatch, his
     expected = recorded_chain(history)
     assert len(expected) >= 10
     assert built == expected
+
+
+@pytest.mark.parametrize("history", [SIGNED_BASELINE, BREAK_GLASS_BASELINE], ids=["signed", "break-glass"])
+async def test_baseline_recordings_replay_with_their_one_patch_marker(history):
+    recorded_history = WorkflowHistory.from_json(history.stem, history.read_text())
+    assert patch_markers(recorded_history) == [patches.BASELINE]
+    assert (await replay_signed(history)).replay_failure is None
 
 
 @workflow.defn(name="GrantWorkflow", sandboxed=False)
@@ -204,8 +223,61 @@ async def test_fresh_history_replays(settings):
     # and through JSON, the form the fixture is stored in
     again = WorkflowHistory.from_json(history.workflow_id, history.to_json())
     assert (await fresh.replay_workflow(again)).replay_failure is None
-    # a new run takes every patch's new path, the start's age counted to its start event included
-    assert patches.START_AGE_AT_START_EVENT in patch_markers(history)
+    # a new run takes every patch's new path through one marker, the baseline, and one
+    # TemporalChangeVersion upsert (a visibility write each) instead of one per patch id
+    assert patch_markers(history) == [patches.BASELINE]
+    assert change_version_upserts(history) == 1
+
+
+async def test_a_worker_of_the_release_before_the_baseline_cannot_replay_it_unless_it_is_off(settings, monkeypatch):
+    """Why JITACCESS_RECORD_PATCH_BASELINE exists: during a rolling upgrade from a release before the
+    baseline, a new run's history must stay replayable by the old workers still polling."""
+    runs = {}
+    for record in (True, False):
+        on_or_off = settings.model_copy(update={"record_patch_baseline": record})
+        async with running_worker(on_or_off) as (client, ledger):
+            handle, _ = await full_lifecycle(client, on_or_off, ledger, duration=timedelta(seconds=2))
+            runs[record] = await handle.fetch_history()
+    assert patches.BASELINE not in patch_markers(runs[False])
+    assert set(patch_markers(runs[False])) >= {patches.SIGNED_COMMANDS, patches.EVIDENCE_BY_ACTIVITY}
+    monkeypatch.setattr(patches, "IN_BASELINE", frozenset())  # the workflow code of the release before
+    old = Replayer(workflows=[GrantWorkflow], data_converter=client.data_converter, workflow_runner=SANDBOXED_RUNNER)
+    assert (await old.replay_workflow(runs[False], raise_on_replay_failure=False)).replay_failure is None
+    assert (await old.replay_workflow(runs[True], raise_on_replay_failure=False)).replay_failure is not None
+
+
+async def test_a_grant_started_before_the_baseline_keeps_answering_each_patch_by_its_own_marker(settings, monkeypatch):
+    """Deployed while a grant waits for approval: the new worker replays a history without the
+    baseline's marker, so every patch id it asks afterwards records its own marker, as the release
+    before did, and the whole history replays."""
+    monkeypatch.setattr(patches, "IN_BASELINE", frozenset())  # the release before the baseline
+    inp = grant_input(settings, "alice", "secrets-admin", timedelta(seconds=2))
+    async with running_worker(settings) as (client, _):
+        handle = await client.start_workflow(GrantWorkflow.run, inp, id=inp.grant_id, task_queue=settings.task_queue)
+        await wait_state(handle, GrantState.awaiting_approval)
+    before = patch_markers(await handle.fetch_history())
+    monkeypatch.undo()
+    async with running_worker(settings, client):  # a new worker, its cache empty: it replays the old one's tasks
+        bob = principal(settings, "bob")
+        await handle.execute_update(GrantWorkflow.approve, ActionInput(actor=bob, comment="after the deploy"))
+        result = await finish(handle)
+    assert result.state is GrantState.revoked
+    history = await handle.fetch_history()
+    after = patch_markers(history)
+    assert patches.SIGNED_COMMANDS in before
+    assert set(before) < set(after) <= patches.IN_BASELINE  # the ids first asked after the deploy: their own markers
+    fresh = Replayer(workflows=[GrantWorkflow], data_converter=client.data_converter, workflow_runner=SANDBOXED_RUNNER)
+    assert (await fresh.replay_workflow(history)).replay_failure is None
+
+
+def change_version_upserts(history: WorkflowHistory) -> int:
+    return sum(
+        1
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
+        and "TemporalChangeVersion"
+        in e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+    )
 
 
 def patch_markers(history: WorkflowHistory) -> list[str]:
