@@ -145,6 +145,14 @@ def arguments() -> argparse.Namespace:
         help="record the stack process's full GC passes, interpreter stalls and slow loop callbacks, "
         "with the stacks running meanwhile (bench/pipeline/stallwatch; summary under 'stalls')",
     )
+    ap.add_argument(
+        "--outlive",
+        type=int,
+        default=0,
+        metavar="S",
+        help="vault: stretch every token to end S s after its grant, so the revoke at expiry removes a live "
+        "token, as the floor's does (pipeline/outlive.py; default 0: tokens end with their grant)",
+    )
     ap.add_argument("--concurrency", type=int, default=32, help="HTTP connection limit for the requests")
     ap.add_argument(
         "--timeout", type=float, default=None, help="max seconds to wait for all revocations (default TTL+60+N)"
@@ -157,7 +165,10 @@ def arguments() -> argparse.Namespace:
     ap.add_argument(
         "--keep", action="store_true", help="keep the stack's directory (kept anyway when something failed)"
     )
-    return ap.parse_args()
+    args = ap.parse_args()
+    if args.outlive and (args.provider != "vault" or args.active):
+        ap.error("--outlive stretches Vault tokens of the lifecycle run: not with --provider iam or --active")
+    return args
 
 
 def measure(stack: Stack, args: argparse.Namespace, res: dict, timeout: float) -> bool:
@@ -201,7 +212,7 @@ def measure(stack: Stack, args: argparse.Namespace, res: dict, timeout: float) -
             f"waiting for revocation (at most {timeout:.0f}s)"
         )
         res["pipeline"] = asyncio.run(
-            run_pipeline(stack, n, ttl, args.concurrency, timeout, args.tick, entitlement, earlier)
+            run_pipeline(stack, n, ttl, args.concurrency, timeout, args.tick, entitlement, earlier, args.outlive)
         )
         p = res["pipeline"]
         return p["revoked"] == p["grants_in_ledger"] == n and p["chains"]["verified"] == n and p["http"]["errors"] == 0

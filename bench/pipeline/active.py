@@ -16,7 +16,7 @@ from .analysis import grant_record, pct, scan_histories
 from .analysis import summary as distribution
 from .load import alice_token, fire
 from .reconcile import run_reconciliations
-from .sampling import Progress, background_worker_pid, ledger_states, proc_status, tally
+from .sampling import Progress, background_worker_pid, ledger_states, proc_status, stack_gone, tally
 from .stack import Stack
 
 CACHE_METRICS = (
@@ -178,6 +178,8 @@ async def run_active(
         now = time.time() - t0
         s = await _sample(dev, pid, background, ledger, n, done, progress, now)
         samples.append(s)
+        if stack_gone(pid, now):
+            break
         if time.monotonic() - last_print >= tick:
             last_print = time.monotonic()
             _print(s, n)

@@ -17,6 +17,7 @@ import httpx
 
 from . import ROOT, log
 from .analysis import grant_figures, pipeline_figures, scan_histories
+from .outlive import TokenStretcher
 from .sampling import CpuMeter, machine_busy_seconds, proc_status, short_name, watch
 from .stack import Stack
 
@@ -157,8 +158,10 @@ async def run_pipeline(
     tick: float,
     entitlement: Callable[[int], str] = lambda i: ENTITLEMENT,
     exclude: frozenset[str] = frozenset(),
+    outlive: int = 0,
 ) -> dict:
-    """The burst; `exclude`: grants of an earlier phase (--sequential), left out of every figure."""
+    """The burst; `exclude`: grants of an earlier phase (--sequential), left out of every figure;
+    `outlive`: stretch every Vault token to end that many seconds after its grant (pipeline/outlive.py)."""
     from temporalio.client import Client
 
     from jitaccess.ledger import Ledger
@@ -172,8 +175,12 @@ async def run_pipeline(
     meter = CpuMeter(pid, stack.children)
     t0 = time.time()
     alice = await alice_token(dev)
+    stretcher = TokenStretcher(dev, outlive) if outlive else None
+    if stretcher:
+        stretcher.start()
     fire_task = asyncio.create_task(fire(dev["api_url"], alice, n, ttl, conc, done, entitlement))
     progress = await watch(pid, ledger, tclient, fire_task, done, n, timeout, tick, t0, exclude)
+    stretched = stretcher.stop() if stretcher else None
     requests = await fire_task if fire_task.done() else list(done)
     if not fire_task.done():
         fire_task.cancel()
@@ -200,6 +207,7 @@ async def run_pipeline(
             "samples": len(progress.rss_samples),
         },
         "cpu": cpu_use,
+        "outlive": stretched,
         "temporal": temporal,
         "other_processes_rss_mb": {
             f"{short_name(p)}[{p}]": proc_status(p).get("VmHWM", 0) / 1024 for p in stack.children

@@ -69,6 +69,11 @@ def report_pipeline(p: dict, n: int) -> None:
         f"{p['revoked_already_gone']})   stragglers {len(p['stragglers'])}"
         f"   revocation attempts {p['revocation_attempts']}  retrying events {p['revocation_retrying_events']}"
     )
+    if o := p.get("outlive"):
+        log(
+            f"tokens stretched          {o['renewed']} to end {o['outlive_s']}s after their grant "
+            f"(--outlive; ended before the bench reached them: {o['late']}, errors {o['error_count']} {o['errors'][:1]})"
+        )
     for s in p["stragglers"][:10]:
         log(f"  straggler {s['grant_id']} state={s['state']} last_event={s['last_event']} events={s['events']}")
     c = p["chains"]

@@ -30,6 +30,15 @@ def proc_status(pid: int) -> dict[str, int]:
     return out
 
 
+def stack_gone(pid: int, t: float) -> bool:
+    """Has the stack's process died (gone, or a zombie: no VmRSS)? Says so once, for the loops that
+    wait on it: a dead `dev up` would otherwise be waited for until the run's timeout."""
+    if proc_status(pid):
+        return False
+    log(f"  t={t:6.1f}s  the stack's process (dev up, pid {pid}) is gone: see devup.log in its directory, and dmesg")
+    return True
+
+
 CLK = os.sysconf("SC_CLK_TCK")
 
 
@@ -223,6 +232,8 @@ async def watch(
         rss = proc_status(pid).get("VmRSS")
         if rss:
             progress.rss_samples.append((time.time() - t0, rss))
+        elif stack_gone(pid, time.time() - t0):
+            return progress
         ours = await ledger_states(ledger, n + len(exclude), progress, exclude)
         ids, counts = tally(done, ours)
         active_ever = counts["active"] + counts["revoked"]

@@ -110,7 +110,11 @@ class Stack:
         self.ledger_db = None
 
     def stop(self, timeout: float = 30) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+        if self.proc is None or self.log.closed:
+            return
+        if self.proc.poll() is not None:  # it died: its servers may still run, and are ours to end
+            self.stop_how = f"had exited with {self.proc.returncode}"
+            self._end_leftovers()
             return
         self.children = sorted(set(self.children) | set(descendants(self.proc.pid)))
         try:
@@ -127,7 +131,10 @@ class Stack:
             self.proc.wait(10)
         except ProcessLookupError:
             pass
-        # dev up stops Temporal and OpenBao itself; if one survived, it is ours to end
+        self._end_leftovers()
+
+    def _end_leftovers(self) -> None:
+        """dev up stops Temporal and OpenBao itself; if one survived (or dev up died), it is ours to end."""
         for pid in self.children:
             if os.path.exists(f"/proc/{pid}") and proc_status(pid):
                 self.stop_how += f"; leftover {pid} ({cmdline(pid)[:60]}) killed"

@@ -7,8 +7,11 @@ $JITACCESS_BENCH_STALL_LOG, what could stall the worker for a second or more:
   the interpreter (a collection, a long C call) that long;
 - `slow_callback`: one event-loop callback ran 100 ms or more;
 
-each stall with the stacks the watchdog sampled from every busy thread while it lasted (counts per
-stack, innermost frame last). It adds a stack walk every 20 ms and a clock read per callback."""
+with JITACCESS_BENCH_STALL_STACKS=1, each stall also has the stacks the watchdog sampled from every
+busy thread while it lasted (counts per stack, innermost frame last; a walk every 20 ms). Off by
+default: reading another thread's frames in CPython 3.11 killed `dev up` with a segfault in this
+thread (a reference count through a NULL pointer, likeliest a cleared frame's code) 4 minutes into a 10,000-held run
+(bench/README.md, thirteenth session), so stacks are for short runs only."""
 
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ _PATH = os.environ.get("JITACCESS_BENCH_STALL_LOG")
 _TICK = 0.02
 _LATE = 0.1
 _IDLE = ("wait", "select", "poll", "_worker", "acquire", "sleep", "get", "_watch")
+_STACKS = os.environ.get("JITACCESS_BENCH_STALL_STACKS") == "1"
 
 
 def _write(rec: dict) -> None:
@@ -95,6 +99,8 @@ def _watch() -> None:
             _write({"kind": "gc_totals", "t": time.time(), "per_gen": _totals(), "threshold": gc.get_threshold()})
         if len(names) != threading.active_count():
             names = {t.ident: t.name for t in threading.enumerate()}
+        if not _STACKS:
+            continue
         try:
             frames = _current_frames().items()
             stacks = [f"{names.get(tid, tid)};{_stack(f)}" for tid, f in frames if tid != me and _busy(f)]
