@@ -53,6 +53,12 @@ def translate(e: Exception, action: str) -> ProviderError:
     return ProviderError(f"vault error while trying to {action}: {e.__class__.__name__}: {e}")
 
 
+def _no_token_found(resp: object) -> bool:
+    """revoke-accessor's answer to an accessor with no token (OpenBao and Vault: 200, a warning)."""
+    warnings = resp.get("warnings") if isinstance(resp, dict) else None
+    return any("no token found" in str(w).lower() for w in warnings or [])
+
+
 def lookup_token(vault: hvac.Client, accessor: str | None, what: str = "look up the token accessor") -> dict | None:
     """lookup-accessor; None when the token does not exist (any more)."""
     if not accessor:
@@ -298,17 +304,18 @@ class VaultTokenProvider(PerGrantCredentials):
         return True, f"lookup-accessor: token live, policies={policies}, ttl={data.get('ttl')}s, grant_id matches"
 
     def revoke(self, cred: IssuedCredential) -> bool:
-        # revoke-accessor answers 204 for an unknown accessor too: look first, so
-        # "already gone" (removed by hand, TTL backstop) is told apart from "we removed it"
-        if self._lookup(cred.reference) is None:
+        """True: this call removed the token; False: already gone (removed by hand, its TTL).
+        One call, no lookup first: revoke-accessor answers a live token 204 and an unknown
+        accessor 200 with a warning, which tells the two apart (the expiry path, issue 15)."""
+        if not cred.reference:
             return False
         try:
-            self._vault.auth.token.revoke_accessor(cred.reference)
-            return True
+            resp = self._vault.auth.token.revoke_accessor(cred.reference)
         except Exception as e:
             if _gone(e):
                 return False
             raise translate(e, "revoke the token accessor") from e
+        return not _no_token_found(resp)
 
     def verify_revoked(self, cred: IssuedCredential) -> tuple[bool, str]:
         data = self._lookup(cred.reference)

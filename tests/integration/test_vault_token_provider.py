@@ -217,3 +217,24 @@ def test_a_grant_already_expired_is_not_issued(provider):
         provider.issue(grant, wrap_ttl=WRAP_TTL)
     assert e.value.retryable is False
     assert provider.list_managed(grant.grant_id) == []
+
+
+def test_revoke_tells_removed_from_already_gone_in_one_call(root, provider, monkeypatch):
+    """The expiry path's cost (issue 15): revoke-accessor answers a live token 204 and an unknown
+    accessor 200 with a warning, so revoke needs no lookup first; the read-back is the second call."""
+    calls: list[str] = []
+    adapter = provider._vault.adapter  # this thread's client: the one revoke uses
+    real = adapter.request
+
+    def counted(method: str, url: str, *args: object, **kwargs: object) -> object:
+        calls.append(f"{method} {url}")
+        return real(method, url, *args, **kwargs)
+
+    cred, _ = provider.issue(make_grant(), wrap_ttl=WRAP_TTL)
+    monkeypatch.setattr(adapter, "request", counted)
+    assert provider.revoke(cred) is True
+    assert calls == ["post /v1/auth/token/revoke-accessor"]
+    assert provider.verify_revoked(cred)[0] is True
+    calls.clear()
+    assert provider.revoke(cred) is False  # already gone: told by the same single call
+    assert calls == ["post /v1/auth/token/revoke-accessor"]
