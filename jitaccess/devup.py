@@ -33,7 +33,15 @@ from jitaccess.config.settings import EXAMPLES
 from jitaccess.dev.background_worker import start_background_worker, stop_background_worker
 from jitaccess.dev.identity import DevIdentity, seed_dev_identity
 from jitaccess.dev.seed import seed_dev_approle, seed_dev_aws, seed_dev_database, seed_dev_vault
-from jitaccess.dev.servers import Server, free_port, port_open, start_moto, start_openbao, start_temporal
+from jitaccess.dev.servers import (
+    Server,
+    StackError,
+    free_port,
+    port_open,
+    start_moto,
+    start_openbao,
+    start_temporal,
+)
 from jitaccess.dev.stack import AWS_REGION, local_stack_settings
 from jitaccess.domain.commands import new_private_key_text
 from jitaccess.domain.events import IdentityEvent
@@ -206,11 +214,28 @@ class DevServers:
             s.stop()
 
 
+def start_dev_temporal(workdir: Path, random_ports: bool, attempts: int = 3) -> Server:
+    """Temporal on its usual ports, or free ones. A port found free can be taken before Temporal
+    binds it (its own services pick ports meanwhile: seen once in ~20 bench starts), so a start
+    that fails on "address already in use" is tried again on ports chosen afresh."""
+
+    def start() -> Server:
+        ports = {"port": _port(7233, random_ports), "ui_port": _port(8233, random_ports)}
+        return start_temporal(workdir, db_file=workdir / "temporal.db", **ports)
+
+    for _ in range(attempts - 1):
+        try:
+            return start()
+        except StackError as e:
+            if "address already in use" not in str(e):
+                raise
+            console.print("[dim]a port chosen for Temporal was taken before it started; choosing again[/dim]")
+    return start()
+
+
 def _start_servers(workdir: Path, random_ports: bool, dev: DevServers) -> None:
     with console.status("starting Temporal dev server (SQLite, WAL) ..."):
-        dev.temporal = start_temporal(
-            workdir, db_file=workdir / "temporal.db", port=_port(7233, random_ports), ui_port=_port(8233, random_ports)
-        )
+        dev.temporal = start_dev_temporal(workdir, random_ports)
         dev.started.append(dev.temporal)
     dev.root = root = "dev-root-" + secrets.token_hex(12)
     with console.status("starting OpenBao dev server ..."):

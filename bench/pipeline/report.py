@@ -108,8 +108,8 @@ def report_resources(p: dict, b: dict) -> None:
     for f in cu.get("foreign_top", [])[:3]:
         log(f"  foreign: {f['cpu_s']:.1f} cpu-s {f['process']}")
     log(
-        f"bare provider lifecycles/s  hvac 4 calls {b['hvac']['lifecycles_per_s']:.1f}   "
-        f"VaultTokenProvider 5 calls {b['provider']['lifecycles_per_s']:.1f}"
+        f"bare provider lifecycles/s  hvac {b['hvac']['calls_per_lifecycle']} calls {b['hvac']['lifecycles_per_s']:.1f}   "
+        f"VaultTokenProvider {b['provider']['calls_per_lifecycle']} calls {b['provider']['lifecycles_per_s']:.1f}"
     )
 
 
