@@ -68,6 +68,7 @@ from jitaccess.providers.vault_token import (
     VaultWrapper,
     lookup_token,
     managed_token_credentials,
+    revoke_token,
     translate,
 )
 
@@ -160,15 +161,7 @@ class VaultDatabaseCredentialsProvider(PerGrantCredentials):
         return lookup_token(self._vault, accessor, "look up the lease owner token")
 
     def _revoke_token(self, accessor: str | None) -> bool:
-        if self._lookup_token(accessor) is None:
-            return False
-        try:
-            self._vault.auth.token.revoke_accessor(accessor)
-            return True
-        except Exception as e:
-            if _token_gone(e):
-                return False
-            raise translate(e, "revoke the lease owner token") from e
+        return revoke_token(self._vault, accessor, "revoke the lease owner token")
 
     def _discard(self, accessor: str, lease_id: str | None) -> None:
         """Best effort after a failed issue: the token's revocation takes its lease with it."""

@@ -53,12 +53,6 @@ def translate(e: Exception, action: str) -> ProviderError:
     return ProviderError(f"vault error while trying to {action}: {e.__class__.__name__}: {e}")
 
 
-def _no_token_found(resp: object) -> bool:
-    """revoke-accessor's answer to an accessor with no token (OpenBao and Vault: 200, a warning)."""
-    warnings = resp.get("warnings") if isinstance(resp, dict) else None
-    return any("no token found" in str(w).lower() for w in warnings or [])
-
-
 def lookup_token(vault: hvac.Client, accessor: str | None, what: str = "look up the token accessor") -> dict | None:
     """lookup-accessor; None when the token does not exist (any more)."""
     if not accessor:
@@ -69,6 +63,23 @@ def lookup_token(vault: hvac.Client, accessor: str | None, what: str = "look up 
         if _gone(e):
             return None
         raise translate(e, what) from e
+
+
+def revoke_token(vault: hvac.Client, accessor: str | None, what: str = "revoke the token accessor") -> bool:
+    """revoke-accessor: True when this call removed the token, False when it was already gone
+    (removed by hand, ended by its TTL). One call, no lookup first: OpenBao and Vault answer a live
+    token 204 and an unknown accessor 200 with the warning "No token found with this accessor",
+    which tells the two apart for the evidence (`already_gone`) at the cost of the floor's calls."""
+    if not accessor:
+        return False
+    try:
+        resp = vault.auth.token.revoke_accessor(accessor)
+    except Exception as e:
+        if _gone(e):
+            return False
+        raise translate(e, what) from e
+    warnings = resp.get("warnings") if isinstance(resp, dict) else None
+    return not any("no token found" in str(w).lower() for w in warnings or [])
 
 
 _Packed = tuple[tuple[tuple[str, str], ...], tuple[str, ...]]  # (metadata items, policies)
@@ -304,18 +315,7 @@ class VaultTokenProvider(PerGrantCredentials):
         return True, f"lookup-accessor: token live, policies={policies}, ttl={data.get('ttl')}s, grant_id matches"
 
     def revoke(self, cred: IssuedCredential) -> bool:
-        """True: this call removed the token; False: already gone (removed by hand, its TTL).
-        One call, no lookup first: revoke-accessor answers a live token 204 and an unknown
-        accessor 200 with a warning, which tells the two apart (the expiry path, issue 15)."""
-        if not cred.reference:
-            return False
-        try:
-            resp = self._vault.auth.token.revoke_accessor(cred.reference)
-        except Exception as e:
-            if _gone(e):
-                return False
-            raise translate(e, "revoke the token accessor") from e
-        return not _no_token_found(resp)
+        return revoke_token(self._vault, cred.reference)
 
     def verify_revoked(self, cred: IssuedCredential) -> tuple[bool, str]:
         data = self._lookup(cred.reference)
