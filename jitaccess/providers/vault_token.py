@@ -67,9 +67,10 @@ def lookup_token(vault: hvac.Client, accessor: str | None, what: str = "look up 
 
 def revoke_token(vault: hvac.Client, accessor: str | None, what: str = "revoke the token accessor") -> bool:
     """revoke-accessor: True when this call removed the token, False when it was already gone
-    (removed by hand, ended by its TTL). One call, no lookup first: OpenBao and Vault answer a live
-    token 204 and an unknown accessor 200 with the warning "No token found with this accessor",
-    which tells the two apart for the evidence (`already_gone`) at the cost of the floor's calls."""
+    (removed by hand, ended by its TTL). One call, no lookup first: OpenBao (and Vault, by what
+    its clients expect) answers a live token 204 and an unknown accessor 200 with the warning
+    "No token found with this accessor", which tells the two apart for the evidence
+    (`already_gone`) at the cost of the floor's calls."""
     if not accessor:
         return False
     try:
