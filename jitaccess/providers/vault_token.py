@@ -70,7 +70,7 @@ def revoke_token(vault: hvac.Client, accessor: str | None, what: str = "revoke t
     (removed by hand, ended by its TTL). One call, no lookup first: OpenBao (and Vault, by what
     its clients expect) answers a live token 204 and an unknown accessor 200 with the warning
     "No token found with this accessor", which tells the two apart for the evidence
-    (`already_gone`) at the cost of the floor's calls."""
+    (`already_gone`). With the read-back, a revoke makes the floor's two calls."""
     if not accessor:
         return False
     try:

@@ -34,8 +34,9 @@ def test_a_port_taken_meanwhile_is_chosen_again(tmp_path: Path, taken_port: int,
     server = devup.start_dev_temporal(tmp_path, random_ports=True)
     try:
         assert len(chosen) == 4  # two attempts, a frontend and a UI port each
-        assert chosen[1] == taken_port and server.address != f"127.0.0.1:{chosen[0]}"
-        assert port_open("127.0.0.1", int(server.address.rsplit(":", 1)[1]))
+        assert chosen[1] == taken_port  # the first attempt's UI port: the one that failed it
+        assert server.address == f"127.0.0.1:{chosen[2]}"  # the second attempt's frontend port
+        assert port_open("127.0.0.1", chosen[2])
     finally:
         server.stop()
 
