@@ -11,6 +11,7 @@ removes the access only when no other grant still holds it.
 
 from __future__ import annotations
 
+import time
 from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 
@@ -38,6 +39,14 @@ siem = structlog.get_logger("jitaccess.identity_events")
 
 def _app_error(e: ProviderError) -> ApplicationError:
     return ApplicationError(str(e), type=c.PROVIDER_ERROR, non_retryable=not e.retryable)
+
+
+def temporal_now(began: float) -> datetime:
+    """Now on Temporal's clock, the one workflow time runs on: this activity's start as the server
+    recorded it, plus what this worker has measured since `began` (time.monotonic() at its start).
+    The time of the events made from the activity's answer (IssueResult.observed_at), so that they
+    agree with the workflow's own events whatever this host's clock says, time-skipping included."""
+    return activity.info().started_time + timedelta(seconds=time.monotonic() - began)
 
 
 class _NotConfirmed(Exception):
@@ -75,6 +84,7 @@ class GrantActivities:
 
     @activity.defn(name=c.ISSUE_CREDENTIAL)
     def issue_credential(self, req: IssueRequest) -> IssueResult:
+        began = time.monotonic()
         try:
             grant = authorise_issue(req, self.catalogue, self.verifier)
         except Refusal as r:
@@ -108,14 +118,17 @@ class GrantActivities:
         except ProviderError as e:
             raise _app_error(e) from e
         self.backstop.record_issue(cred, grant.expires_at)  # before the workflow knows: Temporal may be gone
-        return IssueResult(credential=cred, handover=handover, verified=verified, verification=seen)
+        return IssueResult(
+            credential=cred, handover=handover, verified=verified, verification=seen, observed_at=temporal_now(began)
+        )
 
     @activity.defn(name=c.REVOKE_CREDENTIAL)
     def revoke_credential(self, cred: IssuedCredential) -> RevocationResult:
+        began = time.monotonic()
         res = self._revoke_credential(cred)
         if res.confirmed:  # gone (or this grant's hold released): nothing left for the expiry backstop
             self.backstop.close(cred.grant_id, WORKFLOW)
-        return res
+        return res.model_copy(update={"observed_at": temporal_now(began)})
 
     def _revoke_credential(self, cred: IssuedCredential) -> RevocationResult:
         try:

@@ -74,12 +74,17 @@ class IssueResult(BaseModel):
     handover: WrappedHandover | None = None
     verified: bool
     verification: str  # what the read-back saw, recorded as evidence
+    # when the activity had this answer (its read-back done), by the worker's clock: the time of the
+    # events made from it, so that a retried workflow task rebuilds them byte for byte (None: from
+    # before this field)
+    observed_at: datetime | None = None
 
 
 class RevocationResult(BaseModel):
     confirmed: bool
     already_gone: bool = False
     verification: str
+    observed_at: datetime | None = None  # as IssueResult's
     # shared access still held by these other grants: this grant's hold was released,
     # the access itself stays until the last holder ends (revocation.deferred)
     deferred_to: list[str] = Field(default_factory=list)

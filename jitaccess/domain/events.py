@@ -30,6 +30,11 @@ def format_at(at: datetime) -> str:
     return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def parse_at(at: str) -> datetime:
+    """An event or checkpoint time (format_at) as a datetime."""
+    return datetime.fromisoformat(at.replace("Z", "+00:00"))
+
+
 class IdentityEvent(BaseModel):
     model_config = ConfigDict(frozen=True)
 

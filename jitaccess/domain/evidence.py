@@ -17,7 +17,6 @@ import base64
 import hashlib
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Any, NamedTuple
 
 from cryptography.exceptions import InvalidSignature
@@ -158,8 +157,3 @@ def checkpoint_problem(cp: Checkpoint, keys: dict[str, Ed25519PublicKey]) -> str
     except (InvalidSignature, ValueError):
         return "its signature does not verify: the checkpoint was altered after signing"
     return None
-
-
-def parse_at(at: str) -> datetime:
-    """An event or checkpoint time (format_at) as a datetime."""
-    return datetime.fromisoformat(at.replace("Z", "+00:00"))

@@ -155,10 +155,12 @@ Message = Command | Tick | Outcome
 # -- effects
 @dataclass(frozen=True)
 class Emit:
-    """Append an identity event to the grant's chain."""
+    """Append an identity event to the grant's chain; `at`: its time when a provider's read-back
+    fixed it (None: the workflow's time)."""
 
     event: EventBody
     actor: Actor
+    at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -233,7 +235,8 @@ Effect = (
 )
 
 
-def said(event: EventBody, actor: Actor, g: Grant, tell: bool = True) -> list[Effect]:
-    """Emit `event`; `tell`: and send the notifications it stands for (domain/notification_rules),
-    made now, so they show the grant as it is now. Not `tell`: the caller notifies later."""
-    return [Emit(event, actor), *(Notify(n) for n in notifications_for(event, g) if tell)]
+def said(event: EventBody, actor: Actor, g: Grant, tell: bool = True, at: datetime | None = None) -> list[Effect]:
+    """Emit `event` (at `at`, see Emit); `tell`: and send the notifications it stands for
+    (domain/notification_rules), made now, so they show the grant as it is now. Not `tell`: the
+    caller notifies later."""
+    return [Emit(event, actor, at), *(Notify(n) for n in notifications_for(event, g) if tell)]

@@ -118,15 +118,16 @@ class ProviderSteps(Schedule):
                 else None
             ),
         )
-        out: list[Effect] = [Emit(issued, EXECUTOR)]
+        at = res.observed_at  # the activity's time: a retried workflow task rebuilds these events as they were
+        out: list[Effect] = [Emit(issued, EXECUTOR, at)]
         if not res.verified:
-            return [*out, Emit(ev.FulfilmentVerificationFailed(read_back=res.verification), EXECUTOR), CleanUp()]
+            return [*out, Emit(ev.FulfilmentVerificationFailed(read_back=res.verification), EXECUTOR, at), CleanUp()]
         verified = ev.FulfilmentVerified(read_back=res.verification)
         g.move(S.active)
         self.begin_active()
         # the requester hears once the ledger has it and the parent (if any) was told
         tell = [Notify(n) for n in notifications_for(verified, g)]
-        return [*out, Emit(verified, EXECUTOR), Flush(), TellParent(), *tell]
+        return [*out, Emit(verified, EXECUTOR, at), Flush(), TellParent(), *tell]
 
     def issue_refused(self, msg: IssueRefused, now: datetime) -> list[Effect]:
         self.grant.move(S.denied)
@@ -161,7 +162,7 @@ class ProviderSteps(Schedule):
                 held_by=res.deferred_to, reference=g.credential.reference, read_back=res.verification
             )
             g.move(S.revoked)
-            return [*said(deferred, EXECUTOR, g), *self.after_revocation(now)]
+            return [*said(deferred, EXECUTOR, g, at=res.observed_at), *self.after_revocation(now)]
         if res is not None and res.confirmed:
             ends = g.credential.expires_at  # when the provider would have ended it anyway (residual window)
             confirmed = ev.RevocationConfirmed(
@@ -172,7 +173,7 @@ class ProviderSteps(Schedule):
                 credential_expires_at=ends.isoformat() if ends else None,
             )
             g.move(S.revoked)  # the requester hears (notification_rules); then the review or the end
-            return [*said(confirmed, EXECUTOR, g), *self.after_revocation(now)]
+            return [*said(confirmed, EXECUTOR, g, at=res.observed_at), *self.after_revocation(now)]
         problem = "read-back shows access still present: " + res.verification if res is not None else msg.error
         return self._retry_revocation(attempt, problem)
 

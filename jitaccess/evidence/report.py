@@ -27,8 +27,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
-from jitaccess.domain.events import IdentityEvent
-from jitaccess.domain.evidence import parse_at
+from jitaccess.domain.events import IdentityEvent, parse_at
 from jitaccess.ledger import Ledger
 from jitaccess.ledger.store import _event, identity_events
 

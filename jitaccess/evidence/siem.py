@@ -23,8 +23,7 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 from sqlalchemy import select
 
-from jitaccess.domain.events import IdentityEvent, canonical_json
-from jitaccess.domain.evidence import parse_at
+from jitaccess.domain.events import IdentityEvent, canonical_json, parse_at
 from jitaccess.ledger import Ledger
 from jitaccess.ledger.store import _event, grants, identity_events
 

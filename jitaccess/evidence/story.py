@@ -8,8 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from jitaccess.domain.events import IdentityEvent
-from jitaccess.domain.evidence import parse_at
+from jitaccess.domain.events import IdentityEvent, parse_at
 
 
 def _dur(a: str | None, b: str | None) -> float | None:

@@ -81,10 +81,10 @@ def new_worker(
 
 
 def patch_baseline_gate(settings: Settings) -> Callable[[PatchActivationInput], bool]:
-    """Whether a new run records the patch baseline (settings.record_patch_baseline); every other
+    """Whether a new run records a patch baseline (settings.record_patch_baseline); every other
     patch id is recorded as it is asked. Consulted only when a run first asks an id live."""
     record = settings.record_patch_baseline
-    return lambda asked: record or asked.patch_id != patches.BASELINE
+    return lambda asked: record or asked.patch_id not in patches.BASELINES
 
 
 def stop_on_signals(*signals: signal.Signals) -> asyncio.Event:

@@ -15,18 +15,22 @@ with workflow.unsafe.imports_passed_through():
     from jitaccess.domain import contracts as c
     from jitaccess.domain.commands import Signable
     from jitaccess.domain.event_types import EventBody
-    from jitaccess.domain.events import IdentityEvent, make_event
+    from jitaccess.domain.events import IdentityEvent, make_event, parse_at
     from jitaccess.domain.grant import Refusal
     from jitaccess.domain.principals import Actor
     from jitaccess.workflows import trust
-    from jitaccess.workflows.patches import EVIDENCE_BY_ACTIVITY, patched
+    from jitaccess.workflows.patches import EVIDENCE_BY_ACTIVITY, FIXED_EVENTS_FLUSHED_LOCALLY, patched
 
 
 def refuse_unless_signed(gate: trust.CommandGate, cmd: Signable, action: str, rule: Callable[[], Any]) -> None:
     """An update validator: the command must be signed for this workflow and action, then the
     domain `rule` must allow it; a Refusal becomes the error the API maps to 403/409/410/422."""
+    refuse_unless(lambda: (gate.check(cmd, action), rule()))
+
+
+def refuse_unless(rule: Callable[[], Any]) -> None:
+    """Run a domain `rule`; a Refusal it raises becomes the error the API maps to 403/409/410/422."""
     try:
-        gate.check(cmd, action)
         rule()
     except Refusal as r:
         raise ApplicationError(r.message, r.kind.value, r.rule, type=c.REFUSAL, non_retryable=True) from None
@@ -66,6 +70,9 @@ class EvidenceChain:
         self._last = last
         self.count = 1 if last else 0  # events this run has seen (the carried last one included)
         self._unflushed: list[IdentityEvent] = []
+        # the history length of the workflow task whose own time the last event depends on (its
+        # `at`, or an earlier event's, through prev_hash); -1: none, every attempt builds it alike
+        self._last_depends_on = -1
 
     @property
     def last(self) -> IdentityEvent:
@@ -73,29 +80,44 @@ class EvidenceChain:
             raise RuntimeError(f"chain {self.key} has no event yet")
         return self._last
 
-    def emit(self, event: EventBody, actor: Actor) -> IdentityEvent:
-        """Append one event (its data: the fields the model was given, see EventBody.data)."""
-        ev = make_event(self.key, self._last, event.TYPE, workflow.now(), actor, event.data())
+    def emit(self, event: EventBody, actor: Actor, at: datetime | None = None) -> IdentityEvent:
+        """Append one event (its data: the fields the model was given, see EventBody.data).
+
+        `at`: the time an activity's answer fixed (domain Emit.at), never before the chain's last
+        event, so that worker and Temporal clocks never make the chain go back in time. None: the
+        workflow task's time, which a retried attempt of the task sees differently."""
+        if at is None:
+            at = workflow.now()
+            self._last_depends_on = workflow.info().get_current_history_length()
+        elif self._last is not None:
+            at = max(at, parse_at(self._last.at))
+        ev = make_event(self.key, self._last, event.TYPE, at, actor, event.data())
         self._unflushed.append(ev)
         self._last = ev
         self.count += 1
         return ev
 
     async def flush(self, summary: dict[str, object] | None = None) -> None:
-        """Write the events not yet in the ledger.
+        """Write the events not yet in the ledger, before the workflow goes on (into a wait, or a
+        handler's answer).
 
-        They go by a regular activity, which runs only once the workflow task that emitted
-        them is committed: a local activity in a task that then timed out had already written
-        events stamped with that attempt's time, the retried task re-emitted them with another
-        time, and the chain in the ledger broke (seen under overload at 200 concurrent grants).
-        Histories recorded before this change keep their local activity (workflow.patched)."""
+        A local activity writes from inside the workflow task, before Temporal has accepted it. If
+        the task then fails or times out, its retry builds its events again and writes them again,
+        and the ledger keeps the first attempt's (insert-or-ignore on event_id): an event stamped
+        with the first attempt's time broke the chain (seen under overload at 200 concurrent
+        grants). So a local activity writes only events that every attempt builds byte for byte:
+        those made in a task Temporal accepted before this one, and those stamped from an
+        activity's answer after them (update and signal handlers wait for that answer:
+        GrantEffects._call_provider). Anything else goes by a regular activity, which runs only
+        once the task that scheduled it is committed. Histories recorded before each change keep
+        their path (patches)."""
         if not self._unflushed:
             return
         batch = c.EventBatch(events=self._unflushed, summary=summary or {})
         self._unflushed = []
+        built_alike = self._last_depends_on < workflow.info().get_current_history_length()
         retry = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=30))
-        if patched(EVIDENCE_BY_ACTIVITY):
-            # awaited, so the ledger is written before the workflow goes on (into a wait, or a handler's answer)
+        if patched(EVIDENCE_BY_ACTIVITY) and not (built_alike and patched(FIXED_EVENTS_FLUSHED_LOCALLY)):
             await workflow.execute_activity(
                 c.RECORD_EVENTS, batch, start_to_close_timeout=timedelta(seconds=30), retry_policy=retry
             )

@@ -36,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from jitaccess.domain.search import grant_search_values
     from jitaccess.domain.states import GrantState as S
     from jitaccess.workflows import trust
-    from jitaccess.workflows.common import EvidenceChain, refuse_unless_signed, wait_until
+    from jitaccess.workflows.common import EvidenceChain, refuse_unless, refuse_unless_signed, wait_until
     from jitaccess.workflows.grant_effects import GrantEffects
     from jitaccess.workflows.patches import (
         DEADLINE_ARMED_AHEAD,
@@ -71,6 +71,7 @@ class GrantWorkflow(GrantEffects):
         self._chain = EvidenceChain(inp.grant_id, inp.resume.last_event if inp.resume else None)
         self._notifying = []
         self._notifications = 0
+        self._awaiting_provider = False
         self._gate = trust.CommandGate(inp.grant_id)
         # search attributes (Requester, GrantState, ...): kept current when the starter set them
         # (the API does, with JITACCESS_SEARCH_ATTRIBUTES); the values last upserted
@@ -116,7 +117,10 @@ class GrantWorkflow(GrantEffects):
         return self._gate.start_refusal(inp, "start:GrantWorkflow", trust.API_OR_WORKER)
 
     # -- decisions (updates) and status (query) ---------------------------------------
-    def _decide(self, cmd: Command) -> Grant:
+    async def _decide(self, cmd: Command) -> Grant:
+        if self._awaiting_provider:  # decided after the provider's answer (GrantEffects._call_provider): asked again
+            await self.after_provider_answer()
+            refuse_unless(lambda: self._life.check(cmd, workflow.now()))
         self._apply(self._life.handle(cmd, workflow.now()))
         return self._grant
 
@@ -128,40 +132,40 @@ class GrantWorkflow(GrantEffects):
         return self._grant
 
     @workflow.update
-    def approve(self, a: ActionInput) -> Grant:
-        return self._decide(Approve(a, admission=self._gate.admit(a, "approve")))
+    async def approve(self, a: ActionInput) -> Grant:
+        return await self._decide(Approve(a, admission=self._gate.admit(a, "approve")))
 
     @approve.validator
     def _validate_approve(self, a: ActionInput) -> None:
         self._validate(Approve(a), a, "approve")
 
     @workflow.update
-    def deny(self, a: ActionInput) -> Grant:
-        return self._decide(Deny(a, admission=self._gate.admit(a, "deny")))
+    async def deny(self, a: ActionInput) -> Grant:
+        return await self._decide(Deny(a, admission=self._gate.admit(a, "deny")))
 
     @deny.validator
     def _validate_deny(self, a: ActionInput) -> None:
         self._validate(Deny(a), a, "deny")
 
     @workflow.update
-    def extend(self, inp: ExtendInput) -> Grant:
-        return self._decide(Extend(inp, admission=self._gate.admit(inp, "extend")))
+    async def extend(self, inp: ExtendInput) -> Grant:
+        return await self._decide(Extend(inp, admission=self._gate.admit(inp, "extend")))
 
     @extend.validator
     def _validate_extend(self, inp: ExtendInput) -> None:
         self._validate(Extend(inp), inp, "extend")
 
     @workflow.update
-    def review(self, inp: ReviewInput) -> Grant:
-        return self._decide(SubmitReview(inp, admission=self._gate.admit(inp, "review")))
+    async def review(self, inp: ReviewInput) -> Grant:
+        return await self._decide(SubmitReview(inp, admission=self._gate.admit(inp, "review")))
 
     @review.validator
     def _validate_review(self, inp: ReviewInput) -> None:
         self._validate(SubmitReview(inp), inp, "review")
 
     @workflow.update
-    def revoke(self, a: ActionInput) -> Grant:
-        return self._decide(Revoke(a, admission=self._gate.admit(a, "revoke")))
+    async def revoke(self, a: ActionInput) -> Grant:
+        return await self._decide(Revoke(a, admission=self._gate.admit(a, "revoke")))
 
     @revoke.validator
     def _validate_revoke(self, a: ActionInput) -> None:
@@ -181,14 +185,14 @@ class GrantWorkflow(GrantEffects):
         self._validate(Claim(a), a, "claim_credential")
 
     @workflow.signal(name=c.PARENT_REVOKE_SIGNAL)
-    def parent_revoke(self, cmd: c.ParentRevoke) -> None:
+    async def parent_revoke(self, cmd: c.ParentRevoke) -> None:
         """The onboarding ends this grant (offboarding, rotation, or an all-or-nothing failure);
         only its own parent's worker-signed signal counts."""
         parent = workflow.info().parent
         if parent is None or not self._gate.accept_signal(cmd, c.PARENT_REVOKE_SIGNAL):
             return
         actor = Actor(id=parent.workflow_id, kind=SYSTEM_ACTOR.kind, role=ActorRole.system)
-        self._decide(ParentRevoke(actor, cmd.reason, admission=self._gate.admit(cmd, c.PARENT_REVOKE_SIGNAL)))
+        await self._decide(ParentRevoke(actor, cmd.reason, admission=self._gate.admit(cmd, c.PARENT_REVOKE_SIGNAL)))
 
     @workflow.signal(name=c.REPORT_DRIFT_SIGNAL)
     async def report_drift(self, report: DriftReport) -> None:
@@ -198,6 +202,7 @@ class GrantWorkflow(GrantEffects):
         if not self._gate.accept_signal(report, c.REPORT_DRIFT_SIGNAL):
             return
         admission = self._gate.admit(report, c.REPORT_DRIFT_SIGNAL)
+        await self.after_provider_answer()
         await self._execute(self._life.handle(ReportDrift(report.finding, admission=admission), workflow.now()))
 
 

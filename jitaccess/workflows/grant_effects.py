@@ -24,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from jitaccess.workflows import trust
     from jitaccess.workflows.common import EvidenceChain, failure_message
     from jitaccess.workflows.grant_provider import call_provider
-    from jitaccess.workflows.patches import SEARCH_ATTRIBUTES, patched
+    from jitaccess.workflows.patches import FIXED_EVENTS_FLUSHED_LOCALLY, SEARCH_ATTRIBUTES, patched
 
 
 def search_updates(values: dict[str, str | bool]) -> list[SearchAttributeUpdate]:
@@ -47,13 +47,14 @@ class GrantEffects:
     _notifying: list[asyncio.Task[None]]
     _notifications: int
     _searchable: dict[str, str | bool] | None
+    _awaiting_provider: bool
 
     def _apply(self, effects: list[fx.Effect]) -> None:
         """The effects of an update or signal handler (events and notifications; no waiting)."""
         for e in effects:
             match e:
                 case fx.Emit():
-                    ev = self._chain.emit(e.event, e.actor)
+                    ev = self._chain.emit(e.event, e.actor, e.at)
                     self._grant.events, self._grant.last_hash = ev.seq, ev.hash
                 case fx.Notify():
                     self._notify(e.notification)
@@ -79,9 +80,31 @@ class GrantEffects:
                     await self._tell_parent()
                 case fx.End():
                     await self._end()
-                case fx.IssueCredential() | fx.CleanUp() | fx.RevokeCredential() | fx.ApplyExtension():
+                case fx.IssueCredential() | fx.RevokeCredential():
+                    outcome = await self._call_provider(e)
+                    queue.extendleft(reversed(self._life.handle(outcome, workflow.now())))
+                case fx.CleanUp() | fx.ApplyExtension():
                     outcome = await call_provider(e, self._life, self._inp)
                     queue.extendleft(reversed(self._life.handle(outcome, workflow.now())))
+
+    async def _call_provider(self, call: fx.IssueCredential | fx.RevokeCredential) -> fx.Outcome:
+        """Issue or revoke, whose answer's events are stamped with its time (domain Emit.at) and
+        may be flushed by a local activity (EvidenceChain.flush). Updates and signals that arrive
+        meanwhile are decided after those events (`after_provider_answer`): a retried attempt of
+        the task that gets the answer may carry a message the first attempt did not, and its
+        handler, run first, would otherwise put its event where the first attempt wrote the
+        answer's."""
+        self._awaiting_provider = patched(FIXED_EVENTS_FLUSHED_LOCALLY)
+        try:
+            return await call_provider(call, self._life, self._inp)
+        finally:
+            self._awaiting_provider = False
+
+    async def after_provider_answer(self) -> None:
+        """What a handler awaits first (see _call_provider); no wait at all when none is awaited,
+        so that histories from before it replay unchanged."""
+        if self._awaiting_provider:
+            await workflow.wait_condition(lambda: not self._awaiting_provider)
 
     async def _end(self) -> None:
         """The lifecycle ended the grant: store the last events, let handlers and deliveries finish."""

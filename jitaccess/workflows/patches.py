@@ -6,10 +6,12 @@ path for histories recorded without its marker (tests/workflows/test_replay.py r
 Workflow code asks `patched(ID)` here, never `workflow.patched` directly: a run started on this
 release records one marker, `BASELINE`, for every id in `IN_BASELINE`. Each marker costs a history
 event and, since the SDK upserts `TemporalChangeVersion` beside it, a visibility write — five of
-each per grant before the baseline, the floor's Temporal having none. Runs recorded without the
-baseline's marker answer each id by its own marker, as before. A new id is added on its own
-(asked with `workflow.patched` through `patched` below, outside the baseline) and folded into a
-later baseline only once no run recorded without it can still replay.
+each per grant before the first baseline, the floor's Temporal having none. Runs recorded with an
+older baseline answer by it (and ids it lacks by their own markers); runs recorded without any, by
+each id's own marker, as before. A release that adds an id adds a new baseline holding it and every
+id before it; a run of the new release cannot be replayed by a worker of the release before either
+way (its new path is new commands), and `JITACCESS_RECORD_PATCH_BASELINE=false` keeps each id's own
+marker during a rolling upgrade (workers/factory.py).
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ EXTENSION_APPROVED_WHILE_BUSY = "extension-approved-while-busy"  # before it: wo
 START_AGE_AT_START_EVENT = "start-age-at-start-event"  # before it: a start's age ran to its first task
 DEADLINE_ARMED_AHEAD = "deadline-armed-ahead"  # before it: one timer to each deadline, late by the task arming it
 
-BASELINE = "baseline-2026-12"  # every id above at once, for runs started after it
-IN_BASELINE = frozenset(
+# before it: every ledger flush by an activity, and update and signal handlers never waited for a provider's answer
+FIXED_EVENTS_FLUSHED_LOCALLY = "fixed-events-flushed-locally"
+
+BASELINE_2026_12 = "baseline-2026-12"
+IN_BASELINE_2026_12 = frozenset(
     {
         SIGNED_COMMANDS,
         EVIDENCE_BY_ACTIVITY,
@@ -36,13 +41,20 @@ IN_BASELINE = frozenset(
         DEADLINE_ARMED_AHEAD,
     }
 )
+BASELINE = "baseline-2026-12b"  # every id above at once, for runs started after it
+IN_BASELINE = IN_BASELINE_2026_12 | {FIXED_EVENTS_FLUSHED_LOCALLY}
+# the baselines of earlier releases, newest first: runs recorded with one replay by it
+OLDER_BASELINES = ((BASELINE_2026_12, IN_BASELINE_2026_12),)
+BASELINES = frozenset({BASELINE, *(b for b, _ in OLDER_BASELINES)})
 
 
 def patched(patch_id: str) -> bool:
-    """`workflow.patched(patch_id)`, answered by the baseline's one marker where the run has it.
+    """`workflow.patched(patch_id)`, answered by a baseline's one marker where the run has it.
 
-    The SDK memoizes each answer for the run, so the baseline is decided once, at the first call:
-    a run replaying a history without its marker answers every id by that id's own marker."""
-    if patch_id in IN_BASELINE and workflow.patched(BASELINE):
-        return True
+    The SDK memoizes each answer for the run, so each baseline is decided once, at its first call:
+    a new run records the newest; a run replaying a history without it answers by the baseline it
+    has, and every id no baseline of it holds by that id's own marker."""
+    for baseline, ids in ((BASELINE, IN_BASELINE), *OLDER_BASELINES):
+        if patch_id in ids and workflow.patched(baseline):
+            return True
     return workflow.patched(patch_id)

@@ -241,7 +241,7 @@ def _rewrite(url: str, grant_id: str) -> list[IdentityEvent]:
 
 
 def datetime_of(at: str):
-    from jitaccess.domain.evidence import parse_at
+    from jitaccess.domain.events import parse_at
 
     return parse_at(at)
 

@@ -16,17 +16,44 @@ from jitaccess.workflows import common
 from jitaccess.workflows.common import EvidenceChain
 
 
+class Task:
+    """The workflow task the fakes run in: its history length (a later task: a longer history)."""
+
+    history_length = 3
+
+    def get_current_history_length(self) -> int:
+        return self.history_length
+
+
 @pytest.fixture
-def written(monkeypatch) -> list[list[IdentityEvent]]:
+def task(monkeypatch) -> Task:
+    current = Task()
+    monkeypatch.setattr(common.workflow, "info", lambda: current)
+    return current
+
+
+@pytest.fixture
+def how() -> list[str]:
+    """How each flush wrote: "activity" (a regular one) or "local" (a local activity)."""
+    return []
+
+
+@pytest.fixture
+def written(monkeypatch, task, how) -> list[list[IdentityEvent]]:
     """Workflow time and the record_events activity, replaced: what each flush wrote, in order."""
     batches: list[list[IdentityEvent]] = []
 
-    async def execute_activity(name, batch, **kwargs) -> None:
-        batches.append(list(batch.events))
+    def writer(kind: str):
+        async def execute(name, batch, **kwargs) -> None:
+            batches.append(list(batch.events))
+            how.append(kind)
+
+        return execute
 
     monkeypatch.setattr(common.workflow, "now", lambda: datetime(2026, 12, 4, tzinfo=UTC))
     monkeypatch.setattr(common.workflow, "patched", lambda patch_id: True)
-    monkeypatch.setattr(common.workflow, "execute_activity", execute_activity)
+    monkeypatch.setattr(common.workflow, "execute_activity", writer("activity"))
+    monkeypatch.setattr(common.workflow, "execute_local_activity", writer("local"))
     return batches
 
 
@@ -70,3 +97,37 @@ def test_a_chain_carried_over_continues_from_its_last_event_without_rewriting_it
     assert [len(b) for b in written] == [2, 1]
     assert verify_chain("grant-2", [e for b in written for e in b]).ok
     assert carried.count == 2  # the carried event and the new one: what this run has seen
+
+
+def test_a_local_activity_writes_only_events_every_attempt_of_the_task_builds_alike(written, task, how) -> None:
+    """Made in this task at its own time: a regular activity (a retried attempt would stamp them
+    anew). Made in a task Temporal accepted before, or stamped from an activity's answer after such
+    events: a local activity. Stamped after an event of this task: a regular one (its prev_hash)."""
+    chain = EvidenceChain("grant-3")
+    answer = datetime(2026, 12, 4, 0, 0, 1, tzinfo=UTC)
+    emit(chain, 2)
+    asyncio.run(chain.flush())  # this task's own events
+    emit(chain, 1)
+    task.history_length = 9  # the next task: the event above was made in an accepted one
+    chain.emit(GrantExpired(expires_at="x"), SYSTEM_ACTOR, answer)
+    asyncio.run(chain.flush())
+    emit(chain, 1)
+    chain.emit(GrantExpired(expires_at="x"), SYSTEM_ACTOR, answer)  # after this task's own event
+    asyncio.run(chain.flush())
+    task.history_length = 12
+    chain.emit(GrantExpired(expires_at="x"), SYSTEM_ACTOR, answer)  # after events all written
+    asyncio.run(chain.flush())
+
+    assert how == ["activity", "local", "activity", "local"]
+    assert [len(b) for b in written] == [2, 2, 2, 1]
+    assert verify_chain("grant-3", [e for b in written for e in b]).ok
+
+
+def test_a_stamped_event_never_goes_back_before_the_chain_s_last(written) -> None:
+    """An activity's clock a little behind the workflow's: the event keeps the chain's order in time."""
+    chain = EvidenceChain("grant-4")
+    emit(chain, 1)  # at the workflow's time, 2026-12-04T00:00:00
+    early = chain.emit(GrantExpired(expires_at="x"), SYSTEM_ACTOR, datetime(2026, 12, 3, 23, 59, tzinfo=UTC))
+    late = chain.emit(GrantExpired(expires_at="x"), SYSTEM_ACTOR, datetime(2026, 12, 4, 0, 0, 2, tzinfo=UTC))
+    assert early.at == "2026-12-04T00:00:00.000000Z"  # the first event's
+    assert late.at == "2026-12-04T00:00:02.000000Z"

@@ -47,7 +47,7 @@ from jitaccess.workflows import patches, trust
 from jitaccess.workflows.common import EvidenceChain
 from jitaccess.workflows.grant import GrantWorkflow
 from tests.conftest import running_worker
-from tests.fixtures.record_history import keys_file
+from tests.fixtures.record_history import chain_file, keys_file
 from tests.workflows.support import finish, full_lifecycle, grant_input, principal, wait_state
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "histories" / "grant_full_lifecycle.json"
@@ -114,7 +114,10 @@ async def test_signed_commands_history_replays():
 
 
 def recorded_chain(history: Path) -> list[tuple[int, str, str]]:
-    """(seq, type, hash) of every event the recording stored (the record_events activity inputs)."""
+    """(seq, type, hash) of every event the recording stored: the ledger's, where the recording kept
+    it (a local activity's input is not in the history), else the record_events activity inputs."""
+    if chain_file(history).exists():
+        return [tuple(e) for e in json.loads(chain_file(history).read_text())]
     out = []
     for ev in json.loads(history.read_text())["events"]:
         attrs = ev.get("activityTaskScheduledEventAttributes")
@@ -140,12 +143,16 @@ async def replay_signed(history_file: Path):
 # the signed lifecycle and the break-glass scenario recorded with the patch baseline (one marker for every patch)
 SIGNED_BASELINE = FIXTURE.with_name("grant_baseline_signed_lifecycle.json")
 BREAK_GLASS_BASELINE = FIXTURE.with_name("grant_baseline_break_glass_lifecycle.json")
+# the same two recorded with baseline-2026-12b: events fixed by an earlier task or by an activity's
+# answer flushed by a local activity (EvidenceChain.flush)
+SIGNED_LOCAL_FLUSH = FIXTURE.with_name("grant_local_flush_signed_lifecycle.json")
+BREAK_GLASS_LOCAL_FLUSH = FIXTURE.with_name("grant_local_flush_break_glass_lifecycle.json")
 
 
 @pytest.mark.parametrize(
     "history",
-    [BREAK_GLASS, BREAK_GLASS_BEFORE, BREAK_GLASS_BASELINE],
-    ids=["lifecycle", "before-lifecycle", "baseline"],
+    [BREAK_GLASS, BREAK_GLASS_BEFORE, BREAK_GLASS_BASELINE, BREAK_GLASS_LOCAL_FLUSH],
+    ids=["lifecycle", "before-lifecycle", "baseline", "local-flush"],
 )
 async def test_break_glass_history_replays(history):
     """Recorded by the lifecycle state machine (one effects loop, one updatable-timer wait): a
@@ -167,8 +174,24 @@ def activity_names(history: Path) -> list[str]:
 
 @pytest.mark.parametrize(
     "history",
-    [SIGNED, BREAK_GLASS, BREAK_GLASS_BEFORE, SIGNED_BASELINE, BREAK_GLASS_BASELINE],
-    ids=["signed", "break-glass", "break-glass-before", "signed-baseline", "break-glass-baseline"],
+    [
+        SIGNED,
+        BREAK_GLASS,
+        BREAK_GLASS_BEFORE,
+        SIGNED_BASELINE,
+        BREAK_GLASS_BASELINE,
+        SIGNED_LOCAL_FLUSH,
+        BREAK_GLASS_LOCAL_FLUSH,
+    ],
+    ids=[
+        "signed",
+        "break-glass",
+        "break-glass-before",
+        "signed-baseline",
+        "break-glass-baseline",
+        "signed-local-flush",
+        "break-glass-local-flush",
+    ],
 )
 async def test_replay_rebuilds_the_recorded_chain_byte_for_byte(monkeypatch, history):
     """The events the current code builds while replaying hash exactly as the recording's did:
@@ -188,11 +211,41 @@ async def test_replay_rebuilds_the_recorded_chain_byte_for_byte(monkeypatch, his
     assert built == expected
 
 
-@pytest.mark.parametrize("history", [SIGNED_BASELINE, BREAK_GLASS_BASELINE], ids=["signed", "break-glass"])
-async def test_baseline_recordings_replay_with_their_one_patch_marker(history):
+@pytest.mark.parametrize(
+    ("history", "baseline"),
+    [
+        (SIGNED_BASELINE, patches.BASELINE_2026_12),
+        (BREAK_GLASS_BASELINE, patches.BASELINE_2026_12),
+        (SIGNED_LOCAL_FLUSH, patches.BASELINE),
+        (BREAK_GLASS_LOCAL_FLUSH, patches.BASELINE),
+    ],
+    ids=["signed", "break-glass", "signed-local-flush", "break-glass-local-flush"],
+)
+async def test_baseline_recordings_replay_with_their_one_patch_marker(history, baseline):
     recorded_history = WorkflowHistory.from_json(history.stem, history.read_text())
-    assert patch_markers(recorded_history) == [patches.BASELINE]
+    assert patch_markers(recorded_history) == [baseline]
     assert (await replay_signed(history)).replay_failure is None
+
+
+def flush_kinds(history: Path) -> Counter:
+    """How a recording's ledger flushes went: by regular activity, or as local-activity markers."""
+    events = json.loads(history.read_text())["events"]
+    return Counter(
+        "activity"
+        if ev.get("activityTaskScheduledEventAttributes", {}).get("activityType", {}).get("name") == RECORD_EVENTS
+        else "local"
+        for ev in events
+        if ev.get("activityTaskScheduledEventAttributes", {}).get("activityType", {}).get("name") == RECORD_EVENTS
+        or ev.get("markerRecordedEventAttributes", {}).get("markerName") == "core_local_activity"
+    )
+
+
+def test_the_local_flush_recording_writes_the_issue_and_the_end_by_local_activity():
+    """The signed lifecycle: the approval request and the claim's delivery are written by regular
+    activities (made in the task that flushes them), the issue's and the revocation's events, fixed
+    by an earlier task and the provider's answer, by local activities: two activities fewer."""
+    assert flush_kinds(SIGNED_BASELINE) == Counter(activity=4)
+    assert flush_kinds(SIGNED_LOCAL_FLUSH) == Counter(activity=2, local=2)
 
 
 @workflow.defn(name="GrantWorkflow", sandboxed=False)
@@ -241,6 +294,7 @@ async def test_a_worker_of_the_release_before_the_baseline_cannot_replay_it_unle
     assert patches.BASELINE not in patch_markers(runs[False])
     assert set(patch_markers(runs[False])) >= {patches.SIGNED_COMMANDS, patches.EVIDENCE_BY_ACTIVITY}
     monkeypatch.setattr(patches, "IN_BASELINE", frozenset())  # the workflow code of the release before
+    monkeypatch.setattr(patches, "OLDER_BASELINES", ())
     old = Replayer(workflows=[GrantWorkflow], data_converter=client.data_converter, workflow_runner=SANDBOXED_RUNNER)
     assert (await old.replay_workflow(runs[False], raise_on_replay_failure=False)).replay_failure is None
     assert (await old.replay_workflow(runs[True], raise_on_replay_failure=False)).replay_failure is not None
@@ -251,6 +305,7 @@ async def test_a_grant_started_before_the_baseline_keeps_answering_each_patch_by
     baseline's marker, so every patch id it asks afterwards records its own marker, as the release
     before did, and the whole history replays."""
     monkeypatch.setattr(patches, "IN_BASELINE", frozenset())  # the release before the baseline
+    monkeypatch.setattr(patches, "OLDER_BASELINES", ())
     inp = grant_input(settings, "alice", "secrets-admin", timedelta(seconds=2))
     async with running_worker(settings) as (client, _):
         handle = await client.start_workflow(GrantWorkflow.run, inp, id=inp.grant_id, task_queue=settings.task_queue)
