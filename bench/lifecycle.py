@@ -5,11 +5,17 @@
 
 Starts the embedded stack exactly as a user does (`jitaccess dev up --random-ports`),
 fires N concurrent `POST /v1/grants` (secrets-readonly, duration TTL) as alice,
-waits until every grant is revoked, and computes from the ledger's identity events:
+waits until every grant is revoked, and computes from the ledger's identity events and the
+workflow histories:
 
-  * lifecycles/s            N / (wall - TTL), wall = first request sent -> last revocation.confirmed
-  * request -> active       fulfilment.verified.at - client send time (p50/p99)
-  * expiry -> confirmed     revocation.confirmed.at - credential.issued.data.expires_at (p50/p99/max)
+  * lifecycles/s            N / (wall - TTL), wall = first request sent -> last confirmed
+  * request -> active       active - client send time (p50/p99)
+  * expiry -> confirmed     confirmed - credential.issued.data.expires_at (p50/p99/max)
+
+where active and confirmed are, as the floor stamps them, the start of the workflow task that took
+the issue's / the revoke's answer (from each history; `fulfilment.verified.at` and
+`revocation.confirmed.at` are the activity's own time, one task earlier, and are reported beside as
+"evidence: ..."; without a history, the bench falls back to them). Also:
   * chains verified         Ledger.verify(grant_id).ok for every grant
   * worker peak RSS         VmHWM of the `jitaccess dev up` process (worker + API live there)
 

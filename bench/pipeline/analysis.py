@@ -140,6 +140,8 @@ def pipeline_figures(
             "grant_requested_to_verified": summary(ms("verified_at", "requested_at")),
             "expires_at_to_grant_expired (timer lateness)": summary(ms("expired_at", "expires_at")),
             "grant_expired_to_confirmed (revoke activity)": summary(ms("confirmed_at", "expired_at")),
+            "evidence: expires_at_to_revocation.confirmed.at": summary(ms("confirmed_evidence_at", "expires_at")),
+            "evidence: grant_requested_to_fulfilment.verified.at": summary(ms("verified_evidence_at", "requested_at")),
         },
         "revocation_attempts": dict(Counter(str(x.get("attempts")) for x in per if "attempts" in x)),
         "revocation_retrying_events": sum(x["retrying_events"] for x in per),
@@ -170,6 +172,10 @@ class HistoryScan:
     bad: Counter = field(default_factory=Counter)
     bad_grants: dict[str, list[str]] = field(default_factory=dict)
     started: dict[str, float] = field(default_factory=dict)
+    # per grant, the start of the workflow task after the issue's / the (last) revoke's answer: the
+    # workflow.now() the floor stamps its active / confirmed with, so the two compare step for step
+    # (our evidence is stamped with the activity's own time, a workflow task earlier)
+    task_after: dict[str, dict[str, float]] = field(default_factory=dict)
     sizes: dict[str, list[float]] = field(default_factory=lambda: {"events": [], "bytes": []})
 
     def add(self, gid: str, evs: Any) -> None:
@@ -183,6 +189,9 @@ class HistoryScan:
         t: dict[int, float] = {}
         timers: dict[int, float] = {}
         first, last_wft_started = True, None
+        kinds: dict[int, str] = {}  # scheduled event id -> activity type
+        answered: str | None = None  # the activity whose answer the next workflow task takes
+        after = self.task_after.setdefault(gid, {})
         for i, ev in enumerate(evs):
             at = ev.event_time.ToDatetime().timestamp()
             name = E.Name(ev.event_type).removeprefix("EVENT_TYPE_")
@@ -191,6 +200,8 @@ class HistoryScan:
                 self.started[gid] = at
             elif name == "WORKFLOW_TASK_STARTED":
                 last_wft_started = at
+                if answered is not None:
+                    after[answered], answered = at, None
                 spans["wft_schedule_to_start"].append(
                     (at - t[ev.workflow_task_started_event_attributes.scheduled_event_id]) * 1000
                 )
@@ -206,7 +217,11 @@ class HistoryScan:
                 spans["activity_schedule_to_start"].append(
                     (at - t[ev.activity_task_started_event_attributes.scheduled_event_id]) * 1000
                 )
+            elif name == "ACTIVITY_TASK_SCHEDULED":
+                kinds[ev.event_id] = ev.activity_task_scheduled_event_attributes.activity_type.name
             elif name == "ACTIVITY_TASK_COMPLETED":
+                kind = kinds.get(ev.activity_task_completed_event_attributes.scheduled_event_id)
+                answered = kind if kind in ("issue_credential", "revoke_credential") else answered
                 spans["activity_start_to_close"].append(
                     (at - t[ev.activity_task_completed_event_attributes.started_event_id]) * 1000
                 )
@@ -248,6 +263,7 @@ async def scan_histories(address: str, grant_ids: list[str]) -> dict:
         "grants_with_task_failures": len(scan.bad_grants),
         "examples": dict(list(scan.bad_grants.items())[:5]),
         "_started": scan.started,
+        "_task_after": scan.task_after,
     }
 
 

@@ -73,6 +73,15 @@ def bare_provider(addr: str, token: str, n: int, ttl: int) -> dict:
 
 
 # --------------------------------------------------------------------------- the pipeline
+def on_task_times(x: dict, after: dict[str, float]) -> None:
+    """Active and confirmed as the floor counts them: at the start of the workflow task that took the
+    issue's / the revoke's answer (its workflow.now()). The evidence's own times (the activity's,
+    one task earlier) are kept as `*_evidence_at`."""
+    for key, activity in (("verified_at", "issue_credential"), ("confirmed_at", "revoke_credential")):
+        if key in x and activity in after:
+            x[key.replace("_at", "_evidence_at")], x[key] = x[key], after[activity]
+
+
 async def dev_token(dev: dict, user: str) -> str:
     """An ID token for a dev user from the stack's dev IdP (OpenBao), valid 1 h: longer than a bench run."""
     from jitaccess.dev.identity import DevIdentity
@@ -196,7 +205,9 @@ async def run_pipeline(
     for x in grants.per:
         if (st := temporal.get("_started", {}).get(x["grant_id"])) is not None:
             x["wf_started_at"] = st
+        on_task_times(x, temporal.get("_task_after", {}).get(x["grant_id"], {}))
     temporal.pop("_started", None)
+    temporal.pop("_task_after", None)
     figures = pipeline_figures(n, ttl, requests, grants, progress, t0)
     return {
         **figures,

@@ -74,7 +74,7 @@ class IssueResult(BaseModel):
     handover: WrappedHandover | None = None
     verified: bool
     verification: str  # what the read-back saw, recorded as evidence
-    # when the activity had this answer (its read-back done), by the worker's clock: the time of the
+    # when the activity had this answer (its read-back done), on Temporal's clock: the time of the
     # events made from it, so that a retried workflow task rebuilds them byte for byte (None: from
     # before this field)
     observed_at: datetime | None = None

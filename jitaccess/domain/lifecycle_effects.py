@@ -155,7 +155,7 @@ Message = Command | Tick | Outcome
 # -- effects
 @dataclass(frozen=True)
 class Emit:
-    """Append an identity event to the grant's chain; `at`: its time when a provider's read-back
+    """Append an identity event to the grant's chain; `at`: its time when an activity's answer
     fixed it (None: the workflow's time)."""
 
     event: EventBody
