@@ -20,7 +20,7 @@ ENVELOPE = {
     "grant_id": "the chain's key: a grant, onboarding, reconciliation run or delegation ID",
     "seq": "1, 2, ... along the chain",
     "type": "the event type (a section below)",
-    "at": "workflow time, UTC, `YYYY-MM-DDTHH:MM:SS.ffffffZ`",
+    "at": "workflow time (Temporal's clock), UTC, `YYYY-MM-DDTHH:MM:SS.ffffffZ`; for an event made from a provider's answer (`credential.issued`, `fulfilment.verified`, `revocation.confirmed`, ...), when the activity had that answer, never before the previous event's",
     "actor": "who acted: `id`, `kind` (human, service, system), `role`",
     "data": "the type's fields below: only those its writer set (a field may be absent, or null)",
     "prev_hash": "the previous event's `hash` (64 zeros for the first)",
