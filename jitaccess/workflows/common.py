@@ -19,7 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from jitaccess.domain.grant import Refusal
     from jitaccess.domain.principals import Actor
     from jitaccess.workflows import trust
-    from jitaccess.workflows.patches import EVIDENCE_BY_ACTIVITY, FIXED_EVENTS_FLUSHED_LOCALLY, patched
+    from jitaccess.workflows.patches import EVIDENCE_BY_ACTIVITY, LAST_EVENTS_FLUSHED_LOCALLY, patched
 
 
 def refuse_unless_signed(gate: trust.CommandGate, cmd: Signable, action: str, rule: Callable[[], Any]) -> None:
@@ -97,27 +97,29 @@ class EvidenceChain:
         self.count += 1
         return ev
 
-    async def flush(self, summary: dict[str, object] | None = None) -> None:
+    async def flush(self, summary: dict[str, object] | None = None, last: bool = False) -> None:
         """Write the events not yet in the ledger, before the workflow goes on (into a wait, or a
-        handler's answer).
+        handler's answer). `last`: the workflow ends after this write.
 
-        A local activity writes from inside the workflow task, before Temporal has accepted it. If
-        the task then fails or times out, its retry builds its events again and writes them again,
-        and the ledger keeps the first attempt's (insert-or-ignore on event_id): an event stamped
-        with the first attempt's time broke the chain (seen under overload at 200 concurrent
-        grants). So a local activity writes only events that every attempt builds byte for byte:
-        those made in a task Temporal accepted before this one, and those stamped from an
-        activity's answer after them (update and signal handlers wait for that answer:
-        GrantEffects._call_provider). Anything else goes by a regular activity, which runs only
-        once the task that scheduled it is committed. Histories recorded before each change keep
+        By a regular activity, which runs only once the workflow task that scheduled it is
+        committed, at the cost of an activity and one more task. A local activity writes from
+        inside the task instead, before Temporal has accepted it. If the task then fails or times
+        out, its retry builds its events again and writes them again, and the ledger keeps the first
+        attempt's (insert-or-ignore on event_id): an event stamped with the first attempt's time
+        broke the chain (seen under overload at 200 concurrent grants). So a local activity writes
+        only events that every attempt builds byte for byte: those made in a task Temporal accepted
+        before this one, and those stamped from an activity's answer after them (update and signal
+        handlers wait for that answer: GrantEffects._call_provider). And only the last write: the
+        task holds for it, and a timer armed in that task starts only when it completes, late by
+        the write (bench/README.md, fifteenth session). Histories recorded before each change keep
         their path (patches)."""
         if not self._unflushed:
             return
         batch = c.EventBatch(events=self._unflushed, summary=summary or {})
         self._unflushed = []
-        built_alike = self._last_depends_on < workflow.info().get_current_history_length()
+        local = last and self._last_depends_on < workflow.info().get_current_history_length()
         retry = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=30))
-        if patched(EVIDENCE_BY_ACTIVITY) and not (built_alike and patched(FIXED_EVENTS_FLUSHED_LOCALLY)):
+        if patched(EVIDENCE_BY_ACTIVITY) and not (local and patched(LAST_EVENTS_FLUSHED_LOCALLY)):
             await workflow.execute_activity(
                 c.RECORD_EVENTS, batch, start_to_close_timeout=timedelta(seconds=30), retry_policy=retry
             )

@@ -24,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from jitaccess.workflows import trust
     from jitaccess.workflows.common import EvidenceChain, failure_message
     from jitaccess.workflows.grant_provider import call_provider
-    from jitaccess.workflows.patches import FIXED_EVENTS_FLUSHED_LOCALLY, SEARCH_ATTRIBUTES, patched
+    from jitaccess.workflows.patches import LAST_EVENTS_FLUSHED_LOCALLY, SEARCH_ATTRIBUTES, patched
 
 
 def search_updates(values: dict[str, str | bool]) -> list[SearchAttributeUpdate]:
@@ -88,13 +88,13 @@ class GrantEffects:
                     queue.extendleft(reversed(self._life.handle(outcome, workflow.now())))
 
     async def _call_provider(self, call: fx.IssueCredential | fx.RevokeCredential) -> fx.Outcome:
-        """Issue or revoke, whose answer's events are stamped with its time (domain Emit.at) and
-        may be flushed by a local activity (EvidenceChain.flush). Updates and signals that arrive
-        meanwhile are decided after those events (`after_provider_answer`): a retried attempt of
-        the task that gets the answer may carry a message the first attempt did not, and its
-        handler, run first, would otherwise put its event where the first attempt wrote the
-        answer's."""
-        self._awaiting_provider = patched(FIXED_EVENTS_FLUSHED_LOCALLY)
+        """Issue or revoke, whose answer's events are stamped with its time (domain Emit.at), so
+        that any attempt of the task that takes the answer builds them alike and a local activity
+        may write them (EvidenceChain.flush: today, the revocation's, the grant's last). Updates
+        and signals that arrive meanwhile are decided after those events (`after_provider_answer`):
+        a retried attempt may carry a message the first attempt did not, and its handler, run
+        first, would otherwise put its event where the first attempt wrote the answer's."""
+        self._awaiting_provider = patched(LAST_EVENTS_FLUSHED_LOCALLY)
         try:
             return await call_provider(call, self._life, self._inp)
         finally:
@@ -108,11 +108,11 @@ class GrantEffects:
 
     async def _end(self) -> None:
         """The lifecycle ended the grant: store the last events, let handlers and deliveries finish."""
-        await self._flush()
+        await self._flush(last=True)
         await workflow.wait_condition(workflow.all_handlers_finished)
         if self._notifying:  # bounded: each delivery gives up after notification_attempts
             await asyncio.gather(*self._notifying)
-        await self._flush()
+        await self._flush(last=True)
         await self._tell_parent()
 
     async def _continue_as_new_if_long(self, phase: fx.Phase) -> None:
@@ -184,10 +184,11 @@ class GrantEffects:
         await self._flush()
 
     # -- the ledger and visibility -------------------------------------------------------
-    async def _flush(self) -> None:
-        """Store events not yet in the ledger (idempotent there, so replays and retries are harmless)."""
+    async def _flush(self, last: bool = False) -> None:
+        """Store events not yet in the ledger (idempotent there, so replays and retries are harmless);
+        `last`: the workflow ends after it (EvidenceChain.flush)."""
         self._upsert_search_attributes()
-        await self._chain.flush(self._grant.summary())
+        await self._chain.flush(self._grant.summary(), last)
 
     def _upsert_search_attributes(self) -> None:
         """Visibility follows the grant (Requester, Entitlement, GrantState, BreakGlass, Provider):

@@ -26,8 +26,8 @@ EXTENSION_APPROVED_WHILE_BUSY = "extension-approved-while-busy"  # before it: wo
 START_AGE_AT_START_EVENT = "start-age-at-start-event"  # before it: a start's age ran to its first task
 DEADLINE_ARMED_AHEAD = "deadline-armed-ahead"  # before it: one timer to each deadline, late by the task arming it
 
-# before it: every ledger flush by an activity, and update and signal handlers never waited for a provider's answer
-FIXED_EVENTS_FLUSHED_LOCALLY = "fixed-events-flushed-locally"
+# before it: the last ledger flush by an activity, and update and signal handlers never waited for a provider's answer
+LAST_EVENTS_FLUSHED_LOCALLY = "last-events-flushed-locally"
 
 BASELINE_2026_12 = "baseline-2026-12"
 IN_BASELINE_2026_12 = frozenset(
@@ -42,7 +42,7 @@ IN_BASELINE_2026_12 = frozenset(
     }
 )
 BASELINE = "baseline-2026-12b"  # every id above at once, for runs started after it
-IN_BASELINE = IN_BASELINE_2026_12 | {FIXED_EVENTS_FLUSHED_LOCALLY}
+IN_BASELINE = IN_BASELINE_2026_12 | {LAST_EVENTS_FLUSHED_LOCALLY}
 # the baselines of earlier releases, newest first: runs recorded with one replay by it
 OLDER_BASELINES = ((BASELINE_2026_12, IN_BASELINE_2026_12),)
 BASELINES = frozenset({BASELINE, *(b for b, _ in OLDER_BASELINES)})
