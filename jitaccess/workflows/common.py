@@ -25,7 +25,12 @@ with workflow.unsafe.imports_passed_through():
 def refuse_unless_signed(gate: trust.CommandGate, cmd: Signable, action: str, rule: Callable[[], Any]) -> None:
     """An update validator: the command must be signed for this workflow and action, then the
     domain `rule` must allow it; a Refusal becomes the error the API maps to 403/409/410/422."""
-    refuse_unless(lambda: (gate.check(cmd, action), rule()))
+
+    def signed_and_allowed() -> None:
+        gate.check(cmd, action)
+        rule()
+
+    refuse_unless(signed_and_allowed)
 
 
 def refuse_unless(rule: Callable[[], Any]) -> None:

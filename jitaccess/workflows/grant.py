@@ -119,7 +119,7 @@ class GrantWorkflow(GrantEffects):
     # -- decisions (updates) and status (query) ---------------------------------------
     async def _decide(self, cmd: Command) -> Grant:
         if self._awaiting_provider:  # decided after the provider's answer (GrantEffects._call_provider): asked again
-            await self.after_provider_answer()
+            await self._after_provider_answer()
             refuse_unless(lambda: self._life.check(cmd, workflow.now()))
         self._apply(self._life.handle(cmd, workflow.now()))
         return self._grant
@@ -202,7 +202,7 @@ class GrantWorkflow(GrantEffects):
         if not self._gate.accept_signal(report, c.REPORT_DRIFT_SIGNAL):
             return
         admission = self._gate.admit(report, c.REPORT_DRIFT_SIGNAL)
-        await self.after_provider_answer()
+        await self._after_provider_answer()
         await self._execute(self._life.handle(ReportDrift(report.finding, admission=admission), workflow.now()))
 
 

@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from jitaccess.domain.search import grant_search_values
     from jitaccess.workflows import trust
     from jitaccess.workflows.common import EvidenceChain, failure_message
-    from jitaccess.workflows.grant_provider import call_provider
+    from jitaccess.workflows.grant_provider import ProviderCall, call_provider
     from jitaccess.workflows.patches import LAST_EVENTS_FLUSHED_LOCALLY, SEARCH_ATTRIBUTES, patched
 
 
@@ -80,27 +80,25 @@ class GrantEffects:
                     await self._tell_parent()
                 case fx.End():
                     await self._end()
-                case fx.IssueCredential() | fx.RevokeCredential():
+                case fx.IssueCredential() | fx.CleanUp() | fx.RevokeCredential() | fx.ApplyExtension():
                     outcome = await self._call_provider(e)
                     queue.extendleft(reversed(self._life.handle(outcome, workflow.now())))
-                case fx.CleanUp() | fx.ApplyExtension():
-                    outcome = await call_provider(e, self._life, self._inp)
-                    queue.extendleft(reversed(self._life.handle(outcome, workflow.now())))
 
-    async def _call_provider(self, call: fx.IssueCredential | fx.RevokeCredential) -> fx.Outcome:
-        """Issue or revoke, whose answer's events are stamped with its time (domain Emit.at), so
+    async def _call_provider(self, call: ProviderCall) -> fx.Outcome:
+        """An issue's or a revoke's answer makes events stamped with its time (domain Emit.at), so
         that any attempt of the task that takes the answer builds them alike and a local activity
-        may write them (EvidenceChain.flush: today, the revocation's, the grant's last). Updates
-        and signals that arrive meanwhile are decided after those events (`after_provider_answer`):
-        a retried attempt may carry a message the first attempt did not, and its handler, run
-        first, would otherwise put its event where the first attempt wrote the answer's."""
-        self._awaiting_provider = patched(LAST_EVENTS_FLUSHED_LOCALLY)
+        may write them (EvidenceChain.flush: today the revocation's, the grant's last). Updates and
+        signals that arrive meanwhile are decided after those events (`_after_provider_answer`): a
+        retried attempt may carry a message the first attempt did not, and its handler, run first,
+        would otherwise put its event where the first attempt wrote the answer's."""
+        stamped = isinstance(call, fx.IssueCredential | fx.RevokeCredential)
+        self._awaiting_provider = stamped and patched(LAST_EVENTS_FLUSHED_LOCALLY)
         try:
             return await call_provider(call, self._life, self._inp)
         finally:
             self._awaiting_provider = False
 
-    async def after_provider_answer(self) -> None:
+    async def _after_provider_answer(self) -> None:
         """What a handler awaits first (see _call_provider); no wait at all when none is awaited,
         so that histories from before it replay unchanged."""
         if self._awaiting_provider:
