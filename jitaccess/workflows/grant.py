@@ -117,12 +117,17 @@ class GrantWorkflow(GrantEffects):
         return self._gate.start_refusal(inp, "start:GrantWorkflow", trust.API_OR_WORKER)
 
     # -- decisions (updates) and status (query) ---------------------------------------
-    async def _decide(self, cmd: Command) -> Grant:
-        if self._awaiting_provider:  # decided after the provider's answer (GrantEffects._call_provider): asked again
-            await self._after_provider_answer()
-            refuse_unless(lambda: self._life.check(cmd, workflow.now()))
+    def _decide(self, cmd: Command) -> Grant:
         self._apply(self._life.handle(cmd, workflow.now()))
         return self._grant
+
+    async def _decide_update(self, cmd: Command) -> Grant:
+        """An update, decided after the provider's answer the grant waits for, if any
+        (GrantEffects._call_provider); its validator saw the grant before that answer: asked again."""
+        if self._awaiting_provider:
+            await self._after_provider_answer()
+            refuse_unless(lambda: self._life.check(cmd, workflow.now()))
+        return self._decide(cmd)
 
     def _validate(self, cmd: Command, signed: ActionInput | ExtendInput | ReviewInput, action: str) -> None:
         refuse_unless_signed(self._gate, signed, action, lambda: self._life.check(cmd, workflow.now()))
@@ -133,7 +138,7 @@ class GrantWorkflow(GrantEffects):
 
     @workflow.update
     async def approve(self, a: ActionInput) -> Grant:
-        return await self._decide(Approve(a, admission=self._gate.admit(a, "approve")))
+        return await self._decide_update(Approve(a, admission=self._gate.admit(a, "approve")))
 
     @approve.validator
     def _validate_approve(self, a: ActionInput) -> None:
@@ -141,7 +146,7 @@ class GrantWorkflow(GrantEffects):
 
     @workflow.update
     async def deny(self, a: ActionInput) -> Grant:
-        return await self._decide(Deny(a, admission=self._gate.admit(a, "deny")))
+        return await self._decide_update(Deny(a, admission=self._gate.admit(a, "deny")))
 
     @deny.validator
     def _validate_deny(self, a: ActionInput) -> None:
@@ -149,7 +154,7 @@ class GrantWorkflow(GrantEffects):
 
     @workflow.update
     async def extend(self, inp: ExtendInput) -> Grant:
-        return await self._decide(Extend(inp, admission=self._gate.admit(inp, "extend")))
+        return await self._decide_update(Extend(inp, admission=self._gate.admit(inp, "extend")))
 
     @extend.validator
     def _validate_extend(self, inp: ExtendInput) -> None:
@@ -157,7 +162,7 @@ class GrantWorkflow(GrantEffects):
 
     @workflow.update
     async def review(self, inp: ReviewInput) -> Grant:
-        return await self._decide(SubmitReview(inp, admission=self._gate.admit(inp, "review")))
+        return await self._decide_update(SubmitReview(inp, admission=self._gate.admit(inp, "review")))
 
     @review.validator
     def _validate_review(self, inp: ReviewInput) -> None:
@@ -165,7 +170,7 @@ class GrantWorkflow(GrantEffects):
 
     @workflow.update
     async def revoke(self, a: ActionInput) -> Grant:
-        return await self._decide(Revoke(a, admission=self._gate.admit(a, "revoke")))
+        return await self._decide_update(Revoke(a, admission=self._gate.admit(a, "revoke")))
 
     @revoke.validator
     def _validate_revoke(self, a: ActionInput) -> None:
@@ -192,7 +197,9 @@ class GrantWorkflow(GrantEffects):
         if parent is None or not self._gate.accept_signal(cmd, c.PARENT_REVOKE_SIGNAL):
             return
         actor = Actor(id=parent.workflow_id, kind=SYSTEM_ACTOR.kind, role=ActorRole.system)
-        await self._decide(ParentRevoke(actor, cmd.reason, admission=self._gate.admit(cmd, c.PARENT_REVOKE_SIGNAL)))
+        admission = self._gate.admit(cmd, c.PARENT_REVOKE_SIGNAL)
+        await self._after_provider_answer()  # a signal has no validator: decided as it finds the grant then
+        self._decide(ParentRevoke(actor, cmd.reason, admission=admission))
 
     @workflow.signal(name=c.REPORT_DRIFT_SIGNAL)
     async def report_drift(self, report: DriftReport) -> None:
