@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -104,6 +105,12 @@ def main() -> int:
     ap.add_argument("a", help="commit A (the baseline)")
     ap.add_argument("b", help="commit B (the change)")
     ap.add_argument("--runs", type=int, default=5, help="runs of each variant (default 5)")
+    ap.add_argument(
+        "--b-args",
+        default="",
+        help="lifecycle.py arguments that B adds to A's, to judge a bench option on one commit: "
+        "`ab.py HEAD HEAD --b-args='--concurrency 4' -- 200 5`",
+    )
     argv = sys.argv[1:]
     cut = argv.index("--") if "--" in argv else len(argv)
     opts = ap.parse_args(argv[:cut])
@@ -115,15 +122,16 @@ def main() -> int:
             plan = order(opts.runs)
             for i, v in enumerate(plan, 1):
                 path, sha = trees[v]
-                print(f"[{i}/{len(plan)}] {v} ({sha}) lifecycle.py {' '.join(bench_args)} ...", flush=True)
-                row = run_once(path, bench_args)
+                args = bench_args + (shlex.split(opts.b_args) if v == "B" else [])
+                print(f"[{i}/{len(plan)}] {v} ({sha}) lifecycle.py {' '.join(args)} ...", flush=True)
+                row = run_once(path, args)
                 rows[v].append(row)
                 print(
                     "   "
                     + (row.get("error") or ", ".join(f"{k} {row[k]:.2f}" for k, _ in FIGURES[:5] if row[k] is not None))
                 )
         finally:
-            for path, _ in trees.values():
+            for path, _ in set(trees.values()):  # one tree when A and B are the same commit
                 subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, check=False)
     sums = {v: summary([r for r in rows[v] if "error" not in r]) for v in rows}
     print(f"\n{'median (min-max)':32} {'A ' + trees['A'][1]:>24} {'B ' + trees['B'][1]:>24}")
@@ -135,7 +143,14 @@ def main() -> int:
     )
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"ab-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
-    doc = {"a": trees["A"][1], "b": trees["B"][1], "bench_args": bench_args, "runs": rows, "summary": sums}
+    doc = {
+        "a": trees["A"][1],
+        "b": trees["B"][1],
+        "bench_args": bench_args,
+        "b_args": opts.b_args,
+        "runs": rows,
+        "summary": sums,
+    }
     out.write_text(json.dumps(doc, indent=2))
     print(f"results: {out}")
     return 0 if not any(failed.values()) else 1

@@ -177,6 +177,9 @@ class HistoryScan:
     # (our evidence is stamped with the activity's own time, a workflow task earlier)
     task_after: dict[str, dict[str, float]] = field(default_factory=dict)
     sizes: dict[str, list[float]] = field(default_factory=lambda: {"events": [], "bytes": []})
+    # per grant, its history from the first workflow task's start to the task after the issue's
+    # answer (active): (ms since the first task began, event name), to split the slowest grants' time
+    to_active: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
 
     def add(self, gid: str, evs: Any) -> None:
         """One workflow history's task queueing and execution spans, timers and task failures."""
@@ -192,10 +195,16 @@ class HistoryScan:
         kinds: dict[int, str] = {}  # scheduled event id -> activity type
         answered: str | None = None  # the activity whose answer the next workflow task takes
         after = self.task_after.setdefault(gid, {})
+        path: list[tuple[float, str]] = []
+        began: float | None = None
         for i, ev in enumerate(evs):
             at = ev.event_time.ToDatetime().timestamp()
             name = E.Name(ev.event_type).removeprefix("EVENT_TYPE_")
             t[ev.event_id] = at
+            if "issue_credential" not in after:
+                began = at if began is None and name == "WORKFLOW_TASK_STARTED" else began
+                if began is not None:
+                    path.append(((at - began) * 1000, name))
             if name == "WORKFLOW_EXECUTION_STARTED":
                 self.started[gid] = at
             elif name == "WORKFLOW_TASK_STARTED":
@@ -238,6 +247,32 @@ class HistoryScan:
             if name.endswith(("_TIMED_OUT", "_FAILED")):
                 self.bad[name] += 1
                 self.bad_grants.setdefault(gid, []).append(name)
+        self.to_active[gid] = path
+
+
+def path_segments(path: list[tuple[float, str]]) -> dict[str, float]:
+    """A grant's way to active split into spans, each named by the event that ends it, numbered in
+    order (the same path gives the same names, so grants compare span by span)."""
+    return {f"{i:02d} → {name}": b - a for i, ((a, _), (b, name)) in enumerate(zip(path, path[1:]), 1)}
+
+
+def slowest_to_active(to_active: dict[str, list[tuple[float, str]]], share: float = 0.05) -> dict:
+    """Where the slowest `share` of grants' first task → active goes, against the median grant's:
+    the mean of each span over the slowest, and over the rest."""
+    done = {g: p for g, p in to_active.items() if p and p[-1][1] == "WORKFLOW_TASK_STARTED"}
+    if not done:
+        return {}
+    order = sorted(done, key=lambda g: done[g][-1][0])
+    k = max(1, round(len(order) * share))
+    mean = lambda gs: {
+        name: sum(path_segments(done[g]).get(name, 0.0) for g in gs) / len(gs) for name in path_segments(done[gs[-1]])
+    }
+    return {
+        "grants": len(order),
+        "slowest": k,
+        "slowest_mean_ms": mean(order[-k:]),
+        "rest_mean_ms": mean(order[:-k]),
+    }
 
 
 async def scan_histories(address: str, grant_ids: list[str]) -> dict:
@@ -264,6 +299,7 @@ async def scan_histories(address: str, grant_ids: list[str]) -> dict:
         "examples": dict(list(scan.bad_grants.items())[:5]),
         "_started": scan.started,
         "_task_after": scan.task_after,
+        "slowest_to_active": slowest_to_active(scan.to_active),
     }
 
 

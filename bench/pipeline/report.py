@@ -97,6 +97,12 @@ def report_resources(p: dict, b: dict) -> None:
         log(f"  task time-outs/failures {tp['task_failures'] or 'none'} in {tp['grants_with_task_failures']} grants")
         for k, v in tp.get("history_size", {}).items():
             log(f"  {'history ' + k + ' per grant':<60} {fmt(v)}")
+        if sl := tp.get("slowest_to_active"):
+            log(
+                f"  first task → active, the slowest {sl['slowest']} of {sl['grants']} against the rest (mean ms per span)"
+            )
+            for k, v in sl["slowest_mean_ms"].items():
+                log(f"    {k:<58} {v:7.1f}  {sl['rest_mean_ms'].get(k, 0.0):7.1f}")
     else:
         log(f"temporal histories: {tp.get('error')}")
     cu = p["cpu"]
