@@ -35,6 +35,9 @@ FIGURES: list[tuple[str, Callable[[dict], float]]] = [
     ("lifecycles/s ratio", lambda r: r["ratios"]["throughput_pipeline_over_floor"]),
     ("first task->active p50 ratio", lambda r: _ratio(r, "p50", "grant_requested_to_verified", "request_to_active_ms")),
     ("first task->active p99 ratio", lambda r: _ratio(r, "p99", "grant_requested_to_verified", "request_to_active_ms")),
+    # what a requester waits, from the HTTP request (the floor has no API: no ratio)
+    ("request->active p50 ms", lambda r: r["pipeline"]["request_to_active_ms"]["p50"]),
+    ("request->active p99 ms", lambda r: r["pipeline"]["request_to_active_ms"]["p99"]),
     ("expiry->confirmed p99 ratio", lambda r: _expiry(r, "p99")),
     ("expiry->confirmed max ratio", lambda r: _expiry(r, "max")),
     (

@@ -180,6 +180,9 @@ class HistoryScan:
     # per grant, its history from the first workflow task's start to the task after the issue's
     # answer (active): (ms since the first task began, event name), to split the slowest grants' time
     to_active: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
+    # the activities whose answers make a grant active / confirmed (the floor's: verify_active, verify_revoked)
+    active_after: str = "issue_credential"
+    confirmed_after: str = "revoke_credential"
 
     def add(self, gid: str, evs: Any) -> None:
         """One workflow history's task queueing and execution spans, timers and task failures."""
@@ -201,7 +204,7 @@ class HistoryScan:
             at = ev.event_time.ToDatetime().timestamp()
             name = E.Name(ev.event_type).removeprefix("EVENT_TYPE_")
             t[ev.event_id] = at
-            if "issue_credential" not in after:
+            if self.active_after not in after:
                 began = at if began is None and name == "WORKFLOW_TASK_STARTED" else began
                 if began is not None:
                     path.append(((at - began) * 1000, name))
@@ -230,7 +233,7 @@ class HistoryScan:
                 kinds[ev.event_id] = ev.activity_task_scheduled_event_attributes.activity_type.name
             elif name == "ACTIVITY_TASK_COMPLETED":
                 kind = kinds.get(ev.activity_task_completed_event_attributes.scheduled_event_id)
-                answered = kind if kind in ("issue_credential", "revoke_credential") else answered
+                answered = kind if kind in (self.active_after, self.confirmed_after) else answered
                 spans["activity_start_to_close"].append(
                     (at - t[ev.activity_task_completed_event_attributes.started_event_id]) * 1000
                 )
@@ -247,7 +250,7 @@ class HistoryScan:
             if name.endswith(("_TIMED_OUT", "_FAILED")):
                 self.bad[name] += 1
                 self.bad_grants.setdefault(gid, []).append(name)
-        self.to_active[gid] = path
+        self.to_active[gid] = path if self.active_after in after else []
 
 
 def path_segments(path: list[tuple[float, str]]) -> dict[str, float]:
@@ -275,7 +278,7 @@ def slowest_to_active(to_active: dict[str, list[tuple[float, str]]], share: floa
     }
 
 
-async def scan_histories(address: str, grant_ids: list[str]) -> dict:
+async def scan_histories(address: str, grant_ids: list[str] | None = None, scan: HistoryScan | None = None) -> dict:
     """Temporal's view: task queueing (schedule->start) and execution (start->complete) of workflow
     tasks, activities and timers, and any task time-outs/failures (each one is a retried workflow task).
     Also, per grant, when the server accepted the start (to split the API's share from the worker's)."""
@@ -283,7 +286,9 @@ async def scan_histories(address: str, grant_ids: list[str]) -> dict:
 
     client = await Client.connect(address)
     sem = asyncio.Semaphore(16)
-    scan = HistoryScan()
+    scan = scan or HistoryScan()
+    if grant_ids is None:  # every workflow the server has (the floor's)
+        grant_ids = [w.id async for w in client.list_workflows()]
 
     async def one(gid: str) -> None:
         async with sem:

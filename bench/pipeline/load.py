@@ -6,8 +6,12 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
+import sysconfig
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -16,7 +20,7 @@ from pathlib import Path
 import httpx
 
 from . import ROOT, log
-from .analysis import grant_figures, pipeline_figures, scan_histories
+from .analysis import HistoryScan, grant_figures, pipeline_figures, scan_histories
 from .outlive import TokenStretcher
 from .sampling import CpuMeter, machine_busy_seconds, proc_status, short_name, watch
 from .stack import Stack
@@ -232,6 +236,7 @@ def run_floor(n: int, ttl: int) -> dict:
     import resource
 
     t = time.time()
+    dbs_before = set(Path(tempfile.gettempdir()).glob("tmp*/t.db"))
     busy0 = machine_busy_seconds()
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
@@ -266,4 +271,42 @@ def run_floor(n: int, ttl: int) -> dict:
         f["request_to_active_ms"] = {"p50": float(m[1]), "p99": float(m[2])}
     if m := re.search(rf"expiry->revoked-confirmed ms p50={num} p99={num} max={num}", out):
         f["expiry_to_confirmed_ms"] = {"p50": float(m[1]), "p99": float(m[2]), "max": float(m[3])}
+    left = set(Path(tempfile.gettempdir()).glob("tmp*/t.db")) - dbs_before
+    if len(left) == 1:  # floor.py leaves its Temporal database behind: its histories, step by step
+        f["temporal"] = floor_histories(left.pop())
     return f
+
+
+def floor_histories(db: Path) -> dict:
+    """The floor's own histories, read as ours are (scan_histories), from the database its run left
+    in a temporary directory (removed afterwards): a Temporal dev server started on it for the read."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [f"{sysconfig.get_path('scripts')}/temporal", "server", "start-dev", "--headless", "--ip", "127.0.0.1"]
+        + ["--port", str(port), "--db-filename", str(db), "--log-level", "error"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    scan = HistoryScan(active_after="verify_active", confirmed_after="verify_revoked")
+    try:
+        for _ in range(100):
+            try:
+                found = asyncio.run(scan_histories(f"127.0.0.1:{port}", scan=scan))
+                break
+            except RuntimeError:  # not up yet
+                time.sleep(0.2)
+        else:
+            return {"error": "the floor's Temporal database could not be read"}
+    finally:
+        server.terminate()
+        server.wait(10)
+        shutil.rmtree(db.parent, ignore_errors=True)
+    found.pop("_started", None)
+    found.pop("_task_after", None)
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -97,12 +97,7 @@ def report_resources(p: dict, b: dict) -> None:
         log(f"  task time-outs/failures {tp['task_failures'] or 'none'} in {tp['grants_with_task_failures']} grants")
         for k, v in tp.get("history_size", {}).items():
             log(f"  {'history ' + k + ' per grant':<60} {fmt(v)}")
-        if sl := tp.get("slowest_to_active"):
-            log(
-                f"  first task → active, the slowest {sl['slowest']} of {sl['grants']} against the rest (mean ms per span)"
-            )
-            for k, v in sl["slowest_mean_ms"].items():
-                log(f"    {k:<58} {v:7.1f}  {sl['rest_mean_ms'].get(k, 0.0):7.1f}")
+        report_slowest(tp.get("slowest_to_active"), "  ")
     else:
         log(f"temporal histories: {tp.get('error')}")
     cu = p["cpu"]
@@ -138,6 +133,17 @@ def report_comparisons(res: dict) -> None:
         )
         for s in lg["worker_log_samples"][:3]:
             log(f"  {s}")
+
+
+def report_slowest(sl: dict | None, prefix: str) -> None:
+    """Where the slowest grants' first task → active went (HistoryScan.to_active), span by span."""
+    if not sl:
+        return
+    log(
+        f"{prefix}first task → active, the slowest {sl['slowest']} of {sl['grants']} against the rest (mean ms per span)"
+    )
+    for k, v in sl["slowest_mean_ms"].items():
+        log(f"    {k:<58} {v:7.1f}  {sl['rest_mean_ms'].get(k, 0.0):7.1f}")
 
 
 def report_floor(res: dict) -> None:
@@ -191,5 +197,6 @@ def report_floor(res: dict) -> None:
             f"floor run: {fl['seconds']:.1f}s, floor processes {fc['floor_cpu_s']:.1f} cpu-s, "
             f"foreign (other sessions) {fc['foreign_cpu_s']:.1f} cpu-s"
         )
+        report_slowest(fl.get("temporal", {}).get("slowest_to_active"), "floor's histories: ")
     elif fl:
         log(f"\nfloor did not report figures (returncode {fl.get('returncode')})")
