@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -16,6 +16,7 @@ from jitaccess.domain import contracts as c
 from jitaccess.domain.credentials import WrappedHandover
 from jitaccess.domain.grant import ActionInput, ExtendInput, Grant, GrantInput, ReviewInput
 from jitaccess.domain.onboarding import Onboarding, OnboardingInput
+from jitaccess.domain.policy import Outcome
 from jitaccess.domain.reconciliation import ReconcileInput, ReconciliationReport, chain_id
 from jitaccess.domain.refusals import RefusalKind
 from jitaccess.service.errors import NotFound, RequestRefused, RunFailed, UpdateFailed
@@ -47,6 +48,12 @@ def refusal_of(wid: str, e: WorkflowUpdateFailedError) -> Exception:
         known = kind in RefusalKind.__members__
         return RequestRefused(RefusalKind(kind) if known else RefusalKind.conflict, rule, cause.message, grant_id=wid)
     return UpdateFailed(f"grant {wid}: {cause or e}")
+
+
+# Someone's incident: under a backlog of routine requests, a break-glass grant's tasks (its first
+# workflow task, and its activities, which inherit it) leave Temporal's matching first. Routine
+# grants keep the server's default (3 of 5); 1 is the highest.
+BREAK_GLASS_PRIORITY = Priority(priority_key=1)
 
 
 class TemporalWorkflows:
@@ -102,9 +109,17 @@ class TemporalWorkflows:
         # SDK asks for none (tests/integration/test_eager_start.py).
         eager = self._eager_in_flight < self.settings.eager_start_limit
         self._eager_in_flight += eager
+        # only when the policy allowed it: a refused break-glass request is recorded at routine priority
+        allowed_break_glass = inp.decision.break_glass and inp.decision.outcome is Outcome.allow
+        priority = BREAK_GLASS_PRIORITY if allowed_break_glass else Priority.default
         try:
             await self._start(
-                GrantWorkflow.run, inp, inp.grant_id, search_attributes=attributes, request_eager_start=eager
+                GrantWorkflow.run,
+                inp,
+                inp.grant_id,
+                search_attributes=attributes,
+                request_eager_start=eager,
+                priority=priority,
             )
         except WorkflowAlreadyStartedError:  # the same request_id, and that grant has already ended
             pass

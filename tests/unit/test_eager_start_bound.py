@@ -31,7 +31,8 @@ class HeldStarts:
 
 
 def grant(i: int) -> GrantInput:
-    return cast(GrantInput, SimpleNamespace(grant_id=f"grant-{i}"))
+    decision = SimpleNamespace(break_glass=False)
+    return cast(GrantInput, SimpleNamespace(grant_id=f"grant-{i}", decision=decision))
 
 
 async def test_only_the_limit_of_concurrent_starts_ask_for_eager_start() -> None:

@@ -1,0 +1,89 @@
+"""A break-glass grant is someone's incident: behind a backlog of routine requests, its first task
+leaves Temporal's matching first (task-queue priority, api/gateway.py). Checked on a real server, by
+polling the task queue as a worker would. Priority holds within each task-queue partition (a dev
+server has 4, a poll lands on any): this server has one, so the order is exact."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import PollWorkflowTaskQueueRequest
+
+from jitaccess.api.gateway import TemporalWorkflows
+from jitaccess.bootstrap import connect
+from jitaccess.config import load_catalogue, load_users
+from jitaccess.dev.servers import start_temporal
+from jitaccess.domain.grant import GrantInput
+from jitaccess.domain.policy import AccessRequest, Outcome, evaluate
+
+ROUTINE_BACKLOG = 12
+
+
+def grant_input(settings, request: AccessRequest) -> GrantInput:
+    alice = load_users(settings.users_file)["alice"].principal("alice")
+    decision = evaluate(load_catalogue(settings.catalogue_file), alice, request)
+    return GrantInput(grant_id=f"grant-{uuid.uuid4()}", requester=alice, request=request, decision=decision)
+
+
+@pytest.fixture(scope="module")
+def one_partition_temporal(stack_dir):
+    partitions = {"matching.numTaskqueueReadPartitions": 1, "matching.numTaskqueueWritePartitions": 1}
+    srv = start_temporal(stack_dir / "one-partition", dynamic_config=partitions)
+    yield srv
+    srv.stop()
+
+
+async def test_a_break_glass_grant_leaves_a_backlog_of_routine_ones_first(settings, one_partition_temporal):
+    # a queue no worker polls: every start waits in matching, as behind a burst
+    settings = settings.model_copy(
+        update={
+            "temporal_address": one_partition_temporal.address,
+            "task_queue": f"priority-{uuid.uuid4()}",
+            "eager_start_limit": 0,
+        }
+    )
+    client = await connect(settings)
+    workflows = TemporalWorkflows(client, settings)
+    duration = timedelta(minutes=5)
+    routine = [
+        grant_input(settings, AccessRequest(entitlement="secrets-readonly", duration=duration, reason="debug"))
+        for _ in range(ROUTINE_BACKLOG)
+    ]
+    emergency = grant_input(
+        settings,
+        AccessRequest(
+            entitlement="secrets-admin", duration=duration, reason="prod down", break_glass=True, incident="INC-7"
+        ),
+    )
+    refused = grant_input(  # asked as break-glass where the policy does not allow it: routine
+        settings,
+        AccessRequest(entitlement="secrets-readonly", duration=duration, reason="x", break_glass=True),
+    )
+    assert emergency.decision.outcome is Outcome.allow and refused.decision.outcome is Outcome.deny
+    started = [*routine, refused, emergency]
+    try:
+        for inp in started:
+            await workflows.start_grant(inp)
+        priorities = {
+            inp.grant_id: (await client.get_workflow_handle(inp.grant_id).describe()).raw_description
+            for inp in (routine[0], refused, emergency)
+        }
+        assert [
+            priorities[i.grant_id].workflow_execution_info.priority.priority_key for i in (routine[0], refused)
+        ] == [
+            0,
+            0,
+        ]  # unset: the server's default
+        assert priorities[emergency.grant_id].workflow_execution_info.priority.priority_key == 1
+
+        poll = PollWorkflowTaskQueueRequest(
+            namespace=client.namespace, task_queue=TaskQueue(name=settings.task_queue), identity="priority-test"
+        )
+        first = await client.workflow_service.poll_workflow_task_queue(poll, timeout=timedelta(seconds=10))
+        assert first.workflow_execution.workflow_id == emergency.grant_id, "started last, polled first"
+    finally:
+        for inp in started:  # nothing ran: no credential was issued
+            await client.get_workflow_handle(inp.grant_id).terminate(reason="test over")
