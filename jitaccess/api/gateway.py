@@ -16,7 +16,6 @@ from jitaccess.domain import contracts as c
 from jitaccess.domain.credentials import WrappedHandover
 from jitaccess.domain.grant import ActionInput, ExtendInput, Grant, GrantInput, ReviewInput
 from jitaccess.domain.onboarding import Onboarding, OnboardingInput
-from jitaccess.domain.policy import Outcome
 from jitaccess.domain.reconciliation import ReconcileInput, ReconciliationReport, chain_id
 from jitaccess.domain.refusals import RefusalKind
 from jitaccess.service.errors import NotFound, RequestRefused, RunFailed, UpdateFailed
@@ -110,8 +109,8 @@ class TemporalWorkflows:
         eager = self._eager_in_flight < self.settings.eager_start_limit
         self._eager_in_flight += eager
         # only when the policy allowed it: a refused break-glass request is recorded at routine priority
-        allowed_break_glass = inp.decision.break_glass and inp.decision.outcome is Outcome.allow
-        priority = BREAK_GLASS_PRIORITY if allowed_break_glass else Priority.default
+        emergency = inp.decision.break_glass and inp.decision.allowed
+        priority = BREAK_GLASS_PRIORITY if emergency else Priority.default
         try:
             await self._start(
                 GrantWorkflow.run,

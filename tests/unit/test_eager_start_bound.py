@@ -31,7 +31,7 @@ class HeldStarts:
 
 
 def grant(i: int) -> GrantInput:
-    decision = SimpleNamespace(break_glass=False)
+    decision = SimpleNamespace(break_glass=False, allowed=True)
     return cast(GrantInput, SimpleNamespace(grant_id=f"grant-{i}", decision=decision))
 
 
