@@ -220,8 +220,8 @@ def start_dev_temporal(workdir: Path, random_ports: bool, attempts: int = 3) -> 
     that fails on "address already in use" is tried again on ports chosen afresh."""
 
     def start() -> Server:
-        ports = {"port": _port(7233, random_ports), "ui_port": _port(8233, random_ports)}
-        return start_temporal(workdir, db_file=workdir / "temporal.db", **ports)
+        port, ui_port = _port(7233, random_ports), _port(8233, random_ports)
+        return start_temporal(workdir, db_file=workdir / "temporal.db", port=port, ui_port=ui_port)
 
     for _ in range(attempts - 1):
         try:
