@@ -152,6 +152,15 @@ def arguments() -> argparse.Namespace:
         "with the stacks running meanwhile (bench/pipeline/stallwatch; summary under 'stalls')",
     )
     ap.add_argument(
+        "--break-glass-at",
+        type=int,
+        default=0,
+        metavar="K",
+        help="once K of the burst's requests are answered, one break-glass request (alice, on call: "
+        "secrets-admin): how long its first task waited against the routine grants started about then "
+        "(pipeline/load.py break_glass_probe; it is left out of every other figure; default 0: none)",
+    )
+    ap.add_argument(
         "--outlive",
         type=int,
         default=0,
@@ -218,7 +227,18 @@ def measure(stack: Stack, args: argparse.Namespace, res: dict, timeout: float) -
             f"waiting for revocation (at most {timeout:.0f}s)"
         )
         res["pipeline"] = asyncio.run(
-            run_pipeline(stack, n, ttl, args.concurrency, timeout, args.tick, entitlement, earlier, args.outlive)
+            run_pipeline(
+                stack,
+                n,
+                ttl,
+                args.concurrency,
+                timeout,
+                args.tick,
+                entitlement,
+                earlier,
+                args.outlive,
+                args.break_glass_at,
+            )
         )
         p = res["pipeline"]
         return p["revoked"] == p["grants_in_ledger"] == n and p["chains"]["verified"] == n and p["http"]["errors"] == 0

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 
 from . import ROOT, log
-from .analysis import HistoryScan, grant_figures, pipeline_figures, scan_histories
+from .analysis import HistoryScan, grant_figures, pipeline_figures, scan_histories, summary
 from .outlive import TokenStretcher
 from .sampling import CpuMeter, machine_busy_seconds, proc_status, short_name, watch
 from .stack import Stack
@@ -172,9 +172,11 @@ async def run_pipeline(
     entitlement: Callable[[int], str] = lambda i: ENTITLEMENT,
     exclude: frozenset[str] = frozenset(),
     outlive: int = 0,
+    break_glass_at: int = 0,
 ) -> dict:
     """The burst; `exclude`: grants of an earlier phase (--sequential), left out of every figure;
-    `outlive`: stretch every Vault token to end that many seconds after its grant (pipeline/outlive.py)."""
+    `outlive`: stretch every Vault token to end that many seconds after its grant (pipeline/outlive.py);
+    `break_glass_at`: one break-glass request once that many are answered (break_glass_probe)."""
     from temporalio.client import Client
 
     from jitaccess.ledger import Ledger
@@ -192,7 +194,14 @@ async def run_pipeline(
     if stretcher:
         stretcher.start()
     fire_task = asyncio.create_task(fire(dev["api_url"], alice, n, ttl, conc, done, entitlement))
-    progress = await watch(pid, ledger, tclient, fire_task, done, n, timeout, tick, t0, exclude)
+    left_out = set(exclude)  # and the break-glass probe's grant, once it has an ID
+    probe = (
+        asyncio.create_task(break_glass_probe(dev["api_url"], alice, done, break_glass_at, ttl, left_out))
+        if break_glass_at
+        else None
+    )
+    progress = await watch(pid, ledger, tclient, fire_task, done, n, timeout, tick, t0, left_out)
+    probed = await probe if probe else None
     stretched = stretcher.stop() if stretcher else None
     requests = await fire_task if fire_task.done() else list(done)
     if not fire_task.done():
@@ -200,7 +209,7 @@ async def run_pipeline(
     status = proc_status(pid)
     cpu_use = meter.use(time.time() - t0)
 
-    grants = await grant_figures(ledger, requests, exclude)
+    grants = await grant_figures(ledger, requests, frozenset(left_out))
     ledger.close()
     try:
         temporal = await scan_histories(dev["temporal_address"], [g["grant_id"] for g in grants.per])
@@ -210,6 +219,8 @@ async def run_pipeline(
         if (st := temporal.get("_started", {}).get(x["grant_id"])) is not None:
             x["wf_started_at"] = st
         on_task_times(x, temporal.get("_task_after", {}).get(x["grant_id"], {}))
+    if probed:
+        probed = await probe_figures(dev["temporal_address"], probed, temporal.get("_started", {}))
     temporal.pop("_started", None)
     temporal.pop("_task_after", None)
     figures = pipeline_figures(n, ttl, requests, grants, progress, t0)
@@ -223,10 +234,66 @@ async def run_pipeline(
         },
         "cpu": cpu_use,
         "outlive": stretched,
+        "break_glass_probe": probed,
         "temporal": temporal,
         "other_processes_rss_mb": {
             f"{short_name(p)}[{p}]": proc_status(p).get("VmHWM", 0) / 1024 for p in stack.children
         },
+    }
+
+
+async def break_glass_probe(api: str, bearer: str, done: list[dict], at: int, ttl: int, left_out: set[str]) -> dict:
+    """Once `at` of the burst's requests are answered, one break-glass request (alice is on call). Its
+    grant joins `left_out` at once: it ends in pending_review, not revoked, so the burst's figures and
+    the wait for their end leave it out."""
+    while len(done) < at:
+        await asyncio.sleep(0.005)
+    body = {
+        "entitlement": "secrets-admin",
+        "duration": ttl,
+        "reason": "bench: break-glass behind a burst",
+        "break_glass": True,
+        "incident": "INC-BENCH",
+    }
+    async with httpx.AsyncClient(base_url=api, headers={"Authorization": f"Bearer {bearer}"}) as client:
+        sent = time.time()
+        r = await client.post("/v1/grants", json=body)
+    rec = {"after_answered": at, "sent": sent, "responded": time.time(), "status": r.status_code}
+    rec["grant_id"] = r.json().get("grant_id") if r.status_code == 202 else None
+    if rec["grant_id"]:
+        left_out.add(rec["grant_id"])
+    else:
+        rec["error"] = r.text[:300]
+    return rec
+
+
+async def probe_figures(address: str, rec: dict, started: dict[str, float]) -> dict:
+    """The probe's wait from its workflow's start to its first task, against the routine grants whose
+    workflows started in the second before it (what it was queued behind): how many of those had their
+    first task after it did."""
+    from temporalio.api.enums.v1 import EventType
+    from temporalio.client import Client
+
+    if not rec.get("grant_id"):
+        return rec
+    client = await Client.connect(address)
+
+    async def first_task_at(gid: str) -> float:
+        evs = (await client.get_workflow_handle(gid).fetch_history()).events
+        first = next(e for e in evs if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED)
+        return first.event_time.ToDatetime().timestamp()
+
+    begun = started.get(rec["grant_id"]) or (await client.get_workflow_handle(rec["grant_id"]).describe()).start_time
+    begun = begun if isinstance(begun, float) else begun.timestamp()
+    mine = await first_task_at(rec["grant_id"])
+    before = {g: at for g, at in started.items() if begun - 1.0 <= at < begun}
+    theirs = {g: await first_task_at(g) for g in before}
+    return {
+        **rec,
+        "first_task_wait_ms": (mine - begun) * 1000,
+        "routine_started_in_the_second_before": len(before),
+        "their_first_task_wait_ms": summary([(theirs[g] - before[g]) * 1000 for g in before]),
+        "of_them_first_task_after_it": sum(1 for g in before if theirs[g] > mine),
     }
 
 

@@ -74,6 +74,15 @@ def report_pipeline(p: dict, n: int) -> None:
             f"tokens stretched          {o['renewed']} to end {o['outlive_s']}s after their grant "
             f"(--outlive; ended before the bench reached them: {o['late']}, errors {o['error_count']} {o['errors'][:1]})"
         )
+    if (b := p.get("break_glass_probe")) and "first_task_wait_ms" in b:
+        log(
+            f"break-glass probe         sent after {b['after_answered']} answers: its first task waited "
+            f"{b['first_task_wait_ms']:.0f} ms; the {b['routine_started_in_the_second_before']} routine grants started "
+            f"in the second before it waited {fmt(b['their_first_task_wait_ms'])}, {b['of_them_first_task_after_it']} "
+            "of them got their first task after it"
+        )
+    elif b:
+        log(f"break-glass probe         failed: {b.get('status')} {b.get('error')}")
     for s in p["stragglers"][:10]:
         log(f"  straggler {s['grant_id']} state={s['state']} last_event={s['last_event']} events={s['events']}")
     c = p["chains"]
