@@ -260,8 +260,8 @@ def path_segments(path: list[tuple[float, str]]) -> dict[str, float]:
 
 
 def slowest_to_active(to_active: dict[str, list[tuple[float, str]]], share: float = 0.05) -> dict:
-    """Where the slowest `share` of grants' first task → active goes, against the median grant's:
-    the mean of each span over the slowest, and over the rest."""
+    """Where the slowest `share` of grants' first task → active goes: the mean of each span over
+    the slowest, and over the rest."""
     done = {g: p for g, p in to_active.items() if p and p[-1][1] == "WORKFLOW_TASK_STARTED"}
     if not done:
         return {}

@@ -7,10 +7,8 @@ import asyncio
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from collections.abc import Callable
@@ -347,33 +345,20 @@ def run_floor(n: int, ttl: int) -> dict:
 def floor_histories(db: Path) -> dict:
     """The floor's own histories, read as ours are (scan_histories), from the database its run left
     in a temporary directory (removed afterwards): a Temporal dev server started on it for the read."""
-    port = _free_port()
-    server = subprocess.Popen(
-        [f"{sysconfig.get_path('scripts')}/temporal", "server", "start-dev", "--headless", "--ip", "127.0.0.1"]
-        + ["--port", str(port), "--db-filename", str(db), "--log-level", "error"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    scan = HistoryScan(active_after="verify_active", confirmed_after="verify_revoked")
+    from jitaccess.dev.servers import start_temporal
+
+    server = start_temporal(db.parent, db_file=db)
     try:
-        for _ in range(100):
-            try:
-                found = asyncio.run(scan_histories(f"127.0.0.1:{port}", scan=scan))
-                break
-            except RuntimeError:  # not up yet
-                time.sleep(0.2)
-        else:
-            return {"error": "the floor's Temporal database could not be read"}
+        found = asyncio.run(
+            scan_histories(
+                server.address, scan=HistoryScan(active_after="verify_active", confirmed_after="verify_revoked")
+            )
+        )
+    except Exception as e:
+        return {"error": f"the floor's Temporal database could not be read: {e.__class__.__name__}: {e}"}
     finally:
-        server.terminate()
-        server.wait(10)
+        server.stop()
         shutil.rmtree(db.parent, ignore_errors=True)
     found.pop("_started", None)
     found.pop("_task_after", None)
     return found
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
