@@ -281,8 +281,9 @@ async def probe_figures(address: str, rec: dict, started: dict[str, float]) -> d
         first = next(e for e in evs if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED)
         return first.event_time.ToDatetime().timestamp()
 
-    begun = started.get(rec["grant_id"]) or (await client.get_workflow_handle(rec["grant_id"]).describe()).start_time
-    begun = begun if isinstance(begun, float) else begun.timestamp()
+    begun = (
+        await client.get_workflow_handle(rec["grant_id"]).describe()
+    ).start_time.timestamp()  # not in `started`: left out
     mine = await first_task_at(rec["grant_id"])
     before = {g: at for g, at in started.items() if begun - 1.0 <= at < begun}
     theirs = {g: await first_task_at(g) for g in before}

@@ -7,6 +7,7 @@ import asyncio
 import os
 import time
 from collections import Counter
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -196,7 +197,7 @@ def tally(done: list[dict], ours: dict[str, str]) -> tuple[list[str], Counter]:
 
 
 async def ledger_states(
-    ledger: Any, n: int, progress: Progress, exclude: frozenset[str] = frozenset()
+    ledger: Any, n: int, progress: Progress, exclude: AbstractSet[str] = frozenset()
 ) -> dict[str, str]:
     """Each grant's state in the ledger, but for `exclude` (grants of an earlier phase)."""
     try:
@@ -220,7 +221,7 @@ async def watch(
     timeout: float,
     tick: float,
     t0: float,
-    exclude: frozenset[str] = frozenset(),
+    exclude: AbstractSet[str] = frozenset(),
 ) -> Progress:
     """Every second until every grant is revoked or failed (or `timeout`): the worker's RSS, and
     a progress line every `tick` seconds."""
