@@ -22,6 +22,7 @@ from jitaccess.service.errors import NotFound, RequestRefused, RunFailed, Update
 from jitaccess.service.ports import GrantAction, OnboardingAction
 from jitaccess.workflows.grant import GrantWorkflow, initial_search_attributes
 from jitaccess.workflows.onboarding import ServiceOnboardingWorkflow
+from jitaccess.workflows.priority import BREAK_GLASS_PRIORITY
 from jitaccess.workflows.reconciliation import ReconciliationWorkflow
 
 GRANT_UPDATES: dict[str, Any] = {
@@ -47,12 +48,6 @@ def refusal_of(wid: str, e: WorkflowUpdateFailedError) -> Exception:
         known = kind in RefusalKind.__members__
         return RequestRefused(RefusalKind(kind) if known else RefusalKind.conflict, rule, cause.message, grant_id=wid)
     return UpdateFailed(f"grant {wid}: {cause or e}")
-
-
-# Someone's incident: under a backlog of routine requests, a break-glass grant's tasks (its first
-# workflow task, and its activities, which inherit it) leave Temporal's matching first. Routine
-# grants keep the server's default (3 of 5); 1 is the highest.
-BREAK_GLASS_PRIORITY = Priority(priority_key=1)
 
 
 class TemporalWorkflows:

@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from jitaccess.workflows.common import failure_message
     from jitaccess.workflows.patches import PROVIDER_EXPIRY_FROM_GRANT, patched
+    from jitaccess.workflows.priority import REMOVAL_PRIORITY
 
 PROVIDER_CALL_TIMEOUT = timedelta(seconds=30)
 
@@ -78,6 +79,7 @@ async def _clean_up(life: Lifecycle) -> Outcome:
         life.provider_request(),
         result_type=RevocationResult,
         start_to_close_timeout=PROVIDER_CALL_TIMEOUT,
+        priority=REMOVAL_PRIORITY,
         retry_policy=RetryPolicy(
             initial_interval=timedelta(seconds=1), maximum_interval=life.options.revocation_backoff_cap
         ),
@@ -93,6 +95,7 @@ async def _revoke(life: Lifecycle) -> Outcome:
             life.grant.credential,
             result_type=RevocationResult,
             start_to_close_timeout=PROVIDER_CALL_TIMEOUT,
+            priority=REMOVAL_PRIORITY,
             retry_policy=RetryPolicy(maximum_attempts=1),
         )
     except ActivityError as e:

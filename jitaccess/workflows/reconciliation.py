@@ -64,6 +64,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from jitaccess.workflows import trust
     from jitaccess.workflows.common import EvidenceChain, failure_message
+    from jitaccess.workflows.priority import REMOVAL_PRIORITY
 
 SCAN_TIMEOUT = timedelta(minutes=10)
 REVOKE_TIMEOUT = timedelta(seconds=60)
@@ -141,6 +142,7 @@ class ReconciliationWorkflow:
                 f.credential,
                 result_type=RevocationResult,
                 start_to_close_timeout=REVOKE_TIMEOUT,
+                priority=REMOVAL_PRIORITY,
                 retry_policy=RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1)),
             )
             rem = Remediation(

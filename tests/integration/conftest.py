@@ -10,6 +10,7 @@ import boto3
 import pytest
 
 from jitaccess.dev.seed import seed_dev_aws
+from jitaccess.dev.servers import start_temporal
 from jitaccess.providers.aws import AwsClients, IamGroupMembershipProvider
 from tests.integration.iam_group_support import REGION
 from tests.support import throwaway_postgres
@@ -54,3 +55,13 @@ def provider(moto, aws_seed) -> IamGroupMembershipProvider:
     return IamGroupMembershipProvider(
         AwsClients(region=REGION, endpoint_url=moto.address, access_key_id="testing", secret_access_key="testing")
     )
+
+
+@pytest.fixture(scope="session")
+def one_partition_temporal(stack_dir):
+    """A Temporal dev server whose task queues have one partition: task-queue priority holds within
+    a partition, and a poll lands on any, so on it the order of a backlog is exact."""
+    partitions = {"matching.numTaskqueueReadPartitions": 1, "matching.numTaskqueueWritePartitions": 1}
+    srv = start_temporal(stack_dir / "one-partition", dynamic_config=partitions)
+    yield srv
+    srv.stop()

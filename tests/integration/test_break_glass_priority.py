@@ -8,16 +8,15 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-import pytest
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import PollWorkflowTaskQueueRequest
 
 from jitaccess.api.gateway import TemporalWorkflows
 from jitaccess.bootstrap import connect
 from jitaccess.config import load_catalogue, load_users
-from jitaccess.dev.servers import start_temporal
 from jitaccess.domain.grant import GrantInput
 from jitaccess.domain.policy import AccessRequest, evaluate
+from tests.integration.matching_support import WORKFLOW, wait_queued
 
 ROUTINE_BACKLOG = 12
 
@@ -26,14 +25,6 @@ def grant_input(settings, request: AccessRequest) -> GrantInput:
     alice = load_users(settings.users_file)["alice"].principal("alice")
     decision = evaluate(load_catalogue(settings.catalogue_file), alice, request)
     return GrantInput(grant_id=f"grant-{uuid.uuid4()}", requester=alice, request=request, decision=decision)
-
-
-@pytest.fixture(scope="module")
-def one_partition_temporal(stack_dir):
-    partitions = {"matching.numTaskqueueReadPartitions": 1, "matching.numTaskqueueWritePartitions": 1}
-    srv = start_temporal(stack_dir / "one-partition", dynamic_config=partitions)
-    yield srv
-    srv.stop()
 
 
 async def test_a_break_glass_grant_leaves_a_backlog_of_routine_ones_first(settings, one_partition_temporal):
@@ -75,6 +66,7 @@ async def test_a_break_glass_grant_leaves_a_backlog_of_routine_ones_first(settin
         # 0: none set, so the server's default (3)
         assert [await priority_key(inp) for inp in (routine[0], refused, emergency)] == [0, 0, 1]
 
+        await wait_queued(client, settings.task_queue, WORKFLOW, len(started))
         poll = PollWorkflowTaskQueueRequest(
             namespace=client.namespace, task_queue=TaskQueue(name=settings.task_queue), identity="priority-test"
         )
