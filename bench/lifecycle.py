@@ -46,6 +46,7 @@ from pipeline import ROOT, log
 from pipeline.active import run_active
 from pipeline.analysis import scan_logs
 from pipeline.catalogue import VAULT_ENTITLEMENT, create_iam_groups, iam_entitlement, write_catalogue
+from pipeline.expiring import EXPIRING_TTL, expiring_figures, start_expiring, wait_until_burst
 from pipeline.load import FLOOR_SCRIPT, bare_hvac, bare_provider, run_floor, run_pipeline
 from pipeline.report import first_task_to_active, fmt, ratio, report
 from pipeline.sampling import proc_status, wait_quiet
@@ -168,6 +169,24 @@ def arguments() -> argparse.Namespace:
         help="vault: stretch every token to end S s after its grant, so the revoke at expiry removes a live "
         "token, as the floor's does (pipeline/outlive.py; default 0: tokens end with their grant)",
     )
+    ap.add_argument(
+        "--expiring",
+        type=int,
+        default=0,
+        metavar="K",
+        help="K grants sent before the burst that expire --expiring-at s into it, while its issues queue for "
+        "activity slots: their expiry -> confirmed, and what their revokes waited behind (pipeline/expiring.py; "
+        "left out of every other figure; default 0: none)",
+    )
+    ap.add_argument("--expiring-at", type=float, default=1.0, metavar="S", help="--expiring: seconds into the burst")
+    ap.add_argument(
+        "--activity-slots",
+        type=int,
+        default=0,
+        metavar="S",
+        help="the worker's activity slots (JITACCESS_MAX_CONCURRENT_ACTIVITIES; default 0: the product's, 64): "
+        "few slots queue a burst's issues as a slow provider would",
+    )
     ap.add_argument("--concurrency", type=int, default=32, help="HTTP connection limit for the requests")
     ap.add_argument(
         "--timeout", type=float, default=None, help="max seconds to wait for all revocations (default TTL+60+N)"
@@ -215,13 +234,21 @@ def measure(stack: Stack, args: argparse.Namespace, res: dict, timeout: float) -
 
         entitlement = iam_entitlement if args.provider == "iam" else (lambda i: VAULT_ENTITLEMENT)
         if args.provider == "iam":
-            create_iam_groups(dev, max(n, args.sequential))
+            create_iam_groups(dev, max(n + args.expiring, args.sequential))
         earlier: frozenset[str] = frozenset()
         if args.sequential:
             log(f"== one at a time: {args.sequential} requests, each once the previous one is active")
             res["sequential"] = asyncio.run(run_sequential(stack, args.sequential, ttl, entitlement))
             earlier = frozenset(res["sequential"]["grant_ids"])
             log(f"   request->active ms {fmt(res['sequential']['request_to_active_ms'])}")
+        expiring = None
+        if args.expiring:
+            log(
+                f"== expiring: {args.expiring} grants of {EXPIRING_TTL}s, the burst sent {args.expiring_at:g}s before they end"
+            )
+            expiring = asyncio.run(start_expiring(stack, args.expiring, lambda i: entitlement(n + i)))
+            earlier |= frozenset(expiring["grant_ids"])
+            asyncio.run(wait_until_burst(expiring, args.expiring_at))
         log(
             f"== pipeline: {n} concurrent POST /v1/grants ({entitlement(0)}, duration {ttl}s) as alice; "
             f"waiting for revocation (at most {timeout:.0f}s)"
@@ -240,6 +267,14 @@ def measure(stack: Stack, args: argparse.Namespace, res: dict, timeout: float) -
                 args.break_glass_at,
             )
         )
+        if expiring:
+            res["expiring"] = x = asyncio.run(expiring_figures(stack, expiring))
+            waiting = x["issues_waiting_when_the_revoke_was_queued"]
+            log(
+                f"   expiring: expiry->confirmed ms {fmt(x['expiry_to_confirmed_ms'])}; revoke queued ms "
+                f"{fmt(x['revoke_schedule_to_start_ms'])}; burst issues waiting then, started after it "
+                f"{fmt(waiting['started_after_it'])}, before it {fmt(waiting['started_before_it'])}"
+            )
         p = res["pipeline"]
         return p["revoked"] == p["grants_in_ledger"] == n and p["chains"]["verified"] == n and p["http"]["errors"] == 0
     finally:
@@ -327,6 +362,7 @@ def main() -> int:
         "n": n,
         "ttl_s": ttl,
         "concurrency": args.concurrency,
+        "activity_slots": args.activity_slots or None,
         "started": started.isoformat(),
         "git": git_rev(),
         "jitaccess_imported_from": jitaccess_source(),
@@ -341,7 +377,9 @@ def main() -> int:
     res["ledger"] = args.ledger
     res["bytecode_cache"] = args.bytecode
     res["max_cached_workflows_env"] = os.environ.get("JITACCESS_MAX_CACHED_WORKFLOWS")
-    catalogue = write_catalogue(workdir / "bench-catalogue.yaml", args.provider, n)
+    catalogue = write_catalogue(workdir / "bench-catalogue.yaml", args.provider, n + args.expiring)
+    if args.activity_slots:  # dev up's worker reads it (the Stack passes this environment on)
+        os.environ["JITACCESS_MAX_CONCURRENT_ACTIVITIES"] = str(args.activity_slots)
     if args.active:
         stack = Stack(workdir, catalogue, args.bytecode, args.ledger, args.watch_stalls)
         try:

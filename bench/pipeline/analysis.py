@@ -180,6 +180,8 @@ class HistoryScan:
     # per grant, its history from the first workflow task's start to the task after the issue's
     # answer (active): (ms since the first task began, event name), to split the slowest grants' time
     to_active: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
+    # per grant, per activity type, its first attempt's (scheduled, started): what overtook what in matching
+    activity_times: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
     # the activities whose answers make a grant active / confirmed (the floor's: verify_active, verify_revoked)
     active_after: str = "issue_credential"
     confirmed_after: str = "revoke_credential"
@@ -226,9 +228,9 @@ class HistoryScan:
                 spans[f"wft_start_to_complete ({kind})"].append(took)
                 first = False
             elif name == "ACTIVITY_TASK_STARTED":
-                spans["activity_schedule_to_start"].append(
-                    (at - t[ev.activity_task_started_event_attributes.scheduled_event_id]) * 1000
-                )
+                scheduled = ev.activity_task_started_event_attributes.scheduled_event_id
+                spans["activity_schedule_to_start"].append((at - t[scheduled]) * 1000)
+                self.activity_times.setdefault(gid, {}).setdefault(kinds.get(scheduled, "?"), (t[scheduled], at))
             elif name == "ACTIVITY_TASK_SCHEDULED":
                 kinds[ev.event_id] = ev.activity_task_scheduled_event_attributes.activity_type.name
             elif name == "ACTIVITY_TASK_COMPLETED":
