@@ -44,6 +44,10 @@ FIGURES: list[tuple[str, Callable[[dict], float]]] = [
         "revoke step p50 ms",
         lambda r: r["pipeline"]["breakdown_ms"]["grant_expired_to_confirmed (revoke activity)"]["p50"],
     ),
+    # --expiring K: grants that expire into the burst (their own figures, no floor)
+    ("expiring: expiry->confirmed p50 ms", lambda r: r["expiring"]["expiry_to_confirmed_ms"]["p50"]),
+    ("expiring: expiry->confirmed max ms", lambda r: r["expiring"]["expiry_to_confirmed_ms"]["max"]),
+    ("expiring: revoke queued p50 ms", lambda r: r["expiring"]["revoke_schedule_to_start_ms"]["p50"]),
     ("temporal cpu-s", lambda r: r["pipeline"]["cpu"]["ours_cpu_s"]["temporal"]),
     ("worker+api cpu-s", lambda r: r["pipeline"]["cpu"]["ours_cpu_s"]["worker+api (dev up)"]),
     ("openbao cpu-s", lambda r: r["pipeline"]["cpu"]["ours_cpu_s"]["bao"]),
