@@ -1,7 +1,7 @@
 """Taking access away never waits behind giving it (jitaccess/workflows/priority.py). With every
 activity slot taken and issues queued behind it, as when a burst of requests meets a slow provider, a
 grant's revoke at its expiry is the next activity the worker gets. Without the priority it came after
-every issue queued before it, so the credential outlived its grant by the whole backlog.
+every issue queued before it: the revoke, its read-back and its evidence waited for the whole backlog.
 
 On a real Temporal server with one task-queue partition (tests/integration/conftest.py), so the order
 is exact; the grant activities are replaced by name (tests/workflows/mocked_support.py), issues held
