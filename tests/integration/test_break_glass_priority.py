@@ -13,18 +13,11 @@ from temporalio.api.workflowservice.v1 import PollWorkflowTaskQueueRequest
 
 from jitaccess.api.gateway import TemporalWorkflows
 from jitaccess.bootstrap import connect
-from jitaccess.config import load_catalogue, load_users
 from jitaccess.domain.grant import GrantInput
-from jitaccess.domain.policy import AccessRequest, evaluate
-from tests.integration.matching_support import WORKFLOW, wait_queued
+from jitaccess.domain.policy import AccessRequest
+from tests.integration.priority_support import WORKFLOW, grant_input, wait_queued
 
 ROUTINE_BACKLOG = 12
-
-
-def grant_input(settings, request: AccessRequest) -> GrantInput:
-    alice = load_users(settings.users_file)["alice"].principal("alice")
-    decision = evaluate(load_catalogue(settings.catalogue_file), alice, request)
-    return GrantInput(grant_id=f"grant-{uuid.uuid4()}", requester=alice, request=request, decision=decision)
 
 
 async def test_a_break_glass_grant_leaves_a_backlog_of_routine_ones_first(settings, one_partition_temporal):

@@ -24,14 +24,13 @@ from temporalio.worker import Worker
 
 from jitaccess.api.gateway import TemporalWorkflows
 from jitaccess.bootstrap import connect
-from jitaccess.config import load_catalogue, load_users
 from jitaccess.domain import contracts as c
 from jitaccess.domain.credentials import IssueResult
 from jitaccess.domain.grant import GrantInput, IssueRequest
-from jitaccess.domain.policy import AccessRequest, evaluate
+from jitaccess.domain.policy import AccessRequest
 from jitaccess.workers.factory import SANDBOXED_RUNNER
 from jitaccess.workflows.grant import GrantWorkflow
-from tests.integration.matching_support import ACTIVITY, wait_queued
+from tests.integration.priority_support import ACTIVITY, grant_input, wait_queued
 from tests.support import eventually
 from tests.workflows.mocked_support import FakeActivities, install_trust
 
@@ -39,11 +38,8 @@ BACKLOG = 6
 EXPIRING_AFTER = timedelta(seconds=5)  # long enough for the backlog to be queued before it expires
 
 
-def grant_input(settings, duration: timedelta) -> GrantInput:
-    alice = load_users(settings.users_file)["alice"].principal("alice")
-    request = AccessRequest(entitlement="secrets-readonly", duration=duration, reason="removal priority")
-    decision = evaluate(load_catalogue(settings.catalogue_file), alice, request)
-    return GrantInput(grant_id=f"grant-{uuid.uuid4()}", requester=alice, request=request, decision=decision)
+def readonly_grant(settings, duration: timedelta) -> GrantInput:
+    return grant_input(settings, AccessRequest(entitlement="secrets-readonly", duration=duration, reason="removal"))
 
 
 @dataclass
@@ -93,8 +89,8 @@ async def test_a_revoke_at_expiry_leaves_a_backlog_of_issues_first(settings, one
     client = await connect(settings)
     workflows = TemporalWorkflows(client, settings)
     install_trust(command_keys)
-    expiring = grant_input(settings, EXPIRING_AFTER)
-    holder, *backlog = [grant_input(settings, timedelta(minutes=5)) for _ in range(BACKLOG + 1)]
+    expiring = readonly_grant(settings, EXPIRING_AFTER)
+    holder, *backlog = [readonly_grant(settings, timedelta(minutes=5)) for _ in range(BACKLOG + 1)]
     fakes = GatedIssues(let_through={expiring.grant_id})
     worker = Worker(
         client,
