@@ -8,8 +8,8 @@ They are left out of every other figure.
 Issues queue for slots when the provider is slow (each holds a slot for its calls) or the slots are
 few; `--activity-slots S` gives the worker S (JITACCESS_MAX_CONCURRENT_ACTIVITIES), so a burst on a
 fast local OpenBao queues as one on a slow provider would. Without removal priority a revoke waits
-behind every issue queued before it, and with an IAM group (no TTL of its own) the membership
-outlives its grant by that wait."""
+behind every issue queued before it, and with it the read-back and `revocation.confirmed` (the
+access itself ends by the provider's TTL or the expiry backstop either way)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ async def start_expiring(stack, k: int, entitlement: Callable[[int], str], timeo
         expiries = [_expires_at(ledger, gid) for gid in ids]
     finally:
         ledger.close()
-    return {"k": k, "grant_ids": list(ids), "first_expiry": min(expiries), "last_expiry": max(expiries)}
+    return {"k": k, "grant_ids": list(ids), "first_expiry": min(expiries)}
 
 
 def _expires_at(ledger, grant_id: str) -> float:
