@@ -187,14 +187,6 @@ def arguments() -> argparse.Namespace:
         help="the worker's activity slots (JITACCESS_MAX_CONCURRENT_ACTIVITIES; default 0: the product's, 64): "
         "few slots queue a burst's issues as a slow provider would",
     )
-    ap.add_argument(
-        "--new-work-slots",
-        type=int,
-        default=0,
-        metavar="K",
-        help="of the worker's workflow-task slots, at most K take new grants from the task queue at once "
-        "(JITACCESS_NEW_WORKFLOW_TASK_SLOTS; default 0: the product's default)",
-    )
     ap.add_argument("--concurrency", type=int, default=32, help="HTTP connection limit for the requests")
     ap.add_argument(
         "--timeout", type=float, default=None, help="max seconds to wait for all revocations (default TTL+60+N)"
@@ -371,7 +363,6 @@ def main() -> int:
         "ttl_s": ttl,
         "concurrency": args.concurrency,
         "activity_slots": args.activity_slots or None,
-        "new_work_slots": args.new_work_slots or None,
         "started": started.isoformat(),
         "git": git_rev(),
         "jitaccess_imported_from": jitaccess_source(),
@@ -389,8 +380,6 @@ def main() -> int:
     catalogue = write_catalogue(workdir / "bench-catalogue.yaml", args.provider, n + args.expiring)
     if args.activity_slots:  # dev up's worker reads it (the Stack passes this environment on)
         os.environ["JITACCESS_MAX_CONCURRENT_ACTIVITIES"] = str(args.activity_slots)
-    if args.new_work_slots:
-        os.environ["JITACCESS_NEW_WORKFLOW_TASK_SLOTS"] = str(args.new_work_slots)
     if args.active:
         stack = Stack(workdir, catalogue, args.bytecode, args.ledger, args.watch_stalls)
         try:

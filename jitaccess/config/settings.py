@@ -197,9 +197,6 @@ class Settings(BaseSettings):
     # (None: the SDK's default, 100). 500 keeps 10,000 held grants within 512 MB (bench/README.md).
     max_cached_workflows: int = Field(default=500, ge=0)
     max_concurrent_workflow_tasks: int | None = Field(default=None, ge=2)
-    # Of those, how many may take new work (a new grant's first task, or a run no worker has cached)
-    # from the task queue at once; the rest serve grants under way (jitaccess.workers.slots). 0: no cap.
-    new_workflow_task_slots: int = Field(default=0, ge=0)
     # Run workflow code in Temporal's sandbox (a runtime determinism check that re-creates each
     # workflow's module environment). Off by default: our workflow code is pure and every test and
     # the replay test run it sandboxed (tests/conftest.py), while production saves the sandbox's

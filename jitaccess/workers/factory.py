@@ -12,19 +12,16 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import (
-    FixedSizeSlotSupplier,
     Interceptor,
     PatchActivationInput,
     PollerBehaviorSimpleMaximum,
     UnsandboxedWorkflowRunner,
     Worker,
-    WorkerTuner,
     WorkflowRunner,
 )
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from jitaccess.config import Settings
-from jitaccess.workers.slots import NewWorkPacedSlots
 from jitaccess.workflows import patches
 from jitaccess.workflows.checkpoint import CheckpointWorkflow
 from jitaccess.workflows.grant import GrantWorkflow
@@ -68,8 +65,9 @@ def new_worker(
         workflows=list(workflows),
         activities=list(activities),
         activity_executor=ThreadPoolExecutor(settings.max_concurrent_activities),
-        tuner=slot_tuner(settings),
+        max_concurrent_activities=settings.max_concurrent_activities,
         max_cached_workflows=settings.max_cached_workflows,
+        max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
         workflow_runner=workflow_runner(settings),
         # a dead worker's sticky queue holds a fired timer's task only this long (default 10 s)
         sticky_queue_schedule_to_start_timeout=settings.sticky_schedule_to_start_timeout,
@@ -80,24 +78,6 @@ def new_worker(
         interceptors=list(interceptors),
         patch_activation_callback=patch_baseline_gate(settings),
     )
-
-
-def slot_tuner(settings: Settings) -> WorkerTuner:
-    """The worker's task slots: activities and workflow tasks as settings say; of the workflow-task
-    slots, at most `new_workflow_task_slots` take new work from the task queue (workers/slots.py)."""
-    workflow_slots = settings.max_concurrent_workflow_tasks or DEFAULT_WORKFLOW_TASK_SLOTS
-    paced = settings.new_workflow_task_slots
-    return WorkerTuner.create_composite(
-        workflow_supplier=NewWorkPacedSlots(workflow_slots, min(paced, workflow_slots))
-        if paced
-        else FixedSizeSlotSupplier(workflow_slots),
-        activity_supplier=FixedSizeSlotSupplier(settings.max_concurrent_activities),
-        local_activity_supplier=FixedSizeSlotSupplier(DEFAULT_WORKFLOW_TASK_SLOTS),
-        nexus_supplier=FixedSizeSlotSupplier(DEFAULT_WORKFLOW_TASK_SLOTS),
-    )
-
-
-DEFAULT_WORKFLOW_TASK_SLOTS = 100  # the SDK's default for every kind of slot
 
 
 def patch_baseline_gate(settings: Settings) -> Callable[[PatchActivationInput], bool]:
