@@ -180,6 +180,8 @@ class HistoryScan:
     # per grant, its history from the first workflow task's start to the task after the issue's
     # answer (active): (ms since the first task began, event name), to split the slowest grants' time
     to_active: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
+    # per grant, when its first workflow task began (epoch s): where in the burst the slow ones fall
+    first_task_at: dict[str, float] = field(default_factory=dict)
     # per grant, per activity type, its first attempt's (scheduled, started): what overtook what in matching
     activity_times: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
     # the activities whose answers make a grant active / confirmed (the floor's: verify_active, verify_revoked)
@@ -253,6 +255,8 @@ class HistoryScan:
                 self.bad[name] += 1
                 self.bad_grants.setdefault(gid, []).append(name)
         self.to_active[gid] = path if self.active_after in after else []
+        if began is not None:
+            self.first_task_at[gid] = began
 
 
 def path_segments(path: list[tuple[float, str]]) -> dict[str, float]:
@@ -261,9 +265,12 @@ def path_segments(path: list[tuple[float, str]]) -> dict[str, float]:
     return {f"{i:02d} → {name}": b - a for i, ((a, _), (b, name)) in enumerate(zip(path, path[1:]), 1)}
 
 
-def slowest_to_active(to_active: dict[str, list[tuple[float, str]]], share: float = 0.05) -> dict:
+def slowest_to_active(
+    to_active: dict[str, list[tuple[float, str]]], first_task_at: dict[str, float], share: float = 0.05
+) -> dict:
     """Where the slowest `share` of grants' first task → active goes: the mean of each span over
-    the slowest, and over the rest."""
+    the slowest, and over the rest; and when in the burst their first tasks began, with first task →
+    active per second of the burst (by when each grant's first task began)."""
     done = {g: p for g, p in to_active.items() if p and p[-1][1] == "WORKFLOW_TASK_STARTED"}
     if not done:
         return {}
@@ -272,12 +279,21 @@ def slowest_to_active(to_active: dict[str, list[tuple[float, str]]], share: floa
     mean = lambda gs: {
         name: sum(path_segments(done[g]).get(name, 0.0) for g in gs) / len(gs) for name in path_segments(done[gs[-1]])
     }
-    return {
+    out = {
         "grants": len(order),
         "slowest": k,
         "slowest_mean_ms": mean(order[-k:]),
         "rest_mean_ms": mean(order[:-k]),
     }
+    began = {g: first_task_at[g] for g in order if g in first_task_at}
+    if began:
+        zero = min(began.values())
+        out["slowest_began_s"] = sorted(round(began[g] - zero, 2) for g in order[-k:] if g in began)
+        by_second: dict[int, list[float]] = {}
+        for g, at in began.items():
+            by_second.setdefault(int(at - zero), []).append(done[g][-1][0])
+        out["by_second"] = {s: summary(v) for s, v in sorted(by_second.items())}
+    return out
 
 
 async def scan_histories(address: str, grant_ids: list[str] | None = None, scan: HistoryScan | None = None) -> dict:
@@ -306,7 +322,7 @@ async def scan_histories(address: str, grant_ids: list[str] | None = None, scan:
         "examples": dict(list(scan.bad_grants.items())[:5]),
         "_started": scan.started,
         "_task_after": scan.task_after,
-        "slowest_to_active": slowest_to_active(scan.to_active),
+        "slowest_to_active": slowest_to_active(scan.to_active, scan.first_task_at),
     }
 
 

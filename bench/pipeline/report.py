@@ -153,6 +153,12 @@ def report_slowest(sl: dict | None, prefix: str) -> None:
     )
     for k, v in sl["slowest_mean_ms"].items():
         log(f"    {k:<58} {v:7.1f}  {sl['rest_mean_ms'].get(k, 0.0):7.1f}")
+    if sl.get("slowest_began_s"):
+        log(f"    the slowest's first tasks began at (s into the burst): {sl['slowest_began_s']}")
+        for second, f in sl["by_second"].items():
+            log(
+                f"    second {second:>3}: {f['n']:4d} grants, first task → active p50 {f['p50']:.0f} max {f['max']:.0f} ms"
+            )
 
 
 def report_floor(res: dict) -> None:
