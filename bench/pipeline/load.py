@@ -231,6 +231,7 @@ async def run_pipeline(
             "samples": len(progress.rss_samples),
         },
         "cpu": cpu_use,
+        "cores_busy_each_second": [{"t": t, "machine": m, "worker+api": w} for t, m, w in progress.busy_samples],
         "outlive": stretched,
         "break_glass_probe": probed,
         "temporal": temporal,

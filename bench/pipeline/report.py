@@ -117,6 +117,12 @@ def report_resources(p: dict, b: dict) -> None:
     )
     for f in cu.get("foreign_top", [])[:3]:
         log(f"  foreign: {f['cpu_s']:.1f} cpu-s {f['process']}")
+    if busy := p.get("cores_busy_each_second"):
+        log(
+            f"cores busy each second (machine / worker+api, of {cu['cores']}): "
+            + "  ".join(f"{b['machine']:.1f}/{b['worker+api']:.1f}" for b in busy[:12])
+            + (" ..." if len(busy) > 12 else "")
+        )
     log(
         f"bare provider lifecycles/s  hvac {b['hvac']['calls_per_lifecycle']} calls {b['hvac']['lifecycles_per_s']:.1f}   "
         f"VaultTokenProvider {b['provider']['calls_per_lifecycle']} calls {b['provider']['lifecycles_per_s']:.1f}"

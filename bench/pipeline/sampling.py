@@ -175,6 +175,9 @@ class Progress:
     """What watching the pipeline saw: worker RSS over time, ledger read errors, when it ended."""
 
     rss_samples: list[tuple[float, int]] = field(default_factory=list)
+    # each second: (t, cores the whole machine was busy, cores the worker+API process was): whether
+    # the cores were saturated while the burst ran, and when
+    busy_samples: list[tuple[float, float, float]] = field(default_factory=list)
     read_errors: Counter = field(default_factory=Counter)
     revoked_seen_at: float | None = None
 
@@ -228,8 +231,19 @@ async def watch(
     progress = Progress()
     deadline = time.monotonic() + timeout
     last_print = 0.0
+    before = (time.monotonic(), machine_busy_seconds(), cpu_seconds(pid))
     while True:
         await asyncio.sleep(1.0)
+        now_busy = (time.monotonic(), machine_busy_seconds(), cpu_seconds(pid))
+        dt = now_busy[0] - before[0]
+        progress.busy_samples.append(
+            (
+                round(time.time() - t0, 1),
+                round((now_busy[1] - before[1]) / dt, 2),
+                round((now_busy[2] - before[2]) / dt, 2),
+            )
+        )
+        before = now_busy
         rss = proc_status(pid).get("VmRSS")
         if rss:
             progress.rss_samples.append((time.time() - t0, rss))
