@@ -40,6 +40,20 @@ FIGURES: list[tuple[str, Callable[[dict], float]]] = [
     ("request->active p99 ms", lambda r: r["pipeline"]["request_to_active_ms"]["p99"]),
     ("expiry->confirmed p99 ratio", lambda r: _expiry(r, "p99")),
     ("expiry->confirmed max ratio", lambda r: _expiry(r, "max")),
+    # --burst-floor: against the floor with the pipeline's arrival (its starts --concurrency at a time)
+    ("same arrival: lifecycles/s ratio", lambda r: r["ratios"]["throughput_pipeline_over_floor_same_arrival"]),
+    (
+        "same arrival: first task->active p50 ratio",
+        lambda r: r["ratios"]["first_task_to_active_p50_pipeline_over_floor_same_arrival"],
+    ),
+    (
+        "same arrival: first task->active p99 ratio",
+        lambda r: r["ratios"]["first_task_to_active_p99_pipeline_over_floor_same_arrival"],
+    ),
+    (
+        "same arrival: expiry->confirmed p99 ratio",
+        lambda r: r["ratios"]["expiry_to_confirmed_p99_pipeline_over_floor_same_arrival"],
+    ),
     (
         "revoke step p50 ms",
         lambda r: r["pipeline"]["breakdown_ms"]["grant_expired_to_confirmed (revoke activity)"]["p50"],

@@ -47,7 +47,7 @@ from pipeline.active import run_active
 from pipeline.analysis import scan_logs
 from pipeline.catalogue import VAULT_ENTITLEMENT, create_iam_groups, iam_entitlement, write_catalogue
 from pipeline.expiring import EXPIRING_TTL, expiring_figures, start_expiring, wait_until_burst
-from pipeline.load import FLOOR_SCRIPT, bare_hvac, bare_provider, run_floor, run_pipeline
+from pipeline.load import FLOOR_SCRIPT, bare_hvac, bare_provider, floor_with_arrival, run_floor, run_pipeline
 from pipeline.report import first_task_to_active, fmt, ratio, report
 from pipeline.sampling import proc_status, wait_quiet
 from pipeline.sequential import run_sequential
@@ -83,6 +83,12 @@ def arguments() -> argparse.Namespace:
     ap.add_argument("n", nargs="?", type=int, default=200, help="concurrent grants (default 200)")
     ap.add_argument("ttl", nargs="?", type=int, default=5, help="grant duration in seconds (default 5)")
     ap.add_argument("--floor", action="store_true", help=f"also run {FLOOR_SCRIPT} N TTL after the stack is stopped")
+    ap.add_argument(
+        "--burst-floor",
+        action="store_true",
+        help="with --floor, also run the floor with the pipeline's arrival: its starts --concurrency at a time, "
+        "as the pipeline's requests come, instead of one after another (only that line of floor.py changed)",
+    )
     ap.add_argument(
         "--provider",
         choices=["vault", "iam"],
@@ -327,26 +333,29 @@ def measure_active(stack: Stack, args: argparse.Namespace, res: dict) -> bool:
 
 
 def ratios(res: dict) -> dict:
-    p, b, fl = res["pipeline"], res["bare"], res.get("floor") or {}
+    p, b = res["pipeline"], res["bare"]
     out = {
         "pipeline_over_bare_provider": ratio(p["lifecycles_per_s"], b["provider"]["lifecycles_per_s"]),
         "pipeline_over_bare_hvac": ratio(p["lifecycles_per_s"], b["hvac"]["lifecycles_per_s"]),
     }
-    if "lifecycles_per_s" in fl:
-        out.update(
-            {
-                "throughput_pipeline_over_floor": ratio(p["lifecycles_per_s"], fl["lifecycles_per_s"]),
-                "request_to_active_p50_pipeline_over_floor": ratio(
+    for name in ("floor", "floor_same_arrival"):
+        fl = res.get(name) or {}
+        if "lifecycles_per_s" in fl:
+            out |= {
+                f"throughput_pipeline_over_{name}": ratio(p["lifecycles_per_s"], fl["lifecycles_per_s"]),
+                f"request_to_active_p50_pipeline_over_{name}": ratio(
                     (p["request_to_active_ms"] or {}).get("p50"), fl["request_to_active_ms"]["p50"]
                 ),
-                "first_task_to_active_p50_pipeline_over_floor": ratio(
+                f"first_task_to_active_p50_pipeline_over_{name}": ratio(
                     first_task_to_active(p).get("p50"), fl["request_to_active_ms"]["p50"]
                 ),
-                "expiry_to_confirmed_p99_pipeline_over_floor": ratio(
+                f"first_task_to_active_p99_pipeline_over_{name}": ratio(
+                    first_task_to_active(p).get("p99"), fl["request_to_active_ms"]["p99"]
+                ),
+                f"expiry_to_confirmed_p99_pipeline_over_{name}": ratio(
                     (p["expiry_to_confirmed_ms"] or {}).get("p99"), fl["expiry_to_confirmed_ms"]["p99"]
                 ),
             }
-        )
     return out
 
 
@@ -406,6 +415,9 @@ def main() -> int:
     if args.floor:
         res["machine_busy_before_floor"] = wait_quiet(args.quiet, args.quiet_wait, "the floor")
         res["floor"] = run_floor(n, ttl)
+        if args.burst_floor:
+            res["machine_busy_before_floor_same_arrival"] = wait_quiet(args.quiet, args.quiet_wait, "the floor")
+            res["floor_same_arrival"] = run_floor(n, ttl, floor_with_arrival(args.concurrency, workdir))
     res["ratios"] = ratios(res)
     report(res)
     RESULTS.mkdir(parents=True, exist_ok=True)

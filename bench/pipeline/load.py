@@ -298,8 +298,37 @@ async def probe_figures(address: str, rec: dict, started: dict[str, float]) -> d
 
 
 # --------------------------------------------------------------------------- the floor
-def run_floor(n: int, ttl: int) -> dict:
-    log(f"\n== floor: {sys.executable} {FLOOR_SCRIPT} {n} {ttl}")
+# floor.py starts its workflows one after another, each awaited; the pipeline's requests arrive
+# `--concurrency` at a time. The floor with the pipeline's arrival is floor.py with only that line
+# changed (so its workflow, activities, servers and figures stay the floor's own).
+FLOOR_SEQUENTIAL_STARTS = (
+    'hs = [await client.start_workflow(FloorGrant.run, args=[f"g-{i}", ttl], '
+    'id=f"g-{i}-{time.time_ns()}", task_queue="floor") for i in range(n)]'
+)
+FLOOR_CONCURRENT_STARTS = """sem = asyncio.Semaphore({concurrency})  # the pipeline's arrival: this many starts in flight at once
+
+                async def start(i):
+                    async with sem:
+                        return await client.start_workflow(FloorGrant.run, args=[f"g-{{i}}", ttl], id=f"g-{{i}}-{{time.time_ns()}}", task_queue="floor")
+
+                hs = await asyncio.gather(*[start(i) for i in range(n)])"""
+
+
+def floor_with_arrival(concurrency: int, into: Path) -> Path:
+    """floor.py, its starts made `concurrency` at a time as the pipeline's requests are (written to `into`)."""
+    source = FLOOR_SCRIPT.read_text()
+    if FLOOR_SEQUENTIAL_STARTS not in source:
+        raise SystemExit(
+            f"--burst-floor: {FLOOR_SCRIPT} no longer starts its workflows with the line this bench replaces "
+            f"(bench/pipeline/load.py, FLOOR_SEQUENTIAL_STARTS); update it to the floor's new start loop"
+        )
+    script = into / "floor_same_arrival.py"
+    script.write_text(source.replace(FLOOR_SEQUENTIAL_STARTS, FLOOR_CONCURRENT_STARTS.format(concurrency=concurrency)))
+    return script
+
+
+def run_floor(n: int, ttl: int, script: Path = FLOOR_SCRIPT) -> dict:
+    log(f"\n== floor: {sys.executable} {script} {n} {ttl}")
     import resource
 
     t = time.time()
@@ -308,7 +337,7 @@ def run_floor(n: int, ttl: int) -> dict:
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         p = subprocess.run(
-            [sys.executable, str(FLOOR_SCRIPT), str(n), str(ttl)],
+            [sys.executable, str(script), str(n), str(ttl)],
             capture_output=True,
             text=True,
             timeout=max(600, ttl + 10 * n),

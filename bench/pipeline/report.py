@@ -168,12 +168,22 @@ def report_slowest(sl: dict | None, prefix: str) -> None:
 
 
 def report_floor(res: dict) -> None:
-    """The pipeline against the floor, measured in the same session."""
+    """The pipeline against the floor, and against the floor with the pipeline's arrival (--burst-floor)."""
+    report_against(res, res.get("floor"), "floor (same session)")
+    if "floor_same_arrival" in res:
+        report_against(
+            res,
+            res["floor_same_arrival"],
+            f"the floor with the pipeline's arrival ({res['concurrency']} starts in flight, same session)",
+        )
+
+
+def report_against(res: dict, fl: dict | None, title: str) -> None:
+    """The pipeline against one run of the floor."""
     p, b = res["pipeline"], res["bare"]
     lps = p["lifecycles_per_s"]
-    fl = res.get("floor")
     if fl and "lifecycles_per_s" in fl:
-        log("\n== pipeline vs floor (same session)")
+        log(f"\n== pipeline vs {title}")
         log(f"{'':{NAME_WIDTH}}{'pipeline':>10}{'floor':>10}{'ratio':>8}")
         first_task = first_task_to_active(p)
         rows = [
