@@ -86,8 +86,8 @@ def arguments() -> argparse.Namespace:
     ap.add_argument(
         "--burst-floor",
         action="store_true",
-        help="with --floor, also run the floor with the pipeline's arrival: its starts --concurrency at a time, "
-        "as the pipeline's requests come, instead of one after another (only that line of floor.py changed)",
+        help="also run the floor with the pipeline's arrival (implies --floor): its starts --concurrency at a "
+        "time, as the pipeline's requests come, instead of one after another (only that line of floor.py changed)",
     )
     ap.add_argument(
         "--provider",
@@ -361,6 +361,7 @@ def ratios(res: dict) -> dict:
 
 def main() -> int:
     args = arguments()
+    args.floor = args.floor or args.burst_floor
     if args.active:
         args.n, args.ttl, args.floor = args.active, args.active_ttl, False
     n, ttl = args.n, args.ttl

@@ -120,7 +120,7 @@ def report_resources(p: dict, b: dict) -> None:
     if busy := p.get("cores_busy_each_second"):
         log(
             f"cores busy each second (machine / worker+api, of {cu['cores']}): "
-            + "  ".join(f"{b['machine']:.1f}/{b['worker+api']:.1f}" for b in busy[:12])
+            + "  ".join(f"{s['machine']:.1f}/{s['worker+api']:.1f}" for s in busy[:12])
             + (" ..." if len(busy) > 12 else "")
         )
     log(
