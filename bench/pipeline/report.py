@@ -230,4 +230,4 @@ def report_against(res: dict, fl: dict | None, title: str) -> None:
         )
         report_slowest(fl.get("temporal", {}).get("slowest_to_active"), "floor's histories: ")
     elif fl:
-        log(f"\nfloor did not report figures (returncode {fl.get('returncode')})")
+        log(f"\n{title}: the floor did not report figures (returncode {fl.get('returncode')})")
